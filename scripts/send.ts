@@ -1,0 +1,51 @@
+/**
+ * `deno task send [--count N]`: produces the old bridge's three example events (and N more) to the
+ * broker at KAFKA_BOOTSTRAP_SERVERS, or to the local broker (started if need be).
+ */
+import { parseArgs } from "node:util";
+import { Buffer } from "node:buffer";
+import { Partitioners } from "kafkajs";
+import { readDotEnv } from "../src/config/dotenv.ts";
+import { loadSettings } from "../src/config/settings.ts";
+import { FatalError } from "../src/errors.ts";
+import { exampleEvents } from "../src/examples.ts";
+import { ensureLocalBroker } from "../src/infra/local_broker.ts";
+import { createKafka } from "../src/kafka/client.ts";
+
+try {
+  const { values } = parseArgs({ args: Deno.args, options: { count: { type: "string", default: "0" } } });
+  const count = Number(values.count);
+  if (!Number.isInteger(count) || count < 0) throw new FatalError(`--count: "${values.count}" is not a whole number`);
+  const settings = loadSettings({ ...await readDotEnv(".env"), ...Deno.env.toObject() });
+  const brokers = settings.bootstrapServers ??
+    [(await ensureLocalBroker({ log: (line) => console.error(`kafka: ${line}`) })).bootstrap];
+  const producer = createKafka(settings, brokers).producer({
+    allowAutoTopicCreation: true,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
+  try {
+    await producer.connect();
+  } catch (error) {
+    throw new FatalError(`cannot reach Kafka at ${brokers.join(",")}: ${(error as Error).message}`);
+  }
+  const events = exampleEvents(count);
+  const byTopic = Map.groupBy(events, (event) => event.topic);
+  for (const [topic, list] of byTopic) {
+    for (let i = 0; i < list.length; i += 500) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: list.slice(i, i + 500).map((event) => ({
+          key: event.key,
+          value: Buffer.from(JSON.stringify(event.value)),
+        })),
+      });
+    }
+    console.log(`sent ${list.length} event${list.length === 1 ? "" : "s"} to ${topic}`);
+  }
+  await producer.disconnect();
+} catch (error) {
+  if (!(error instanceof FatalError)) throw error;
+  for (const line of error.lines) console.error(line);
+  Deno.exit(error.exitCode);
+}

@@ -1,0 +1,174 @@
+/**
+ * One A2A `message/send` call over JSON-RPC 2.0, classified: a reply, or a {@link StageFailure}
+ * that says whether a retry can help. A `Task` result that is not finished is polled with
+ * `tasks/get` until it ends or the call's time runs out.
+ *
+ * @example
+ * ```ts
+ * import { sendMessage } from "./send_message.ts";
+ * const outcome = await sendMessage({
+ *   url: "http://localhost:9000/v1/a2a/my-prompt",
+ *   token: undefined,
+ *   message: { kind: "message", role: "user", messageId: "m-1", parts: [{ kind: "text", text: "hi" }] },
+ *   timeoutMs: 30_000,
+ * });
+ * if ("reply" in outcome) console.log(outcome.reply.text);
+ * ```
+ */
+import type { Message, Part, Task } from "@a2a-js/sdk";
+import { failure, type StageFailure } from "../errors.ts";
+
+/** What a successful call returns. */
+export interface A2AReply {
+  text: string;
+  parts: Part[];
+  taskId: string | null;
+  contextId: string | null;
+}
+
+export interface SendMessageRequest {
+  url: string;
+  token: string | undefined;
+  message: Message;
+  timeoutMs: number;
+  /** Cancels the call (on shutdown); counts as a transient failure. */
+  signal?: AbortSignal;
+}
+
+const TERMINAL_FAILURES = new Set(["failed", "canceled", "rejected"]);
+const NEEDS_INPUT = new Set(["input-required", "auth-required"]);
+
+/** Sends one message; never throws for anything the agent or the network does. */
+export async function sendMessage(
+  request: SendMessageRequest,
+): Promise<{ reply: A2AReply } | { failure: StageFailure }> {
+  const deadline = Date.now() + request.timeoutMs;
+  const first = await rpc(request, deadline, "message/send", {
+    message: request.message,
+    configuration: { blocking: true, acceptedOutputModes: ["text/plain", "application/json"] },
+  });
+  if ("failure" in first) return first;
+  let result = first.result as Message | Task;
+  for (let pause = 250; result?.kind === "task" && !isFinal(result); pause = Math.min(pause * 2, 5_000)) {
+    if (Date.now() + pause >= deadline) {
+      return {
+        failure: failure(
+          "invoke",
+          "transient",
+          `task ${result.id} still ${result.status.state} after ${request.timeoutMs} ms`,
+        ),
+      };
+    }
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    const polled = await rpc(request, deadline, "tasks/get", { id: result.id });
+    if ("failure" in polled) return polled;
+    result = polled.result as Task;
+  }
+  return readResult(result);
+}
+
+function isFinal(task: Task): boolean {
+  const state = task.status.state;
+  return state === "completed" || TERMINAL_FAILURES.has(state) || NEEDS_INPUT.has(state);
+}
+
+function textOf(parts: readonly Part[] | undefined): string {
+  return (parts ?? []).flatMap((part) => part.kind === "text" ? [part.text] : []).join("\n");
+}
+
+function readResult(result: Message | Task | undefined): { reply: A2AReply } | { failure: StageFailure } {
+  if (result?.kind === "message") {
+    return {
+      reply: {
+        text: textOf(result.parts),
+        parts: result.parts,
+        taskId: result.taskId ?? null,
+        contextId: result.contextId ?? null,
+      },
+    };
+  }
+  if (result?.kind === "task") {
+    const state = result.status.state;
+    const statusText = textOf(result.status.message?.parts);
+    if (state !== "completed") {
+      return {
+        failure: failure(
+          "invoke",
+          "permanent",
+          `task ${result.id} ended ${state}${statusText ? `: ${statusText}` : ""}`,
+        ),
+      };
+    }
+    const parts = (result.artifacts ?? []).flatMap((artifact) => artifact.parts);
+    const replyParts = parts.length ? parts : result.status.message?.parts ?? [];
+    return {
+      reply: { text: textOf(replyParts), parts: replyParts, taskId: result.id, contextId: result.contextId ?? null },
+    };
+  }
+  return { failure: failure("invoke", "permanent", "agent result is neither a Message nor a Task") };
+}
+
+async function rpc(
+  request: SendMessageRequest,
+  deadline: number,
+  method: string,
+  params: unknown,
+): Promise<{ result: unknown } | { failure: StageFailure }> {
+  const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+  const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
+  let response: Response;
+  try {
+    response = await fetch(request.url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json",
+        ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: crypto.randomUUID(), method, params }),
+      signal,
+    });
+  } catch (error) {
+    const reason = timeout.aborted
+      ? `no answer within ${request.timeoutMs} ms`
+      : signal.aborted
+      ? "call cancelled"
+      : `cannot reach the agent: ${(error as Error).message}`;
+    return { failure: failure("invoke", "transient", reason) };
+  }
+  const body = await response.text().catch(() => "");
+  if (!response.ok) {
+    const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
+    const reason = `HTTP ${response.status} ${response.statusText}${body ? `: ${body.slice(0, 200)}` : ""}`;
+    return {
+      failure: failure("invoke", retryable ? "transient" : "permanent", reason, {
+        retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+      }),
+    };
+  }
+  let payload: { result?: unknown; error?: { code?: number; message?: string } };
+  try {
+    payload = JSON.parse(body);
+  } catch {
+    return { failure: failure("invoke", "permanent", `agent answered with invalid JSON: ${body.slice(0, 200)}`) };
+  }
+  if (payload.error) {
+    return {
+      failure: failure(
+        "invoke",
+        "permanent",
+        `JSON-RPC error ${payload.error.code ?? "?"}: ${payload.error.message ?? "no message"}`,
+      ),
+    };
+  }
+  return { result: payload.result };
+}
+
+/** `Retry-After` as seconds or an HTTP date, in milliseconds; `undefined` when absent or unreadable. */
+export function parseRetryAfter(header: string | null, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}

@@ -1,0 +1,209 @@
+/**
+ * The bridge: source → dispatch → decode → match → transform → invoke → publish, with offsets
+ * committed only for messages whose every outcome the broker has acknowledged.
+ *
+ * @example
+ * ```ts
+ * import { startBridge } from "./bridge.ts";
+ * // const bridge = await startBridge({ kafka, pipelines, settings, archestraUrl: "http://localhost:9000" });
+ * // Deno.addSignalListener("SIGTERM", () => bridge.stop());
+ * // await bridge.done;
+ * ```
+ */
+import { getLogger } from "@logtape/logtape";
+import { type Kafka, Partitioners } from "kafkajs";
+import type { Settings } from "./config/settings.ts";
+import { dispatch, pipelinesFor } from "./dispatch.ts";
+import { errorMessage, FatalError } from "./errors.ts";
+import { KafkaSource } from "./kafka/source.ts";
+import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
+import { outputTopicTest } from "./kafka/topics.ts";
+import type { Job, Pipeline } from "./model.ts";
+import { OffsetTracker } from "./offsets.ts";
+import { decode } from "./stages/decode.ts";
+import { invoke } from "./stages/invoke.ts";
+import { match } from "./stages/match.ts";
+import { type Outcome, publish } from "./stages/publish.ts";
+import { transform } from "./stages/transform.ts";
+
+const log = getLogger(["agentstream", "bridge"]);
+
+export interface BridgeOptions {
+  kafka: Kafka;
+  /** For messages only: where the kafka client connects. */
+  brokers: readonly string[];
+  pipelines: readonly Pipeline[];
+  settings: Pick<
+    Settings,
+    "groupId" | "topics" | "autoOffsetReset" | "topicRefreshMs" | "commitIntervalMs" | "archestraToken"
+  >;
+  archestraUrl: string;
+  /** How long a stop waits for agent calls in flight before it abandons them. */
+  shutdownGraceMs?: number;
+}
+
+/** Counters of what the bridge did, by outcome. */
+export interface BridgeStats {
+  consumed: number;
+  replied: number;
+  deadLettered: number;
+  skipped: number;
+  abandoned: number;
+  commits: number;
+}
+
+export interface Bridge {
+  readonly stats: Readonly<BridgeStats>;
+  /** The topics consumed now. */
+  readonly topics: () => readonly string[];
+  /** Matches globs against the broker's topics now, instead of at the next refresh. */
+  refreshTopics(): Promise<void>;
+  /** Stops fetching, finishes (or after the grace period abandons) work in flight, commits, disconnects. */
+  stop(): Promise<void>;
+  /** Settles when the bridge has stopped: rejects with the reason it had to stop by itself. */
+  readonly done: Promise<void>;
+}
+
+/** Connects to Kafka and starts consuming. Throws a {@link FatalError} when Kafka cannot be reached. */
+export async function startBridge(options: BridgeOptions): Promise<Bridge> {
+  const { kafka, pipelines, settings } = options;
+  const admin = kafka.admin();
+  const producer = kafka.producer({ allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
+  try {
+    await admin.connect();
+    await producer.connect();
+  } catch (error) {
+    await Promise.allSettled([admin.disconnect(), producer.disconnect()]);
+    throw new FatalError(`cannot reach Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
+  }
+
+  const stats: BridgeStats = { consumed: 0, replied: 0, deadLettered: 0, skipped: 0, abandoned: 0, commits: 0 };
+  const tracker = new OffsetTracker();
+  const stopping = Promise.withResolvers<void>();
+  const abort = new AbortController();
+  let committing = Promise.resolve();
+
+  const commit = () => {
+    committing = committing.then(async () => {
+      const offsets = tracker.committable();
+      if (!offsets.length) return;
+      try {
+        await source.commit(offsets);
+        tracker.markCommitted(offsets);
+        stats.commits++;
+        log.debug("committed {offsets}", { offsets });
+      } catch (error) {
+        log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
+      }
+    });
+    return committing;
+  };
+
+  const subscriptions = settings.topics ?? [...new Set(pipelines.flatMap((p) => p.topics))];
+  const source = new KafkaSource({
+    kafka,
+    admin,
+    groupId: settings.groupId,
+    subscriptions,
+    isOutput: outputTopicTest(pipelines),
+    fromBeginning: settings.autoOffsetReset === "earliest",
+    refreshMs: settings.topicRefreshMs,
+    onBatch: (batch) => {
+      const outcomes = pipelinesFor(pipelines, batch.topic).length;
+      for (const record of batch.records) tracker.register(batch.topic, batch.partition, record.offset, outcomes);
+      stats.consumed += batch.records.length;
+    },
+    drain: async () => {
+      await Promise.race([tracker.idle(), stopping.promise]);
+      await commit();
+    },
+    onSubscribe: (topics) => ensureOutputTopics(admin, pipelines, topics),
+  });
+
+  const record = (job: Job, outcome: Outcome) => {
+    const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset: job.ctx.offset };
+    switch (outcome) {
+      case "replied":
+        stats.replied++;
+        log.info("reply from {route} for {topic}@{offset} in {latencyMs} ms: {preview}", {
+          ...where,
+          partition: job.ctx.partition,
+          latencyMs: job.reply!.latencyMs,
+          attempts: job.reply!.attempts,
+          preview: job.reply!.text.slice(0, 200),
+        });
+        break;
+      case "dead-lettered":
+        stats.deadLettered++;
+        log.warn("dead-lettered {topic}@{offset}: {stage} {class}: {reason}", {
+          ...where,
+          stage: job.failure!.stage,
+          class: job.failure!.class,
+          reason: job.failure!.message,
+        });
+        break;
+      case "skipped":
+        stats.skipped++;
+        log.debug("no route matched {topic}@{offset} in {pipeline}: skipped", where);
+        break;
+      case "abandoned":
+        stats.abandoned++;
+        return; // not done: stays uncommitted and is consumed again next time
+    }
+    tracker.done(job.ctx.topic, job.ctx.partition, job.ctx.offset);
+  };
+
+  const outcomes = publish(
+    invoke(transform(match(decode(dispatch(source.batches(), pipelines)))), {
+      archestraUrl: options.archestraUrl,
+      archestraToken: settings.archestraToken,
+      signal: abort.signal,
+    }),
+    kafkaPublisher(producer),
+  );
+
+  const timer = setInterval(commit, settings.commitIntervalMs);
+  const run = (async () => {
+    for await (const { job, outcome } of outcomes) record(job, outcome);
+  })();
+
+  try {
+    await source.start();
+  } catch (error) {
+    clearInterval(timer);
+    await source.close();
+    await Promise.allSettled([run, source.disconnect(), producer.disconnect(), admin.disconnect()]);
+    throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
+  }
+
+  let stopped: Promise<void> | undefined;
+  const shutdown = (reason?: unknown) => {
+    stopped ??= (async () => {
+      stopping.resolve();
+      await source.close();
+      const grace = setTimeout(() => abort.abort(), options.shutdownGraceMs ?? 30_000);
+      const result = await run.then(() => undefined, (error) => error);
+      clearTimeout(grace);
+      clearInterval(timer);
+      // Only what finished is committed; a failure above leaves the rest for the next run.
+      await commit();
+      await Promise.allSettled([source.disconnect(), producer.disconnect(), admin.disconnect()]);
+      const cause = reason ?? result;
+      if (cause) throw cause instanceof FatalError ? cause : new FatalError(`stopped: ${errorMessage(cause)}`);
+    })();
+    return stopped;
+  };
+  // The pipeline ending by itself means the source failed or a reply could not be written.
+  const done = run.then(() => shutdown(), (error) => shutdown(error));
+  done.catch(() => {});
+
+  return {
+    stats,
+    topics: () => source.topics,
+    refreshTopics: () => source.refresh(),
+    stop: async () => {
+      await shutdown().catch(() => {});
+    },
+    done,
+  };
+}

@@ -1,0 +1,220 @@
+/**
+ * Reads pipeline files (`pipelines/*.yaml`) or a routes file in the old bridge's JSON format, expands
+ * `${VAR}`, validates with the zod schema and returns ready-to-run {@link Pipeline}s. Every problem
+ * in every file is reported at once, each as `file:field.path: reason`.
+ *
+ * @example
+ * ```ts
+ * import { parsePipelineText } from "./load_pipelines.ts";
+ * const { pipelines, problems } = parsePipelineText(
+ *   "pipelines/analytics.yaml",
+ *   "name: analytics\nsource: { topics: [analytics.events] }\nroutes: [{ name: a, invoke: { prompt_id: p } }]\n",
+ *   {},
+ *   { maxRetries: 3, retryDelayMs: 1000 },
+ * );
+ * pipelines[0].name; // "analytics"
+ * problems.length; // 0
+ * ```
+ */
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import type { z } from "zod";
+import { FatalError } from "../errors.ts";
+import type { Pipeline } from "../model.ts";
+import { parseTemplate, type Template } from "../template.ts";
+import { expandVariables } from "./expand.ts";
+import { type PipelineFile, PipelineFileSchema, SeedRoutesSchema } from "./pipeline_schema.ts";
+
+/** What a pipeline takes from the environment when it does not say. */
+export interface PipelineDefaults {
+  maxRetries: number;
+  retryDelayMs: number;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+type Parsed = { pipelines: Pipeline[]; problems: string[] };
+
+/** Formats a field path as `routes[0].invoke.prompt_id`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((part, index) => typeof part === "number" ? `[${part}]` : `${index === 0 ? "" : "."}${String(part)}`)
+    .join("");
+}
+
+function issueLines(file: string, error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const path = formatPath(issue.path);
+    return `${file}:${path || "(top)"}: ${issue.message}`;
+  });
+}
+
+/** Parses one YAML pipeline file's text. */
+export function parsePipelineText(
+  file: string,
+  text: string,
+  env: Env,
+  defaults: PipelineDefaults,
+): Parsed {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (error) {
+    if (error instanceof YAMLParseError) {
+      const [line, col] = error.linePos?.[0] ? [error.linePos[0].line, error.linePos[0].col] : [0, 0];
+      return { pipelines: [], problems: [`${file}:${line}:${col}: ${error.message.split("\n")[0]}`] };
+    }
+    throw error;
+  }
+  return validate(file, raw, env, defaults, (value) => PipelineFileSchema.safeParse(value));
+}
+
+/** Parses the text of a routes file in the old bridge's format; each route becomes a pipeline. */
+export function parseSeedRoutesText(
+  file: string,
+  text: string,
+  env: Env,
+  defaults: PipelineDefaults,
+): Parsed {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return { pipelines: [], problems: [`${file}: not valid JSON: ${(error as Error).message}`] };
+  }
+  const { value, problems } = expandVariables(raw, env);
+  if (problems.length) {
+    return { pipelines: [], problems: problems.map((p) => `${file}:${formatPath(p.path)}: ${p.reason}`) };
+  }
+  const seed = SeedRoutesSchema.safeParse(value);
+  if (!seed.success) return { pipelines: [], problems: issueLines(file, seed.error) };
+  const result: Parsed = { pipelines: [], problems: [] };
+  for (const route of seed.data) {
+    const one = validate(
+      file,
+      {
+        name: route.name,
+        source: { topics: [route.topic_pattern] },
+        routes: [{
+          name: route.name,
+          match: {
+            ...(route.header_match ? { headers: route.header_match } : {}),
+            ...(route.field_match ? { fields: route.field_match } : {}),
+          },
+          transform: route.transform_template ? { template: route.transform_template } : {},
+          invoke: { prompt_id: route.prompt_id },
+        }],
+      },
+      env,
+      defaults,
+      (v) => PipelineFileSchema.safeParse(v),
+    );
+    result.pipelines.push(...one.pipelines);
+    result.problems.push(...one.problems);
+  }
+  return result;
+}
+
+function validate(
+  file: string,
+  raw: unknown,
+  env: Env,
+  defaults: PipelineDefaults,
+  schema: (value: unknown) => z.ZodSafeParseResult<PipelineFile>,
+): Parsed {
+  const { value, problems } = expandVariables(raw, env);
+  if (problems.length) {
+    return { pipelines: [], problems: problems.map((p) => `${file}:${formatPath(p.path)}: ${p.reason}`) };
+  }
+  const parsed = schema(value);
+  if (!parsed.success) return { pipelines: [], problems: issueLines(file, parsed.error) };
+  return { pipelines: [compile(file, parsed.data, defaults)], problems: [] };
+}
+
+function template(source: string): Template {
+  const parsed = parseTemplate(source);
+  // The schema has already rejected templates that do not parse.
+  if ("error" in parsed) throw new Error(parsed.error);
+  return parsed;
+}
+
+function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): Pipeline {
+  return {
+    name: spec.name,
+    file,
+    topics: spec.source.topics,
+    decode: spec.decode,
+    unmatched: spec.unmatched,
+    routes: spec.routes.map((route) => ({
+      name: route.name,
+      match: route.match ?? {},
+      template: route.transform.template === undefined ? undefined : template(route.transform.template),
+      onMissing: route.transform.on_missing,
+      agent: route.invoke.url !== undefined
+        ? { url: route.invoke.url, token: route.invoke.token }
+        : { promptId: route.invoke.prompt_id! },
+      timeoutMs: route.invoke.timeout,
+    })),
+    publish: { responses: template(spec.publish.responses), dlq: template(spec.publish.dlq) },
+    delivery: {
+      concurrency: spec.delivery.concurrency,
+      retries: {
+        max: spec.delivery.retries.max ?? defaults.maxRetries,
+        backoffMs: spec.delivery.retries.backoff ?? defaults.retryDelayMs,
+        maxBackoffMs: spec.delivery.retries.max_backoff,
+      },
+    },
+  };
+}
+
+/**
+ * Loads the configured pipelines: `routesFile` when given, else every `*.yaml`/`*.yml` in `dir`.
+ * Throws a {@link FatalError} listing every problem; reads files, connects to nothing.
+ */
+export async function loadPipelines(
+  source: { routesFile?: string; dir: string },
+  env: Env,
+  defaults: PipelineDefaults,
+): Promise<Pipeline[]> {
+  const result: Parsed = { pipelines: [], problems: [] };
+  const add = (parsed: Parsed) => {
+    result.pipelines.push(...parsed.pipelines);
+    result.problems.push(...parsed.problems);
+  };
+  if (source.routesFile) {
+    add(parseSeedRoutesText(source.routesFile, await readText(source.routesFile), env, defaults));
+  } else {
+    const files = await listPipelineFiles(source.dir);
+    for (const file of files) add(parsePipelineText(file, await readText(file), env, defaults));
+  }
+  const seen = new Map<string, string>();
+  for (const pipeline of result.pipelines) {
+    const earlier = seen.get(pipeline.name);
+    if (earlier) {
+      result.problems.push(`${pipeline.file}:name: pipeline "${pipeline.name}" is also defined in ${earlier}`);
+    }
+    seen.set(pipeline.name, pipeline.file);
+  }
+  if (result.problems.length) throw new FatalError(result.problems, { config: true });
+  return result.pipelines;
+}
+
+async function listPipelineFiles(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && /\.ya?ml$/.test(entry.name)) files.push(`${dir.replace(/\/+$/, "")}/${entry.name}`);
+    }
+  } catch (error) {
+    throw new FatalError(`${dir}: cannot read the pipelines directory: ${(error as Error).message}`, {
+      config: true,
+    });
+  }
+  if (!files.length) throw new FatalError(`${dir}: no pipeline files (*.yaml) found`, { config: true });
+  return files.sort();
+}
+
+async function readText(file: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (error) {
+    throw new FatalError(`${file}: cannot read: ${(error as Error).message}`, { config: true });
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The pipeline file format, as one zod schema: the single source of truth for validation, for the
+ * JSON Schema that editors use (`deno task schema`) and for the README's pipeline reference.
+ *
+ * @example
+ * ```ts
+ * import { PipelineFileSchema } from "./pipeline_schema.ts";
+ * const pipeline = PipelineFileSchema.parse({
+ *   name: "analytics",
+ *   source: { topics: ["analytics.events"] },
+ *   routes: [{ name: "analytics", invoke: { prompt_id: "p-1" } }],
+ * });
+ * pipeline.decode; // "json"
+ * ```
+ */
+import { z } from "zod";
+import { parseDuration } from "../util/duration.ts";
+import { parseTemplate } from "../template.ts";
+
+const Name = z.string().regex(
+  /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+  "use letters, digits, '.', '_' and '-' only",
+);
+
+/** A duration such as `500ms`, `30s`, `2m`; a bare number means seconds. Parsed to milliseconds. */
+export const Duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(value)} is not a duration (write e.g. 500ms, 30s or 2m)`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const TemplateText = z.string().superRefine((source, ctx) => {
+  const parsed = parseTemplate(source);
+  if ("error" in parsed) ctx.addIssue({ code: "custom", message: `bad template: ${parsed.error}` });
+});
+
+const Scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+const MatchSchema = z.strictObject({
+  topics: z.array(z.string().min(1)).min(1).optional()
+    .describe("Topic names or globs this route takes; by default every topic of the pipeline."),
+  headers: z.record(z.string(), z.string()).optional()
+    .describe("Kafka headers that must be present with exactly these values."),
+  fields: z.record(z.string(), Scalar).optional()
+    .describe("Dotted paths into the decoded value that must equal these values."),
+});
+
+const TransformSchema = z.strictObject({
+  template: TemplateText.optional()
+    .describe("The agent's input text; `{field}`, `{a.b}`, `{$topic}`, `{$key}`, `{$headers.x}`…"),
+  on_missing: z.enum(["error", "empty"]).default("error")
+    .describe("A placeholder with no value: send the message to the DLQ, or render it empty."),
+});
+
+const InvokeSchema = z.strictObject({
+  prompt_id: z.string().min(1).optional()
+    .describe("An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id}."),
+  url: z.url().optional().describe("Any A2A JSON-RPC endpoint, instead of prompt_id."),
+  token: z.string().optional()
+    .describe("Bearer token for `url`; prompt_id calls use ARCHESTRA_TOKEN."),
+  timeout: Duration.default(60_000).describe("Limit for one agent call, retries not counted."),
+}).superRefine((invoke, ctx) => {
+  if ((invoke.prompt_id === undefined) === (invoke.url === undefined)) {
+    ctx.addIssue({ code: "custom", message: "give exactly one of prompt_id and url" });
+  }
+});
+
+const RouteSchema = z.strictObject({
+  name: Name,
+  match: MatchSchema.optional().describe("All that is given must match; nothing means match all."),
+  transform: TransformSchema.prefault({}),
+  invoke: InvokeSchema,
+});
+
+const RetriesSchema = z.strictObject({
+  max: z.int().min(0).max(100).optional().describe("Retries after the first call (MAX_RETRIES)."),
+  backoff: Duration.optional().describe("First retry delay, doubled each time (RETRY_DELAY)."),
+  max_backoff: Duration.default(30_000),
+});
+
+/** One `pipelines/*.yaml` file. */
+export const PipelineFileSchema = z.strictObject({
+  name: Name,
+  description: z.string().optional(),
+  source: z.strictObject({
+    topics: z.array(z.string().min(1)).min(1)
+      .describe("Exact topic names or globs: `*` within a dot segment, `**` across segments."),
+  }),
+  decode: z.enum(["json", "text", "bytes"]).default("json"),
+  routes: z.array(RouteSchema).min(1).describe("Tried in order; the first that matches wins."),
+  unmatched: z.enum(["skip", "dlq"]).default("skip")
+    .describe("A message no route matches: count and skip it, or dead-letter it."),
+  publish: z.strictObject({
+    responses: TemplateText.default("{$topic}.responses"),
+    dlq: TemplateText.default("{$topic}.dlq"),
+  }).prefault({}),
+  delivery: z.strictObject({
+    concurrency: z.int().min(1).max(10_000).default(16)
+      .describe("Agent calls in flight at once for this pipeline."),
+    retries: RetriesSchema.prefault({}),
+  }).prefault({}),
+}).superRefine((pipeline, ctx) => {
+  const seen = new Set<string>();
+  pipeline.routes.forEach((route, index) => {
+    if (seen.has(route.name)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["routes", index, "name"],
+        message: `route name "${route.name}" is used twice`,
+      });
+    }
+    seen.add(route.name);
+  });
+});
+
+export type PipelineFile = z.output<typeof PipelineFileSchema>;
+export type RouteConfig = PipelineFile["routes"][number];
+
+/** One route of the old bridge's `config/routes.json`. */
+export const SeedRouteSchema = z.object({
+  name: Name,
+  topic_pattern: z.string().min(1),
+  prompt_id: z.string().min(1),
+  header_match: z.record(z.string(), z.string()).nullish(),
+  field_match: z.record(z.string(), Scalar).nullish(),
+  transform_template: TemplateText.nullish(),
+});
+
+/** The old bridge's `config/routes.json`: a list of routes. */
+export const SeedRoutesSchema = z.array(SeedRouteSchema).min(1);

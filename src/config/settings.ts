@@ -1,0 +1,139 @@
+/**
+ * Process settings from the environment. Every variable of the old bridge keeps its name and
+ * meaning; the rest are new. Empty values count as unset, as compose files often leave them.
+ *
+ * @example
+ * ```ts
+ * import { loadSettings } from "./settings.ts";
+ * const settings = loadSettings({ MAX_RETRIES: "5" });
+ * settings.maxRetries; // 5
+ * settings.groupId; // "archestra-bridge"
+ * ```
+ */
+import { z } from "zod";
+import { FatalError } from "../errors.ts";
+import { parseDuration } from "../util/duration.ts";
+
+const optional = z.string().optional();
+const durationMs = (fallback: string) =>
+  z.string().default(fallback).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: "custom", message: `"${value}" is not a duration (e.g. 1.5 or 500ms)` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+const list = z.string().optional().transform((value) => value?.split(",").map((item) => item.trim()).filter(Boolean));
+
+/** The environment variables we read, with their meaning; the README's table comes from here. */
+export const SettingsSchema = z.object({
+  ARCHESTRA_URL: z.url().optional()
+    .describe("Archestra (or any A2A host) base URL; unset: the embedded demo agent."),
+  ARCHESTRA_TOKEN: optional.describe("Bearer token for Archestra. A secret: never logged."),
+  KAFKA_BOOTSTRAP_SERVERS: list
+    .describe("Comma-separated brokers; unset: a local broker is started (deno task kafka:start)."),
+  KAFKA_GROUP_ID: z.string().default("archestra-bridge").describe("Consumer group id."),
+  KAFKA_CLIENT_ID: z.string().default("agentstream"),
+  KAFKA_TOPICS: list.describe(
+    "Topics (or globs) to consume; unset: the topics of the pipelines. Messages are still routed by pipeline.",
+  ),
+  KAFKA_AUTO_OFFSET_RESET: z.enum(["earliest", "latest"]).default("earliest")
+    .describe("Where a partition with no committed offset starts."),
+  KAFKA_TOPIC_REFRESH: durationMs("5s")
+    .describe("How often globs are matched again against the broker's topics."),
+  KAFKA_SECURITY_PROTOCOL: z.enum(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+    .default("PLAINTEXT"),
+  KAFKA_SASL_MECHANISM: z.enum(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]).default("PLAIN"),
+  KAFKA_SASL_USERNAME: optional,
+  KAFKA_SASL_PASSWORD: optional.describe("A secret: never logged."),
+  LOG_LEVEL: z.string().default("INFO").transform((value, ctx) => {
+    const level = ({
+      TRACE: "trace",
+      DEBUG: "debug",
+      INFO: "info",
+      WARN: "warning",
+      WARNING: "warning",
+      ERROR: "error",
+      CRITICAL: "fatal",
+      FATAL: "fatal",
+    } as const)[value.toUpperCase()];
+    if (!level) {
+      ctx.addIssue({ code: "custom", message: `"${value}" is not one of DEBUG, INFO, WARNING, ERROR` });
+      return z.NEVER;
+    }
+    return level;
+  }),
+  LOG_FORMAT: z.enum(["json", "pretty"]).optional()
+    .describe("json lines, or readable lines; unset: pretty on a terminal, json otherwise."),
+  MAX_RETRIES: z.coerce.number().int().min(0).max(100).default(3)
+    .describe("Agent call retries after the first attempt, unless a pipeline sets its own."),
+  RETRY_DELAY: durationMs("1.0").describe("First retry delay in seconds, doubled on each retry."),
+  ROUTES_CONFIG_FILE: optional.describe("A routes file in the old bridge's JSON format."),
+  PIPELINES_DIR: z.string().default("pipelines").describe("Where pipelines/*.yaml are read from."),
+  COMMIT_INTERVAL: durationMs("1s").describe("How often finished offsets are committed."),
+});
+
+/** Settings with the names the code uses. */
+export interface Settings {
+  archestraUrl?: string;
+  archestraToken?: string;
+  bootstrapServers?: string[];
+  groupId: string;
+  clientId: string;
+  topics?: string[];
+  autoOffsetReset: "earliest" | "latest";
+  topicRefreshMs: number;
+  securityProtocol: "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL";
+  saslMechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
+  saslUsername?: string;
+  saslPassword?: string;
+  logLevel: "trace" | "debug" | "info" | "warning" | "error" | "fatal";
+  logFormat?: "json" | "pretty";
+  maxRetries: number;
+  retryDelayMs: number;
+  routesConfigFile?: string;
+  pipelinesDir: string;
+  commitIntervalMs: number;
+}
+
+/**
+ * Reads settings from `env`. Throws a {@link FatalError} listing every bad variable as
+ * `environment:NAME: reason`.
+ */
+export function loadSettings(env: Readonly<Record<string, string | undefined>>): Settings {
+  const present = Object.fromEntries(
+    Object.keys(SettingsSchema.shape).flatMap((name) =>
+      env[name] !== undefined && env[name] !== "" ? [[name, env[name]]] : []
+    ),
+  );
+  const parsed = SettingsSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new FatalError(
+      parsed.error.issues.map((issue) => `environment:${issue.path.join(".")}: ${issue.message}`),
+      { config: true },
+    );
+  }
+  const s = parsed.data;
+  return {
+    archestraUrl: s.ARCHESTRA_URL?.replace(/\/+$/, ""),
+    archestraToken: s.ARCHESTRA_TOKEN,
+    bootstrapServers: s.KAFKA_BOOTSTRAP_SERVERS,
+    groupId: s.KAFKA_GROUP_ID,
+    clientId: s.KAFKA_CLIENT_ID,
+    topics: s.KAFKA_TOPICS,
+    autoOffsetReset: s.KAFKA_AUTO_OFFSET_RESET,
+    topicRefreshMs: s.KAFKA_TOPIC_REFRESH,
+    securityProtocol: s.KAFKA_SECURITY_PROTOCOL,
+    saslMechanism: s.KAFKA_SASL_MECHANISM,
+    saslUsername: s.KAFKA_SASL_USERNAME,
+    saslPassword: s.KAFKA_SASL_PASSWORD,
+    logLevel: s.LOG_LEVEL,
+    logFormat: s.LOG_FORMAT,
+    maxRetries: s.MAX_RETRIES,
+    retryDelayMs: s.RETRY_DELAY,
+    routesConfigFile: s.ROUTES_CONFIG_FILE,
+    pipelinesDir: s.PIPELINES_DIR,
+    commitIntervalMs: s.COMMIT_INTERVAL,
+  };
+}

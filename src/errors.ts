@@ -1,0 +1,53 @@
+/**
+ * Errors as values. Every failure of a message is a {@link StageFailure}, made here and only here,
+ * so that DLQ headers, logs and counters agree by construction.
+ *
+ * - `permanent`: retrying cannot help (bad JSON, a missing template field, a JSON-RPC error, HTTP 4xx).
+ * - `transient`: may succeed later (timeout, connection refused, HTTP 429/5xx); retried by invoke.
+ * - `exhausted`: a transient failure that outlived its retries.
+ */
+export type Stage = "decode" | "match" | "transform" | "invoke" | "publish";
+export type FailureClass = "permanent" | "transient" | "exhausted";
+
+/** Why one message could not be turned into a reply. */
+export interface StageFailure {
+  readonly stage: Stage;
+  readonly class: FailureClass;
+  readonly message: string;
+  /** Agent calls made before giving up (0 for failures before invoke). */
+  readonly attempts: number;
+  /** For transient failures: how long the other side asked us to wait (HTTP `Retry-After`). */
+  readonly retryAfterMs?: number;
+}
+
+/** Builds a {@link StageFailure}; the one constructor every stage uses. */
+export function failure(
+  stage: Stage,
+  failureClass: FailureClass,
+  message: string,
+  extra: { attempts?: number; retryAfterMs?: number } = {},
+): StageFailure {
+  return { stage, class: failureClass, message, attempts: extra.attempts ?? 0, ...extra };
+}
+
+/**
+ * A problem that must stop the process: bad configuration, a broker that cannot be reached.
+ * `lines` are printed one per line, already in `file:path: reason` form where they come from a file.
+ */
+export class FatalError extends Error {
+  readonly lines: readonly string[];
+  /** 2 for bad configuration, 1 for anything else. */
+  readonly exitCode: number;
+  constructor(lines: string | readonly string[], options: { config?: boolean } = {}) {
+    const list = typeof lines === "string" ? [lines] : lines;
+    super(list.join("\n"));
+    this.name = "FatalError";
+    this.lines = list;
+    this.exitCode = options.config ? 2 : 1;
+  }
+}
+
+/** The message of any thrown value, for logs and headers. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

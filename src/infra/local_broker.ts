@@ -1,0 +1,338 @@
+/**
+ * A single-node Apache Kafka (KRaft) on the loopback interface, for the demo and the tests, with no
+ * Docker engine: the broker's jars come from Maven Central through `mvn` (cached under the user's
+ * cache directory) and run on the machine's JDK (17 or newer).
+ *
+ * Kafka 4.4.0 is the newest release on Maven Central and kafkajs 2.2.4 works against it: kafkajs
+ * negotiates API versions, and every version it needs is within Kafka 4's protocol baseline
+ * (KIP-896); the integration tests prove it, transactions included.
+ *
+ * @example
+ * ```ts
+ * import { ensureLocalBroker } from "./local_broker.ts";
+ * const broker = await ensureLocalBroker({ log: console.error });
+ * console.log(broker.bootstrap); // 127.0.0.1:9092
+ * if (broker.started) await broker.stop();
+ * ```
+ */
+import { FatalError } from "../errors.ts";
+
+export const KAFKA_VERSION = "4.4.0";
+const LOG4J_VERSION = "2.25.5";
+
+/** Where the jars and the default broker's data live: `$AGENTSTREAM_CACHE`, else `~/.cache/agentstream`. */
+export function cacheDir(): string {
+  const explicit = Deno.env.get("AGENTSTREAM_CACHE");
+  if (explicit) return explicit;
+  const base = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
+  return `${base}/agentstream`;
+}
+
+/** The default broker's state directory, shared by `deno task kafka:start|stop` and `deno task start`. */
+export function defaultStateDir(): string {
+  return `${cacheDir()}/broker`;
+}
+
+interface BrokerState {
+  pid: number;
+  host: string;
+  port: number;
+  controllerPort: number;
+  version: string;
+}
+
+export interface LocalBroker {
+  /** `host:port` to give kafkajs. */
+  readonly bootstrap: string;
+  /** Whether this call started it (and so should stop it). */
+  readonly started: boolean;
+  /** Stops the broker if this call started it. */
+  stop(): Promise<void>;
+}
+
+export interface EnsureOptions {
+  /** Holds the state file, config, data and log. */
+  stateDir?: string;
+  /** The port to prefer; 0 picks a free one. Default 9092. */
+  port?: number;
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether a Kafka broker answers at `host:port`: sends an ApiVersions request and checks that the
+ * reply carries its correlation id. Any TCP server that is not Kafka fails this.
+ */
+export async function isKafka(host: string, port: number, timeoutMs = 2_000): Promise<boolean> {
+  let conn: Deno.Conn | undefined;
+  const timer = setTimeout(() => conn?.close(), timeoutMs);
+  try {
+    conn = await Deno.connect({ hostname: host, port });
+    const clientId = new TextEncoder().encode("agentstream-probe");
+    const request = new Uint8Array(4 + 2 + 2 + 4 + 2 + clientId.length);
+    const view = new DataView(request.buffer);
+    view.setInt32(0, request.length - 4);
+    view.setInt16(4, 18); // ApiVersions
+    view.setInt16(6, 0);
+    view.setInt32(8, 0x5eed);
+    view.setInt16(12, clientId.length);
+    request.set(clientId, 14);
+    await conn.write(request);
+    const header = new Uint8Array(8);
+    let read = 0;
+    while (read < header.length) {
+      const n = await conn.read(header.subarray(read));
+      if (n === null) return false;
+      read += n;
+    }
+    return new DataView(header.buffer).getInt32(4) === 0x5eed;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn?.close();
+    } catch { /* already closed by the timer */ }
+  }
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+function portIsFree(port: number): boolean {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function run(command: string, args: string[], what: string): Promise<string> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new FatalError(`${what}: '${command}' is not installed (see README: Troubleshooting)`);
+    }
+    throw error;
+  }
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new FatalError(`${what} failed:\n${text.trim().split("\n").slice(-20).join("\n")}`);
+  return text;
+}
+
+/** Fetches Kafka's server jars with `mvn` unless cached; returns the directory holding them. */
+export async function fetchKafka(log: (line: string) => void = () => {}): Promise<string> {
+  const home = `${cacheDir()}/kafka-${KAFKA_VERSION}`;
+  const libs = `${home}/libs`;
+  if (await exists(`${libs}/kafka_2.13-${KAFKA_VERSION}.jar`)) return libs;
+  log(`fetching Apache Kafka ${KAFKA_VERSION} from Maven Central with mvn (first run only, about 45 MB)…`);
+  await Deno.mkdir(home, { recursive: true });
+  const pom = `${home}/pom.xml`;
+  await Deno.writeTextFile(
+    pom,
+    `<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>agentstream</groupId><artifactId>local-kafka</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>${KAFKA_VERSION}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>${LOG4J_VERSION}</version></dependency>
+  </dependencies>
+</project>
+`,
+  );
+  const staging = `${home}/libs.${Deno.pid}`;
+  await run("mvn", [
+    "-B",
+    "-q",
+    "-f",
+    pom,
+    "dependency:copy-dependencies",
+    "-DincludeScope=runtime",
+    `-DoutputDirectory=${staging}`,
+  ], "fetching Kafka with mvn");
+  try {
+    await Deno.rename(staging, libs);
+  } catch {
+    // Another process got there first; its copy is as good as ours.
+    await Deno.remove(staging, { recursive: true });
+  }
+  log(`Kafka ${KAFKA_VERSION} cached in ${libs}`);
+  return libs;
+}
+
+async function checkJava(): Promise<void> {
+  const text = await run("java", ["-version"], "checking the JDK");
+  const major = Number(/version "(\d+)/.exec(text)?.[1] ?? "0");
+  if (major < 17) throw new FatalError(`Kafka ${KAFKA_VERSION} needs Java 17 or newer; 'java -version' says ${major}`);
+}
+
+async function readState(stateDir: string): Promise<BrokerState | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${stateDir}/broker.json`));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The broker recorded in `stateDir`, if it is running and answering. */
+export async function runningBroker(stateDir = defaultStateDir()): Promise<string | undefined> {
+  const state = await readState(stateDir);
+  if (state && processAlive(state.pid) && await isKafka(state.host, state.port)) return `${state.host}:${state.port}`;
+  return undefined;
+}
+
+function serverProperties(stateDir: string, port: number, controllerPort: number): string {
+  return `# Written by agentstream's local broker; a single KRaft node for development and tests.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:${controllerPort}
+listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}
+advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=${stateDir}/data
+num.partitions=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+`;
+}
+
+const LOG4J2 = `status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+`;
+
+/**
+ * Returns a broker: the one recorded in `stateDir` if it runs, the one answering on the preferred
+ * port if there is one, else a new one started in the background (it outlives this process until
+ * {@link stopLocalBroker}).
+ */
+export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<LocalBroker> {
+  const stateDir = options.stateDir ?? defaultStateDir();
+  const log = options.log ?? (() => {});
+  const preferred = options.port ?? 9092;
+  const reuse = (bootstrap: string): LocalBroker => ({ bootstrap, started: false, stop: () => Promise.resolve() });
+
+  const recorded = await runningBroker(stateDir);
+  if (recorded) return reuse(recorded);
+  if (preferred && await isKafka("127.0.0.1", preferred)) return reuse(`127.0.0.1:${preferred}`);
+
+  await checkJava();
+  const libs = await fetchKafka(log);
+  await Deno.mkdir(`${stateDir}/data`, { recursive: true });
+  const previous = await readState(stateDir);
+  const pick = (wanted: number | undefined) => wanted && portIsFree(wanted) ? wanted : freePort();
+  const port = pick(previous?.port ?? preferred);
+  const controllerPort = pick(previous?.controllerPort);
+  await Deno.writeTextFile(`${stateDir}/server.properties`, serverProperties(stateDir, port, controllerPort));
+  await Deno.writeTextFile(`${stateDir}/log4j2.properties`, LOG4J2);
+  const java = [
+    "java",
+    "-Xms256m",
+    "-Xmx768m",
+    "-XX:TieredStopAtLevel=1",
+    `-Dlog4j2.configurationFile=${stateDir}/log4j2.properties`,
+    "-cp",
+    `${libs}/*`,
+  ];
+
+  if (!await exists(`${stateDir}/data/meta.properties`)) {
+    log(`formatting broker storage in ${stateDir}/data`);
+    await run(java[0], [
+      ...java.slice(1),
+      "kafka.tools.StorageTool",
+      "format",
+      "--ignore-formatted",
+      "-t",
+      crypto.randomUUID().replace(/-/g, "").slice(0, 22),
+      "-c",
+      `${stateDir}/server.properties`,
+    ], "formatting Kafka storage");
+  }
+
+  log(`starting Kafka ${KAFKA_VERSION} on 127.0.0.1:${port} (log: ${stateDir}/broker.log)`);
+  const quoted = [...java, "kafka.Kafka", `${stateDir}/server.properties`].map((arg) => `'${arg}'`).join(" ");
+  // setsid: the broker gets its own session, so Ctrl-C on the bridge does not stop it mid-commit.
+  const child = new Deno.Command("setsid", {
+    args: ["sh", "-c", `exec ${quoted} >>'${stateDir}/broker.log' 2>&1`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  child.unref();
+  let exited = false;
+  child.status.then(() => exited = true);
+
+  const deadline = Date.now() + 120_000;
+  while (!await isKafka("127.0.0.1", port, 1_000)) {
+    if (exited || Date.now() > deadline) {
+      const tail = await Deno.readTextFile(`${stateDir}/broker.log`).catch(() => "");
+      throw new FatalError([
+        `Kafka did not start on 127.0.0.1:${port}; last lines of ${stateDir}/broker.log:`,
+        ...tail.trim().split("\n").slice(-15),
+      ]);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const state: BrokerState = { pid: child.pid, host: "127.0.0.1", port, controllerPort, version: KAFKA_VERSION };
+  await Deno.writeTextFile(`${stateDir}/broker.json`, JSON.stringify(state, null, 2));
+  log(`Kafka is up at 127.0.0.1:${port}`);
+  return { bootstrap: `127.0.0.1:${port}`, started: true, stop: async () => void await stopLocalBroker(stateDir) };
+}
+
+/** Stops the broker recorded in `stateDir`: SIGTERM, then SIGKILL after 30 s. Returns whether one ran. */
+export async function stopLocalBroker(stateDir = defaultStateDir()): Promise<boolean> {
+  const state = await readState(stateDir);
+  if (!state || !processAlive(state.pid)) {
+    await Deno.remove(`${stateDir}/broker.json`).catch(() => {});
+    return false;
+  }
+  Deno.kill(state.pid, "SIGTERM");
+  const deadline = Date.now() + 30_000;
+  while (processAlive(state.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  if (processAlive(state.pid)) Deno.kill(state.pid, "SIGKILL");
+  await Deno.remove(`${stateDir}/broker.json`).catch(() => {});
+  return true;
+}

@@ -1,0 +1,94 @@
+/**
+ * The kafkajs side of publish: one record per send, acknowledged by all in-sync replicas, and the
+ * output topics of a source topic created up front with its partition count.
+ */
+import { Buffer } from "node:buffer";
+import { getLogger } from "@logtape/logtape";
+import type { Admin, Producer } from "kafkajs";
+import type { Pipeline } from "../model.ts";
+import type { PublishContext } from "../stages/publish.ts";
+import { topicMatches } from "../util/glob.ts";
+
+const log = getLogger(["agentstream", "publish"]);
+
+/** Kafka errors a retry cannot fix: the record goes to the DLQ instead. */
+const PERMANENT = new Set([
+  "MESSAGE_TOO_LARGE",
+  "RECORD_LIST_TOO_LARGE",
+  "INVALID_RECORD",
+  "CORRUPT_MESSAGE",
+  "INVALID_TOPIC_EXCEPTION",
+]);
+
+const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/** A {@link PublishContext} that produces with kafkajs. */
+export function kafkaPublisher(producer: Producer): PublishContext {
+  return {
+    async send(topic, record) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: [{
+          key: record.key === null ? null : asBuffer(record.key),
+          value: asBuffer(record.value),
+          headers: Object.fromEntries(
+            Object.entries(record.headers).map(([name, value]) => [
+              name,
+              typeof value === "string" ? value : Array.isArray(value) ? value.map(asBuffer) : asBuffer(value),
+            ]),
+          ),
+        }],
+      });
+    },
+    isPermanent: (error) => PERMANENT.has((error as { type?: string }).type ?? ""),
+  };
+}
+
+/** Output topic names that depend only on the source topic, for the pipelines reading `topic`. */
+export function outputTopicsOf(pipelines: readonly Pipeline[], topic: string): string[] {
+  const names = new Set<string>();
+  for (const pipeline of pipelines) {
+    if (!pipeline.topics.some((pattern) => topicMatches(pattern, topic))) continue;
+    for (const template of [pipeline.publish.responses, pipeline.publish.dlq]) {
+      let name = "";
+      for (const part of template.parts) {
+        if ("literal" in part) name += part.literal;
+        else if (part.path === "$topic") name += topic;
+        else if (part.path === "$pipeline") name += pipeline.name;
+        else name = "\u0000"; // depends on the message: cannot be known up front
+      }
+      if (!name.includes("\u0000")) names.add(name);
+    }
+  }
+  return [...names];
+}
+
+/**
+ * Creates the missing output topics of `sources`, each with its source's partition count, so that
+ * consumers can subscribe before the first reply. Where the broker refuses, auto-creation on first
+ * produce may still work, so this only warns.
+ */
+export async function ensureOutputTopics(
+  admin: Admin,
+  pipelines: readonly Pipeline[],
+  sources: readonly string[],
+): Promise<void> {
+  try {
+    const existing = new Set(await admin.listTopics());
+    const metadata = await admin.fetchTopicMetadata({ topics: [...sources] });
+    const wanted = metadata.topics.flatMap((source) =>
+      outputTopicsOf(pipelines, source.name).filter((name) => !existing.has(name)).map((topic) => ({
+        topic,
+        numPartitions: source.partitions.length,
+      }))
+    );
+    if (!wanted.length) return;
+    await admin.createTopics({ topics: wanted, waitForLeaders: true });
+    log.info("created output topics {topics}", { topics: wanted.map((t) => t.topic) });
+  } catch (error) {
+    log.warn("could not create output topics ({error}); relying on the broker's auto-creation", {
+      error: String(error),
+    });
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * source: a kafkajs consumer turned into an `AsyncIterable<Batch>`, with manual commits only.
+ *
+ * Subscriptions are resolved by {@link resolveTopics} now and every `refreshMs`, so a topic created
+ * later that matches a glob is picked up. kafkajs cannot add topics to a running consumer, so a
+ * change of topics pauses fetching, waits until everything consumed so far is finished and
+ * committed (`drain`), then subscribes again: nothing is redelivered by the switch.
+ *
+ * The batches channel is bounded: while it is full, `eachBatch` waits (heartbeating), so fetching
+ * stops instead of piling messages up in memory.
+ *
+ * @example
+ * ```ts
+ * import { KafkaSource } from "./source.ts";
+ * // const source = new KafkaSource({ kafka, groupId: "g", subscriptions: ["orders.*"], ... });
+ * // await source.start();
+ * // for await (const batch of source.batches()) ...
+ * ```
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
+import type { Batch, SourceRecord } from "../model.ts";
+import type { TopicPartitionOffset } from "../offsets.ts";
+import { Channel } from "../util/channel.ts";
+import { resolveTopics } from "./topics.ts";
+
+const log = getLogger(["agentstream", "source"]);
+const encoder = new TextEncoder();
+
+export interface SourceOptions {
+  kafka: Kafka;
+  admin: Admin;
+  groupId: string;
+  /** Exact topic names and globs. */
+  subscriptions: readonly string[];
+  /** Topics that globs must never match (the pipelines' outputs). */
+  isOutput: (topic: string) => boolean;
+  fromBeginning: boolean;
+  refreshMs: number;
+  /** Called for a batch before it is queued: the offsets are then known to be in flight. */
+  onBatch: (batch: Batch) => void;
+  /** Called with fetching paused before a resubscribe: resolve once all queued work is committed. */
+  drain: () => Promise<void>;
+  /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
+  onSubscribe?: (topics: string[]) => Promise<void>;
+  /** Batches buffered ahead of the pipeline. */
+  capacity?: number;
+}
+
+function toBytes(value: Buffer | string): Uint8Array {
+  return typeof value === "string" ? encoder.encode(value) : value;
+}
+
+function toHeaders(headers: IHeaders | undefined): Record<string, Uint8Array | Uint8Array[]> {
+  const result: Record<string, Uint8Array | Uint8Array[]> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value === undefined) continue;
+    result[name] = Array.isArray(value) ? value.map(toBytes) : toBytes(value);
+  }
+  return result;
+}
+
+/** A kafkajs message as a {@link SourceRecord}. */
+export function toRecord(topic: string, partition: number, message: KafkaMessage): SourceRecord {
+  return {
+    topic,
+    partition,
+    offset: message.offset,
+    key: message.key ?? null,
+    value: message.value ?? null,
+    headers: toHeaders(message.headers),
+    timestamp: message.timestamp,
+  };
+}
+
+export class KafkaSource {
+  readonly #options: SourceOptions;
+  readonly #consumer: Consumer;
+  readonly #channel: Channel<Batch>;
+  #subscribed: string[] = [];
+  #running = false;
+  #closed = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #refreshing: Promise<void> = Promise.resolve();
+
+  constructor(options: SourceOptions) {
+    this.#options = options;
+    this.#channel = new Channel(options.capacity ?? 8);
+    this.#consumer = options.kafka.consumer({ groupId: options.groupId, allowAutoTopicCreation: false });
+    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart) this.#channel.fail(payload.error);
+    });
+  }
+
+  /** The topics consumed now. */
+  get topics(): readonly string[] {
+    return this.#subscribed;
+  }
+
+  /** The consumed batches, until {@link close}. */
+  batches(): AsyncIterable<Batch> {
+    return this.#channel;
+  }
+
+  /** Connects, subscribes to what exists now and starts fetching. */
+  async start(): Promise<void> {
+    await this.#consumer.connect();
+    await this.refresh();
+    this.#timer = setInterval(() => void this.refresh(), this.#options.refreshMs);
+  }
+
+  /** Matches the subscriptions against the broker's topics again; subscribes to new ones. */
+  refresh(): Promise<void> {
+    this.#refreshing = this.#refreshing.then(() => this.#refresh()).catch((error) => {
+      log.warn("could not refresh the topic list: {error}", { error: String(error) });
+    });
+    return this.#refreshing;
+  }
+
+  async #refresh(): Promise<void> {
+    if (this.#closed) return;
+    const existing = await this.#options.admin.listTopics();
+    const { topics, missing } = resolveTopics(this.#options.subscriptions, existing, this.#options.isOutput);
+    const added = topics.filter((topic) => !this.#subscribed.includes(topic));
+    if (!added.length) return;
+    if (missing.length) log.info("waiting for topics to exist: {missing}", { missing });
+    await this.#options.onSubscribe?.(added);
+    if (this.#running) {
+      log.info("new topics {added}: pausing to subscribe again", { added });
+      this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+      await this.#options.drain();
+      await this.#consumer.stop();
+      this.#running = false;
+    }
+    if (this.#closed) return;
+    await this.#consumer.subscribe({ topics: added, fromBeginning: this.#options.fromBeginning });
+    this.#subscribed = [...this.#subscribed, ...added].sort();
+    log.info("consuming {topics}", { topics: this.#subscribed });
+    await this.#consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: true,
+      eachBatch: (payload) => this.#eachBatch(payload),
+    });
+    this.#running = true;
+  }
+
+  async #eachBatch({ batch, heartbeat }: EachBatchPayload): Promise<void> {
+    if (!batch.messages.length || this.#closed) return;
+    const records = batch.messages.map((message) => toRecord(batch.topic, batch.partition, message));
+    const item: Batch = { topic: batch.topic, partition: batch.partition, records };
+    this.#options.onBatch(item);
+    const sent = this.#channel.send(item).then(() => "sent" as const);
+    // Waiting for room can outlast the session timeout; keep the membership alive meanwhile.
+    while (true) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const tick = new Promise<"tick">((resolve) => timer = setTimeout(resolve, 1_000, "tick"));
+      const first = await Promise.race([sent, tick]);
+      clearTimeout(timer);
+      if (first === "sent") return;
+      await heartbeat().catch(() => {});
+    }
+  }
+
+  /** Commits these offsets for the group. */
+  async commit(offsets: TopicPartitionOffset[]): Promise<void> {
+    if (offsets.length) await this.#consumer.commitOffsets(offsets);
+  }
+
+  /**
+   * Stops fetching and ends {@link batches}; batches queued but not yet read are dropped (their
+   * offsets stay uncommitted). The consumer stays in the group so that final commits succeed.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    if (this.#subscribed.length) this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+    this.#channel.drain();
+    this.#channel.close();
+    await this.#refreshing;
+  }
+
+  /** Leaves the group and disconnects. */
+  async disconnect(): Promise<void> {
+    await this.#consumer.disconnect();
+  }
+}

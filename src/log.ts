@@ -1,0 +1,42 @@
+/**
+ * Logging setup: structured records through LogTape, as readable lines on a terminal and JSON lines
+ * otherwise (`LOG_FORMAT` overrides), at the level `LOG_LEVEL` asks for.
+ *
+ * @example
+ * ```ts
+ * import { setupLogging } from "./log.ts";
+ * await setupLogging({ level: "info", format: "pretty" });
+ * ```
+ */
+import {
+  configure,
+  getAnsiColorFormatter,
+  getConsoleSink,
+  getTextFormatter,
+  jsonLinesFormatter,
+  type LogLevel,
+} from "@logtape/logtape";
+
+export interface LogOptions {
+  level: LogLevel;
+  format?: "json" | "pretty";
+}
+
+/** Configures logging for the process; call once, before anything logs. */
+export async function setupLogging(options: LogOptions): Promise<void> {
+  const terminal = Deno.stdout.isTerminal();
+  const format = options.format ?? (terminal ? "pretty" : "json");
+  const formatter = format === "json"
+    ? jsonLinesFormatter
+    : terminal
+    ? getAnsiColorFormatter({ timestamp: "time", category: "." })
+    : getTextFormatter({ timestamp: "date-time", category: "." });
+  await configure({
+    reset: true,
+    sinks: { console: getConsoleSink({ formatter }) },
+    loggers: [
+      { category: ["agentstream"], lowestLevel: options.level, sinks: ["console"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
+    ],
+  });
+}

@@ -1,0 +1,113 @@
+/**
+ * `deno task start`: runs the bridge. With nothing configured it runs the shipped pipelines against
+ * a local broker and the demo agent; each of `KAFKA_BOOTSTRAP_SERVERS` and `ARCHESTRA_URL` that is
+ * set is used as given. Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.
+ */
+import { getLogger } from "@logtape/logtape";
+import { startDemoAgent } from "./agent/demo_agent.ts";
+import { startBridge } from "./bridge.ts";
+import { readDotEnv } from "./config/dotenv.ts";
+import { loadPipelines } from "./config/load_pipelines.ts";
+import { loadSettings } from "./config/settings.ts";
+import { FatalError } from "./errors.ts";
+import { ensureLocalBroker } from "./infra/local_broker.ts";
+import { createKafka } from "./kafka/client.ts";
+import { setupLogging } from "./log.ts";
+import { isGlob } from "./util/glob.ts";
+
+/** Prompt ids the shipped pipelines use when they run against the demo agent. */
+export const DEMO_PROMPT_IDS = {
+  CUSTOMER_SUPPORT_PROMPT_ID: "customer-support",
+  ORDER_PROCESSING_PROMPT_ID: "order-processing",
+  ANALYTICS_PROMPT_ID: "analytics",
+};
+
+const log = getLogger(["agentstream", "main"]);
+
+async function main(): Promise<number> {
+  // The process environment wins over .env, as with docker compose.
+  const env = { ...await readDotEnv(".env"), ...Deno.env.toObject() };
+  const settings = loadSettings(env);
+  await setupLogging({ level: settings.logLevel, format: settings.logFormat });
+  const demoAgent = settings.archestraUrl === undefined;
+  const pipelines = await loadPipelines(
+    { routesFile: settings.routesConfigFile, dir: settings.pipelinesDir },
+    demoAgent ? { ...DEMO_PROMPT_IDS, ...env } : env,
+    settings,
+  );
+  log.info("agentstream: {count} pipelines from {source}: {names}", {
+    count: pipelines.length,
+    source: settings.routesConfigFile ?? settings.pipelinesDir,
+    names: pipelines.map((p) => p.name),
+  });
+
+  let brokers = settings.bootstrapServers;
+  if (!brokers) {
+    log.info("KAFKA_BOOTSTRAP_SERVERS is not set: using a local broker (embedded default)");
+    const broker = await ensureLocalBroker({ log: (line) => log.info(line) });
+    brokers = [broker.bootstrap];
+  }
+  log.info("Kafka at {brokers}, consumer group {group}", { brokers, group: settings.groupId });
+
+  let archestraUrl = settings.archestraUrl;
+  const agent = demoAgent ? startDemoAgent({ port: Number(env.DEMO_AGENT_PORT ?? 0) }) : undefined;
+  if (agent) {
+    archestraUrl = agent.url;
+    log.info("ARCHESTRA_URL is not set: using the embedded demo agent at {url} (embedded default)", {
+      url: agent.url,
+    });
+  } else {
+    log.info("agents at {url} (token {token})", {
+      url: archestraUrl,
+      token: settings.archestraToken ? "set" : "not set",
+    });
+  }
+
+  const kafka = createKafka(settings, brokers);
+  if (!settings.bootstrapServers) await createDemoTopics(kafka, pipelines.flatMap((p) => p.topics));
+  const bridge = await startBridge({ kafka, brokers, pipelines, settings, archestraUrl: archestraUrl! });
+
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) {
+      log.warn("second signal: exiting now; unfinished messages stay uncommitted");
+      Deno.exit(130);
+    }
+    log.info("stopping: finishing messages in flight (signal again to exit at once)");
+    void bridge.stop();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    await bridge.done;
+    log.info("stopped: {stats}", { stats: bridge.stats });
+    return 0;
+  } finally {
+    await agent?.close();
+  }
+}
+
+/** On the local broker, creates the pipelines' exact source topics so the demo needs no setup. */
+async function createDemoTopics(kafka: ReturnType<typeof createKafka>, topics: string[]): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const existing = new Set(await admin.listTopics());
+    const missing = [...new Set(topics)].filter((topic) => !isGlob(topic) && !existing.has(topic));
+    if (missing.length) await admin.createTopics({ topics: missing.map((topic) => ({ topic })), waitForLeaders: true });
+  } catch (error) {
+    log.warn("could not create the demo topics: {error}", { error: String(error) });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (error) {
+    if (!(error instanceof FatalError)) throw error;
+    for (const line of error.lines) console.error(line);
+    Deno.exit(error.exitCode);
+  }
+}

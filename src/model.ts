@@ -1,0 +1,111 @@
+/**
+ * The data that travels between stages. A {@link Job} is one source message on its way through one
+ * pipeline; each stage fills in the next field or records a failure, and a job that failed or was
+ * skipped passes the later stages untouched until publish writes its outcome.
+ */
+import type { StageFailure } from "./errors.ts";
+import type { Template } from "./template.ts";
+
+/** A message as consumed: bytes and metadata, kept unchanged for the DLQ. */
+export interface SourceRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  /** Header values as bytes; a repeated header keeps every value. */
+  readonly headers: Readonly<Record<string, Uint8Array | Uint8Array[]>>;
+  /** Milliseconds since the epoch, as Kafka gives it. */
+  readonly timestamp: string;
+}
+
+/** A run of records from one partition, in offset order. */
+export interface Batch {
+  readonly topic: string;
+  readonly partition: number;
+  readonly records: readonly SourceRecord[];
+}
+
+/** Where a message came from and where it is going: read by every stage, re-derived by none. */
+export interface MessageContext {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: string | null;
+  /** Header values as text; the first value of a repeated header. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** ISO 8601. */
+  readonly timestamp: string;
+  readonly pipeline: string;
+  /** Deterministic per source message and pipeline, so agents can de-duplicate redeliveries. */
+  readonly messageId: string;
+  /** The source's `x-correlation-id` header, else the message id. */
+  readonly correlationId: string;
+}
+
+/** An agent's answer, reduced to what the envelope carries. */
+export interface AgentReply {
+  readonly text: string;
+  readonly parts: readonly unknown[];
+  readonly taskId: string | null;
+  readonly contextId: string | null;
+  readonly attempts: number;
+  readonly latencyMs: number;
+  readonly url: string;
+}
+
+/** One source message in one pipeline. */
+export interface Job {
+  readonly record: SourceRecord;
+  readonly ctx: MessageContext;
+  readonly pipeline: Pipeline;
+  value?: unknown;
+  route?: Route;
+  text?: string;
+  reply?: AgentReply;
+  failure?: StageFailure;
+  /** No route matched and the pipeline skips such messages. */
+  skipped?: boolean;
+  /** Given up at shutdown before it finished: neither published nor committed, so seen again. */
+  abandoned?: boolean;
+}
+
+/** Whether a job still has work ahead of it (not failed, skipped or abandoned). */
+export function isLive(job: Job): boolean {
+  return job.failure === undefined && !job.skipped && !job.abandoned;
+}
+
+/** Where a route sends its calls: an Archestra prompt, or any A2A endpoint. */
+export type AgentTarget =
+  | { readonly promptId: string; readonly url?: undefined; readonly token?: undefined }
+  | { readonly url: string; readonly token?: string; readonly promptId?: undefined };
+
+/** A validated route, ready to run. */
+export interface Route {
+  readonly name: string;
+  readonly match: {
+    readonly topics?: readonly string[];
+    readonly headers?: Readonly<Record<string, string>>;
+    readonly fields?: Readonly<Record<string, string | number | boolean | null>>;
+  };
+  readonly template?: Template;
+  readonly onMissing: "error" | "empty";
+  readonly agent: AgentTarget;
+  readonly timeoutMs: number;
+}
+
+/** A validated pipeline, ready to run. */
+export interface Pipeline {
+  readonly name: string;
+  /** The file it was read from, for messages. */
+  readonly file: string;
+  readonly topics: readonly string[];
+  readonly decode: "json" | "text" | "bytes";
+  readonly routes: readonly Route[];
+  readonly unmatched: "skip" | "dlq";
+  readonly publish: { readonly responses: Template; readonly dlq: Template };
+  readonly delivery: {
+    readonly concurrency: number;
+    readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };
+  };
+}

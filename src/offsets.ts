@@ -1,0 +1,133 @@
+/**
+ * Tracks which consumed offsets have a durable outcome, per partition, and says what may be
+ * committed: the lowest offset still pending, or one past the last offset seen when nothing is
+ * pending. A message is registered with the number of outcomes it needs (one per pipeline that
+ * takes it); it is finished when all of them are done.
+ *
+ * @example
+ * ```ts
+ * import { OffsetTracker } from "./offsets.ts";
+ * const tracker = new OffsetTracker();
+ * tracker.register("t", 0, "5", 1);
+ * tracker.register("t", 0, "6", 1);
+ * tracker.done("t", 0, "6");
+ * tracker.committable(); // [{ topic: "t", partition: 0, offset: "5" }]: 5 is still pending
+ * tracker.done("t", 0, "5");
+ * tracker.committable(); // [{ topic: "t", partition: 0, offset: "7" }]
+ * ```
+ */
+export interface TopicPartitionOffset {
+  topic: string;
+  partition: number;
+  /** The next offset to consume, as Kafka commits it. */
+  offset: string;
+}
+
+interface PartitionState {
+  topic: string;
+  partition: number;
+  /** Registered offsets in order, from `head` on, with the outcomes each still needs. */
+  offsets: bigint[];
+  remaining: Map<bigint, number>;
+  head: number;
+  next: bigint | undefined;
+  committed: bigint | undefined;
+}
+
+export class OffsetTracker {
+  #partitions = new Map<string, PartitionState>();
+  #pending = 0;
+  #idle: (() => void)[] = [];
+
+  /** Messages registered and not yet finished. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  #state(topic: string, partition: number): PartitionState {
+    const id = `${topic}\u0000${partition}`;
+    let state = this.#partitions.get(id);
+    if (!state) {
+      state = { topic, partition, offsets: [], remaining: new Map(), head: 0, next: undefined, committed: undefined };
+      this.#partitions.set(id, state);
+    }
+    return state;
+  }
+
+  /**
+   * Records a consumed message that needs `outcomes` outcomes (0: finished already). A message seen
+   * again (redelivered after a rebalance) while still pending just needs more outcomes.
+   */
+  register(topic: string, partition: number, offset: string, outcomes: number): void {
+    const state = this.#state(topic, partition);
+    const at = BigInt(offset);
+    if (state.next === undefined || at >= state.next) state.next = at + 1n;
+    if (outcomes <= 0) {
+      this.#advance(state);
+      return;
+    }
+    const left = state.remaining.get(at);
+    state.remaining.set(at, (left ?? 0) + outcomes);
+    if (left !== undefined) return;
+    this.#pending++;
+    const last = state.offsets.at(-1);
+    if (last === undefined || at > last) {
+      state.offsets.push(at);
+      return;
+    }
+    // A redelivery below offsets already seen: keep the list sorted and the head on the lowest.
+    let index = state.offsets.findIndex((seen) => seen >= at);
+    if (state.offsets[index] === at) index = -1;
+    if (index >= 0) state.offsets.splice(index, 0, at);
+    const position = state.offsets.indexOf(at);
+    if (position < state.head) state.head = position;
+  }
+
+  /** Records one durable outcome for a registered message. */
+  done(topic: string, partition: number, offset: string): void {
+    const state = this.#state(topic, partition);
+    const at = BigInt(offset);
+    const left = state.remaining.get(at);
+    if (left === undefined) throw new Error(`offset ${topic}/${partition}@${offset} was not registered`);
+    if (left > 1) {
+      state.remaining.set(at, left - 1);
+      return;
+    }
+    state.remaining.delete(at);
+    this.#pending--;
+    this.#advance(state);
+    if (this.#pending === 0) { for (const wake of this.#idle.splice(0)) wake(); }
+  }
+
+  #advance(state: PartitionState): void {
+    while (state.head < state.offsets.length && !state.remaining.has(state.offsets[state.head])) state.head++;
+    // Compact now and then, so a long-running partition does not grow without bound.
+    if (state.head > 1024 && state.head * 2 > state.offsets.length) {
+      state.offsets = state.offsets.slice(state.head);
+      state.head = 0;
+    }
+  }
+
+  /** Resolves once every registered message is finished. */
+  idle(): Promise<void> {
+    if (this.#pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** The commit point of every partition whose point moved since it was last marked committed. */
+  committable(): TopicPartitionOffset[] {
+    const result: TopicPartitionOffset[] = [];
+    for (const state of this.#partitions.values()) {
+      const point = state.head < state.offsets.length ? state.offsets[state.head] : state.next;
+      if (point !== undefined && point !== state.committed) {
+        result.push({ topic: state.topic, partition: state.partition, offset: String(point) });
+      }
+    }
+    return result;
+  }
+
+  /** Notes that these commit points are now stored in Kafka. */
+  markCommitted(offsets: readonly TopicPartitionOffset[]): void {
+    for (const { topic, partition, offset } of offsets) this.#state(topic, partition).committed = BigInt(offset);
+  }
+}

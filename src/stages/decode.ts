@@ -1,0 +1,47 @@
+/**
+ * decode: the message's bytes become a value, as the pipeline's `decode` says: `json` (default),
+ * `text` (UTF-8), or `bytes` (base64 text). Bytes that do not decode are a permanent failure.
+ *
+ * @example
+ * ```ts
+ * import { decode } from "./decode.ts";
+ * // for await (const job of decode(jobs)) job.value  // the parsed JSON
+ * ```
+ */
+import { failure } from "../errors.ts";
+import type { Job } from "../model.ts";
+import { perJob } from "./stage.ts";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Decodes one job's value in place. */
+export function decodeJob(job: Job): void {
+  const bytes = job.record.value;
+  if (bytes === null) {
+    job.failure = failure("decode", "permanent", "message has no value (a tombstone)");
+    return;
+  }
+  if (job.pipeline.decode === "bytes") {
+    job.value = btoa(Array.from(bytes, (byte) => String.fromCharCode(byte)).join(""));
+    return;
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    job.failure = failure("decode", "permanent", "value is not valid UTF-8");
+    return;
+  }
+  if (job.pipeline.decode === "text") {
+    job.value = text;
+    return;
+  }
+  try {
+    job.value = JSON.parse(text);
+  } catch (error) {
+    job.failure = failure("decode", "permanent", `value is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** The decode stage. */
+export const decode = perJob(decodeJob);

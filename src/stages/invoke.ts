@@ -1,0 +1,133 @@
+/**
+ * invoke: sends each job's text to its route's agent (A2A `message/send`), with a bounded number
+ * of calls in flight per pipeline, retries with exponential backoff and jitter for transient
+ * failures (honouring `Retry-After`), and `exhausted` once the retries are spent. Jobs come out in
+ * the order their calls finish.
+ *
+ * @example
+ * ```ts
+ * import { invoke } from "./invoke.ts";
+ * // for await (const job of invoke(transform(match(decode(jobs))), { archestraUrl: "http://localhost:9000" }))
+ * //   console.log(job.reply?.text ?? job.failure?.message);
+ * ```
+ */
+import type { Message } from "@a2a-js/sdk";
+import PQueue from "p-queue";
+import { failure } from "../errors.ts";
+import { isLive, type Job, type Pipeline, type Route } from "../model.ts";
+import { sendMessage } from "../a2a/send_message.ts";
+import { mapConcurrent } from "../util/concurrent.ts";
+
+export interface InvokeContext {
+  /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/v1/a2a/{prompt_id}`. */
+  readonly archestraUrl: string;
+  readonly archestraToken?: string;
+  /** Cancels calls and retry waits at shutdown; the jobs cut short are marked `abandoned`. */
+  readonly signal?: AbortSignal;
+  /** For tests: waits between retries. */
+  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** For tests: jitter source in [0, 1). */
+  readonly random?: () => number;
+}
+
+/** The endpoint and token a route calls. */
+export function agentEndpoint(route: Route, ctx: InvokeContext): { url: string; token?: string } {
+  return route.agent.url !== undefined
+    ? { url: route.agent.url, token: route.agent.token }
+    : { url: `${ctx.archestraUrl}/v1/a2a/${encodeURIComponent(route.agent.promptId)}`, token: ctx.archestraToken };
+}
+
+/** The A2A message for a job: spec-complete, with a message id that is stable across redeliveries. */
+export function buildMessage(job: Job): Message {
+  const { ctx } = job;
+  return {
+    kind: "message",
+    role: "user",
+    messageId: ctx.messageId,
+    parts: [{ kind: "text", text: job.text ?? "" }],
+    metadata: {
+      topic: ctx.topic,
+      partition: ctx.partition,
+      offset: ctx.offset,
+      key: ctx.key,
+      pipeline: ctx.pipeline,
+      route: job.route?.name ?? null,
+      correlation_id: ctx.correlationId,
+    },
+  };
+}
+
+/** The wait before retry number `retry` (1-based): doubling from `backoffMs`, capped, half jittered. */
+export function backoffDelay(
+  retry: number,
+  retries: Pipeline["delivery"]["retries"],
+  random: () => number,
+): number {
+  const full = Math.min(retries.maxBackoffMs, retries.backoffMs * 2 ** (retry - 1));
+  return full / 2 + (full / 2) * random();
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`. */
+export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
+  const route = job.route!;
+  const { url, token } = agentEndpoint(route, ctx);
+  const retries = job.pipeline.delivery.retries;
+  const sleep = ctx.sleep ?? abortableSleep;
+  const message = buildMessage(job);
+  const started = performance.now();
+  for (let attempt = 1;; attempt++) {
+    const outcome = await sendMessage({ url, token, message, timeoutMs: route.timeoutMs, signal: ctx.signal });
+    if ("reply" in outcome) {
+      job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started), url };
+      return job;
+    }
+    const problem = outcome.failure;
+    if (ctx.signal?.aborted) {
+      // Shutting down: the call was cut short, so leave the message for the next run.
+      job.abandoned = true;
+      return job;
+    }
+    if (problem.class === "permanent") {
+      job.failure = { ...problem, attempts: attempt };
+      return job;
+    }
+    if (attempt > retries.max) {
+      job.failure = failure("invoke", "exhausted", `${problem.message} (after ${attempt} attempts)`, {
+        attempts: attempt,
+      });
+      return job;
+    }
+    const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), problem.retryAfterMs ?? 0);
+    await sleep(delay, ctx.signal);
+    if (ctx.signal?.aborted) {
+      job.abandoned = true;
+      return job;
+    }
+  }
+}
+
+/** The invoke stage. */
+export function invoke(jobs: AsyncIterable<Job>, ctx: InvokeContext): AsyncIterable<Job> {
+  const queues = new Map<string, PQueue>();
+  const queueFor = (job: Job) => {
+    let queue = queues.get(job.pipeline.name);
+    if (!queue) {
+      queue = new PQueue({ concurrency: job.pipeline.delivery.concurrency });
+      queues.set(job.pipeline.name, queue);
+    }
+    return queue;
+  };
+  return mapConcurrent(jobs, (job) => isLive(job) ? invokeJob(job, ctx) : Promise.resolve(job), queueFor);
+}

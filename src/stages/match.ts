@@ -1,0 +1,43 @@
+/**
+ * match: picks the first route of the pipeline whose `topics`, `headers` and `fields` all match.
+ * With no match the job is skipped (`unmatched: skip`, the default) or dead-lettered
+ * (`unmatched: dlq`).
+ *
+ * @example
+ * ```ts
+ * import { match } from "./match.ts";
+ * // for await (const job of match(decode(jobs))) job.route?.name
+ * ```
+ */
+import { failure } from "../errors.ts";
+import type { Job, MessageContext, Route } from "../model.ts";
+import { topicMatches } from "../util/glob.ts";
+import { getPath } from "../util/path.ts";
+import { perJob } from "./stage.ts";
+
+/** Whether `route` takes a message with this context and decoded value. */
+export function routeMatches(route: Route, ctx: MessageContext, value: unknown): boolean {
+  const { topics, headers, fields } = route.match;
+  if (topics && !topics.some((pattern) => topicMatches(pattern, ctx.topic))) return false;
+  for (const [name, expected] of Object.entries(headers ?? {})) {
+    if (ctx.headers[name] !== expected) return false;
+  }
+  for (const [path, expected] of Object.entries(fields ?? {})) {
+    if (getPath(value, path) !== expected) return false;
+  }
+  return true;
+}
+
+/** Matches one job in place. */
+export function matchJob(job: Job): void {
+  job.route = job.pipeline.routes.find((route) => routeMatches(route, job.ctx, job.value));
+  if (job.route) return;
+  if (job.pipeline.unmatched === "dlq") {
+    job.failure = failure("match", "permanent", `no route of pipeline ${job.pipeline.name} matched`);
+  } else {
+    job.skipped = true;
+  }
+}
+
+/** The match stage. */
+export const match = perJob(matchJob);

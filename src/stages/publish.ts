@@ -1,0 +1,141 @@
+/**
+ * publish: writes each job's outcome to Kafka and yields it once the broker has acknowledged it.
+ * A reply goes to the responses topic (default `{$topic}.responses`) as a JSON envelope with the
+ * source key; a failure goes to the DLQ topic (default `{$topic}.dlq`) with the original key, bytes
+ * and headers plus `x-error-*` headers. Skipped and abandoned jobs are passed on unwritten.
+ *
+ * @example
+ * ```ts
+ * import { publish } from "./publish.ts";
+ * // for await (const outcome of publish(invoke(...), { send: (topic, record) => producer.send(...) }))
+ * //   tracker.done(outcome.job)
+ * ```
+ */
+import PQueue from "p-queue";
+import { errorMessage, failure } from "../errors.ts";
+import type { Job } from "../model.ts";
+import { lookup } from "../placeholders.ts";
+import { renderTemplate, type Template } from "../template.ts";
+import { mapConcurrent } from "../util/concurrent.ts";
+
+/** A record to produce. */
+export interface OutRecord {
+  key: Uint8Array | null;
+  value: Uint8Array;
+  headers: Record<string, Uint8Array | Uint8Array[] | string>;
+}
+
+/** The Kafka side of publish, as the kafkajs adapter provides it. */
+export interface PublishContext {
+  /** Produces one record and resolves once the broker has acknowledged it (acks=all). */
+  send(topic: string, record: OutRecord): Promise<void>;
+  /** Whether a send error can never succeed (e.g. record too large): the job goes to the DLQ. */
+  isPermanent?(error: unknown): boolean;
+  /** Sends in flight at once. */
+  concurrency?: number;
+}
+
+/** What happened to a job. */
+export type Outcome = "replied" | "dead-lettered" | "skipped" | "abandoned";
+
+const encoder = new TextEncoder();
+
+/** The output topic a template names for `job`. */
+export function outputTopic(template: Template, job: Job): string {
+  return renderTemplate(template, (path) => lookup(job, path)).text;
+}
+
+/** The JSON envelope written to the responses topic. */
+export function replyEnvelope(job: Job): Record<string, unknown> {
+  const { ctx, reply, route } = job;
+  return {
+    pipeline: ctx.pipeline,
+    route: route?.name ?? null,
+    source: {
+      topic: ctx.topic,
+      partition: ctx.partition,
+      offset: ctx.offset,
+      key: ctx.key,
+      timestamp: ctx.timestamp,
+    },
+    agent: { url: reply?.url ?? null, prompt_id: route?.agent.promptId ?? null },
+    request: { text: job.text ?? null, message_id: ctx.messageId },
+    reply: {
+      text: reply?.text ?? null,
+      parts: reply?.parts ?? [],
+      task_id: reply?.taskId ?? null,
+      context_id: reply?.contextId ?? null,
+    },
+    attempts: reply?.attempts ?? 0,
+    latency_ms: reply?.latencyMs ?? 0,
+  };
+}
+
+/** Headers every output record carries, tying it to its source message. */
+export function correlationHeaders(job: Job): Record<string, string> {
+  const { ctx } = job;
+  return {
+    "x-correlation-id": ctx.correlationId,
+    "x-source-topic": ctx.topic,
+    "x-source-partition": String(ctx.partition),
+    "x-source-offset": ctx.offset,
+    "x-pipeline": ctx.pipeline,
+    ...(job.route ? { "x-route": job.route.name } : {}),
+    ...(ctx.headers.traceparent ? { traceparent: ctx.headers.traceparent } : {}),
+  };
+}
+
+/** The DLQ record for a failed job: original key, bytes and headers, plus error headers. */
+export function dlqRecord(job: Job, now = new Date()): OutRecord {
+  const problem = job.failure!;
+  return {
+    key: job.record.key,
+    value: job.record.value ?? new Uint8Array(),
+    headers: {
+      ...job.record.headers,
+      ...correlationHeaders(job),
+      "x-error-stage": problem.stage,
+      "x-error-class": problem.class,
+      // Header values are bytes on the wire; keep them short and on one line.
+      "x-error-message": problem.message.replace(/\s+/g, " ").slice(0, 1000),
+      "x-error-attempts": String(problem.attempts),
+      "x-failed-at": now.toISOString(),
+    },
+  };
+}
+
+/** Publishes one job; resolves with its outcome once the broker has it. */
+export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: Job; outcome: Outcome }> {
+  if (job.abandoned) return { job, outcome: "abandoned" };
+  if (job.skipped) return { job, outcome: "skipped" };
+  if (!job.failure) {
+    try {
+      await ctx.send(outputTopic(job.pipeline.publish.responses, job), {
+        key: job.record.key,
+        value: encoder.encode(JSON.stringify(replyEnvelope(job))),
+        headers: correlationHeaders(job),
+      });
+      return { job, outcome: "replied" };
+    } catch (error) {
+      if (!ctx.isPermanent?.(error)) throw error;
+      job.failure = failure("publish", "permanent", `reply not accepted by Kafka: ${errorMessage(error)}`, {
+        attempts: job.reply?.attempts ?? 0,
+      });
+    }
+  }
+  await ctx.send(outputTopic(job.pipeline.publish.dlq, job), dlqRecord(job));
+  return { job, outcome: "dead-lettered" };
+}
+
+/**
+ * The publish stage. A send that fails for a reason that may pass (broker unreachable after the
+ * client's own retries) ends the stream with that error: nothing is marked done that is not
+ * durable, and the process stops rather than skipping ahead.
+ */
+export function publish(
+  jobs: AsyncIterable<Job>,
+  ctx: PublishContext,
+): AsyncIterable<{ job: Job; outcome: Outcome }> {
+  const queue = new PQueue({ concurrency: ctx.concurrency ?? 64 });
+  return mapConcurrent(jobs, (job) => publishJob(job, ctx), () => queue);
+}

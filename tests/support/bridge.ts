@@ -1,0 +1,46 @@
+/** Runs the bridge in-process on the test broker, against a demo agent, with pipelines written inline. */
+import { type Bridge, startBridge } from "../../src/bridge.ts";
+import { parsePipelineText } from "../../src/config/load_pipelines.ts";
+import type { Pipeline } from "../../src/model.ts";
+import { createKafka } from "../../src/kafka/client.ts";
+import { loadSettings } from "../../src/config/settings.ts";
+import { testKafka, uniqueId } from "./kafka.ts";
+
+/** Parses pipeline YAML texts, failing the test on any problem. */
+export function pipelinesFrom(texts: string[], env: Record<string, string> = {}): Pipeline[] {
+  return texts.flatMap((text, index) => {
+    const { pipelines, problems } = parsePipelineText(`test-${index}.yaml`, text, env, {
+      maxRetries: 3,
+      retryDelayMs: 50,
+    });
+    if (problems.length) throw new Error(problems.join("\n"));
+    return pipelines;
+  });
+}
+
+export interface TestBridgeOptions {
+  pipelines: Pipeline[];
+  archestraUrl: string;
+  groupId?: string;
+  topicRefreshMs?: number;
+}
+
+/** Starts a bridge; `stop()` it at the end of the test. */
+export async function startTestBridge(options: TestBridgeOptions): Promise<Bridge & { groupId: string }> {
+  const { brokers } = await testKafka();
+  const settings = loadSettings({ LOG_LEVEL: "WARNING" });
+  const groupId = options.groupId ?? `bridge-${uniqueId()}`;
+  const bridge = await startBridge({
+    kafka: createKafka(settings, brokers),
+    brokers,
+    pipelines: options.pipelines,
+    settings: {
+      ...settings,
+      groupId,
+      topicRefreshMs: options.topicRefreshMs ?? 60_000,
+      commitIntervalMs: 200,
+    },
+    archestraUrl: options.archestraUrl,
+  });
+  return Object.assign(bridge, { groupId });
+}
