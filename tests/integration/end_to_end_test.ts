@@ -6,7 +6,15 @@ import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { exampleEvents } from "../../src/examples.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
-import { committedOffsets, createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
+import {
+  committedOffsets,
+  createTopics,
+  produce,
+  readRecords,
+  testKafka,
+  topicSize,
+  uniqueId,
+} from "../support/kafka.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -58,7 +66,8 @@ Deno.test("the three example events become three replies on three responses topi
     const support = byTopic[`${prefix}customer.events.responses`];
     assert.equal(support.key, "CUST-001");
     const envelope = JSON.parse(support.value!.toString());
-    const supportText = "New customer support request:\n\nCustomer ID: CUST-001\nIssue: Double charged for subscription";
+    const supportText =
+      "New customer support request:\n\nCustomer ID: CUST-001\nIssue: Double charged for subscription";
     assert.equal(envelope.pipeline, "customer-support");
     assert.equal(envelope.route, "customer-support");
     assert.deepEqual(
@@ -128,32 +137,42 @@ Deno.test("the three example events become three replies on three responses topi
   }
 });
 
-Deno.test("a topic created after start that matches orders.* is picked up; outputs are never consumed", integration, async () => {
-  const prefix = `late-${uniqueId()}.`;
-  const { kafka } = await testKafka();
-  await createTopics(kafka, [`${prefix}orders.events`]);
-  const agent = startDemoAgent();
-  const bridge = await startTestBridge({
-    pipelines: pipelinesFrom([seedPipelines(prefix)[1]]),
-    archestraUrl: agent.url,
-    topicRefreshMs: 300,
-  });
-  try {
-    assert.deepEqual(bridge.topics(), [`${prefix}orders.events`]);
-    await produce(kafka, `${prefix}orders.events`, [{ key: "ORD-1", value: '{"order_id":"ORD-1","event_type":"created"}' }]);
-    await readRecords(kafka, [`${prefix}orders.events.responses`], 1);
+Deno.test(
+  "a topic created after start that matches orders.* is picked up; outputs are never consumed",
+  integration,
+  async () => {
+    const prefix = `late-${uniqueId()}.`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [`${prefix}orders.events`]);
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([seedPipelines(prefix)[1]]),
+      archestraUrl: agent.url,
+      topicRefreshMs: 300,
+    });
+    try {
+      assert.deepEqual(bridge.topics(), [`${prefix}orders.events`]);
+      await produce(kafka, `${prefix}orders.events`, [{
+        key: "ORD-1",
+        value: '{"order_id":"ORD-1","event_type":"created"}',
+      }]);
+      await readRecords(kafka, [`${prefix}orders.events.responses`], 1);
 
-    await createTopics(kafka, [`${prefix}orders.returns`]);
-    await produce(kafka, `${prefix}orders.returns`, [{ key: "ORD-2", value: '{"order_id":"ORD-2","event_type":"returned"}' }]);
-    const [reply] = await readRecords(kafka, [`${prefix}orders.returns.responses`], 1);
-    assert.equal(JSON.parse(reply.value!.toString()).request.text, "Order Event:\nOrder ID: ORD-2\nEvent: returned");
+      await createTopics(kafka, [`${prefix}orders.returns`]);
+      await produce(kafka, `${prefix}orders.returns`, [{
+        key: "ORD-2",
+        value: '{"order_id":"ORD-2","event_type":"returned"}',
+      }]);
+      const [reply] = await readRecords(kafka, [`${prefix}orders.returns.responses`], 1);
+      assert.equal(JSON.parse(reply.value!.toString()).request.text, "Order Event:\nOrder ID: ORD-2\nEvent: returned");
 
-    await bridge.refreshTopics();
-    assert.deepEqual(bridge.topics(), [`${prefix}orders.events`, `${prefix}orders.returns`]);
-    // Two source messages, two calls: the responses topics that orders.* could match were not fed back.
-    assert.equal(agent.requests.length, 2);
-  } finally {
-    await bridge.stop();
-    await agent.close();
-  }
-});
+      await bridge.refreshTopics();
+      assert.deepEqual(bridge.topics(), [`${prefix}orders.events`, `${prefix}orders.returns`]);
+      // Two source messages, two calls: the responses topics that orders.* could match were not fed back.
+      assert.equal(agent.requests.length, 2);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);

@@ -1,6 +1,8 @@
 /** Kafka helpers for integration tests: unique names, producing, and reading a topic until enough arrived. */
 import { Buffer } from "node:buffer";
-import { type IHeaders, Kafka, logLevel, Partitioners } from "kafkajs";
+import { type IHeaders, type Kafka, Partitioners } from "kafkajs";
+import { loadSettings } from "../../src/config/settings.ts";
+import { createKafka } from "../../src/kafka/client.ts";
 import { testBroker } from "./broker.ts";
 
 /** A short random id, to keep every test's topics and groups its own. */
@@ -11,7 +13,7 @@ export function uniqueId(): string {
 /** A kafkajs client on the test broker. */
 export async function testKafka(): Promise<{ kafka: Kafka; brokers: string[] }> {
   const brokers = [await testBroker()];
-  return { kafka: new Kafka({ brokers, clientId: "agentstream-test", logLevel: logLevel.NOTHING }), brokers };
+  return { kafka: createKafka(loadSettings({ KAFKA_CLIENT_ID: "agentstream-test" }), brokers), brokers };
 }
 
 /** Creates topics (with `partitions` each) and waits for their leaders. */
@@ -19,7 +21,10 @@ export async function createTopics(kafka: Kafka, topics: string[], partitions = 
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: partitions })), waitForLeaders: true });
+    await admin.createTopics({
+      topics: topics.map((topic) => ({ topic, numPartitions: partitions })),
+      waitForLeaders: true,
+    });
   } finally {
     await admin.disconnect();
   }

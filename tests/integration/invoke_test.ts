@@ -1,0 +1,145 @@
+/** invoke against a real A2A server (the demo agent, over HTTP): results, failure classes, retries. */
+import assert from "node:assert/strict";
+import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { backoffDelay, invokeJob } from "../../src/stages/invoke.ts";
+import { decodeJob } from "../../src/stages/decode.ts";
+import { matchJob } from "../../src/stages/match.ts";
+import { transformJob } from "../../src/stages/transform.ts";
+import { parseRetryAfter } from "../../src/a2a/send_message.ts";
+import { job, pipeline, record } from "../unit/helpers.ts";
+
+function ready(promptId: string, { timeout = "5s", retries = 2 } = {}) {
+  const p = pipeline(`
+name: calls
+source: { topics: [t] }
+routes: [{ name: r, transform: { template: "hello {who}" }, invoke: { prompt_id: ${promptId}, timeout: ${timeout} } }]
+delivery: { retries: { max: ${retries}, backoff: 100ms, max_backoff: 1s } }
+`);
+  const j = job(p, record('{"who":"agent"}', { topic: "t" }));
+  decodeJob(j);
+  matchJob(j);
+  transformJob(j);
+  return j;
+}
+
+function recordingSleep() {
+  const waits: number[] = [];
+  return { waits, sleep: (ms: number) => (waits.push(ms), Promise.resolve()) };
+}
+
+Deno.test("invoke() turns a Message result into a reply, sending the token", async () => {
+  const agent = startDemoAgent({ token: "s3cret" });
+  try {
+    const j = await invokeJob(ready("p1"), { archestraUrl: agent.url, archestraToken: "s3cret" });
+    assert.equal(j.failure, undefined);
+    assert.equal(j.reply?.text, demoReply("p1", "hello agent"));
+    assert.equal(j.reply?.attempts, 1);
+    assert.equal(j.reply?.url, `${agent.url}/v1/a2a/p1`);
+    assert.equal(agent.requests[0].authorization, "Bearer s3cret");
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("invoke() reads a completed Task's artifacts, and polls a working Task with tasks/get", async () => {
+  const agent = startDemoAgent({ behaviours: { done: { task: "completed" }, slow: { task: "working", polls: 2 } } });
+  try {
+    const done = await invokeJob(ready("done"), { archestraUrl: agent.url });
+    assert.equal(done.reply?.text, demoReply("done", "hello agent"));
+    assert.ok(done.reply?.taskId);
+    const slow = await invokeJob(ready("slow"), { archestraUrl: agent.url });
+    assert.equal(slow.reply?.text, demoReply("slow", "hello agent"));
+    assert.deepEqual(agent.requests.filter((r) => r.promptId === "slow").map((r) => r.method), [
+      "message/send",
+      "tasks/get",
+      "tasks/get",
+    ]);
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("invoke() fails permanently, without retrying, on a JSON-RPC error and on HTTP 401/404", async () => {
+  const agent = startDemoAgent({
+    token: "right",
+    behaviours: { rpc: { rpcError: { code: -32001, message: "nope" } }, gone: { failTimes: 9, failStatus: 404 } },
+  });
+  try {
+    const { waits, sleep } = recordingSleep();
+    for (
+      const [prompt, token, pattern] of [
+        ["rpc", "right", /JSON-RPC error -32001: nope/],
+        ["gone", "right", /HTTP 404/],
+        ["any", "wrong", /HTTP 401/],
+      ] as const
+    ) {
+      const j = await invokeJob(ready(prompt), { archestraUrl: agent.url, archestraToken: token, sleep });
+      assert.equal(j.failure?.class, "permanent", prompt);
+      assert.equal(j.failure?.attempts, 1);
+      assert.match(j.failure!.message, pattern);
+    }
+    assert.deepEqual(waits, []);
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("invoke() retries 5xx with backoff, honours Retry-After, and ends exhausted", async () => {
+  const agent = startDemoAgent({ behaviours: { busy: { failTimes: 99, failStatus: 429, retryAfter: 7 } } });
+  try {
+    const { waits, sleep } = recordingSleep();
+    const j = await invokeJob(ready("busy"), { archestraUrl: agent.url, sleep, random: () => 0.5 });
+    assert.equal(j.failure?.class, "exhausted");
+    assert.equal(j.failure?.attempts, 3);
+    assert.match(j.failure!.message, /HTTP 429/);
+    assert.deepEqual(waits, [7000, 7000], "Retry-After (7 s) outweighs the 100 ms backoff");
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("invoke() treats a timeout and a refused connection as transient", async () => {
+  const agent = startDemoAgent({ latencyMs: 2_000 });
+  try {
+    const { waits, sleep } = recordingSleep();
+    const slow = await invokeJob(ready("p", { timeout: "100ms", retries: 1 }), { archestraUrl: agent.url, sleep });
+    assert.equal(slow.failure?.class, "exhausted");
+    assert.match(slow.failure!.message, /no answer within 100 ms/);
+    assert.equal(waits.length, 1);
+  } finally {
+    await agent.close();
+  }
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const refused = await invokeJob(ready("p", { retries: 0 }), { archestraUrl: `http://127.0.0.1:${port}` });
+  assert.equal(refused.failure?.class, "exhausted");
+  assert.match(refused.failure!.message, /cannot reach the agent/);
+});
+
+Deno.test("invoke() abandons a call cut short by shutdown instead of dead-lettering it", async () => {
+  const agent = startDemoAgent({ latencyMs: 5_000 });
+  try {
+    const abort = new AbortController();
+    const pending = invokeJob(ready("p"), { archestraUrl: agent.url, signal: abort.signal });
+    abort.abort();
+    const j = await pending;
+    assert.equal(j.abandoned, true);
+    assert.equal(j.failure, undefined);
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("backoff doubles up to the cap, with up to half of it jittered", () => {
+  const retries = { max: 5, backoffMs: 100, maxBackoffMs: 350 };
+  assert.deepEqual([1, 2, 3, 4].map((n) => backoffDelay(n, retries, () => 0)), [50, 100, 175, 175]);
+  assert.deepEqual([1, 2, 3].map((n) => backoffDelay(n, retries, () => 0.999999)).map(Math.round), [100, 200, 350]);
+});
+
+Deno.test("Retry-After is read as seconds or as an HTTP date", () => {
+  assert.equal(parseRetryAfter("3"), 3000);
+  assert.equal(parseRetryAfter(new Date(10_000).toUTCString(), 4_000), 6000);
+  assert.equal(parseRetryAfter("soon"), undefined);
+  assert.equal(parseRetryAfter(null), undefined);
+});

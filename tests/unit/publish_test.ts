@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { decodeJob } from "../../src/stages/decode.ts";
+import { matchJob } from "../../src/stages/match.ts";
+import { transformJob } from "../../src/stages/transform.ts";
+import { dlqRecord, type OutRecord, publish, publishJob, replyEnvelope } from "../../src/stages/publish.ts";
+import type { Job } from "../../src/model.ts";
+import { messageIdFor } from "../../src/dispatch.ts";
+import { collect, from, job, pipeline, record, simple } from "./helpers.ts";
+
+const text = (bytes: Uint8Array | Uint8Array[] | string) =>
+  typeof bytes === "string" ? bytes : new TextDecoder().decode(bytes as Uint8Array);
+
+function replied(): Job {
+  const j = job(simple, record('{"a":1}', { headers: { traceparent: "00-abc-def-01", "x-correlation-id": "corr-9" } }));
+  decodeJob(j);
+  matchJob(j);
+  transformJob(j);
+  j.reply = {
+    text: "done",
+    parts: [{ kind: "text", text: "done" }],
+    taskId: null,
+    contextId: "ctx",
+    attempts: 2,
+    latencyMs: 40,
+    url: "http://agent/v1/a2a/p-any",
+  };
+  return j;
+}
+
+function recorder() {
+  const sent: { topic: string; record: OutRecord }[] = [];
+  return { sent, send: (topic: string, out: OutRecord) => (sent.push({ topic, record: out }), Promise.resolve()) };
+}
+
+Deno.test("a reply goes to <topic>.responses with the source key, the envelope and correlation headers", async () => {
+  const sink = recorder();
+  const j = replied();
+  assert.deepEqual(await publishJob(j, sink), { job: j, outcome: "replied" });
+  const [{ topic, record: out }] = sink.sent;
+  assert.equal(topic, "orders.events.responses");
+  assert.equal(text(out.key!), "K-1");
+  assert.deepEqual(JSON.parse(text(out.value)), replyEnvelope(j));
+  assert.deepEqual(out.headers, {
+    "x-correlation-id": "corr-9",
+    "x-source-topic": "orders.events",
+    "x-source-partition": "0",
+    "x-source-offset": "7",
+    "x-pipeline": "orders",
+    "x-route": "any",
+    traceparent: "00-abc-def-01",
+  });
+});
+
+Deno.test("the envelope has the documented shape and never the token", () => {
+  const envelope = replyEnvelope(replied());
+  assert.deepEqual(envelope, {
+    pipeline: "orders",
+    route: "any",
+    source: { topic: "orders.events", partition: 0, offset: "7", key: "K-1", timestamp: "2026-01-12T10:00:00.000Z" },
+    agent: { url: "http://agent/v1/a2a/p-any", prompt_id: "p-any" },
+    request: {
+      text: '{\n  "a": 1\n}',
+      message_id: messageIdFor("orders", { topic: "orders.events", partition: 0, offset: "7" }),
+    },
+    reply: { text: "done", parts: [{ kind: "text", text: "done" }], task_id: null, context_id: "ctx" },
+    attempts: 2,
+    latency_ms: 40,
+  });
+});
+
+Deno.test("a failure goes to <topic>.dlq with the original bytes and headers plus error headers", async () => {
+  const sink = recorder();
+  const j = job(simple, record("{broken", { headers: { origin: "shop" } }));
+  decodeJob(j);
+  assert.equal((await publishJob(j, sink)).outcome, "dead-lettered");
+  const [{ topic, record: out }] = sink.sent;
+  assert.equal(topic, "orders.events.dlq");
+  assert.equal(text(out.value), "{broken");
+  assert.equal(text(out.key!), "K-1");
+  assert.equal(text(out.headers.origin), "shop");
+  assert.equal(out.headers["x-error-stage"], "decode");
+  assert.equal(out.headers["x-error-class"], "permanent");
+  assert.equal(out.headers["x-error-attempts"], "0");
+  assert.match(String(out.headers["x-error-message"]), /^value is not valid JSON/);
+  assert.ok(!Number.isNaN(Date.parse(String(out.headers["x-failed-at"]))));
+});
+
+Deno.test("DLQ error messages are one line and bounded", () => {
+  const j = job(simple, record("x"));
+  j.failure = { stage: "invoke", class: "permanent", message: "line one\nline two " + "x".repeat(5000), attempts: 1 };
+  const headers = dlqRecord(j).headers;
+  assert.ok(!String(headers["x-error-message"]).includes("\n"));
+  assert.equal(String(headers["x-error-message"]).length, 1000);
+});
+
+Deno.test("a reply Kafka can never take is dead-lettered as a publish failure; other send errors stop the stream", async () => {
+  const sink = recorder();
+  const tooLarge = Object.assign(new Error("too large"), { type: "MESSAGE_TOO_LARGE" });
+  let calls = 0;
+  const ctx = {
+    send: (topic: string, out: OutRecord) => calls++ === 0 ? Promise.reject(tooLarge) : sink.send(topic, out),
+    isPermanent: (error: unknown) => (error as { type?: string }).type === "MESSAGE_TOO_LARGE",
+  };
+  const j = replied();
+  assert.equal((await publishJob(j, ctx)).outcome, "dead-lettered");
+  assert.equal(sink.sent[0].record.headers["x-error-stage"], "publish");
+
+  const down = { send: () => Promise.reject(new Error("broker unreachable")), isPermanent: () => false };
+  await assert.rejects(collect(publish(from([replied()]), down)), /broker unreachable/);
+});
+
+Deno.test("output topic names follow the pipeline's publish templates", async () => {
+  const p = pipeline(`
+name: custom
+source: { topics: [a] }
+routes: [{ name: r, invoke: { prompt_id: p } }]
+publish: { responses: "replies.{$pipeline}", dlq: "{$topic}.failed" }
+`);
+  const sink = recorder();
+  const ok = job(p, record("{}", { topic: "a" }));
+  ok.reply = { text: "", parts: [], taskId: null, contextId: null, attempts: 1, latencyMs: 1, url: "u" };
+  await publishJob(ok, sink);
+  const bad = job(p, record("{", { topic: "a" }));
+  decodeJob(bad);
+  await publishJob(bad, sink);
+  assert.deepEqual(sink.sent.map((s) => s.topic), ["replies.custom", "a.failed"]);
+});
+
+Deno.test("skipped jobs are not written", async () => {
+  const sink = recorder();
+  const j = job(simple, record("{}"));
+  j.skipped = true;
+  assert.equal((await publishJob(j, sink)).outcome, "skipped");
+  assert.equal(sink.sent.length, 0);
+});
+
+Deno.test("message ids are UUID-shaped and the same for the same message and pipeline", () => {
+  const a = messageIdFor("p", { topic: "t", partition: 0, offset: "1" });
+  assert.equal(a, messageIdFor("p", { topic: "t", partition: 0, offset: "1" }));
+  assert.notEqual(a, messageIdFor("q", { topic: "t", partition: 0, offset: "1" }));
+  assert.notEqual(a, messageIdFor("p", { topic: "t", partition: 0, offset: "2" }));
+  assert.match(a, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+});
