@@ -50,7 +50,7 @@ async function main(): Promise<number> {
   log.info("Kafka at {brokers}, consumer group {group}", { brokers, group: settings.groupId });
 
   let archestraUrl = settings.archestraUrl;
-  const agent = demoAgent ? startDemoAgent({ port: Number(env.DEMO_AGENT_PORT ?? 0) }) : undefined;
+  const agent = demoAgent ? startDemoAgent({ port: settings.demoAgentPort }) : undefined;
   if (agent) {
     archestraUrl = agent.url;
     log.info("ARCHESTRA_URL is not set: using the embedded demo agent at {url} (embedded default)", {

@@ -64,7 +64,7 @@ const InvokeSchema = z.strictObject({
   url: z.url().optional().describe("Any A2A JSON-RPC endpoint, instead of prompt_id."),
   token: z.string().optional()
     .describe("Bearer token for `url`; prompt_id calls use ARCHESTRA_TOKEN."),
-  timeout: Duration.default(60_000).describe("Limit for one agent call, retries not counted."),
+  timeout: Duration.prefault("60s").describe("Limit for one agent call (each retry gets its own)."),
 }).superRefine((invoke, ctx) => {
   if ((invoke.prompt_id === undefined) === (invoke.url === undefined)) {
     ctx.addIssue({ code: "custom", message: "give exactly one of prompt_id and url" });
@@ -72,39 +72,40 @@ const InvokeSchema = z.strictObject({
 });
 
 const RouteSchema = z.strictObject({
-  name: Name,
+  name: Name.describe("The route's name, in the reply envelope and DLQ headers."),
   match: MatchSchema.optional().describe("All that is given must match; nothing means match all."),
-  transform: TransformSchema.prefault({}),
-  invoke: InvokeSchema,
+  transform: TransformSchema.prefault({}).describe("How the message becomes the agent's input text."),
+  invoke: InvokeSchema.describe("Which agent gets the text."),
 });
 
 const RetriesSchema = z.strictObject({
   max: z.int().min(0).max(100).optional().describe("Retries after the first call (MAX_RETRIES)."),
   backoff: Duration.optional().describe("First retry delay, doubled each time (RETRY_DELAY)."),
-  max_backoff: Duration.default(30_000),
+  max_backoff: Duration.prefault("30s").describe("Longest wait between retries."),
 });
 
 /** One `pipelines/*.yaml` file. */
 export const PipelineFileSchema = z.strictObject({
-  name: Name,
-  description: z.string().optional(),
+  name: Name.describe("The pipeline's name, unique across files; in envelopes, headers and message ids."),
+  description: z.string().optional().describe("Free text for people."),
   source: z.strictObject({
     topics: z.array(z.string().min(1)).min(1)
       .describe("Exact topic names or globs: `*` within a dot segment, `**` across segments."),
-  }),
-  decode: z.enum(["json", "text", "bytes"]).default("json"),
+  }).describe("Where messages come from."),
+  decode: z.enum(["json", "text", "bytes"]).default("json")
+    .describe("How message bytes become a value: JSON, UTF-8 text, or base64 text."),
   routes: z.array(RouteSchema).min(1).describe("Tried in order; the first that matches wins."),
   unmatched: z.enum(["skip", "dlq"]).default("skip")
     .describe("A message no route matches: count and skip it, or dead-letter it."),
   publish: z.strictObject({
-    responses: TemplateText.default("{$topic}.responses"),
-    dlq: TemplateText.default("{$topic}.dlq"),
-  }).prefault({}),
+    responses: TemplateText.default("{$topic}.responses").describe("Topic for replies (a template)."),
+    dlq: TemplateText.default("{$topic}.dlq").describe("Topic for failures (a template)."),
+  }).prefault({}).describe("Where outcomes go."),
   delivery: z.strictObject({
     concurrency: z.int().min(1).max(10_000).default(16)
       .describe("Agent calls in flight at once for this pipeline."),
-    retries: RetriesSchema.prefault({}),
-  }).prefault({}),
+    retries: RetriesSchema.prefault({}).describe("Retries of transient agent failures (timeouts, 429, 5xx)."),
+  }).prefault({}).describe("How messages are worked on."),
 }).superRefine((pipeline, ctx) => {
   const seen = new Set<string>();
   pipeline.routes.forEach((route, index) => {

@@ -34,7 +34,7 @@ export const SettingsSchema = z.object({
   KAFKA_BOOTSTRAP_SERVERS: list
     .describe("Comma-separated brokers; unset: a local broker is started (deno task kafka:start)."),
   KAFKA_GROUP_ID: z.string().default("archestra-bridge").describe("Consumer group id."),
-  KAFKA_CLIENT_ID: z.string().default("agentstream"),
+  KAFKA_CLIENT_ID: z.string().default("agentstream").describe("Client id the brokers see."),
   KAFKA_TOPICS: list.describe(
     "Topics (or globs) to consume; unset: the topics of the pipelines. Messages are still routed by pipeline.",
   ),
@@ -43,11 +43,12 @@ export const SettingsSchema = z.object({
   KAFKA_TOPIC_REFRESH: durationMs("5s")
     .describe("How often globs are matched again against the broker's topics."),
   KAFKA_SECURITY_PROTOCOL: z.enum(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
-    .default("PLAINTEXT"),
-  KAFKA_SASL_MECHANISM: z.enum(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]).default("PLAIN"),
-  KAFKA_SASL_USERNAME: optional,
+    .default("PLAINTEXT").describe("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+  KAFKA_SASL_MECHANISM: z.enum(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]).default("PLAIN")
+    .describe("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*)."),
+  KAFKA_SASL_USERNAME: optional.describe("SASL user name."),
   KAFKA_SASL_PASSWORD: optional.describe("A secret: never logged."),
-  LOG_LEVEL: z.string().default("INFO").transform((value, ctx) => {
+  LOG_LEVEL: z.string().default("INFO").describe("DEBUG, INFO, WARNING or ERROR.").transform((value, ctx) => {
     const level = ({
       TRACE: "trace",
       DEBUG: "debug",
@@ -72,6 +73,8 @@ export const SettingsSchema = z.object({
   ROUTES_CONFIG_FILE: optional.describe("A routes file in the old bridge's JSON format."),
   PIPELINES_DIR: z.string().default("pipelines").describe("Where pipelines/*.yaml are read from."),
   COMMIT_INTERVAL: durationMs("1s").describe("How often finished offsets are committed."),
+  DEMO_AGENT_PORT: z.coerce.number().int().min(0).max(65535).default(0)
+    .describe("Port of the embedded demo agent (when ARCHESTRA_URL is unset); 0: any free port."),
 });
 
 /** Settings with the names the code uses. */
@@ -95,6 +98,7 @@ export interface Settings {
   routesConfigFile?: string;
   pipelinesDir: string;
   commitIntervalMs: number;
+  demoAgentPort: number;
 }
 
 /**
@@ -135,5 +139,6 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     routesConfigFile: s.ROUTES_CONFIG_FILE,
     pipelinesDir: s.PIPELINES_DIR,
     commitIntervalMs: s.COMMIT_INTERVAL,
+    demoAgentPort: s.DEMO_AGENT_PORT,
   };
 }

@@ -1,0 +1,99 @@
+/**
+ * Generated documentation: the pipeline file's JSON Schema (for editors) and Markdown tables of
+ * pipeline fields and environment variables (for the README), all from the zod schemas, so the
+ * docs cannot drift from what is validated. `deno task docs` writes them; a test checks they are
+ * current.
+ *
+ * @example
+ * ```ts
+ * import { pipelineJsonSchema } from "./reference.ts";
+ * pipelineJsonSchema().properties; // { name: …, source: …, routes: … }
+ * ```
+ */
+import { z } from "zod";
+import { PipelineFileSchema } from "./pipeline_schema.ts";
+import { SettingsSchema } from "./settings.ts";
+
+interface JsonSchema {
+  type?: string | string[];
+  enum?: unknown[];
+  const?: unknown;
+  default?: unknown;
+  description?: string;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  items?: JsonSchema;
+  anyOf?: JsonSchema[];
+  additionalProperties?: JsonSchema | boolean;
+  [key: string]: unknown;
+}
+
+/** The JSON Schema of a pipeline file, as editors read it (input form: durations as `30s`). */
+export function pipelineJsonSchema(): JsonSchema {
+  return {
+    ...z.toJSONSchema(PipelineFileSchema, { io: "input", unrepresentable: "any" }) as JsonSchema,
+    title: "agentstream pipeline file",
+  };
+}
+
+function typeOf(schema: JsonSchema): string {
+  if (schema.enum) return schema.enum.map((v) => `\`${v}\``).join(" \\| ");
+  if (schema.anyOf) return schema.anyOf.map(typeOf).join(" \\| ");
+  if (schema.type === "array") return `list of ${typeOf(schema.items ?? {})}`;
+  if (schema.type === "object" && typeof schema.additionalProperties === "object") {
+    return `map of ${typeOf(schema.additionalProperties)}`;
+  }
+  return Array.isArray(schema.type) ? schema.type.join(" \\| ") : schema.type ?? "any";
+}
+
+function rows(schema: JsonSchema, prefix: string, required: boolean): string[] {
+  const result: string[] = [];
+  if (prefix) {
+    const fallback = schema.default === undefined
+      ? (required ? "required" : "")
+      : `\`${JSON.stringify(schema.default)}\``;
+    result.push(`| \`${prefix}\` | ${typeOf(schema)} | ${fallback} | ${schema.description ?? ""} |`);
+  }
+  const object = schema.type === "array" ? schema.items : schema;
+  for (const [name, child] of Object.entries(object?.properties ?? {})) {
+    const path = `${prefix}${schema.type === "array" ? "[]" : ""}${prefix ? "." : ""}${name}`;
+    result.push(...rows(child, path, object?.required?.includes(name) ?? false));
+  }
+  return result;
+}
+
+/** The Markdown table of pipeline file fields. */
+export function pipelineReference(): string {
+  return ["| field | type | default | meaning |", "| --- | --- | --- | --- |", ...rows(pipelineJsonSchema(), "", true)]
+    .join("\n");
+}
+
+/** The Markdown table of environment variables. */
+export function environmentReference(): string {
+  const schema = z.toJSONSchema(SettingsSchema, { io: "input", unrepresentable: "any" }) as JsonSchema;
+  const lines = ["| variable | default | meaning |", "| --- | --- | --- |"];
+  for (const [name, field] of Object.entries(schema.properties ?? {})) {
+    const fallback = field.default === undefined ? "" : `\`${field.default}\``;
+    lines.push(`| \`${name}\` | ${fallback} | ${field.description ?? ""} |`);
+  }
+  return lines.join("\n");
+}
+
+/** Replaces the text between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`. */
+export function replaceGenerated(document: string, name: string, content: string): string {
+  const start = `<!-- generated:${name} -->`;
+  const end = `<!-- /generated:${name} -->`;
+  const from = document.indexOf(start);
+  const to = document.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`markers for ${name} not found`);
+  return `${document.slice(0, from + start.length)}\n${content}\n${document.slice(to)}`;
+}
+
+/** The README with its generated sections brought up to date. */
+export function withGeneratedSections(readme: string): string {
+  return replaceGenerated(
+    replaceGenerated(readme, "environment", environmentReference()),
+    "pipeline-reference",
+    pipelineReference(),
+  );
+}
