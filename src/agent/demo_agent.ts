@@ -37,6 +37,8 @@ export interface Behaviour {
   /** Answer with a Task: `completed` at once, or `working` until polled `polls` times (default 2). */
   task?: "completed" | "working";
   polls?: number;
+  /** Hold every answer until this settles: lets a test act while a call is in flight. */
+  gate?: Promise<unknown>;
 }
 
 /** One request the agent received, for tests to inspect. */
@@ -65,6 +67,8 @@ export interface DemoAgent {
   readonly url: string;
   readonly port: number;
   readonly requests: ReceivedRequest[];
+  /** Resolves once `count` requests in all have arrived. */
+  waitForRequests(count: number): Promise<void>;
   /** Changes the behaviour of a prompt id from now on. */
   setBehaviour(promptId: string, behaviour: Behaviour | undefined): void;
   close(): Promise<void>;
@@ -138,6 +142,8 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
   const workingTasks = new Map<string, { task: Task; polls: number }>();
   const requests: ReceivedRequest[] = [];
   const keep = options.keep ?? 10_000;
+  let received = 0;
+  const waiters: { count: number; resolve: () => void }[] = [];
   let baseUrl = "";
 
   const handlerFor = (promptId: string) => {
@@ -177,10 +183,16 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       at: Date.now(),
     });
     if (requests.length > keep) requests.splice(0, requests.length - keep);
+    received++;
+    for (const waiter of waiters.filter((w) => w.count <= received)) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
     if (options.token && authorization !== `Bearer ${options.token}`) return json({ error: "unauthorized" }, 401);
 
     const behaviour = behaviourOf(promptId);
     if (behaviour.latencyMs) await new Promise((resolve) => setTimeout(resolve, behaviour.latencyMs));
+    if (behaviour.gate) await behaviour.gate;
     const messageId = body.params?.message?.messageId ?? "";
     if (behaviour.failTimes && body.method === "message/send") {
       const seen = failures.get(messageId) ?? 0;
@@ -243,6 +255,8 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     url: baseUrl,
     port,
     requests,
+    waitForRequests: (count) =>
+      count <= received ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve })),
     setBehaviour: (promptId, behaviour) => {
       if (behaviour) behaviours.set(promptId, behaviour);
       else behaviours.delete(promptId);

@@ -176,3 +176,28 @@ Deno.test(
     }
   },
 );
+
+Deno.test("a ** glob never consumes the responses or DLQ topics the bridge writes", integration, async () => {
+  const prefix = `loop-${uniqueId()}`;
+  const { kafka } = await testKafka();
+  await createTopics(kafka, [`${prefix}.a`]);
+  const agent = startDemoAgent();
+  const bridge = await startTestBridge({
+    pipelines: pipelinesFrom([`
+name: everything
+source: { topics: ["${prefix}.**"] }
+routes: [{ name: all, invoke: { prompt_id: all } }]
+`]),
+    archestraUrl: agent.url,
+  });
+  try {
+    await produce(kafka, `${prefix}.a`, [{ key: "k", value: "{}" }, { key: "bad", value: "{" }]);
+    await readRecords(kafka, [`${prefix}.a.responses`, `${prefix}.a.dlq`], 2);
+    await bridge.refreshTopics();
+    assert.deepEqual(bridge.topics(), [`${prefix}.a`]);
+    assert.equal(agent.requests.length, 1);
+  } finally {
+    await bridge.stop();
+    await agent.close();
+  }
+});

@@ -1,6 +1,7 @@
 /** A restarted bridge resumes from its committed offsets: nothing lost, nothing answered twice. */
 import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { until } from "../support/until.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import {
   committedOffsets,
@@ -49,3 +50,39 @@ routes: [{ name: echo, transform: { template: "n={n}" }, invoke: { prompt_id: ec
   assert.equal(await topicSize(kafka, `${topic}.responses`), 20, "no reply written twice");
   assert.equal(agent.requests.length, 20, "no message sent to the agent twice");
 });
+
+Deno.test(
+  "an offset is not committed while its agent call is in flight, and is once the reply is written",
+  integration,
+  async () => {
+    const topic = `inflight-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const gate = Promise.withResolvers<void>();
+    const agent = startDemoAgent({ behaviours: { held: { gate: gate.promise } } });
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([
+        `name: held\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: held } }]\n`,
+      ]),
+      archestraUrl: agent.url,
+    });
+    try {
+      await produce(kafka, topic, [{ key: "k", value: "{}" }]);
+      await agent.waitForRequests(1);
+      // Let a commit cycle run with the call still open: it must not move past the message.
+      const commits = bridge.stats.commits;
+      await until(() => bridge.stats.commits > commits, "a commit cycle");
+      assert.notEqual((await committedOffsets(kafka, bridge.groupId, topic))[0], "1");
+      gate.resolve();
+      await readRecords(kafka, [`${topic}.responses`], 1);
+      await until(() => bridge.stats.replied === 1, "the reply to be recorded");
+      const done = bridge.stats.commits;
+      await until(() => bridge.stats.commits > done, "the next commit");
+      assert.equal((await committedOffsets(kafka, bridge.groupId, topic))[0], "1");
+    } finally {
+      gate.resolve();
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
