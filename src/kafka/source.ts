@@ -86,7 +86,12 @@ export class KafkaSource {
   constructor(options: SourceOptions) {
     this.#options = options;
     this.#channel = new Channel(options.capacity ?? 8);
-    this.#consumer = options.kafka.consumer({ groupId: options.groupId, allowAutoTopicCreation: false });
+    this.#consumer = options.kafka.consumer({
+      groupId: options.groupId,
+      allowAutoTopicCreation: false,
+      // A stop waits for the fetch in progress; a short long-poll keeps stopping quick.
+      maxWaitTimeInMs: 1_000,
+    });
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
       if (!payload.restart) this.#channel.fail(payload.error);
     });
