@@ -2,6 +2,10 @@
  * The bridge: source → dispatch → decode → match → transform → invoke → publish, with offsets
  * committed only for messages whose every outcome the broker has acknowledged.
  *
+ * Flow control lives here: fetching pauses while `maxInFlight` messages are unfinished or an
+ * agent's circuit is open, and resumes when work drains or the agent is back. A rebalance commits
+ * what is finished and drops the rest, which Kafka then delivers again.
+ *
  * @example
  * ```ts
  * import { startBridge } from "./bridge.ts";
@@ -12,6 +16,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { type Kafka, Partitioners } from "kafkajs";
+import { Circuit } from "./a2a/circuit.ts";
 import type { Settings } from "./config/settings.ts";
 import { dispatch, pipelinesFor } from "./dispatch.ts";
 import { errorMessage, FatalError } from "./errors.ts";
@@ -19,7 +24,7 @@ import { KafkaSource } from "./kafka/source.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import type { Job, Pipeline } from "./model.ts";
-import { OffsetTracker } from "./offsets.ts";
+import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
 import { decode } from "./stages/decode.ts";
 import { invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
@@ -35,11 +40,19 @@ export interface BridgeOptions {
   pipelines: readonly Pipeline[];
   settings: Pick<
     Settings,
-    "groupId" | "topics" | "autoOffsetReset" | "topicRefreshMs" | "commitIntervalMs" | "archestraToken"
+    | "groupId"
+    | "topics"
+    | "autoOffsetReset"
+    | "topicRefreshMs"
+    | "commitIntervalMs"
+    | "archestraToken"
+    | "maxInFlight"
+    | "shutdownGraceMs"
+    | "circuitFailures"
   >;
   archestraUrl: string;
-  /** How long a stop waits for agent calls in flight before it abandons them. */
-  shutdownGraceMs?: number;
+  /** First pause before probing an agent whose circuit is open (default 1 s, doubling to 30 s). */
+  probeDelayMs?: number;
 }
 
 /** Counters of what the bridge did, by outcome. */
@@ -49,7 +62,15 @@ export interface BridgeStats {
   deadLettered: number;
   skipped: number;
   abandoned: number;
+  /** Commits that stored offsets. */
   commits: number;
+  /** Commit cycles run, including those that found nothing new to store. */
+  commitChecks: number;
+  rebalances: number;
+  /** Times fetching paused because `maxInFlight` messages were unfinished. */
+  backpressurePauses: number;
+  /** Times an agent's circuit opened. */
+  circuitOpenings: number;
 }
 
 export interface Bridge {
@@ -77,27 +98,80 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     throw new FatalError(`cannot reach Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
 
-  const stats: BridgeStats = { consumed: 0, replied: 0, deadLettered: 0, skipped: 0, abandoned: 0, commits: 0 };
+  const stats: BridgeStats = {
+    consumed: 0,
+    replied: 0,
+    deadLettered: 0,
+    skipped: 0,
+    abandoned: 0,
+    commits: 0,
+    commitChecks: 0,
+    rebalances: 0,
+    backpressurePauses: 0,
+    circuitOpenings: 0,
+  };
   const tracker = new OffsetTracker();
   const stopping = Promise.withResolvers<void>();
   const abort = new AbortController();
-  let committing = Promise.resolve();
 
-  const commit = () => {
-    committing = committing.then(async () => {
-      const offsets = tracker.committable();
-      if (!offsets.length) return;
-      try {
-        await source.commit(offsets);
-        tracker.markCommitted(offsets);
-        stats.commits++;
-        log.debug("committed {offsets}", { offsets });
-      } catch (error) {
-        log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
-      }
-    });
-    return committing;
+  // Commits run one at a time, in the order they were asked for.
+  let committing = Promise.resolve();
+  const commitNow = async (offsets: TopicPartitionOffset[]) => {
+    stats.commitChecks++;
+    if (!offsets.length) return;
+    try {
+      await source.commit(offsets);
+      tracker.markCommitted(offsets);
+      stats.commits++;
+      log.debug("committed {offsets}", { offsets });
+    } catch (error) {
+      log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
+    }
   };
+  const commitOffsets = (offsets: TopicPartitionOffset[]) => committing = committing.then(() => commitNow(offsets));
+  // The offsets are taken when the commit runs, so it includes what finished while it waited.
+  const commit = () => committing = committing.then(() => commitNow(tracker.committable()));
+
+  // Fetching pauses while any reason holds.
+  const pauseReasons = new Set<string>();
+  const pauseFor = (reason: string, on: boolean) => {
+    if (on === pauseReasons.has(reason)) return;
+    if (on) pauseReasons.add(reason);
+    else pauseReasons.delete(reason);
+    if (pauseReasons.size) source.pause();
+    else source.resume();
+  };
+  const checkInFlight = () => {
+    if (tracker.pending >= settings.maxInFlight && !pauseReasons.has("in-flight")) {
+      stats.backpressurePauses++;
+      log.debug("{pending} messages in flight: pausing fetches", { pending: tracker.pending });
+      pauseFor("in-flight", true);
+    } else if (tracker.pending <= settings.maxInFlight / 2) {
+      pauseFor("in-flight", false);
+    }
+  };
+
+  const circuits = new Map<string, Circuit>();
+  const circuitFor = (url: string) => {
+    const origin = new URL(url).origin;
+    let circuit = circuits.get(origin);
+    if (!circuit) {
+      circuit = new Circuit({
+        threshold: settings.circuitFailures,
+        probeDelayMs: options.probeDelayMs,
+        onChange: (open) => {
+          if (open) stats.circuitOpenings++;
+          log.warn(open ? "agent {origin} is failing every call: pausing, probing" : "agent {origin} answers again", {
+            origin,
+          });
+          pauseFor(`circuit ${origin}`, open);
+        },
+      });
+      circuits.set(origin, circuit);
+    }
+    return circuit;
+  };
+  const isCurrent = (job: Job) => job.generation === undefined || job.generation === tracker.generation;
 
   const subscriptions = settings.topics ?? [...new Set(pipelines.flatMap((p) => p.topics))];
   const source = new KafkaSource({
@@ -112,6 +186,16 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const outcomes = pipelinesFor(pipelines, batch.topic).length;
       for (const record of batch.records) tracker.register(batch.topic, batch.partition, record.offset, outcomes);
       stats.consumed += batch.records.length;
+      checkInFlight();
+      return tracker.generation;
+    },
+    onRebalance: () => {
+      stats.rebalances++;
+      // Synchronously, before kafkajs rejoins: what is finished is committed, the rest dropped.
+      const finished = tracker.committable();
+      tracker.reset();
+      void commitOffsets(finished);
+      checkInFlight();
     },
     drain: async () => {
       await Promise.race([tracker.idle(), stopping.promise]);
@@ -148,9 +232,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         break;
       case "abandoned":
         stats.abandoned++;
-        return; // not done: stays uncommitted and is consumed again next time
+        return; // not done: stays uncommitted and is consumed again
     }
-    tracker.done(job.ctx.topic, job.ctx.partition, job.ctx.offset);
+    tracker.done(job.ctx.topic, job.ctx.partition, job.ctx.offset, job.generation);
+    checkInFlight();
   };
 
   const outcomes = publish(
@@ -158,8 +243,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       archestraUrl: options.archestraUrl,
       archestraToken: settings.archestraToken,
       signal: abort.signal,
+      circuitFor,
+      isCurrent,
     }),
-    kafkaPublisher(producer),
+    { ...kafkaPublisher(producer), isCurrent },
   );
 
   const timer = setInterval(commit, settings.commitIntervalMs);
@@ -181,10 +268,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     stopped ??= (async () => {
       stopping.resolve();
       await source.close();
-      const grace = setTimeout(() => abort.abort(), options.shutdownGraceMs ?? 30_000);
+      // Calls still waiting on an open circuit, or running past the grace period, are abandoned.
+      const grace = setTimeout(() => abort.abort(), settings.shutdownGraceMs);
       const result = await run.then(() => undefined, (error) => error);
       clearTimeout(grace);
       clearInterval(timer);
+      for (const circuit of circuits.values()) circuit.dispose();
       // Only what finished is committed; a failure above leaves the rest for the next run.
       await commit();
       await Promise.allSettled([source.disconnect(), producer.disconnect(), admin.disconnect()]);

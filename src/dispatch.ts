@@ -62,7 +62,9 @@ export async function* dispatch(batches: AsyncIterable<Batch>, pipelines: readon
     let targets = byTopic.get(batch.topic);
     if (!targets) byTopic.set(batch.topic, targets = pipelinesFor(pipelines, batch.topic));
     for (const record of batch.records) {
-      for (const pipeline of targets) yield { record, ctx: contextFor(pipeline, record), pipeline };
+      for (const pipeline of targets) {
+        yield { record, ctx: contextFor(pipeline, record), pipeline, generation: batch.generation };
+      }
     }
   }
 }

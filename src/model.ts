@@ -24,6 +24,8 @@ export interface Batch {
   readonly topic: string;
   readonly partition: number;
   readonly records: readonly SourceRecord[];
+  /** The offset tracker's generation when the batch was registered (see {@link Job.generation}). */
+  readonly generation?: number;
 }
 
 /** Where a message came from and where it is going: read by every stage, re-derived by none. */
@@ -59,6 +61,8 @@ export interface Job {
   readonly record: SourceRecord;
   readonly ctx: MessageContext;
   readonly pipeline: Pipeline;
+  /** Work from an older generation (before a rebalance) is dropped: Kafka delivers it again. */
+  readonly generation?: number;
   value?: unknown;
   route?: Route;
   text?: string;
@@ -73,6 +77,21 @@ export interface Job {
 /** Whether a job still has work ahead of it (not failed, skipped or abandoned). */
 export function isLive(job: Job): boolean {
   return job.failure === undefined && !job.skipped && !job.abandoned;
+}
+
+/**
+ * The order a job must keep: jobs with the same ordering key run one after another. `undefined`
+ * means none (ordering `none`, or a message without a key under `key` ordering).
+ */
+export function orderingKey(job: Job): string | undefined {
+  switch (job.pipeline.delivery.ordering) {
+    case "key":
+      return job.ctx.key === null ? undefined : `${job.ctx.topic}\u0000${job.ctx.key}`;
+    case "partition":
+      return `${job.ctx.topic}\u0000${job.ctx.partition}`;
+    case "none":
+      return undefined;
+  }
 }
 
 /** Where a route sends its calls: an Archestra prompt, or any A2A endpoint. */
@@ -105,6 +124,7 @@ export interface Pipeline {
   readonly unmatched: "skip" | "dlq";
   readonly publish: { readonly responses: Template; readonly dlq: Template };
   readonly delivery: {
+    readonly ordering: "key" | "partition" | "none";
     readonly concurrency: number;
     readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };
   };

@@ -2,7 +2,9 @@
  * Tracks which consumed offsets have a durable outcome, per partition, and says what may be
  * committed: the lowest offset still pending, or one past the last offset seen when nothing is
  * pending. A message is registered with the number of outcomes it needs (one per pipeline that
- * takes it); it is finished when all of them are done.
+ * takes it); it is finished when all of them are done. A rebalance starts a new generation:
+ * everything unfinished is forgotten (Kafka delivers it again from the committed offsets) and late
+ * outcomes of the old generation are ignored.
  *
  * @example
  * ```ts
@@ -38,6 +40,23 @@ export class OffsetTracker {
   #partitions = new Map<string, PartitionState>();
   #pending = 0;
   #idle: (() => void)[] = [];
+  #generation = 0;
+
+  /** Bumped by {@link reset}; registrations and outcomes carry it. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /**
+   * Forgets every partition and pending message and starts a new generation (after a rebalance,
+   * Kafka hands out uncommitted messages again). Take {@link committable} first.
+   */
+  reset(): void {
+    this.#generation++;
+    this.#partitions.clear();
+    this.#pending = 0;
+    for (const wake of this.#idle.splice(0)) wake();
+  }
 
   /** Messages registered and not yet finished. */
   get pending(): number {
@@ -83,20 +102,25 @@ export class OffsetTracker {
     if (position < state.head) state.head = position;
   }
 
-  /** Records one durable outcome for a registered message. */
-  done(topic: string, partition: number, offset: string): void {
+  /**
+   * Records one durable outcome for a registered message. An outcome from an older `generation` is
+   * ignored (returns false): its message was forgotten and will be consumed again.
+   */
+  done(topic: string, partition: number, offset: string, generation = this.#generation): boolean {
+    if (generation !== this.#generation) return false;
     const state = this.#state(topic, partition);
     const at = BigInt(offset);
     const left = state.remaining.get(at);
     if (left === undefined) throw new Error(`offset ${topic}/${partition}@${offset} was not registered`);
     if (left > 1) {
       state.remaining.set(at, left - 1);
-      return;
+      return true;
     }
     state.remaining.delete(at);
     this.#pending--;
     this.#advance(state);
     if (this.#pending === 0) { for (const wake of this.#idle.splice(0)) wake(); }
+    return true;
   }
 
   #advance(state: PartitionState): void {

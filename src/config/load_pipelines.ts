@@ -154,6 +154,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
     })),
     publish: { responses: template(spec.publish.responses), dlq: template(spec.publish.dlq) },
     delivery: {
+      ordering: spec.delivery.ordering,
       concurrency: spec.delivery.concurrency,
       retries: {
         max: spec.delivery.retries.max ?? defaults.maxRetries,

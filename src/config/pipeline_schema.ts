@@ -102,6 +102,8 @@ export const PipelineFileSchema = z.strictObject({
     dlq: TemplateText.default("{$topic}.dlq").describe("Topic for failures (a template)."),
   }).prefault({}).describe("Where outcomes go."),
   delivery: z.strictObject({
+    ordering: z.enum(["key", "partition", "none"]).default("key")
+      .describe("Messages handled one after another: with the same key, in the same partition, or none."),
     concurrency: z.int().min(1).max(10_000).default(16)
       .describe("Agent calls in flight at once for this pipeline."),
     retries: RetriesSchema.prefault({}).describe("Retries of transient agent failures (timeouts, 429, 5xx)."),

@@ -73,6 +73,12 @@ export const SettingsSchema = z.object({
   ROUTES_CONFIG_FILE: optional.describe("A routes file in the old bridge's JSON format."),
   PIPELINES_DIR: z.string().default("pipelines").describe("Where pipelines/*.yaml are read from."),
   COMMIT_INTERVAL: durationMs("1s").describe("How often finished offsets are committed."),
+  MAX_IN_FLIGHT: z.coerce.number().int().min(1).default(1000)
+    .describe("Messages consumed but not yet finished; at this many, fetching pauses until half are done."),
+  SHUTDOWN_GRACE: durationMs("30s")
+    .describe("On SIGTERM, how long calls in flight may finish; the rest stay uncommitted for the next run."),
+  CIRCUIT_FAILURES: z.coerce.number().int().min(1).default(5)
+    .describe("Transient failures in a row from one agent host that open its circuit (consumption pauses)."),
   DEMO_AGENT_PORT: z.coerce.number().int().min(0).max(65535).default(0)
     .describe("Port of the embedded demo agent (when ARCHESTRA_URL is unset); 0: any free port."),
 });
@@ -98,6 +104,9 @@ export interface Settings {
   routesConfigFile?: string;
   pipelinesDir: string;
   commitIntervalMs: number;
+  maxInFlight: number;
+  shutdownGraceMs: number;
+  circuitFailures: number;
   demoAgentPort: number;
 }
 
@@ -139,6 +148,9 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     routesConfigFile: s.ROUTES_CONFIG_FILE,
     pipelinesDir: s.PIPELINES_DIR,
     commitIntervalMs: s.COMMIT_INTERVAL,
+    maxInFlight: s.MAX_IN_FLIGHT,
+    shutdownGraceMs: s.SHUTDOWN_GRACE,
+    circuitFailures: s.CIRCUIT_FAILURES,
     demoAgentPort: s.DEMO_AGENT_PORT,
   };
 }

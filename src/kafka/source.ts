@@ -37,8 +37,16 @@ export interface SourceOptions {
   isOutput: (topic: string) => boolean;
   fromBeginning: boolean;
   refreshMs: number;
-  /** Called for a batch before it is queued: the offsets are then known to be in flight. */
-  onBatch: (batch: Batch) => void;
+  /**
+   * Called for a batch before it is queued: the offsets are then known to be in flight. Returns the
+   * generation the batch belongs to.
+   */
+  onBatch: (batch: Batch) => number;
+  /**
+   * Called when the group starts rebalancing, synchronously, before kafkajs rejoins: after the
+   * rebalance kafkajs fetches every partition from its committed offset again.
+   */
+  onRebalance?: () => void;
   /** Called with fetching paused before a resubscribe: resolve once all queued work is committed. */
   drain: () => Promise<void>;
   /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
@@ -81,6 +89,7 @@ export class KafkaSource {
   #running = false;
   #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #paused = false;
   #refreshing: Promise<void> = Promise.resolve();
 
   constructor(options: SourceOptions) {
@@ -94,6 +103,10 @@ export class KafkaSource {
     });
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
       if (!payload.restart) this.#channel.fail(payload.error);
+    });
+    this.#consumer.on(this.#consumer.events.REBALANCING, () => {
+      log.info("the consumer group is rebalancing");
+      options.onRebalance?.();
     });
   }
 
@@ -147,13 +160,28 @@ export class KafkaSource {
       eachBatch: (payload) => this.#eachBatch(payload),
     });
     this.#running = true;
+    if (this.#paused) this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+  }
+
+  /** Stops fetching (backpressure, agent outage) until {@link resume}; idempotent. */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    if (this.#running) this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+  }
+
+  /** Fetches again after {@link pause}; idempotent. */
+  resume(): void {
+    if (!this.#paused || this.#closed) return;
+    this.#paused = false;
+    if (this.#running) this.#consumer.resume(this.#subscribed.map((topic) => ({ topic })));
   }
 
   async #eachBatch({ batch, heartbeat }: EachBatchPayload): Promise<void> {
     if (!batch.messages.length || this.#closed) return;
     const records = batch.messages.map((message) => toRecord(batch.topic, batch.partition, message));
-    const item: Batch = { topic: batch.topic, partition: batch.partition, records };
-    this.#options.onBatch(item);
+    const registered: Batch = { topic: batch.topic, partition: batch.partition, records };
+    const item: Batch = { ...registered, generation: this.#options.onBatch(registered) };
     const sent = this.#channel.send(item).then(() => "sent" as const);
     // Waiting for room can outlast the session timeout; keep the membership alive meanwhile.
     while (true) {

@@ -1,8 +1,10 @@
 /**
- * invoke: sends each job's text to its route's agent (A2A `message/send`), with a bounded number
- * of calls in flight per pipeline, retries with exponential backoff and jitter for transient
- * failures (honouring `Retry-After`), and `exhausted` once the retries are spent. Jobs come out in
- * the order their calls finish.
+ * invoke: sends each job's text to its route's agent (A2A `message/send`). Per pipeline, up to
+ * `delivery.concurrency` calls run at once, and jobs with the same ordering key (`delivery.ordering`)
+ * run one after another while other keys go on. Transient failures are retried with exponential
+ * backoff and jitter (honouring `Retry-After`) and end `exhausted` when the retries are spent;
+ * while the agent's circuit is open (see {@link Circuit}) calls wait instead, without spending
+ * retries. Jobs come out in the order their calls finish.
  *
  * @example
  * ```ts
@@ -12,11 +14,12 @@
  * ```
  */
 import type { Message } from "@a2a-js/sdk";
-import PQueue from "p-queue";
 import { failure } from "../errors.ts";
-import { isLive, type Job, type Pipeline, type Route } from "../model.ts";
+import { isLive, type Job, orderingKey, type Pipeline, type Route } from "../model.ts";
+import { Circuit } from "../a2a/circuit.ts";
 import { sendMessage } from "../a2a/send_message.ts";
-import { mapConcurrent } from "../util/concurrent.ts";
+import { mapUnordered } from "../util/concurrent.ts";
+import { KeyedQueue } from "../util/keyed_queue.ts";
 
 export interface InvokeContext {
   /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/v1/a2a/{prompt_id}`. */
@@ -24,6 +27,10 @@ export interface InvokeContext {
   readonly archestraToken?: string;
   /** Cancels calls and retry waits at shutdown; the jobs cut short are marked `abandoned`. */
   readonly signal?: AbortSignal;
+  /** The circuit of an agent endpoint; by default none (never opens). */
+  readonly circuitFor?: (url: string) => Circuit;
+  /** Whether a job still belongs to the current generation; stale jobs are abandoned unstarted. */
+  readonly isCurrent?: (job: Job) => boolean;
   /** For tests: waits between retries. */
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** For tests: jitter source in [0, 1). */
@@ -79,17 +86,26 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+const noCircuit = new Circuit({ threshold: Number.POSITIVE_INFINITY });
+
 /** Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`. */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const route = job.route!;
   const { url, token } = agentEndpoint(route, ctx);
   const retries = job.pipeline.delivery.retries;
   const sleep = ctx.sleep ?? abortableSleep;
+  const circuit = ctx.circuitFor?.(url) ?? noCircuit;
   const message = buildMessage(job);
   const started = performance.now();
-  for (let attempt = 1;; attempt++) {
+  for (let attempt = 1;;) {
+    const role = await circuit.acquire(ctx.signal);
+    if (ctx.signal?.aborted) {
+      job.abandoned = true;
+      return job;
+    }
     const outcome = await sendMessage({ url, token, message, timeoutMs: route.timeoutMs, signal: ctx.signal });
     if ("reply" in outcome) {
+      circuit.succeeded();
       job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started), url };
       return job;
     }
@@ -100,9 +116,13 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       return job;
     }
     if (problem.class === "permanent") {
+      circuit.succeeded(); // the agent answered: it is up, it just refused this message
       job.failure = { ...problem, attempts: attempt };
       return job;
     }
+    circuit.failed(role);
+    // While the agent is down, waiting for it is not this message's fault: no retry is spent.
+    if (circuit.open) continue;
     if (attempt > retries.max) {
       job.failure = failure("invoke", "exhausted", `${problem.message} (after ${attempt} attempts)`, {
         attempts: attempt,
@@ -110,24 +130,27 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       return job;
     }
     const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), problem.retryAfterMs ?? 0);
+    attempt++;
     await sleep(delay, ctx.signal);
-    if (ctx.signal?.aborted) {
-      job.abandoned = true;
-      return job;
-    }
   }
 }
 
 /** The invoke stage. */
 export function invoke(jobs: AsyncIterable<Job>, ctx: InvokeContext): AsyncIterable<Job> {
-  const queues = new Map<string, PQueue>();
-  const queueFor = (job: Job) => {
-    let queue = queues.get(job.pipeline.name);
-    if (!queue) {
-      queue = new PQueue({ concurrency: job.pipeline.delivery.concurrency });
-      queues.set(job.pipeline.name, queue);
-    }
+  const queues = new Map<string, KeyedQueue>();
+  const queueFor = (pipeline: Pipeline) => {
+    let queue = queues.get(pipeline.name);
+    if (!queue) queues.set(pipeline.name, queue = new KeyedQueue(pipeline.delivery.concurrency));
     return queue;
   };
-  return mapConcurrent(jobs, (job) => isLive(job) ? invokeJob(job, ctx) : Promise.resolve(job), queueFor);
+  return mapUnordered(jobs, (job) => {
+    if (!isLive(job)) return Promise.resolve(job);
+    return queueFor(job.pipeline).add(orderingKey(job), () => {
+      if (ctx.isCurrent && !ctx.isCurrent(job)) {
+        job.abandoned = true;
+        return Promise.resolve(job);
+      }
+      return invokeJob(job, ctx);
+    });
+  });
 }

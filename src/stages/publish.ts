@@ -11,12 +11,12 @@
  * //   tracker.done(outcome.job)
  * ```
  */
-import PQueue from "p-queue";
 import { errorMessage, failure } from "../errors.ts";
-import type { Job } from "../model.ts";
+import { type Job, orderingKey } from "../model.ts";
 import { lookup } from "../placeholders.ts";
 import { renderTemplate, type Template } from "../template.ts";
-import { mapConcurrent } from "../util/concurrent.ts";
+import { mapUnordered } from "../util/concurrent.ts";
+import { KeyedQueue } from "../util/keyed_queue.ts";
 
 /** A record to produce. */
 export interface OutRecord {
@@ -33,6 +33,8 @@ export interface PublishContext {
   isPermanent?(error: unknown): boolean;
   /** Sends in flight at once. */
   concurrency?: number;
+  /** Whether a job still belongs to the current generation; stale jobs are abandoned unwritten. */
+  isCurrent?: (job: Job) => boolean;
 }
 
 /** What happened to a job. */
@@ -106,7 +108,10 @@ export function dlqRecord(job: Job, now = new Date()): OutRecord {
 
 /** Publishes one job; resolves with its outcome once the broker has it. */
 export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: Job; outcome: Outcome }> {
-  if (job.abandoned) return { job, outcome: "abandoned" };
+  if (job.abandoned || (ctx.isCurrent && !ctx.isCurrent(job))) {
+    job.abandoned = true;
+    return { job, outcome: "abandoned" };
+  }
   if (job.skipped) return { job, outcome: "skipped" };
   if (!job.failure) {
     try {
@@ -128,14 +133,15 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
 }
 
 /**
- * The publish stage. A send that fails for a reason that may pass (broker unreachable after the
- * client's own retries) ends the stream with that error: nothing is marked done that is not
- * durable, and the process stops rather than skipping ahead.
+ * The publish stage. Outcomes with the same ordering key are written one after another, so replies
+ * keep the order of their source messages. A send that fails for a reason that may pass (broker
+ * unreachable after the client's own retries) ends the stream with that error: nothing is marked
+ * done that is not durable, and the process stops rather than skipping ahead.
  */
 export function publish(
   jobs: AsyncIterable<Job>,
   ctx: PublishContext,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
-  const queue = new PQueue({ concurrency: ctx.concurrency ?? 64 });
-  return mapConcurrent(jobs, (job) => publishJob(job, ctx), () => queue);
+  const queue = new KeyedQueue(ctx.concurrency ?? 64);
+  return mapUnordered(jobs, (job) => queue.add(orderingKey(job), () => publishJob(job, ctx)));
 }

@@ -1,38 +1,27 @@
 /**
- * Maps an async iterable with bounded concurrency and yields results as they complete (not in
- * input order). Each item names the p-queue it runs on, so several limits (one per pipeline) can
- * share one stream. It pulls the next input only once the current one has a slot, so the input is
- * never read further ahead than the limits allow.
+ * Maps an async iterable with an async function, starting each call as soon as its item arrives
+ * and yielding results in the order they complete. Limits and ordering are the function's own
+ * business (see {@link KeyedQueue}); how far ahead the input is read is bounded upstream (the
+ * source pauses at the in-flight cap).
  *
  * @example
  * ```ts
- * import PQueue from "p-queue";
- * import { mapConcurrent } from "./concurrent.ts";
- * const queue = new PQueue({ concurrency: 4 });
- * async function* numbers() { yield 1; yield 2; yield 3; }
- * for await (const n of mapConcurrent(numbers(), async (n) => n * 2, () => queue)) console.log(n);
+ * import { mapUnordered } from "./concurrent.ts";
+ * async function* numbers() { yield 30; yield 10; }
+ * const wait = (ms: number) => new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms));
+ * for await (const ms of mapUnordered(numbers(), wait)) console.log(ms); // 10, then 30
  * ```
  */
-import type PQueue from "p-queue";
 import { Channel } from "./channel.ts";
 
-export function mapConcurrent<T, R>(
-  input: AsyncIterable<T>,
-  fn: (item: T) => Promise<R>,
-  queueFor: (item: T) => PQueue,
-): AsyncIterable<R> {
+export function mapUnordered<T, R>(input: AsyncIterable<T>, fn: (item: T) => Promise<R>): AsyncIterable<R> {
   const output = new Channel<R>();
   const running = new Set<Promise<void>>();
   (async () => {
     for await (const item of input) {
-      const queue = queueFor(item);
-      const task = queue.add(async () => {
-        await output.send(await fn(item));
-      }).catch((error) => output.fail(error));
+      const task = fn(item).then((result) => void output.send(result), (error) => output.fail(error));
       running.add(task);
       task.finally(() => running.delete(task));
-      // Read no further while this item still waits for a slot.
-      if (queue.size > 0) await queue.onSizeLessThan(1);
     }
     await Promise.all(running);
     output.close();

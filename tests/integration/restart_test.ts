@@ -69,15 +69,15 @@ Deno.test(
     try {
       await produce(kafka, topic, [{ key: "k", value: "{}" }]);
       await agent.waitForRequests(1);
-      // Let a commit cycle run with the call still open: it must not move past the message.
-      const commits = bridge.stats.commits;
-      await until(() => bridge.stats.commits > commits, "a commit cycle");
+      // Let a whole commit cycle run with the call still open: it must not move past the message.
+      const checks = bridge.stats.commitChecks;
+      await until(() => bridge.stats.commitChecks >= checks + 2, "a commit cycle");
       assert.notEqual((await committedOffsets(kafka, bridge.groupId, topic))[0], "1");
       gate.resolve();
       await readRecords(kafka, [`${topic}.responses`], 1);
       await until(() => bridge.stats.replied === 1, "the reply to be recorded");
-      const done = bridge.stats.commits;
-      await until(() => bridge.stats.commits > done, "the next commit");
+      const after = bridge.stats.commitChecks;
+      await until(() => bridge.stats.commitChecks >= after + 2, "a commit cycle after the reply");
       assert.equal((await committedOffsets(kafka, bridge.groupId, topic))[0], "1");
     } finally {
       gate.resolve();

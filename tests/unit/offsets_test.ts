@@ -65,3 +65,19 @@ Deno.test("OffsetTracker handles offsets beyond 2^53 exactly", () => {
   tracker.done("t", 0, "9007199254740993");
   assert.deepEqual(tracker.committable(), [{ topic: "t", partition: 0, offset: "9007199254740994" }]);
 });
+
+Deno.test("OffsetTracker.reset() forgets unfinished work and ignores its late outcomes", () => {
+  const tracker = new OffsetTracker();
+  tracker.register("t", 0, "0", 1);
+  tracker.register("t", 0, "1", 1);
+  tracker.done("t", 0, "0");
+  const before = tracker.generation;
+  assert.deepEqual(tracker.committable(), [{ topic: "t", partition: 0, offset: "1" }]);
+  tracker.reset();
+  assert.equal(tracker.generation, before + 1);
+  assert.equal(tracker.pending, 0);
+  assert.equal(tracker.done("t", 0, "1", before), false, "a late outcome of the old generation");
+  assert.deepEqual(tracker.committable(), []);
+  tracker.register("t", 0, "1", 1);
+  assert.deepEqual(tracker.committable(), [{ topic: "t", partition: 0, offset: "1" }]);
+});

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import PQueue from "p-queue";
 import { Channel } from "../../src/util/channel.ts";
-import { mapConcurrent } from "../../src/util/concurrent.ts";
+import { mapUnordered } from "../../src/util/concurrent.ts";
+import { KeyedQueue } from "../../src/util/keyed_queue.ts";
 import { parseDuration } from "../../src/util/duration.ts";
 import { globToRegExp, topicMatches } from "../../src/util/glob.ts";
 import { parseTemplate, renderTemplate } from "../../src/template.ts";
 import { outputTopicTest, resolveTopics } from "../../src/kafka/topics.ts";
-import { pipeline } from "./helpers.ts";
+import { collect, from, pipeline } from "./helpers.ts";
 
 Deno.test("globs match within a segment with * and across segments with **", () => {
   assert.ok(topicMatches("orders.*", "orders.events"));
@@ -82,35 +82,57 @@ Deno.test("Channel.fail() reaches the reader after buffered items", async () => 
   assert.deepEqual(seen, [1]);
 });
 
-Deno.test("mapConcurrent() runs up to the queue's limit at once and yields in completion order", async () => {
-  const queue = new PQueue({ concurrency: 2 });
-  let running = 0;
-  let peak = 0;
-  const gates = new Map<number, PromiseWithResolvers<void>>();
-  async function* input() {
-    for (const n of [1, 2, 3]) {
-      gates.set(n, Promise.withResolvers());
-      yield n;
-    }
-  }
-  const twoRunning = Promise.withResolvers<void>();
-  const results = mapConcurrent(input(), async (n) => {
-    running++;
-    peak = Math.max(peak, running);
-    if (running === 2) twoRunning.resolve();
-    await gates.get(n)!.promise;
-    running--;
+Deno.test("mapUnordered() starts every item at once and yields in completion order", async () => {
+  const gates = [Promise.withResolvers<void>(), Promise.withResolvers<void>()];
+  let started = 0;
+  const allStarted = Promise.withResolvers<void>();
+  const results = mapUnordered(from([0, 1]), async (n) => {
+    if (++started === 2) allStarted.resolve();
+    await gates[n].promise;
     return n;
-  }, () => queue);
+  });
   const iterator = results[Symbol.asyncIterator]();
   const first = iterator.next();
-  await twoRunning.promise;
-  assert.equal(running, 2);
-  gates.get(2)!.resolve();
-  assert.deepEqual(await first, { value: 2, done: false });
-  gates.get(1)!.resolve();
-  gates.get(3)!.resolve();
-  assert.deepEqual([(await iterator.next()).value, (await iterator.next()).value].sort(), [1, 3]);
+  await allStarted.promise;
+  gates[1].resolve();
+  assert.deepEqual(await first, { value: 1, done: false });
+  gates[0].resolve();
+  assert.deepEqual(await iterator.next(), { value: 0, done: false });
   assert.equal((await iterator.next()).done, true);
-  assert.equal(peak, 2);
+});
+
+Deno.test("mapUnordered() ends with the error of a failed call", async () => {
+  await assert.rejects(collect(mapUnordered(from([1]), () => Promise.reject(new Error("boom")))), /boom/);
+});
+
+Deno.test("KeyedQueue runs one key in order and other keys alongside, within the limit", async () => {
+  const queue = new KeyedQueue(2);
+  const events: string[] = [];
+  const gate = Promise.withResolvers<void>();
+  const slowA = queue.add("a", async () => {
+    events.push("a1 start");
+    await gate.promise;
+    events.push("a1 end");
+  });
+  const a2 = queue.add("a", () => (events.push("a2"), Promise.resolve()));
+  const b1 = queue.add("b", () => (events.push("b1"), Promise.resolve()));
+  await b1;
+  assert.deepEqual(events, ["a1 start", "b1"], "b is not held back by a's slow call; a2 waits for a1");
+  gate.resolve();
+  await Promise.all([slowA, a2]);
+  assert.deepEqual(events, ["a1 start", "b1", "a1 end", "a2"]);
+});
+
+Deno.test("KeyedQueue never runs more than its limit, keyed or not", async () => {
+  const queue = new KeyedQueue(3);
+  let running = 0;
+  let peak = 0;
+  const tasks = Array.from({ length: 20 }, (_, i) =>
+    queue.add(i % 2 ? undefined : `k${i % 5}`, async () => {
+      peak = Math.max(peak, ++running);
+      await Promise.resolve();
+      running--;
+    }));
+  await Promise.all(tasks);
+  assert.equal(peak, 3);
 });
