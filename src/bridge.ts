@@ -51,8 +51,10 @@ export interface BridgeOptions {
     | "circuitFailures"
   >;
   archestraUrl: string;
-  /** First pause before probing an agent whose circuit is open (default 1 s, doubling to 30 s). */
+  /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
   probeDelayMs?: number;
+  /** Longest pause between probes (default 10 s): bounds how long a recovered agent waits to be noticed. */
+  maxProbeDelayMs?: number;
 }
 
 /** Counters of what the bridge did, by outcome. */
@@ -159,6 +161,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       circuit = new Circuit({
         threshold: settings.circuitFailures,
         probeDelayMs: options.probeDelayMs,
+        maxProbeDelayMs: options.maxProbeDelayMs ?? 10_000,
         onChange: (open) => {
           if (open) stats.circuitOpenings++;
           log.warn(open ? "agent {origin} is failing every call: pausing, probing" : "agent {origin} answers again", {

@@ -28,6 +28,7 @@ export class Circuit {
   readonly #maxDelay: number;
   readonly #onChange: (open: boolean) => void;
   #failures = 0;
+  #successes = 0;
   #open = false;
   #delay: number;
   #probing = false;
@@ -45,6 +46,21 @@ export class Circuit {
 
   get open(): boolean {
     return this.#open;
+  }
+
+  /** Calls that got an answer so far; a caller compares two readings to see if the agent answered meanwhile. */
+  get successes(): number {
+    return this.#successes;
+  }
+
+  /**
+   * Opens the circuit now: a caller has spent all its retries without the agent answering anyone
+   * in the meantime, which is an outage however few calls there were, not one bad message.
+   */
+  trip(): void {
+    if (this.#open) return;
+    this.#open = true;
+    this.#onChange(true);
   }
 
   /**
@@ -68,6 +84,7 @@ export class Circuit {
 
   /** A call got an answer (a reply, or an error the agent made on purpose): the agent is up. */
   succeeded(): void {
+    this.#successes++;
     this.#failures = 0;
     this.#probing = false;
     if (!this.#open) return;

@@ -48,7 +48,20 @@ export async function sendMessage(
     configuration: { blocking: true, acceptedOutputModes: ["text/plain", "application/json"] },
   });
   if ("failure" in first) return first;
-  let result = first.result as Message | Task;
+  try {
+    return await settle(request, deadline, first.result as Message | Task);
+  } catch (error) {
+    // An answer of the wrong shape is the agent's bug; retrying the same message will not fix it.
+    return { failure: failure("invoke", "permanent", `agent answered with an unreadable result: ${error}`) };
+  }
+}
+
+async function settle(
+  request: SendMessageRequest,
+  deadline: number,
+  initial: Message | Task,
+): Promise<{ reply: A2AReply } | { failure: StageFailure }> {
+  let result = initial;
   for (let pause = 250; result?.kind === "task" && !isFinal(result); pause = Math.min(pause * 2, 5_000)) {
     if (Date.now() + pause >= deadline) {
       return {
@@ -68,12 +81,14 @@ export async function sendMessage(
 }
 
 function isFinal(task: Task): boolean {
+  if (!task.status) throw new TypeError("task has no status");
   const state = task.status.state;
   return state === "completed" || TERMINAL_FAILURES.has(state) || NEEDS_INPUT.has(state);
 }
 
 function textOf(parts: readonly Part[] | undefined): string {
-  return (parts ?? []).flatMap((part) => part.kind === "text" ? [part.text] : []).join("\n");
+  if (parts !== undefined && !Array.isArray(parts)) throw new TypeError("parts is not a list");
+  return (parts ?? []).flatMap((part) => part?.kind === "text" ? [String(part.text)] : []).join("\n");
 }
 
 function readResult(result: Message | Task | undefined): { reply: A2AReply } | { failure: StageFailure } {
@@ -88,6 +103,7 @@ function readResult(result: Message | Task | undefined): { reply: A2AReply } | {
     };
   }
   if (result?.kind === "task") {
+    if (!result.status) throw new TypeError("task has no status");
     const state = result.status.state;
     const statusText = textOf(result.status.message?.parts);
     if (state !== "completed") {
@@ -136,7 +152,17 @@ async function rpc(
       : `cannot reach the agent: ${(error as Error).message}`;
     return { failure: failure("invoke", "transient", reason) };
   }
-  const body = await response.text().catch(() => "");
+  let body: string;
+  try {
+    body = await response.text();
+  } catch (error) {
+    const reason = timeout.aborted
+      ? `no answer within ${request.timeoutMs} ms`
+      : signal.aborted
+      ? "call cancelled"
+      : `answer cut off: ${(error as Error).message}`;
+    return { failure: failure("invoke", "transient", reason) };
+  }
   if (!response.ok) {
     const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
     const reason = `HTTP ${response.status} ${response.statusText}${body ? `: ${body.slice(0, 200)}` : ""}`;
@@ -151,6 +177,9 @@ async function rpc(
     payload = JSON.parse(body);
   } catch {
     return { failure: failure("invoke", "permanent", `agent answered with invalid JSON: ${body.slice(0, 200)}`) };
+  }
+  if (payload === null || typeof payload !== "object") {
+    return { failure: failure("invoke", "permanent", `agent answered with no JSON-RPC object: ${body.slice(0, 200)}`) };
   }
   if (payload.error) {
     return {

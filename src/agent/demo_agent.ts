@@ -39,6 +39,10 @@ export interface Behaviour {
   polls?: number;
   /** Hold every answer until this settles: lets a test act while a call is in flight. */
   gate?: Promise<unknown>;
+  /** Answer with this as the JSON-RPC `result`, whatever it is (a broken agent). */
+  rawResult?: unknown;
+  /** Send the headers and the start of a body, then nothing more (a stalled agent). */
+  stallBody?: boolean;
 }
 
 /** One request the agent received, for tests to inspect. */
@@ -205,6 +209,11 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       }
     }
     if (behaviour.rpcError) return json({ jsonrpc: "2.0", id: body.id ?? null, error: behaviour.rpcError });
+    if ("rawResult" in behaviour) return json({ jsonrpc: "2.0", id: body.id ?? null, result: behaviour.rawResult });
+    if (behaviour.stallBody) {
+      const stream = new ReadableStream({ start: (controller) => controller.enqueue(new TextEncoder().encode("{")) });
+      return new Response(stream, { headers: { "content-type": "application/json" } });
+    }
     if (behaviour.task === "working") return workingTask(body, promptId, behaviour);
     const result = await handlerFor(promptId).handle(body);
     if (Symbol.asyncIterator in result) return json({ error: "streaming is not offered" }, 400);

@@ -102,7 +102,7 @@ export function parseSeedRoutesText(
           invoke: { prompt_id: route.prompt_id },
         }],
       },
-      env,
+      undefined, // expanded above, once: a second pass would undo `$${` escapes
       defaults,
       (v) => PipelineFileSchema.safeParse(v),
     );
@@ -112,14 +112,15 @@ export function parseSeedRoutesText(
   return result;
 }
 
+/** Validates one pipeline; with `env` undefined, its values are expanded already. */
 function validate(
   file: string,
   raw: unknown,
-  env: Env,
+  env: Env | undefined,
   defaults: PipelineDefaults,
   schema: (value: unknown) => z.ZodSafeParseResult<PipelineFile>,
 ): Parsed {
-  const { value, problems } = expandVariables(raw, env);
+  const { value, problems } = env ? expandVariables(raw, env) : { value: raw, problems: [] };
   if (problems.length) {
     return { pipelines: [], problems: problems.map((p) => `${file}:${formatPath(p.path)}: ${p.reason}`) };
   }
@@ -201,7 +202,10 @@ async function listPipelineFiles(dir: string): Promise<string[]> {
   const files: string[] = [];
   try {
     for await (const entry of Deno.readDir(dir)) {
-      if (entry.isFile && /\.ya?ml$/.test(entry.name)) files.push(`${dir.replace(/\/+$/, "")}/${entry.name}`);
+      const path = `${dir.replace(/\/+$/, "")}/${entry.name}`;
+      if (!/\.ya?ml$/.test(entry.name) || entry.isDirectory) continue;
+      // Mounted config maps are symlinks: follow them.
+      if (entry.isFile || (entry.isSymlink && (await Deno.stat(path)).isFile)) files.push(path);
     }
   } catch (error) {
     throw new FatalError(`${dir}: cannot read the pipelines directory: ${(error as Error).message}`, {

@@ -61,10 +61,14 @@ const TransformSchema = z.strictObject({
 const InvokeSchema = z.strictObject({
   prompt_id: z.string().min(1).optional()
     .describe("An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id}."),
-  url: z.url().optional().describe("Any A2A JSON-RPC endpoint, instead of prompt_id."),
+  url: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional().describe(
+    "Any A2A JSON-RPC endpoint, instead of prompt_id.",
+  ),
   token: z.string().optional()
     .describe("Bearer token for `url`; prompt_id calls use ARCHESTRA_TOKEN."),
-  timeout: Duration.prefault("60s").describe("Limit for one agent call (each retry gets its own)."),
+  timeout: Duration.refine((ms) => ms > 0, "must be more than 0").prefault("60s").describe(
+    "Limit for one agent call (each retry gets its own).",
+  ),
 }).superRefine((invoke, ctx) => {
   if ((invoke.prompt_id === undefined) === (invoke.url === undefined)) {
     ctx.addIssue({ code: "custom", message: "give exactly one of prompt_id and url" });

@@ -15,11 +15,11 @@ import { FatalError } from "../errors.ts";
 import { parseDuration } from "../util/duration.ts";
 
 const optional = z.string().optional();
-const durationMs = (fallback: string) =>
+const durationMs = (fallback: string, allowZero = false) =>
   z.string().default(fallback).transform((value, ctx) => {
     const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({ code: "custom", message: `"${value}" is not a duration (e.g. 1.5 or 500ms)` });
+    if (ms === undefined || (ms === 0 && !allowZero)) {
+      ctx.addIssue({ code: "custom", message: `"${value}" is not a positive duration (e.g. 1.5 or 500ms)` });
       return z.NEVER;
     }
     return ms;
@@ -28,7 +28,7 @@ const list = z.string().optional().transform((value) => value?.split(",").map((i
 
 /** The environment variables we read, with their meaning; the README's table comes from here. */
 export const SettingsSchema = z.object({
-  ARCHESTRA_URL: z.url().optional()
+  ARCHESTRA_URL: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional()
     .describe("Archestra (or any A2A host) base URL; unset: the embedded demo agent."),
   ARCHESTRA_TOKEN: optional.describe("Bearer token for Archestra. A secret: never logged."),
   KAFKA_BOOTSTRAP_SERVERS: list
@@ -69,13 +69,13 @@ export const SettingsSchema = z.object({
     .describe("json lines, or readable lines; unset: pretty on a terminal, json otherwise."),
   MAX_RETRIES: z.coerce.number().int().min(0).max(100).default(3)
     .describe("Agent call retries after the first attempt, unless a pipeline sets its own."),
-  RETRY_DELAY: durationMs("1.0").describe("First retry delay in seconds, doubled on each retry."),
+  RETRY_DELAY: durationMs("1.0", true).describe("First retry delay in seconds, doubled on each retry."),
   ROUTES_CONFIG_FILE: optional.describe("A routes file in the old bridge's JSON format."),
   PIPELINES_DIR: z.string().default("pipelines").describe("Where pipelines/*.yaml are read from."),
   COMMIT_INTERVAL: durationMs("1s").describe("How often finished offsets are committed."),
   MAX_IN_FLIGHT: z.coerce.number().int().min(1).default(1000)
     .describe("Messages consumed but not yet finished; at this many, fetching pauses until half are done."),
-  SHUTDOWN_GRACE: durationMs("30s")
+  SHUTDOWN_GRACE: durationMs("30s", true)
     .describe("On SIGTERM, how long calls in flight may finish; the rest stay uncommitted for the next run."),
   CIRCUIT_FAILURES: z.coerce.number().int().min(1).default(5)
     .describe("Transient failures in a row from one agent host that open its circuit (consumption pauses)."),

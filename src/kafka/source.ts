@@ -140,18 +140,26 @@ export class KafkaSource {
     const existing = await this.#options.admin.listTopics();
     const { topics, missing } = resolveTopics(this.#options.subscriptions, existing, this.#options.isOutput);
     const added = topics.filter((topic) => !this.#subscribed.includes(topic));
-    if (!added.length) return;
+    // Nothing new, and consuming: done. (Not consuming with topics known means an earlier try failed.)
+    if (!added.length && (this.#running || !this.#subscribed.length)) return;
     if (missing.length) log.info("waiting for topics to exist: {missing}", { missing });
-    await this.#options.onSubscribe?.(added);
+    if (added.length) await this.#options.onSubscribe?.(added);
     if (this.#running) {
       log.info("new topics {added}: pausing to subscribe again", { added });
-      this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+      this.#pauseAll();
       await this.#options.drain();
-      await this.#consumer.stop();
+      // Stopping now would leave the group before the final commit: let close() finish instead.
+      if (this.#closed) return;
       this.#running = false;
+      await this.#consumer.stop();
     }
     if (this.#closed) return;
-    await this.#consumer.subscribe({ topics: added, fromBeginning: this.#options.fromBeginning });
+    if (added.length) {
+      // Topics found after start-up are read from their beginning whatever the reset policy says:
+      // whatever was written to them before they were found is new to us.
+      const fromBeginning = this.#subscribed.length ? true : this.#options.fromBeginning;
+      await this.#consumer.subscribe({ topics: added, fromBeginning });
+    }
     this.#subscribed = [...this.#subscribed, ...added].sort();
     log.info("consuming {topics}", { topics: this.#subscribed });
     await this.#consumer.run({
@@ -160,21 +168,36 @@ export class KafkaSource {
       eachBatch: (payload) => this.#eachBatch(payload),
     });
     this.#running = true;
-    if (this.#paused) this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+    if (this.#paused) this.#pauseAll();
+  }
+
+  // kafkajs throws when its group is not set up (between stop and run, or restarting after a
+  // crash); there is nothing to pause then, and the flag is applied again after the next run.
+  #pauseAll(): void {
+    try {
+      this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+    } catch (error) {
+      log.debug("could not pause: {error}", { error: String(error) });
+    }
   }
 
   /** Stops fetching (backpressure, agent outage) until {@link resume}; idempotent. */
   pause(): void {
     if (this.#paused) return;
     this.#paused = true;
-    if (this.#running) this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+    if (this.#running) this.#pauseAll();
   }
 
   /** Fetches again after {@link pause}; idempotent. */
   resume(): void {
     if (!this.#paused || this.#closed) return;
     this.#paused = false;
-    if (this.#running) this.#consumer.resume(this.#subscribed.map((topic) => ({ topic })));
+    if (!this.#running) return;
+    try {
+      this.#consumer.resume(this.#subscribed.map((topic) => ({ topic })));
+    } catch (error) {
+      log.debug("could not resume: {error}", { error: String(error) });
+    }
   }
 
   async #eachBatch({ batch, heartbeat }: EachBatchPayload): Promise<void> {
@@ -190,12 +213,16 @@ export class KafkaSource {
       const first = await Promise.race([sent, tick]);
       clearTimeout(timer);
       if (first === "sent") return;
-      await heartbeat().catch(() => {});
+      // A rebalance shows up here as an error: let it reach kafkajs so it rejoins. The batch is
+      // dropped with the tracker's generation (onRebalance) and fetched again afterwards.
+      await heartbeat();
     }
   }
 
-  /** Commits these offsets for the group. */
+  /** Commits these offsets for the group; throws when the consumer is not running. */
   async commit(offsets: TopicPartitionOffset[]): Promise<void> {
+    // kafkajs silently skips commits while its consumer is stopped; say so instead.
+    if (!this.#running) throw new Error("the consumer is not running");
     if (offsets.length) await this.#consumer.commitOffsets(offsets);
   }
 
@@ -206,9 +233,9 @@ export class KafkaSource {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
-    if (this.#subscribed.length) this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
     this.#channel.drain();
     this.#channel.close();
+    if (this.#running) this.#pauseAll();
     await this.#refreshing;
   }
 

@@ -97,6 +97,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const circuit = ctx.circuitFor?.(url) ?? noCircuit;
   const message = buildMessage(job);
   const started = performance.now();
+  const successesBefore = circuit.successes;
   for (let attempt = 1;;) {
     const role = await circuit.acquire(ctx.signal);
     if (ctx.signal?.aborted) {
@@ -123,13 +124,20 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     circuit.failed(role);
     // While the agent is down, waiting for it is not this message's fault: no retry is spent.
     if (circuit.open) continue;
+    if (attempt > retries.max && circuit.successes === successesBefore && ctx.circuitFor) {
+      // Nobody got an answer while this message spent its retries: the agent is down, not this message.
+      circuit.trip();
+      continue;
+    }
     if (attempt > retries.max) {
       job.failure = failure("invoke", "exhausted", `${problem.message} (after ${attempt} attempts)`, {
         attempts: attempt,
       });
       return job;
     }
-    const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), problem.retryAfterMs ?? 0);
+    // Retry-After is honoured up to max_backoff: a slot (and the key behind it) is never held longer.
+    const retryAfter = Math.min(problem.retryAfterMs ?? 0, retries.maxBackoffMs);
+    const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), retryAfter);
     attempt++;
     await sleep(delay, ctx.signal);
   }

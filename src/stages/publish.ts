@@ -42,9 +42,24 @@ export type Outcome = "replied" | "dead-lettered" | "skipped" | "abandoned";
 
 const encoder = new TextEncoder();
 
-/** The output topic a template names for `job`. */
+/**
+ * The output topic a template names for `job`. Throws {@link UnnamedTopic} when a placeholder has no
+ * value or the name is not a legal topic name.
+ */
 export function outputTopic(template: Template, job: Job): string {
-  return renderTemplate(template, (path) => lookup(job, path)).text;
+  const { text, missing } = renderTemplate(template, (path) => lookup(job, path));
+  if (missing.length) {
+    throw new UnnamedTopic(`topic template "${template.source}" has no value for ${missing.join(", ")}`);
+  }
+  if (!/^[A-Za-z0-9._-]{1,249}$/.test(text) || text === "." || text === "..") {
+    throw new UnnamedTopic(`topic template "${template.source}" gives "${text}", not a legal topic name`);
+  }
+  return text;
+}
+
+/** A publish template that names no usable topic for a message. */
+export class UnnamedTopic extends Error {
+  override name = "UnnamedTopic";
 }
 
 /** The JSON envelope written to the responses topic. */
@@ -122,8 +137,8 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
       });
       return { job, outcome: "replied" };
     } catch (error) {
-      if (!ctx.isPermanent?.(error)) throw error;
-      job.failure = failure("publish", "permanent", `reply not accepted by Kafka: ${errorMessage(error)}`, {
+      if (!(error instanceof UnnamedTopic) && !ctx.isPermanent?.(error)) throw error;
+      job.failure = failure("publish", "permanent", `reply not written: ${errorMessage(error)}`, {
         attempts: job.reply?.attempts ?? 0,
       });
     }

@@ -25,6 +25,10 @@ export function mapUnordered<T, R>(input: AsyncIterable<T>, fn: (item: T) => Pro
     }
     await Promise.all(running);
     output.close();
-  })().catch((error) => output.fail(error));
+  })().catch(async (error) => {
+    // Let calls already started finish (and their results be read) before the error ends the stream.
+    await Promise.all(running);
+    output.fail(error);
+  });
   return output;
 }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { exampleEvents } from "../../src/examples.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import { until } from "../support/until.ts";
 import {
   committedOffsets,
   createTopics,
@@ -125,7 +126,7 @@ Deno.test("the three example events become three replies on three responses topi
       route: "customer-support",
       correlation_id: envelope.request.message_id,
     });
-    assert.equal(bridge.stats.replied, 3);
+    await until(() => bridge.stats.replied === 3, "three replies recorded");
   } finally {
     await bridge.stop();
     await agent.close();

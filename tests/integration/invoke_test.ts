@@ -85,14 +85,14 @@ Deno.test("invoke() fails permanently, without retrying, on a JSON-RPC error and
 });
 
 Deno.test("invoke() retries 5xx with backoff, honours Retry-After, and ends exhausted", async () => {
-  const agent = startDemoAgent({ behaviours: { busy: { failTimes: 99, failStatus: 429, retryAfter: 7 } } });
+  const agent = startDemoAgent({ behaviours: { busy: { failTimes: 99, failStatus: 429, retryAfter: 1 } } });
   try {
     const { waits, sleep } = recordingSleep();
     const j = await invokeJob(ready("busy"), { archestraUrl: agent.url, sleep, random: () => 0.5 });
     assert.equal(j.failure?.class, "exhausted");
     assert.equal(j.failure?.attempts, 3);
     assert.match(j.failure!.message, /HTTP 429/);
-    assert.deepEqual(waits, [7000, 7000], "Retry-After (7 s) outweighs the 100 ms backoff");
+    assert.deepEqual(waits, [1000, 1000], "Retry-After (1 s) outweighs the 100 ms backoff");
   } finally {
     await agent.close();
   }
@@ -142,4 +142,46 @@ Deno.test("Retry-After is read as seconds or as an HTTP date", () => {
   assert.equal(parseRetryAfter(new Date(10_000).toUTCString(), 4_000), 6000);
   assert.equal(parseRetryAfter("soon"), undefined);
   assert.equal(parseRetryAfter(null), undefined);
+});
+
+Deno.test("invoke() dead-letters an answer of the wrong shape instead of failing the stream", async () => {
+  const agent = startDemoAgent({
+    behaviours: {
+      nothing: { rawResult: null },
+      statusless: { rawResult: { kind: "task", id: "t-1" } },
+      oddparts: { rawResult: { kind: "message", role: "agent", messageId: "m", parts: "hello" } },
+    },
+  });
+  try {
+    for (const prompt of ["nothing", "statusless", "oddparts"]) {
+      const j = await invokeJob(ready(prompt), { archestraUrl: agent.url });
+      assert.equal(j.failure?.class, "permanent", prompt);
+      assert.equal(j.reply, undefined);
+    }
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("invoke() treats a body cut off by the timeout as transient", async () => {
+  const agent = startDemoAgent({ behaviours: { stall: { stallBody: true } } });
+  try {
+    const j = await invokeJob(ready("stall", { timeout: "300ms", retries: 0 }), { archestraUrl: agent.url });
+    assert.equal(j.failure?.class, "exhausted");
+    assert.match(j.failure!.message, /no answer within 300 ms/);
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("invoke() honours Retry-After only up to max_backoff", async () => {
+  const agent = startDemoAgent({ behaviours: { later: { failTimes: 1, failStatus: 503, retryAfter: 3600 } } });
+  try {
+    const { waits, sleep } = recordingSleep();
+    const j = await invokeJob(ready("later"), { archestraUrl: agent.url, sleep, random: () => 0 });
+    assert.equal(j.reply?.attempts, 2);
+    assert.deepEqual(waits, [1000], "an hour asked, max_backoff (1 s) waited");
+  } finally {
+    await agent.close();
+  }
 });

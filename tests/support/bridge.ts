@@ -23,6 +23,9 @@ export interface TestBridgeOptions {
   archestraUrl: string;
   groupId?: string;
   topicRefreshMs?: number;
+  maxInFlight?: number;
+  probeDelayMs?: number;
+  maxProbeDelayMs?: number;
 }
 
 /** Starts a bridge; `stop()` it at the end of the test. */
@@ -39,8 +42,12 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
       groupId,
       topicRefreshMs: options.topicRefreshMs ?? 60_000,
       commitIntervalMs: 200,
+      shutdownGraceMs: 5_000,
+      maxInFlight: options.maxInFlight ?? settings.maxInFlight,
     },
     archestraUrl: options.archestraUrl,
+    probeDelayMs: options.probeDelayMs,
+    maxProbeDelayMs: options.maxProbeDelayMs,
   });
   return Object.assign(bridge, { groupId });
 }

@@ -165,3 +165,40 @@ Deno.test("parseDotEnv() reads comments, quotes and export", () => {
     { A: "1", B: "two words", C: "x # y", D: "plain" },
   );
 });
+
+Deno.test("routes.json values are expanded once, so $${ stays a literal", () => {
+  const { pipelines, problems } = parseSeedRoutesText(
+    "r.json",
+    '[{"name": "a", "topic_pattern": "t", "prompt_id": "p", "transform_template": "Total $${amount}"}]',
+    {},
+    defaults,
+  );
+  assert.deepEqual(problems, []);
+  assert.equal(pipelines[0].routes[0].template?.source, "Total ${amount}");
+});
+
+Deno.test("agent URLs must be http(s) and timeouts more than zero", () => {
+  assert.deepEqual(
+    problemsOf(`name: p\nsource: {topics: [a]}\nroutes: [{name: r, invoke: {url: "localhost:9000", timeout: 0}}]`),
+    [
+      "pipelines/x.yaml:routes[0].invoke.url: expected an http:// or https:// URL",
+      "pipelines/x.yaml:routes[0].invoke.timeout: must be more than 0",
+    ],
+  );
+  assert.throws(() => loadSettings({ ARCHESTRA_URL: "archestra:9000" }), /environment:ARCHESTRA_URL: expected an http/);
+  assert.throws(() => loadSettings({ KAFKA_TOPIC_REFRESH: "0" }), /environment:KAFKA_TOPIC_REFRESH: /);
+});
+
+Deno.test("pipeline files behind symlinks (mounted config maps) are read", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/data`);
+  await Deno.writeTextFile(
+    `${dir}/data/a.yaml`,
+    `name: a\nsource: {topics: [a]}\nroutes: [{name: r, invoke: {prompt_id: p}}]\n`,
+  );
+  await Deno.symlink(`${dir}/data/a.yaml`, `${dir}/a.yaml`);
+  await Deno.symlink(`${dir}/data`, `${dir}/..data.yaml`); // a directory link with a .yaml name is skipped
+  const pipelines = await loadPipelines({ dir }, {}, defaults);
+  assert.deepEqual(pipelines.map((p) => p.name), ["a"]);
+  await Deno.remove(dir, { recursive: true });
+});

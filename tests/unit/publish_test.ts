@@ -141,3 +141,20 @@ Deno.test("message ids are UUID-shaped and the same for the same message and pip
   assert.notEqual(a, messageIdFor("p", { topic: "t", partition: 0, offset: "2" }));
   assert.match(a, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
 });
+
+Deno.test("a responses template with no value for a message dead-letters it as a publish failure", async () => {
+  const p = pipeline(`
+name: tenants
+source: { topics: [a] }
+routes: [{ name: r, invoke: { prompt_id: p } }]
+publish: { responses: "replies.{tenant}" }
+`);
+  const sink = recorder();
+  const j = job(p, record('{"other": 1}', { topic: "a" }));
+  decodeJob(j);
+  j.reply = { text: "", parts: [], taskId: null, contextId: null, attempts: 1, latencyMs: 1, url: "u" };
+  assert.equal((await publishJob(j, sink)).outcome, "dead-lettered");
+  assert.equal(sink.sent[0].topic, "a.dlq");
+  assert.equal(sink.sent[0].record.headers["x-error-stage"], "publish");
+  assert.match(String(sink.sent[0].record.headers["x-error-message"]), /no value for tenant/);
+});
