@@ -44,6 +44,7 @@ export interface BridgeOptions {
     | "topics"
     | "autoOffsetReset"
     | "topicRefreshMs"
+    | "sessionTimeoutMs"
     | "commitIntervalMs"
     | "archestraToken"
     | "maxInFlight"
@@ -185,6 +186,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     isOutput: outputTopicTest(pipelines),
     fromBeginning: settings.autoOffsetReset === "earliest",
     refreshMs: settings.topicRefreshMs,
+    sessionTimeoutMs: settings.sessionTimeoutMs,
     onBatch: (batch) => {
       const outcomes = pipelinesFor(pipelines, batch.topic).length;
       for (const record of batch.records) tracker.register(batch.topic, batch.partition, record.offset, outcomes);

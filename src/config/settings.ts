@@ -40,6 +40,8 @@ export const SettingsSchema = z.object({
   ),
   KAFKA_AUTO_OFFSET_RESET: z.enum(["earliest", "latest"]).default("earliest")
     .describe("Where a partition with no committed offset starts."),
+  KAFKA_SESSION_TIMEOUT: durationMs("30s")
+    .describe("How long the group waits for a silent member (a crashed bridge) before its partitions move."),
   KAFKA_TOPIC_REFRESH: durationMs("5s")
     .describe("How often globs are matched again against the broker's topics."),
   KAFKA_SECURITY_PROTOCOL: z.enum(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
@@ -93,6 +95,7 @@ export interface Settings {
   topics?: string[];
   autoOffsetReset: "earliest" | "latest";
   topicRefreshMs: number;
+  sessionTimeoutMs: number;
   securityProtocol: "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL";
   saslMechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
   saslUsername?: string;
@@ -137,6 +140,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     topics: s.KAFKA_TOPICS,
     autoOffsetReset: s.KAFKA_AUTO_OFFSET_RESET,
     topicRefreshMs: s.KAFKA_TOPIC_REFRESH,
+    sessionTimeoutMs: s.KAFKA_SESSION_TIMEOUT,
     securityProtocol: s.KAFKA_SECURITY_PROTOCOL,
     saslMechanism: s.KAFKA_SASL_MECHANISM,
     saslUsername: s.KAFKA_SASL_USERNAME,

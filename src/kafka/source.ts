@@ -37,6 +37,8 @@ export interface SourceOptions {
   isOutput: (topic: string) => boolean;
   fromBeginning: boolean;
   refreshMs: number;
+  /** The group's session timeout; heartbeats go out at a tenth of it (at most every 3 s). */
+  sessionTimeoutMs?: number;
   /**
    * Called for a batch before it is queued: the offsets are then known to be in flight. Returns the
    * generation the batch belongs to.
@@ -98,6 +100,8 @@ export class KafkaSource {
     this.#consumer = options.kafka.consumer({
       groupId: options.groupId,
       allowAutoTopicCreation: false,
+      sessionTimeout: options.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: Math.min(3_000, Math.floor((options.sessionTimeoutMs ?? 30_000) / 10)),
       // A stop waits for the fetch in progress; a short long-poll keeps stopping quick.
       maxWaitTimeInMs: 1_000,
     });

@@ -97,15 +97,17 @@ function headersOf(headers: IHeaders | undefined): Record<string, string> {
 }
 
 /**
- * Reads `topics` from the beginning until `count` records arrived and returns them. Fails after
- * `timeoutMs`. To prove that no more than `count` exist, compare {@link topicSize} afterwards.
+ * Reads `topics` from the beginning until `count` records arrived (or, given `until`, until it
+ * holds for the records read so far) and returns them. Fails after `timeoutMs`. To prove that no
+ * more than `count` exist, compare {@link topicSize} afterwards.
  */
 export async function readRecords(
   kafka: Kafka,
   topics: string[],
   count: number,
-  { timeoutMs = 60_000 } = {},
+  { timeoutMs = 60_000, until }: { timeoutMs?: number; until?: (records: ReadRecord[]) => boolean } = {},
 ): Promise<ReadRecord[]> {
+  const enoughRead = until ?? ((records: ReadRecord[]) => records.length >= count);
   await waitForTopics(kafka, topics, timeoutMs);
   const consumer = kafka.consumer({ groupId: `reader-${uniqueId()}` });
   const records: ReadRecord[] = [];
@@ -123,11 +125,11 @@ export async function readRecords(
           value: message.value,
           headers: headersOf(message.headers),
         });
-        if (records.length >= count) enough.resolve();
+        if (enoughRead(records)) enough.resolve();
         return Promise.resolve();
       },
     });
-    if (count === 0) enough.resolve();
+    if (enoughRead(records)) enough.resolve();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(

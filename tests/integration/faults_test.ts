@@ -1,0 +1,85 @@
+/**
+ * Faults with the bridge as a separate process (src/main.ts, configured by environment), a real
+ * broker and a real agent: it is killed with SIGKILL mid-stream, again and again.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { testBroker } from "../support/broker.ts";
+import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+
+const integration = { sanitizeOps: false, sanitizeResources: false };
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+async function spawnBridge(env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `--config=${root}deno.json`, `${root}src/main.ts`],
+    cwd: await Deno.makeTempDir(),
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "/tmp", LOG_LEVEL: "WARNING", ...env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  return child;
+}
+
+Deno.test(
+  "kill -9 of the bridge mid-stream, three times: every message answered, few duplicates",
+  integration,
+  async () => {
+    const topic = `kill-${uniqueId()}.events`;
+    const total = 300;
+    const cap = 40;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic], 3);
+    const agent = startDemoAgent({ latencyMs: 20 });
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/kill.yaml`,
+      `name: kill\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 16 }\n`,
+    );
+    const env = {
+      PIPELINES_DIR: dir,
+      KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+      KAFKA_GROUP_ID: `kill-${uniqueId()}`,
+      ARCHESTRA_URL: agent.url,
+      MAX_IN_FLIGHT: String(cap),
+      COMMIT_INTERVAL: "200ms",
+      // The killed member's partitions move once the group gives up on it (6 s: the broker's minimum).
+      KAFKA_SESSION_TIMEOUT: "6s",
+    };
+    try {
+      await produce(
+        kafka,
+        topic,
+        Array.from({ length: total }, (_, n) => ({ key: `k${n % 37}`, value: JSON.stringify({ n }) })),
+      );
+      for (let kill = 0; kill < 3; kill++) {
+        const child = await spawnBridge(env);
+        // Kill it while it is busy: once it has sent 30 more calls than before.
+        await agent.waitForRequests(agent.requests.length + 30);
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      const last = await spawnBridge(env);
+      const seen = (records: { headers: Record<string, string> }[]) =>
+        new Set(records.map((r) => `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`));
+      const replies = await readRecords(kafka, [`${topic}.responses`], total, {
+        until: (records) => seen(records).size >= total,
+        timeoutMs: 120_000,
+      });
+      last.kill("SIGTERM");
+      assert.equal((await last.status).code, 0);
+
+      assert.equal(seen(replies).size, total, "every source offset has a reply");
+      const answered = new Set(replies.map((r) => JSON.parse(r.value!.toString()).request.text));
+      assert.equal(answered.size, total);
+      const duplicates = replies.length - total;
+      assert.ok(duplicates <= 3 * cap, `${duplicates} duplicates, at most the in-flight cap per kill`);
+      assert.ok(agent.requests.length >= total);
+    } finally {
+      await agent.close();
+    }
+  },
+);
