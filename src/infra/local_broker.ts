@@ -57,6 +57,11 @@ export interface EnsureOptions {
   port?: number;
   /** Progress lines. */
   log?: (line: string) => void;
+  /**
+   * Stop the broker when this process exits, however it exits (a killed test run must not leave
+   * a broker behind). Default: the broker outlives this process until {@link stopLocalBroker}.
+   */
+  tethered?: boolean;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -294,9 +299,15 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
 
   log(`starting Kafka ${KAFKA_VERSION} on 127.0.0.1:${port} (log: ${stateDir}/broker.log)`);
   const quoted = [...java, "kafka.Kafka", `${stateDir}/server.properties`].map((arg) => `'${arg}'`).join(" ");
+  const redirect = `>>'${stateDir}/broker.log' 2>&1`;
+  // Tethered: a watcher shell stops the broker once this process is gone (checked every second).
+  const script = options.tethered
+    ? `${quoted} ${redirect} & j=$!; trap 'kill $j; wait $j; exit' TERM INT; ` +
+      `while kill -0 ${Deno.pid} 2>/dev/null && kill -0 $j 2>/dev/null; do sleep 1; done; kill $j 2>/dev/null; wait $j`
+    : `exec ${quoted} ${redirect}`;
   // setsid: the broker gets its own session, so Ctrl-C on the bridge does not stop it mid-commit.
   const child = new Deno.Command("setsid", {
-    args: ["sh", "-c", `exec ${quoted} >>'${stateDir}/broker.log' 2>&1`],
+    args: ["sh", "-c", script],
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -320,6 +331,22 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
   await Deno.writeTextFile(`${stateDir}/broker.json`, JSON.stringify(state, null, 2));
   log(`Kafka is up at 127.0.0.1:${port}`);
   return { bootstrap: `127.0.0.1:${port}`, started: true, stop: async () => void await stopLocalBroker(stateDir) };
+}
+
+/**
+ * A broker of its own for a test run or a benchmark: a fresh temporary directory, a free port,
+ * tethered to this process; `stop()` also removes its data.
+ */
+export async function throwawayBroker(log?: (line: string) => void): Promise<LocalBroker> {
+  const stateDir = await Deno.makeTempDir({ prefix: "agentstream-broker-" });
+  const broker = await ensureLocalBroker({ stateDir, port: 0, log, tethered: true });
+  return {
+    ...broker,
+    stop: async () => {
+      await stopLocalBroker(stateDir);
+      await Deno.remove(stateDir, { recursive: true }).catch(() => {});
+    },
+  };
 }
 
 /** Stops the broker recorded in `stateDir`: SIGTERM, then SIGKILL after 30 s. Returns whether one ran. */

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { testBroker } from "../support/broker.ts";
 import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import { within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -58,7 +59,8 @@ Deno.test(
       for (let kill = 0; kill < 3; kill++) {
         const child = await spawnBridge(env);
         // Kill it while it is busy: once it has sent 30 more calls than before.
-        await agent.waitForRequests(agent.requests.length + 30);
+        const wanted = agent.requests.length + 30;
+        await within(agent.waitForRequests(wanted), `${wanted} agent calls (restart ${kill + 1})`);
         child.kill("SIGKILL");
         await child.status;
       }
