@@ -1,6 +1,7 @@
 /**
- * `deno task agent [--port 9000] [--latency 0] [--token T]`: the demo A2A agent on its own, serving
- * `POST /v1/a2a/{promptId}` like Archestra. Point ARCHESTRA_URL at it.
+ * `deno task agent [--port 9000] [--latency 0] [--token T] [--behaviours JSON]`: the demo A2A agent
+ * on its own, serving `POST /v1/a2a/{promptId}` like Archestra. Point ARCHESTRA_URL at it.
+ * `--behaviours '{"slow":{"latencyMs":5000}}'` gives prompt ids behaviours of their own.
  */
 import { parseArgs } from "node:util";
 import { startDemoAgent } from "../src/agent/demo_agent.ts";
@@ -12,6 +13,7 @@ const { values } = parseArgs({
     hostname: { type: "string", default: "127.0.0.1" },
     latency: { type: "string", default: "0" },
     token: { type: "string" },
+    behaviours: { type: "string", default: "{}" },
   },
 });
 const agent = startDemoAgent({
@@ -19,6 +21,8 @@ const agent = startDemoAgent({
   hostname: values.hostname,
   latencyMs: Number(values.latency),
   token: values.token,
+  behaviours: JSON.parse(values.behaviours),
+  keep: 100,
 });
 console.log(`demo agent listening: ARCHESTRA_URL=${agent.url}`);
 const stop = () => agent.close().then(() => Deno.exit(0));

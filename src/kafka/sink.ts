@@ -7,6 +7,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Admin, Producer } from "kafkajs";
 import type { Pipeline } from "../model.ts";
 import type { PublishContext } from "../stages/publish.ts";
+import { BatchingSender } from "./batching_sender.ts";
 import { topicMatches } from "../util/glob.ts";
 
 const log = getLogger(["agentstream", "publish"]);
@@ -22,26 +23,24 @@ const PERMANENT = new Set([
 
 const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
-/** A {@link PublishContext} that produces with kafkajs. */
+const isPermanent = (error: unknown) => PERMANENT.has((error as { type?: string }).type ?? "");
+
+/** A {@link PublishContext} that produces with kafkajs, in batches (see {@link BatchingSender}). */
 export function kafkaPublisher(producer: Producer): PublishContext {
+  const sender = new BatchingSender(producer, isPermanent);
   return {
-    async send(topic, record) {
-      await producer.send({
-        topic,
-        acks: -1,
-        messages: [{
-          key: record.key === null ? null : asBuffer(record.key),
-          value: asBuffer(record.value),
-          headers: Object.fromEntries(
-            Object.entries(record.headers).map(([name, value]) => [
-              name,
-              typeof value === "string" ? value : Array.isArray(value) ? value.map(asBuffer) : asBuffer(value),
-            ]),
-          ),
-        }],
-      });
-    },
-    isPermanent: (error) => PERMANENT.has((error as { type?: string }).type ?? ""),
+    send: (topic, record) =>
+      sender.send(topic, {
+        key: record.key === null ? null : asBuffer(record.key),
+        value: asBuffer(record.value),
+        headers: Object.fromEntries(
+          Object.entries(record.headers).map(([name, value]) => [
+            name,
+            typeof value === "string" ? value : Array.isArray(value) ? value.map(asBuffer) : asBuffer(value),
+          ]),
+        ),
+      }),
+    isPermanent,
   };
 }
 

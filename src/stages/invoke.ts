@@ -4,7 +4,9 @@
  * run one after another while other keys go on. Transient failures are retried with exponential
  * backoff and jitter (honouring `Retry-After`) and end `exhausted` when the retries are spent;
  * while the agent's circuit is open (see {@link Circuit}) calls wait instead, without spending
- * retries. Jobs come out in the order their calls finish.
+ * retries. A call that takes more than four times the pipeline's median (at least 250 ms) stops
+ * counting against its concurrency (see {@link KeyedQueue}), so rare slow calls do not starve the
+ * rest. Jobs come out in the order their calls finish.
  *
  * @example
  * ```ts
@@ -20,6 +22,7 @@ import { Circuit } from "../a2a/circuit.ts";
 import { sendMessage } from "../a2a/send_message.ts";
 import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
+import { LatencyWindow } from "../util/latency_window.ts";
 
 export interface InvokeContext {
   /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/v1/a2a/{prompt_id}`. */
@@ -143,22 +146,33 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   }
 }
 
+/** When a call counts as slow: four times the usual, at least 250 ms; unknown until calls were made. */
+export function slowAfter(median: number | undefined): number | undefined {
+  return median === undefined ? undefined : Math.max(250, 4 * median);
+}
+
 /** The invoke stage. */
 export function invoke(jobs: AsyncIterable<Job>, ctx: InvokeContext): AsyncIterable<Job> {
-  const queues = new Map<string, KeyedQueue>();
-  const queueFor = (pipeline: Pipeline) => {
-    let queue = queues.get(pipeline.name);
-    if (!queue) queues.set(pipeline.name, queue = new KeyedQueue(pipeline.delivery.concurrency));
-    return queue;
+  const lanes = new Map<string, { queue: KeyedQueue; latency: LatencyWindow }>();
+  const laneFor = (pipeline: Pipeline) => {
+    let lane = lanes.get(pipeline.name);
+    if (!lane) {
+      lane = { queue: new KeyedQueue(pipeline.delivery.concurrency), latency: new LatencyWindow() };
+      lanes.set(pipeline.name, lane);
+    }
+    return lane;
   };
   return mapUnordered(jobs, (job) => {
     if (!isLive(job)) return Promise.resolve(job);
-    return queueFor(job.pipeline).add(orderingKey(job), () => {
+    const { queue, latency } = laneFor(job.pipeline);
+    return queue.add(orderingKey(job), async () => {
       if (ctx.isCurrent && !ctx.isCurrent(job)) {
         job.abandoned = true;
-        return Promise.resolve(job);
+        return job;
       }
-      return invokeJob(job, ctx);
-    });
+      const done = await invokeJob(job, ctx);
+      if (done.reply) latency.record(done.reply.latencyMs);
+      return done;
+    }, slowAfter(latency.median()));
   });
 }

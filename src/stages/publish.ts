@@ -157,6 +157,6 @@ export function publish(
   jobs: AsyncIterable<Job>,
   ctx: PublishContext,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
-  const queue = new KeyedQueue(ctx.concurrency ?? 64);
+  const queue = new KeyedQueue(ctx.concurrency ?? 1_000);
   return mapUnordered(jobs, (job) => queue.add(orderingKey(job), () => publishJob(job, ctx)));
 }

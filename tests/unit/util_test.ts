@@ -136,3 +136,22 @@ Deno.test("KeyedQueue never runs more than its limit, keyed or not", async () =>
   await Promise.all(tasks);
   assert.equal(peak, 3);
 });
+
+Deno.test("KeyedQueue gives a slow task's slot back after detachAfterMs, up to the limit", async () => {
+  const queue = new KeyedQueue(1);
+  const slowGate = Promise.withResolvers<void>();
+  const slow = queue.add("a", () => slowGate.promise, 10);
+  // With one slot, this runs only once the slow task has detached.
+  await queue.add("b", () => Promise.resolve());
+  assert.equal(queue.detached, 1);
+  const secondGate = Promise.withResolvers<void>();
+  const second = queue.add("c", () => secondGate.promise, 10);
+  let third = false;
+  const thirdDone = queue.add("d", () => (third = true, Promise.resolve()));
+  await new Promise((resolve) => setTimeout(resolve, 50)); // longer than detachAfterMs: the budget is full
+  assert.equal(third, false, "only one task may be detached with a limit of one");
+  secondGate.resolve();
+  slowGate.resolve();
+  await Promise.all([slow, second, thirdDone]);
+  assert.equal(queue.detached, 0);
+});

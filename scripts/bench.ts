@@ -1,0 +1,435 @@
+/**
+ * `deno task bench [--quick]`: throughput, end-to-end latency and peak memory of the bridge on a
+ * real broker with the demo agent at set latencies, against baselines measured in the same run:
+ *   (a) the old design: one message at a time, auto-commit, same broker and agent;
+ *   (b) the ceiling: a bare loop calling the same agent at the same concurrency, no Kafka;
+ *   (c) a Kafka-only pipe: consume, produce, commit, no agent.
+ * The bridge and the agent run as separate processes; the broker is KAFKA_BOOTSTRAP_SERVERS or a
+ * throwaway local one.
+ */
+import { Buffer } from "node:buffer";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { type Kafka, Partitioners } from "kafkajs";
+import { loadSettings } from "../src/config/settings.ts";
+import { throwawayBroker } from "../src/infra/local_broker.ts";
+import { createKafka } from "../src/kafka/client.ts";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+const { values: flags } = parseArgs({ args: Deno.args, options: { quick: { type: "boolean", default: false } } });
+const scale = flags.quick ? 0.2 : 1;
+const CONCURRENCY = 100;
+
+const progress = (line: string) => Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[2K${line}`));
+const done = (line: string) => console.error(`\r\x1b[2K${line}`);
+const id = () => crypto.randomUUID().slice(0, 8);
+const now = () => performance.now();
+
+// ---------- infrastructure ----------
+
+let stopBroker = () => Promise.resolve();
+let bootstrap = Deno.env.get("KAFKA_BOOTSTRAP_SERVERS");
+if (!bootstrap) {
+  const broker = await throwawayBroker((line) => done(`kafka: ${line}`));
+  bootstrap = broker.bootstrap;
+  stopBroker = broker.stop;
+}
+const kafka = createKafka(loadSettings({ KAFKA_CLIENT_ID: "bench" }), [bootstrap]);
+
+async function startAgent(latencyMs: number, behaviours: Record<string, unknown> = {}) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      `--config=${root}deno.json`,
+      `${root}scripts/agent.ts`,
+      "--port=0",
+      `--latency=${latencyMs}`,
+      `--behaviours=${JSON.stringify(behaviours)}`,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/ARCHESTRA_URL=(\S+)/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the demo agent did not start");
+    text += value;
+  }
+  const url = /ARCHESTRA_URL=(\S+)/.exec(text)![1];
+  return {
+    url,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+async function createTopic(topic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+  await admin.disconnect();
+}
+
+/** Produces `count` events with many keys; every `slowEvery`-th one asks for the slow route. */
+async function produceEvents(topic: string, count: number, slowEvery = 0, from = 0): Promise<void> {
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  for (let start = from; start < from + count; start += 1000) {
+    const end = Math.min(start + 1000, from + count);
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: Array.from({ length: end - start }, (_, i) => {
+        const n = start + i;
+        return {
+          key: `key-${n % 997}`,
+          value: Buffer.from(JSON.stringify({ n, slow: slowEvery > 0 && n % slowEvery === slowEvery / 2 })),
+        };
+      }),
+    });
+  }
+  await producer.disconnect();
+}
+
+/** Reads `topic` from the start until `count` records arrived; returns their timestamps and the source ones. */
+async function readReplies(
+  topic: string,
+  count: number,
+  onProgress: (n: number) => void,
+): Promise<{ replyTimes: number[]; latencies: number[] }> {
+  // The bridge creates its output topics when it subscribes; Kafka has no event for that.
+  const admin = kafka.admin();
+  await admin.connect();
+  while (!(await admin.listTopics()).includes(topic)) await new Promise((resolve) => setTimeout(resolve, 100));
+  await admin.disconnect();
+  const consumer = kafka.consumer({ groupId: `bench-reader-${id()}`, maxWaitTimeInMs: 200 });
+  const replyTimes: number[] = [];
+  const latencies: number[] = [];
+  const enough = Promise.withResolvers<void>();
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachBatch: ({ batch }) => {
+      for (const message of batch.messages) {
+        const replyAt = Number(message.timestamp);
+        const envelope = JSON.parse(message.value!.toString());
+        replyTimes.push(replyAt);
+        latencies.push(replyAt - Date.parse(envelope.source.timestamp));
+      }
+      onProgress(replyTimes.length);
+      if (replyTimes.length >= count) enough.resolve();
+      return Promise.resolve();
+    },
+  });
+  await enough.promise;
+  await consumer.disconnect();
+  return { replyTimes, latencies };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+function peakRssMiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+// ---------- the bridge ----------
+
+interface BridgeResult {
+  throughput: number;
+  p50: number;
+  p99: number;
+  rssMiB: number;
+}
+
+/**
+ * Runs the bridge as a process: a warm-up message (so the group has joined), then `count` events
+ * produced at once (throughput: replies per second from the first reply to the 95th percentile
+ * one), then a paced run at half that rate (latency: reply time minus source time), then reads its
+ * peak RSS.
+ */
+async function runBridge(
+  label: string,
+  agentUrl: string,
+  count: number,
+  { slowEvery = 0, paced = true } = {},
+): Promise<BridgeResult> {
+  const topic = `bench-${id()}`;
+  await createTopic(topic);
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/bench.yaml`,
+    `name: bench
+source: { topics: [${topic}] }
+routes:
+  - { name: slow, match: { fields: { slow: true } }, transform: { template: "{n}" }, invoke: { prompt_id: slow } }
+  - { name: fast, transform: { template: "{n}" }, invoke: { prompt_id: fast } }
+delivery: { ordering: key, concurrency: ${CONCURRENCY} }
+`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `--config=${root}deno.json`, `${root}src/main.ts`],
+    cwd: dir,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      PIPELINES_DIR: dir,
+      KAFKA_BOOTSTRAP_SERVERS: bootstrap!,
+      KAFKA_GROUP_ID: `bench-${id()}`,
+      ARCHESTRA_URL: agentUrl,
+      LOG_LEVEL: "ERROR",
+      MAX_IN_FLIGHT: "2000",
+    },
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    await produceEvents(topic, 1, 0, -1);
+    await readReplies(`${topic}.responses`, 1, () => {});
+    const start = now();
+    await produceEvents(topic, count, slowEvery);
+    const burst = await readReplies(`${topic}.responses`, count + 1, (n) => {
+      progress(`${label}: ${n - 1}/${count} replies, ${((n - 1) / ((now() - start) / 1000)).toFixed(0)}/s`);
+    });
+    // The rate at which the first 95% of the burst was answered: a handful of stragglers (the slow
+    // calls, and the messages queued behind them on their keys) does not stand for the rate.
+    const times = burst.replyTimes.slice(1).sort((a, b) => a - b);
+    const rank = Math.floor(times.length * 0.95) - 1;
+    const throughput = rank / ((times[rank] - times[0]) / 1000);
+    let latencies = burst.latencies.slice(1);
+    if (paced) {
+      // Paced at half the measured rate for a few seconds, so latency is not queueing in a backlog.
+      const rate = Math.max(1, Math.floor(throughput / 2));
+      const pacedCount = Math.min(count, rate * 4);
+      const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+      await producer.connect();
+      const begin = now();
+      for (let i = 0; i < pacedCount; i += Math.max(1, Math.floor(rate / 20))) {
+        const n = Math.min(Math.max(1, Math.floor(rate / 20)), pacedCount - i);
+        await producer.send({
+          topic,
+          messages: Array.from({ length: n }, (_, j) => ({
+            key: `key-${(i + j) % 997}`,
+            value: Buffer.from(
+              JSON.stringify({ n: count + i + j, slow: slowEvery > 0 && (i + j) % slowEvery === slowEvery / 2 }),
+            ),
+          })),
+        });
+        const due = begin + ((i + n) / rate) * 1000;
+        if (due > now()) await new Promise((resolve) => setTimeout(resolve, due - now()));
+      }
+      await producer.disconnect();
+      const all = await readReplies(`${topic}.responses`, count + 1 + pacedCount, (n) => {
+        progress(`${label}: paced ${Math.max(0, n - count - 1)}/${pacedCount}`);
+      });
+      latencies = all.latencies.slice(count + 1);
+    }
+    return {
+      throughput,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      rssMiB: peakRssMiB(child.pid),
+    };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+}
+
+// ---------- baselines ----------
+
+async function callAgent(url: string, n: number): Promise<void> {
+  const response = await fetch(`${url}/v1/a2a/fast`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: n,
+      method: "message/send",
+      params: {
+        message: {
+          kind: "message",
+          role: "user",
+          messageId: crypto.randomUUID(),
+          parts: [{ kind: "text", text: String(n) }],
+        },
+      },
+    }),
+  });
+  await response.json();
+}
+
+/** (a) The old bridge: eachMessage, one at a time, auto-commit, the reply only logged. */
+async function oldDesign(label: string, agentUrl: string, count: number): Promise<number> {
+  const topic = `bench-old-${id()}`;
+  await createTopic(topic);
+  await produceEvents(topic, count);
+  const consumer = kafka.consumer({ groupId: `bench-old-${id()}`, maxWaitTimeInMs: 200 });
+  let handled = 0;
+  let first = 0;
+  const finished = Promise.withResolvers<void>();
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    autoCommit: true,
+    eachMessage: async ({ message }) => {
+      if (!first) first = now();
+      await callAgent(agentUrl, JSON.parse(message.value!.toString()).n);
+      handled++;
+      progress(`${label}: ${handled}/${count}`);
+      if (handled === count) finished.resolve();
+    },
+  });
+  await finished.promise;
+  const seconds = (now() - first) / 1000;
+  await consumer.disconnect();
+  return count / seconds;
+}
+
+/** (b) The ceiling: the same agent, the same concurrency, no Kafka. */
+async function bareLoop(agentUrl: string, count: number): Promise<number> {
+  let next = 0;
+  const start = now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < count) await callAgent(agentUrl, next++);
+  }));
+  return count / ((now() - start) / 1000);
+}
+
+/** (c) Kafka only: consume, produce, commit. */
+async function kafkaPipe(count: number): Promise<number> {
+  const topic = `bench-pipe-${id()}`;
+  await createTopic(topic);
+  await produceEvents(topic, count);
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const consumer = kafka.consumer({ groupId: `bench-pipe-${id()}`, maxWaitTimeInMs: 200 });
+  let handled = 0;
+  let first = 0;
+  const finished = Promise.withResolvers<void>();
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      if (!first) first = now();
+      await producer.send({
+        topic: `${topic}.out`,
+        acks: -1,
+        messages: batch.messages.map((m) => ({ key: m.key, value: m.value })),
+      });
+      await consumer.commitOffsets([{
+        topic,
+        partition: batch.partition,
+        offset: String(Number(batch.lastOffset()) + 1),
+      }]);
+      handled += batch.messages.length;
+      if (handled >= count) finished.resolve();
+    },
+  });
+  await finished.promise;
+  const seconds = (now() - first) / 1000;
+  await consumer.disconnect();
+  await producer.disconnect();
+  return count / seconds;
+}
+
+// ---------- the run ----------
+
+interface Row {
+  scenario: string;
+  result: BridgeResult;
+  old?: number;
+  ceiling?: number;
+}
+
+const rows: Row[] = [];
+const n = (count: number) => Math.max(200, Math.round(count * scale));
+const pipe = await kafkaPipe(n(20_000));
+done(`baseline (c) Kafka-only pipe: ${pipe.toFixed(0)} msg/s`);
+
+for (const latency of [0, 50, 100, 200]) {
+  const agent = await startAgent(latency, { slow: { latencyMs: 5_000 } });
+  try {
+    const count = n(latency === 0 ? 10_000 : latency === 200 ? 3_000 : 5_000);
+    const label = `${latency} ms agent`;
+    const result = await runBridge(label, agent.url, count);
+    done(`${label}: ${result.throughput.toFixed(0)} msg/s`);
+    const ceiling = await bareLoop(agent.url, Math.min(count, n(5_000)));
+    const old = await oldDesign(
+      `${label}, old design`,
+      agent.url,
+      latency === 0 ? n(1_000) : Math.round(n(10_000 / Math.max(latency, 1)) / 5),
+    );
+    done(`${label}: ceiling ${ceiling.toFixed(0)} msg/s, old design ${old.toFixed(1)} msg/s`);
+    rows.push({ scenario: `agent ${latency} ms`, result, old, ceiling });
+    if (latency === 100) {
+      const mixed = await runBridge("100 ms, 1 in 100 takes 5 s", agent.url, count, { slowEvery: 100 });
+      done(`100 ms with slow calls: ${mixed.throughput.toFixed(0)} msg/s`);
+      rows.push({ scenario: "agent 100 ms, 1 in 100 takes 5 s", result: mixed });
+    }
+  } finally {
+    await agent.stop();
+  }
+}
+
+// Memory: the same in-flight cap, ten times the messages.
+const instant = await startAgent(0);
+const small = await runBridge("memory, 1x", instant.url, n(5_000), { paced: false });
+const large = await runBridge("memory, 10x", instant.url, n(50_000), { paced: false });
+await instant.stop();
+done("");
+
+const fmt = (value: number | undefined, digits = 0) => value === undefined ? "" : value.toFixed(digits);
+console.log(
+  `\nagentstream benchmark, ${new Date().toISOString().slice(0, 10)}, ${Deno.build.target}, ` +
+    `${navigator.hardwareConcurrency} cores, concurrency ${CONCURRENCY}, one partition, 997 keys\n`,
+);
+console.log("| scenario | msg/s | p50 ms | p99 ms | peak RSS MiB | × old design | ÷ ceiling (b) | ÷ Kafka pipe (c) |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const { scenario, result, old, ceiling } of rows) {
+  console.log(
+    `| ${scenario} | ${fmt(result.throughput)} | ${fmt(result.p50)} | ${fmt(result.p99)} | ${fmt(result.rssMiB)} | ` +
+      `${old ? fmt(result.throughput / old, 1) : ""} | ${ceiling ? fmt(result.throughput / ceiling, 2) : ""} | ` +
+      `${fmt(result.throughput / pipe, 2)} |`,
+  );
+}
+console.log(
+  `| memory: ${n(5_000)} messages, instant agent | ${fmt(small.throughput)} | | | ${fmt(small.rssMiB)} | | | |`,
+);
+console.log(
+  `| memory: ${n(50_000)} messages, instant agent | ${fmt(large.throughput)} | | | ${fmt(large.rssMiB)} | | | |`,
+);
+
+const by = (name: string) => rows.find((r) => r.scenario === name)!;
+const hundred = by("agent 100 ms");
+const targets = [
+  [`100 ms: ≥ 90% of the physical limit (1,000 msg/s)`, hundred.result.throughput / 1000, 0.9],
+  [`100 ms: ≥ 80 × the old design`, hundred.result.throughput / hundred.old!, 80],
+  [
+    `instant agent: ≥ 70% of the bare-loop ceiling`,
+    by("agent 0 ms").result.throughput / by("agent 0 ms").ceiling!,
+    0.7,
+  ],
+  [
+    `1 in 100 slow: ≥ 80% of the run without`,
+    by("agent 100 ms, 1 in 100 takes 5 s").result.throughput / hundred.result.throughput,
+    0.8,
+  ],
+  [`peak RSS at 10 × the messages: ≤ 1.25 × (flat)`, large.rssMiB / small.rssMiB, 1.25, "max"],
+] as const;
+console.log("\n| target | measured | met |\n| --- | --- | --- |");
+for (const [name, value, bound, kind] of targets) {
+  const met = kind === "max" ? value <= bound : value >= bound;
+  console.log(`| ${name} | ${value.toFixed(2)} | ${met ? "yes" : "no"} |`);
+}
+await stopBroker();

@@ -1,0 +1,78 @@
+/**
+ * Produces records in batches: records sent while a batch is on its way to the broker wait and go
+ * together in the next one, one batch at a time, so order is kept and a busy bridge makes few large
+ * produce requests instead of one per reply. Each `send` resolves once the broker has acknowledged
+ * its record (acks=all).
+ *
+ * @example
+ * ```ts
+ * import { BatchingSender } from "./batching_sender.ts";
+ * // const sender = new BatchingSender(producer, isPermanent);
+ * // await sender.send("orders.events.responses", { key, value, headers });
+ * ```
+ */
+import type { Message, Producer } from "kafkajs";
+
+interface Pending {
+  topic: string;
+  message: Message;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export class BatchingSender {
+  readonly #producer: Producer;
+  readonly #isPermanent: (error: unknown) => boolean;
+  readonly #maxBatch: number;
+  #pending: Pending[] = [];
+  #flushing = false;
+
+  constructor(producer: Producer, isPermanent: (error: unknown) => boolean, maxBatch = 1_000) {
+    this.#producer = producer;
+    this.#isPermanent = isPermanent;
+    this.#maxBatch = maxBatch;
+  }
+
+  /** Queues one record; resolves when the broker has it, rejects with the broker's error. */
+  send(topic: string, message: Message): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ topic, message, resolve, reject });
+      if (!this.#flushing) {
+        this.#flushing = true;
+        // Let the records of this turn of the event loop join the first batch.
+        queueMicrotask(() => void this.#flush());
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length) {
+      const batch = this.#pending.splice(0, this.#maxBatch);
+      try {
+        await this.#sendBatch(batch);
+        for (const item of batch) item.resolve();
+      } catch (error) {
+        // One record the broker can never take must not fail the others: send them one by one.
+        if (batch.length > 1 && this.#isPermanent(error)) {
+          for (const item of batch) await this.#sendBatch([item]).then(item.resolve, item.reject);
+        } else {
+          for (const item of batch) item.reject(error);
+        }
+      }
+    }
+    this.#flushing = false;
+  }
+
+  #sendBatch(batch: Pending[]): Promise<unknown> {
+    const byTopic = new Map<string, Message[]>();
+    for (const { topic, message } of batch) {
+      const list = byTopic.get(topic);
+      if (list) list.push(message);
+      else byTopic.set(topic, [message]);
+    }
+    return this.#producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+    });
+  }
+}
