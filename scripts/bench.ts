@@ -10,7 +10,7 @@
 import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type Kafka, Partitioners } from "kafkajs";
+import { Partitioners } from "kafkajs";
 import { loadSettings } from "../src/config/settings.ts";
 import { throwawayBroker } from "../src/infra/local_broker.ts";
 import { createKafka } from "../src/kafka/client.ts";
