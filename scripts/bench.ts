@@ -5,7 +5,7 @@
  *   (b) the ceiling: a bare loop calling the same agent at the same concurrency, no Kafka;
  *   (c) a Kafka-only pipe: consume, produce, commit, no agent.
  * The bridge and the agent run as separate processes; the broker is KAFKA_BOOTSTRAP_SERVERS or a
- * throwaway local one.
+ * throwaway local one. `--quick` uses a fifth of the messages; `--memory` runs only the memory rows.
  */
 import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
@@ -16,7 +16,10 @@ import { throwawayBroker } from "../src/infra/local_broker.ts";
 import { createKafka } from "../src/kafka/client.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
-const { values: flags } = parseArgs({ args: Deno.args, options: { quick: { type: "boolean", default: false } } });
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean", default: false }, memory: { type: "boolean", default: false } },
+});
 const scale = flags.quick ? 0.2 : 1;
 const CONCURRENCY = 100;
 
@@ -175,7 +178,14 @@ delivery: { ordering: key, concurrency: ${CONCURRENCY} }
 `,
   );
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `--config=${root}deno.json`, `${root}src/main.ts`],
+    // BENCH_DENO_FLAGS: extra flags for the bridge's runtime, e.g. --v8-flags=--max-old-space-size=96.
+    args: [
+      "run",
+      "--allow-all",
+      ...(Deno.env.get("BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
+      `--config=${root}deno.json`,
+      `${root}src/main.ts`,
+    ],
     cwd: dir,
     clearEnv: true,
     env: {
@@ -354,10 +364,10 @@ interface Row {
 
 const rows: Row[] = [];
 const n = (count: number) => Math.max(200, Math.round(count * scale));
-const pipe = await kafkaPipe(n(20_000));
-done(`baseline (c) Kafka-only pipe: ${pipe.toFixed(0)} msg/s`);
+const pipe = flags.memory ? 0 : await kafkaPipe(n(20_000));
+if (!flags.memory) done(`baseline (c) Kafka-only pipe: ${pipe.toFixed(0)} msg/s`);
 
-for (const latency of [0, 50, 100, 200]) {
+for (const latency of flags.memory ? [] : [0, 50, 100, 200]) {
   const agent = await startAgent(latency, { slow: { latencyMs: 5_000 } });
   try {
     const count = n(latency === 0 ? 10_000 : latency === 200 ? 3_000 : 5_000);
@@ -410,6 +420,11 @@ console.log(
   `| memory: ${n(50_000)} messages, instant agent | ${fmt(large.throughput)} | | | ${fmt(large.rssMiB)} | | | |`,
 );
 
+if (flags.memory) {
+  console.log(`\npeak RSS ${small.rssMiB.toFixed(0)} MiB → ${large.rssMiB.toFixed(0)} MiB at 10 × the messages`);
+  await stopBroker();
+  Deno.exit(0);
+}
 const by = (name: string) => rows.find((r) => r.scenario === name)!;
 const hundred = by("agent 100 ms");
 const targets = [

@@ -202,6 +202,11 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       void commitOffsets(finished);
       checkInFlight();
     },
+    room: async () => {
+      // At a stop, waiting work may be abandoned and never finish: stop waiting for room then.
+      await Promise.race([tracker.below(settings.maxInFlight), stopping.promise]);
+      return settings.maxInFlight - tracker.pending;
+    },
     drain: async () => {
       await Promise.race([tracker.idle(), stopping.promise]);
       await commit();

@@ -40,6 +40,7 @@ export class OffsetTracker {
   #partitions = new Map<string, PartitionState>();
   #pending = 0;
   #idle: (() => void)[] = [];
+  #below: { limit: number; resolve: () => void }[] = [];
   #generation = 0;
 
   /** Bumped by {@link reset}; registrations and outcomes carry it. */
@@ -56,6 +57,20 @@ export class OffsetTracker {
     this.#partitions.clear();
     this.#pending = 0;
     for (const wake of this.#idle.splice(0)) wake();
+    this.#wakeBelow();
+  }
+
+  /** Resolves once fewer than `limit` messages are pending. */
+  below(limit: number): Promise<void> {
+    if (this.#pending < limit) return Promise.resolve();
+    return new Promise((resolve) => this.#below.push({ limit, resolve }));
+  }
+
+  #wakeBelow(): void {
+    if (!this.#below.length) return;
+    const ready = this.#below.filter((waiter) => this.#pending < waiter.limit);
+    this.#below = this.#below.filter((waiter) => this.#pending >= waiter.limit);
+    for (const waiter of ready) waiter.resolve();
   }
 
   /** Messages registered and not yet finished. */
@@ -120,6 +135,7 @@ export class OffsetTracker {
     this.#pending--;
     this.#advance(state);
     if (this.#pending === 0) { for (const wake of this.#idle.splice(0)) wake(); }
+    this.#wakeBelow();
     return true;
   }
 

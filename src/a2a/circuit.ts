@@ -71,13 +71,19 @@ export class Circuit {
   acquire(signal?: AbortSignal): Promise<"call" | "probe"> {
     if (!this.#open || signal?.aborted) return Promise.resolve("call");
     return new Promise((resolve) => {
-      const waiter = { resolve };
-      this.#waiting.push(waiter);
-      signal?.addEventListener("abort", () => {
+      const onAbort = () => {
         const index = this.#waiting.indexOf(waiter);
         if (index >= 0) this.#waiting.splice(index, 1);
         resolve("call");
-      }, { once: true });
+      };
+      const waiter = {
+        resolve: (role: "call" | "probe") => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(role);
+        },
+      };
+      this.#waiting.push(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
       this.#scheduleProbe();
     });
   }

@@ -124,14 +124,42 @@ function readResult(result: Message | Task | undefined): { reply: A2AReply } | {
   return { failure: failure("invoke", "permanent", "agent result is neither a Message nor a Task") };
 }
 
+/**
+ * One JSON-RPC call, cut off at `deadline` or when `request.signal` aborts. The timer and the
+ * listener are removed as soon as the call ends: `AbortSignal.timeout` would keep every call's
+ * signal alive for the whole timeout, and `AbortSignal.any` on the long-lived shutdown signal would
+ * keep one more signal per call, so memory would grow with the number of messages.
+ */
 async function rpc(
   request: SendMessageRequest,
   deadline: number,
   method: string,
   params: unknown,
 ): Promise<{ result: unknown } | { failure: StageFailure }> {
-  const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
-  const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
+  const controller = new AbortController();
+  const timeout = { aborted: false };
+  const timer = setTimeout(() => {
+    timeout.aborted = true;
+    controller.abort();
+  }, Math.max(1, deadline - Date.now()));
+  const cancel = () => controller.abort();
+  request.signal?.addEventListener("abort", cancel, { once: true });
+  if (request.signal?.aborted) controller.abort();
+  try {
+    return await call(request, method, params, controller.signal, timeout);
+  } finally {
+    clearTimeout(timer);
+    request.signal?.removeEventListener("abort", cancel);
+  }
+}
+
+async function call(
+  request: SendMessageRequest,
+  method: string,
+  params: unknown,
+  signal: AbortSignal,
+  timeout: { aborted: boolean },
+): Promise<{ result: unknown } | { failure: StageFailure }> {
   let response: Response;
   try {
     response = await fetch(request.url, {

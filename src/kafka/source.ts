@@ -45,6 +45,11 @@ export interface SourceOptions {
    */
   onBatch: (batch: Batch) => number;
   /**
+   * Resolves with how many more messages may be taken in now (at least 1): a fetched batch larger
+   * than that is taken in parts, so the in-flight cap holds however large fetches are.
+   */
+  room?: () => Promise<number>;
+  /**
    * Called when the group starts rebalancing, synchronously, before kafkajs rejoins: after the
    * rebalance kafkajs fetches every partition from its committed offset again.
    */
@@ -168,7 +173,9 @@ export class KafkaSource {
     log.info("consuming {topics}", { topics: this.#subscribed });
     await this.#consumer.run({
       autoCommit: false,
-      eachBatchAutoResolve: true,
+      // Offsets are resolved part by part as parts are queued: a batch left half-way (rebalance,
+      // stop) is fetched again from the first part not queued.
+      eachBatchAutoResolve: false,
       eachBatch: (payload) => this.#eachBatch(payload),
     });
     this.#running = true;
@@ -204,21 +211,34 @@ export class KafkaSource {
     }
   }
 
-  async #eachBatch({ batch, heartbeat }: EachBatchPayload): Promise<void> {
-    if (!batch.messages.length || this.#closed) return;
-    const records = batch.messages.map((message) => toRecord(batch.topic, batch.partition, message));
-    const registered: Batch = { topic: batch.topic, partition: batch.partition, records };
-    const item: Batch = { ...registered, generation: this.#options.onBatch(registered) };
-    const sent = this.#channel.send(item).then(() => "sent" as const);
-    // Waiting for room can outlast the session timeout; keep the membership alive meanwhile.
+  async #eachBatch({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    for (let start = 0; start < batch.messages.length;) {
+      if (this.#closed || !isRunning() || isStale()) return;
+      const room = await this.#whileHeartbeating(this.#options.room?.() ?? Promise.resolve(Infinity), heartbeat);
+      if (this.#closed || !isRunning() || isStale()) return;
+      const part = batch.messages.slice(start, start + Math.max(1, room));
+      const records = part.map((message) => toRecord(batch.topic, batch.partition, message));
+      const registered: Batch = { topic: batch.topic, partition: batch.partition, records };
+      const item: Batch = { ...registered, generation: this.#options.onBatch(registered) };
+      if (!await this.#whileHeartbeating(this.#channel.send(item), heartbeat)) return;
+      resolveOffset(part.at(-1)!.offset);
+      start += part.length;
+    }
+  }
+
+  /**
+   * Waits for `promise`, heartbeating every second: waiting for room can outlast the session
+   * timeout. A rebalance shows up as a heartbeat error and goes to kafkajs, which rejoins; the part
+   * not yet queued is fetched again afterwards.
+   */
+  async #whileHeartbeating<T>(promise: Promise<T>, heartbeat: () => Promise<void>): Promise<T> {
+    const settled = promise.then((value) => ({ value }));
     while (true) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const tick = new Promise<"tick">((resolve) => timer = setTimeout(resolve, 1_000, "tick"));
-      const first = await Promise.race([sent, tick]);
+      const first = await Promise.race([settled, tick]);
       clearTimeout(timer);
-      if (first === "sent") return;
-      // A rebalance shows up here as an error: let it reach kafkajs so it rejoins. The batch is
-      // dropped with the tracker's generation (onRebalance) and fetched again afterwards.
+      if (first !== "tick") return first.value;
       await heartbeat();
     }
   }

@@ -81,3 +81,17 @@ Deno.test("OffsetTracker.reset() forgets unfinished work and ignores its late ou
   tracker.register("t", 0, "1", 1);
   assert.deepEqual(tracker.committable(), [{ topic: "t", partition: 0, offset: "1" }]);
 });
+
+Deno.test("OffsetTracker.below() resolves once fewer than the limit are pending", async () => {
+  const tracker = new OffsetTracker();
+  tracker.register("t", 0, "0", 1);
+  tracker.register("t", 0, "1", 1);
+  let resolved = false;
+  const waiting = tracker.below(2).then(() => resolved = true);
+  await Promise.resolve();
+  assert.equal(resolved, false);
+  tracker.done("t", 0, "1");
+  await waiting;
+  assert.equal(tracker.pending, 1);
+  await tracker.below(2); // already below: at once
+});
