@@ -63,7 +63,7 @@ export function parsePipelineText(
     }
     throw error;
   }
-  return validate(file, raw, env, defaults, (value) => PipelineFileSchema.safeParse(value));
+  return validate(file, raw, env, defaults);
 }
 
 /** Parses the text of a routes file in the old bridge's format; each route becomes a pipeline. */
@@ -104,7 +104,6 @@ export function parseSeedRoutesText(
       },
       undefined, // expanded above, once: a second pass would undo `$${` escapes
       defaults,
-      (v) => PipelineFileSchema.safeParse(v),
     );
     result.pipelines.push(...one.pipelines);
     result.problems.push(...one.problems);
@@ -118,13 +117,12 @@ function validate(
   raw: unknown,
   env: Env | undefined,
   defaults: PipelineDefaults,
-  schema: (value: unknown) => z.ZodSafeParseResult<PipelineFile>,
 ): Parsed {
   const { value, problems } = env ? expandVariables(raw, env) : { value: raw, problems: [] };
   if (problems.length) {
     return { pipelines: [], problems: problems.map((p) => `${file}:${formatPath(p.path)}: ${p.reason}`) };
   }
-  const parsed = schema(value);
+  const parsed = PipelineFileSchema.safeParse(value);
   if (!parsed.success) return { pipelines: [], problems: issueLines(file, parsed.error) };
   return { pipelines: [compile(file, parsed.data, defaults)], problems: [] };
 }
