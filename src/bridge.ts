@@ -22,6 +22,7 @@ import { dispatch, pipelinesFor } from "./dispatch.ts";
 import { errorMessage, FatalError } from "./errors.ts";
 import { KafkaSource } from "./kafka/source.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
+import { TransactionalOutput } from "./kafka/transactions.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import type { Job, Pipeline } from "./model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
@@ -50,6 +51,7 @@ export interface BridgeOptions {
     | "maxInFlight"
     | "shutdownGraceMs"
     | "circuitFailures"
+    | "transactionalId"
   >;
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
@@ -91,8 +93,21 @@ export interface Bridge {
 /** Connects to Kafka and starts consuming. Throws a {@link FatalError} when Kafka cannot be reached. */
 export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const { kafka, pipelines, settings } = options;
+  // One exactly-once pipeline makes the whole process transactional: offsets are per message, not per pipeline.
+  const exactlyOnce = pipelines.some((p) => p.delivery.guarantee === "exactly-once");
   const admin = kafka.admin();
-  const producer = kafka.producer({ allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
+  const producer = kafka.producer({
+    allowAutoTopicCreation: true,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    ...(exactlyOnce
+      ? {
+        transactionalId: settings.transactionalId ?? `${settings.groupId}-${Deno.hostname()}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+      }
+      : {}),
+  });
+  const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId) : undefined;
   try {
     await admin.connect();
     await producer.connect();
@@ -117,23 +132,40 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const stopping = Promise.withResolvers<void>();
   const abort = new AbortController();
 
-  // Commits run one at a time, in the order they were asked for.
+  // Commits run one at a time, in the order they were asked for. With exactly-once delivery a
+  // commit is a transaction holding the staged records and the offsets they settle, taken together.
+  type Snapshot = { offsets: TopicPartitionOffset[]; records: ReturnType<TransactionalOutput["take"]> };
+  const snapshot = (): Snapshot => ({ records: transactional?.take() ?? [], offsets: tracker.committable() });
   let committing = Promise.resolve();
-  const commitNow = async (offsets: TopicPartitionOffset[]) => {
+  let broken = false;
+  const commitNow = async ({ offsets, records }: Snapshot) => {
     stats.commitChecks++;
-    if (!offsets.length) return;
-    try {
-      await source.commit(offsets);
-      tracker.markCommitted(offsets);
-      stats.commits++;
-      log.debug("committed {offsets}", { offsets });
-    } catch (error) {
-      log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
+    if (broken || (!offsets.length && !records.length)) return;
+    if (transactional) {
+      try {
+        await transactional.commit(records, offsets);
+      } catch (error) {
+        // The staged records are gone with the aborted transaction: stop before committing anything
+        // else. Their messages are handled again by the next run.
+        broken = true;
+        void shutdown(new FatalError(`a transaction failed: ${errorMessage(error)}`));
+        return;
+      }
+    } else {
+      try {
+        await source.commit(offsets);
+      } catch (error) {
+        log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
+        return;
+      }
     }
+    tracker.markCommitted(offsets);
+    stats.commits++;
+    log.debug("committed {offsets}", { offsets });
   };
-  const commitOffsets = (offsets: TopicPartitionOffset[]) => committing = committing.then(() => commitNow(offsets));
-  // The offsets are taken when the commit runs, so it includes what finished while it waited.
-  const commit = () => committing = committing.then(() => commitNow(tracker.committable()));
+  const commitSnapshot = (taken: Snapshot) => committing = committing.then(() => commitNow(taken));
+  // The snapshot is taken when the commit runs, so it includes what finished while it waited.
+  const commit = () => committing = committing.then(() => commitNow(snapshot()));
 
   // Fetching pauses while any reason holds.
   const pauseReasons = new Set<string>();
@@ -197,9 +229,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     onRebalance: () => {
       stats.rebalances++;
       // Synchronously, before kafkajs rejoins: what is finished is committed, the rest dropped.
-      const finished = tracker.committable();
+      const finished = snapshot();
       tracker.reset();
-      void commitOffsets(finished);
+      void commitSnapshot(finished);
       checkInFlight();
     },
     room: async () => {
@@ -244,7 +276,11 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         stats.abandoned++;
         return; // not done: stays uncommitted and is consumed again
     }
-    tracker.done(job.ctx.topic, job.ctx.partition, job.ctx.offset, job.generation);
+    // Staged in the same turn as marked done, so a transaction holds a job's records exactly when
+    // it holds the offsets that job settles.
+    if (tracker.done(job.ctx.topic, job.ctx.partition, job.ctx.offset, job.generation)) {
+      transactional?.stage(job.staged);
+    }
     checkInFlight();
   };
 
@@ -256,23 +292,14 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       circuitFor,
       isCurrent,
     }),
-    { ...kafkaPublisher(producer), isCurrent },
+    { ...(transactional?.publishContext() ?? kafkaPublisher(producer)), isCurrent },
   );
 
-  const timer = setInterval(commit, settings.commitIntervalMs);
   const run = (async () => {
     for await (const { job, outcome } of outcomes) record(job, outcome);
   })();
 
-  try {
-    await source.start();
-  } catch (error) {
-    clearInterval(timer);
-    await source.close();
-    await Promise.allSettled([run, source.disconnect(), producer.disconnect(), admin.disconnect()]);
-    throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
-  }
-
+  let timer: ReturnType<typeof setInterval> | undefined = undefined;
   let stopped: Promise<void> | undefined;
   const shutdown = (reason?: unknown) => {
     stopped ??= (async () => {
@@ -292,6 +319,15 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     })();
     return stopped;
   };
+
+  try {
+    await source.start();
+  } catch (error) {
+    await shutdown().catch(() => {});
+    throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
+  }
+  timer = setInterval(commit, settings.commitIntervalMs);
+
   // The pipeline ending by itself means the source failed or a reply could not be written.
   const done = run.then(() => shutdown(), (error) => shutdown(error));
   done.catch(() => {});

@@ -56,6 +56,13 @@ export interface AgentReply {
   readonly url: string;
 }
 
+/** A record to produce: a reply envelope or a DLQ record. */
+export interface OutRecord {
+  key: Uint8Array | null;
+  value: Uint8Array;
+  headers: Record<string, Uint8Array | Uint8Array[] | string>;
+}
+
 /** One source message in one pipeline. */
 export interface Job {
   readonly record: SourceRecord;
@@ -72,6 +79,8 @@ export interface Job {
   skipped?: boolean;
   /** Given up at shutdown before it finished: neither published nor committed, so seen again. */
   abandoned?: boolean;
+  /** With exactly-once delivery: the records written for this job, waiting for its transaction. */
+  staged?: { topic: string; record: OutRecord }[];
 }
 
 /** Whether a job still has work ahead of it (not failed, skipped or abandoned). */
@@ -124,6 +133,7 @@ export interface Pipeline {
   readonly unmatched: "skip" | "dlq";
   readonly publish: { readonly responses: Template; readonly dlq: Template };
   readonly delivery: {
+    readonly guarantee: "at-least-once" | "exactly-once";
     readonly ordering: "key" | "partition" | "none";
     readonly concurrency: number;
     readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };

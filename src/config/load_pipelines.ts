@@ -153,6 +153,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
     })),
     publish: { responses: template(spec.publish.responses), dlq: template(spec.publish.dlq) },
     delivery: {
+      guarantee: spec.delivery.guarantee,
       ordering: spec.delivery.ordering,
       concurrency: spec.delivery.concurrency,
       retries: {

@@ -106,6 +106,10 @@ export const PipelineFileSchema = z.strictObject({
     dlq: TemplateText.default("{$topic}.dlq").describe("Topic for failures (a template)."),
   }).prefault({}).describe("Where outcomes go."),
   delivery: z.strictObject({
+    guarantee: z.enum(["at-least-once", "exactly-once"]).default("at-least-once")
+      .describe(
+        "exactly-once: replies, DLQ records and offsets in one Kafka transaction (for read_committed readers).",
+      ),
     ordering: z.enum(["key", "partition", "none"]).default("key")
       .describe("Messages handled one after another: with the same key, in the same partition, or none."),
     concurrency: z.int().min(1).max(10_000).default(16)

@@ -42,6 +42,9 @@ export const SettingsSchema = z.object({
     .describe("Where a partition with no committed offset starts."),
   KAFKA_SESSION_TIMEOUT: durationMs("30s")
     .describe("How long the group waits for a silent member (a crashed bridge) before its partitions move."),
+  KAFKA_TRANSACTIONAL_ID: optional.describe(
+    "With exactly-once pipelines: this process's transactional id, stable across its restarts and unique among replicas (default: group id and host name).",
+  ),
   KAFKA_TOPIC_REFRESH: durationMs("5s")
     .describe("How often globs are matched again against the broker's topics."),
   KAFKA_SECURITY_PROTOCOL: z.enum(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
@@ -96,6 +99,7 @@ export interface Settings {
   autoOffsetReset: "earliest" | "latest";
   topicRefreshMs: number;
   sessionTimeoutMs: number;
+  transactionalId?: string;
   securityProtocol: "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL";
   saslMechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
   saslUsername?: string;
@@ -141,6 +145,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     autoOffsetReset: s.KAFKA_AUTO_OFFSET_RESET,
     topicRefreshMs: s.KAFKA_TOPIC_REFRESH,
     sessionTimeoutMs: s.KAFKA_SESSION_TIMEOUT,
+    transactionalId: s.KAFKA_TRANSACTIONAL_ID,
     securityProtocol: s.KAFKA_SECURITY_PROTOCOL,
     saslMechanism: s.KAFKA_SASL_MECHANISM,
     saslUsername: s.KAFKA_SASL_USERNAME,

@@ -12,23 +12,21 @@
  * ```
  */
 import { errorMessage, failure } from "../errors.ts";
-import { type Job, orderingKey } from "../model.ts";
+import { type Job, orderingKey, type OutRecord } from "../model.ts";
+
+export type { OutRecord };
 import { lookup } from "../placeholders.ts";
 import { renderTemplate, type Template } from "../template.ts";
 import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 
-/** A record to produce. */
-export interface OutRecord {
-  key: Uint8Array | null;
-  value: Uint8Array;
-  headers: Record<string, Uint8Array | Uint8Array[] | string>;
-}
-
 /** The Kafka side of publish, as the kafkajs adapter provides it. */
 export interface PublishContext {
-  /** Produces one record and resolves once the broker has acknowledged it (acks=all). */
-  send(topic: string, record: OutRecord): Promise<void>;
+  /**
+   * Produces one record of `job` and resolves once the broker has acknowledged it (acks=all), or,
+   * with exactly-once delivery, once it is staged for the job's transaction.
+   */
+  send(topic: string, record: OutRecord, job: Job): Promise<void>;
   /** Whether a send error can never succeed (e.g. record too large): the job goes to the DLQ. */
   isPermanent?(error: unknown): boolean;
   /** Sends in flight at once. */
@@ -134,7 +132,7 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
         key: job.record.key,
         value: encoder.encode(JSON.stringify(replyEnvelope(job))),
         headers: correlationHeaders(job),
-      });
+      }, job);
       return { job, outcome: "replied" };
     } catch (error) {
       if (!(error instanceof UnnamedTopic) && !ctx.isPermanent?.(error)) throw error;
@@ -143,7 +141,7 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
       });
     }
   }
-  await ctx.send(outputTopic(job.pipeline.publish.dlq, job), dlqRecord(job));
+  await ctx.send(outputTopic(job.pipeline.publish.dlq, job), dlqRecord(job), job);
   return { job, outcome: "dead-lettered" };
 }
 

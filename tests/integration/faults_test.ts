@@ -85,3 +85,70 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "exactly-once: kill -9 three times, read_committed readers see each message's reply exactly once",
+  integration,
+  async () => {
+    const topic = `eos-${uniqueId()}.events`;
+    const total = 200;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic], 3);
+    await createTopics(kafka, [`${topic}.responses`, `${topic}.dlq`], 3);
+    const agent = startDemoAgent({ latencyMs: 20 });
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/eos.yaml`,
+      `name: eos\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\n` +
+        `delivery: { guarantee: exactly-once, concurrency: 16 }\n`,
+    );
+    const env = {
+      PIPELINES_DIR: dir,
+      KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+      KAFKA_GROUP_ID: `eos-${uniqueId()}`,
+      KAFKA_TRANSACTIONAL_ID: `eos-${uniqueId()}`, // the same across restarts: a restart fences its zombie
+      ARCHESTRA_URL: agent.url,
+      MAX_IN_FLIGHT: "40",
+      COMMIT_INTERVAL: "300ms",
+      KAFKA_SESSION_TIMEOUT: "6s",
+    };
+    try {
+      await produce(
+        kafka,
+        topic,
+        Array.from({ length: total }, (_, n) => ({ key: `k${n % 37}`, value: JSON.stringify({ n }) })),
+      );
+      for (let kill = 0; kill < 3; kill++) {
+        const child = await spawnBridge(env);
+        const wanted = agent.requests.length + 30;
+        await within(agent.waitForRequests(wanted), `${wanted} agent calls (restart ${kill + 1})`);
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      const last = await spawnBridge(env);
+      const source = (r: { headers: Record<string, string> }) =>
+        `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
+      await readRecords(kafka, [`${topic}.responses`], total, {
+        until: (records) => new Set(records.map(source)).size >= total,
+        timeoutMs: 120_000,
+      });
+      last.kill("SIGTERM");
+      assert.equal((await last.status).code, 0);
+      // Everything the bridge wrote is settled now; a plain record after it marks the end of the log.
+      await produce(kafka, `${topic}.responses`, [{ key: "end", value: "{}", partition: 0 }, {
+        key: "end",
+        value: "{}",
+        partition: 1,
+      }, { key: "end", value: "{}", partition: 2 }]);
+      const all = await readRecords(kafka, [`${topic}.responses`], 0, {
+        until: (records) => records.filter((r) => r.key === "end").length === 3,
+        timeoutMs: 60_000,
+      });
+      const replies = all.filter((r) => r.key !== "end");
+      assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
+      assert.equal(replies.length, total, "and only one: aborted transactions are invisible to read_committed");
+    } finally {
+      await agent.close();
+    }
+  },
+);

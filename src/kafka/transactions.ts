@@ -1,0 +1,99 @@
+/**
+ * Exactly-once output: replies and DLQ records are staged in memory and written, together with the
+ * consumed offsets they settle, in one Kafka transaction per commit interval. A reader with
+ * `isolation.level=read_committed` sees each source message's outcome exactly once: a crash before
+ * the commit aborts the records along with the offsets, and the messages are handled again.
+ *
+ * @example
+ * ```ts
+ * import { TransactionalOutput } from "./transactions.ts";
+ * // const output = new TransactionalOutput(producer, "my-group");
+ * // output.stage(job.staged); tracker.done(...);           // synchronously, together
+ * // await output.commit(tracker.committable());           // one transaction
+ * ```
+ */
+import { Buffer } from "node:buffer";
+import type { Message, Producer } from "kafkajs";
+import type { TopicPartitionOffset } from "../offsets.ts";
+import type { OutRecord } from "../model.ts";
+import type { PublishContext } from "../stages/publish.ts";
+
+const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+function toMessage(record: OutRecord): Message {
+  return {
+    key: record.key === null ? null : asBuffer(record.key),
+    value: asBuffer(record.value),
+    headers: Object.fromEntries(
+      Object.entries(record.headers).map(([name, value]) => [
+        name,
+        typeof value === "string" ? value : Array.isArray(value) ? value.map(asBuffer) : asBuffer(value),
+      ]),
+    ),
+  };
+}
+
+export class TransactionalOutput {
+  readonly #producer: Producer;
+  readonly #groupId: string;
+  #staged: { topic: string; record: OutRecord }[] = [];
+
+  constructor(producer: Producer, groupId: string) {
+    this.#producer = producer;
+    this.#groupId = groupId;
+  }
+
+  /** The publish side: records wait on their job until the bridge stages them with its outcome. */
+  publishContext(): PublishContext {
+    return {
+      send: (topic, record, job) => {
+        (job.staged ??= []).push({ topic, record });
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /** Adds a finished job's records to the next transaction. Call in the same turn as marking it done. */
+  stage(records: { topic: string; record: OutRecord }[] | undefined): void {
+    if (records) this.#staged.push(...records);
+  }
+
+  /** Takes what is staged now, for one transaction with the offsets taken at the same moment. */
+  take(): { topic: string; record: OutRecord }[] {
+    return this.#staged.splice(0);
+  }
+
+  /** Writes `records` and commits `offsets` in one transaction; on failure aborts it and throws. */
+  async commit(records: { topic: string; record: OutRecord }[], offsets: TopicPartitionOffset[]): Promise<void> {
+    if (!records.length && !offsets.length) return;
+    const transaction = await this.#producer.transaction();
+    try {
+      if (records.length) {
+        const byTopic = new Map<string, Message[]>();
+        for (const { topic, record } of records) {
+          const list = byTopic.get(topic);
+          if (list) list.push(toMessage(record));
+          else byTopic.set(topic, [toMessage(record)]);
+        }
+        await transaction.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+        });
+      }
+      if (offsets.length) {
+        const byTopic = Map.groupBy(offsets, (o) => o.topic);
+        await transaction.sendOffsets({
+          consumerGroupId: this.#groupId,
+          topics: [...byTopic].map(([topic, list]) => ({
+            topic,
+            partitions: list.map(({ partition, offset }) => ({ partition, offset })),
+          })),
+        });
+      }
+      await transaction.commit();
+    } catch (error) {
+      await transaction.abort().catch(() => {});
+      throw error;
+    }
+  }
+}
