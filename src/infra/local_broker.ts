@@ -46,6 +46,8 @@ export interface LocalBroker {
   readonly bootstrap: string;
   /** Whether this call started it (and so should stop it). */
   readonly started: boolean;
+  /** Where its state lives, when it is a local broker of ours (to restart it in a fault test). */
+  readonly stateDir?: string;
   /** Stops the broker if this call started it. */
   stop(): Promise<void>;
 }
@@ -330,7 +332,12 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
   const state: BrokerState = { pid: child.pid, host: "127.0.0.1", port, controllerPort, version: KAFKA_VERSION };
   await Deno.writeTextFile(`${stateDir}/broker.json`, JSON.stringify(state, null, 2));
   log(`Kafka is up at 127.0.0.1:${port}`);
-  return { bootstrap: `127.0.0.1:${port}`, started: true, stop: async () => void await stopLocalBroker(stateDir) };
+  return {
+    bootstrap: `127.0.0.1:${port}`,
+    started: true,
+    stateDir,
+    stop: async () => void await stopLocalBroker(stateDir),
+  };
 }
 
 /**
@@ -349,17 +356,16 @@ export async function throwawayBroker(log?: (line: string) => void): Promise<Loc
   };
 }
 
-/** Stops the broker recorded in `stateDir`: SIGTERM, then SIGKILL after 30 s. Returns whether one ran. */
+/**
+ * Stops the broker recorded in `stateDir`: SIGTERM, then SIGKILL after 30 s. Returns whether one
+ * ran. The state file stays, so a later start takes the same ports (and clients find it again).
+ */
 export async function stopLocalBroker(stateDir = defaultStateDir()): Promise<boolean> {
   const state = await readState(stateDir);
-  if (!state || !processAlive(state.pid)) {
-    await Deno.remove(`${stateDir}/broker.json`).catch(() => {});
-    return false;
-  }
+  if (!state || !processAlive(state.pid)) return false;
   Deno.kill(state.pid, "SIGTERM");
   const deadline = Date.now() + 30_000;
   while (processAlive(state.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   if (processAlive(state.pid)) Deno.kill(state.pid, "SIGKILL");
-  await Deno.remove(`${stateDir}/broker.json`).catch(() => {});
   return true;
 }

@@ -2,7 +2,8 @@
  * Produces records in batches: records sent while a batch is on its way to the broker wait and go
  * together in the next one, one batch at a time, so order is kept and a busy bridge makes few large
  * produce requests instead of one per reply. Each `send` resolves once the broker has acknowledged
- * its record (acks=all).
+ * its record (acks=all). A batch that fails for a reason that may pass (the broker restarting) is
+ * sent again, with growing pauses, for up to `retryForMs`; only then does its `send`s reject.
  *
  * @example
  * ```ts
@@ -11,7 +12,10 @@
  * // await sender.send("orders.events.responses", { key, value, headers });
  * ```
  */
+import { getLogger } from "@logtape/logtape";
 import type { Message, Producer } from "kafkajs";
+
+const log = getLogger(["agentstream", "publish"]);
 
 interface Pending {
   topic: string;
@@ -27,10 +31,17 @@ export class BatchingSender {
   #pending: Pending[] = [];
   #flushing = false;
 
-  constructor(producer: Producer, isPermanent: (error: unknown) => boolean, maxBatch = 1_000) {
+  readonly #retryForMs: number;
+
+  constructor(
+    producer: Producer,
+    isPermanent: (error: unknown) => boolean,
+    { maxBatch = 1_000, retryForMs = 120_000 } = {},
+  ) {
     this.#producer = producer;
     this.#isPermanent = isPermanent;
     this.#maxBatch = maxBatch;
+    this.#retryForMs = retryForMs;
   }
 
   /** Queues one record; resolves when the broker has it, rejects with the broker's error. */
@@ -49,7 +60,7 @@ export class BatchingSender {
     while (this.#pending.length) {
       const batch = this.#pending.splice(0, this.#maxBatch);
       try {
-        await this.#sendBatch(batch);
+        await this.#sendPatiently(batch);
         for (const item of batch) item.resolve();
       } catch (error) {
         // One record the broker can never take must not fail the others: send them one by one.
@@ -61,6 +72,21 @@ export class BatchingSender {
       }
     }
     this.#flushing = false;
+  }
+
+  /** Sends a batch, again and again while the failure may pass and `retryForMs` has not run out. */
+  async #sendPatiently(batch: Pending[]): Promise<void> {
+    const deadline = Date.now() + this.#retryForMs;
+    for (let pause = 1_000;; pause = Math.min(pause * 2, 10_000)) {
+      try {
+        await this.#sendBatch(batch);
+        return;
+      } catch (error) {
+        if (this.#isPermanent(error) || Date.now() + pause > deadline) throw error;
+        log.warn("cannot write to Kafka ({error}); trying again in {pause} ms", { error: String(error), pause });
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    }
   }
 
   #sendBatch(batch: Pending[]): Promise<unknown> {

@@ -35,11 +35,13 @@ export function createKafka(settings: Settings, brokers: string[]): Kafka {
     connectionTimeout: 5_000,
     logLevel: logLevel.WARN,
     logCreator: () => ({ namespace, level, log }) => {
-      const { message, timestamp: _, logger: __, ...rest } = log;
+      const { message, timestamp: _, logger: __, stack: ___, ...rest } = log;
       const properties = { namespace, ...rest };
-      // kafkajs logs every error response it then retries ("Response GroupCoordinator…") at ERROR;
-      // failures that matter reach us as exceptions, so those lines are debug detail.
-      if (level <= logLevel.WARN && !message.startsWith("Response ")) kafkaLog.warn(message, properties);
+      // kafkajs logs every error response and every refused connection it then retries at ERROR or
+      // WARN, many per second while a broker restarts; failures that matter reach us as exceptions
+      // and are logged once where they are handled, so these lines are debug detail.
+      const retried = /^(Response |Connection error|Failed to connect to seed broker)/.test(message);
+      if (level <= logLevel.WARN && !retried) kafkaLog.warn(message, properties);
       else kafkaLog.debug(message, properties);
     },
   });

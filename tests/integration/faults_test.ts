@@ -5,6 +5,9 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { loadSettings } from "../../src/config/settings.ts";
+import { ensureLocalBroker, stopLocalBroker, throwawayBroker } from "../../src/infra/local_broker.ts";
+import { createKafka } from "../../src/kafka/client.ts";
 import { testBroker } from "../support/broker.ts";
 import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
 import { within } from "../support/until.ts";
@@ -152,3 +155,107 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "a second bridge joins and the first leaves under load: both get work, nothing is lost",
+  integration,
+  async () => {
+    const topic = `group-${uniqueId()}.events`;
+    const total = 400;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic], 4);
+    const agent = startDemoAgent({ latencyMs: 20 });
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/group.yaml`,
+      `name: group\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 8 }\n`,
+    );
+    const env = {
+      PIPELINES_DIR: dir,
+      KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+      KAFKA_GROUP_ID: `group-${uniqueId()}`,
+      ARCHESTRA_URL: agent.url,
+      MAX_IN_FLIGHT: "40",
+      COMMIT_INTERVAL: "200ms",
+      KAFKA_SESSION_TIMEOUT: "6s",
+    };
+    try {
+      await produce(
+        kafka,
+        topic,
+        Array.from({ length: total }, (_, n) => ({ key: `k${n % 41}`, value: JSON.stringify({ n }) })),
+      );
+      const first = await spawnBridge(env);
+      await within(agent.waitForRequests(60), "the first bridge at work");
+      const second = await spawnBridge(env);
+      const joinedAt = agent.requests.length;
+      await within(agent.waitForRequests(joinedAt + 120), "work after the second bridge joined");
+      first.kill("SIGTERM");
+      assert.equal((await first.status).code, 0, "the first bridge leaves cleanly");
+      const source = (r: { headers: Record<string, string> }) =>
+        `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
+      const replies = await readRecords(kafka, [`${topic}.responses`], total, {
+        until: (records) => new Set(records.map(source)).size >= total,
+        timeoutMs: 120_000,
+      });
+      second.kill("SIGTERM");
+      assert.equal((await second.status).code, 0);
+      assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
+      // Both processes answered: replies come from both of the agent's callers.
+      const partitionsAfterJoin = new Set(
+        agent.requests.slice(joinedAt).map((r) => (r.message?.metadata as { partition: number }).partition),
+      );
+      assert.ok(partitionsAfterJoin.size >= 2, "work on several partitions after the join");
+    } finally {
+      await agent.close();
+    }
+  },
+);
+
+Deno.test("the broker restarts under load: the bridge recovers by itself and loses nothing", integration, async () => {
+  // A broker of this test's own, so that stopping it disturbs no other test.
+  const broker = await throwawayBroker((line) => console.error(`kafka (restart test): ${line}`));
+  const kafka = createKafka(loadSettings({ KAFKA_CLIENT_ID: "restart-test" }), [broker.bootstrap]);
+  const topic = `bounce-${uniqueId()}.events`;
+  const total = 300;
+  await createTopics(kafka, [topic], 3);
+  const agent = startDemoAgent({ latencyMs: 20 });
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/bounce.yaml`,
+    `name: bounce\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 8 }\n`,
+  );
+  const bridge = await spawnBridge({
+    PIPELINES_DIR: dir,
+    KAFKA_BOOTSTRAP_SERVERS: broker.bootstrap,
+    KAFKA_GROUP_ID: `bounce-${uniqueId()}`,
+    ARCHESTRA_URL: agent.url,
+    MAX_IN_FLIGHT: "40",
+    COMMIT_INTERVAL: "200ms",
+  });
+  try {
+    await produce(
+      kafka,
+      topic,
+      Array.from({ length: total }, (_, n) => ({ key: `k${n % 23}`, value: JSON.stringify({ n }) })),
+    );
+    await within(agent.waitForRequests(50), "the bridge at work");
+    await stopLocalBroker(broker.stateDir!);
+    await ensureLocalBroker({ stateDir: broker.stateDir, port: 0, tethered: true });
+    const source = (r: { headers: Record<string, string> }) =>
+      `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
+    const replies = await readRecords(kafka, [`${topic}.responses`], total, {
+      until: (records) => new Set(records.map(source)).size >= total,
+      timeoutMs: 180_000,
+    });
+    assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
+    bridge.kill("SIGTERM");
+    assert.equal((await bridge.status).code, 0, "still running, and stops cleanly");
+  } finally {
+    try {
+      bridge.kill("SIGKILL");
+    } catch { /* already stopped */ }
+    await agent.close();
+    await broker.stop();
+  }
+});
