@@ -9,7 +9,7 @@ import { loadSettings } from "../../src/config/settings.ts";
 import { ensureLocalBroker, stopLocalBroker, throwawayBroker } from "../../src/infra/local_broker.ts";
 import { createKafka } from "../../src/kafka/client.ts";
 import { testBroker } from "../support/broker.ts";
-import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -145,7 +145,7 @@ Deno.test(
       }, { key: "end", value: "{}", partition: 2 }]);
       const all = await readRecords(kafka, [`${topic}.responses`], 0, {
         until: (records) => records.filter((r) => r.key === "end").length === 3,
-        timeoutMs: 60_000,
+        timeoutMs: 120_000,
       });
       const replies = all.filter((r) => r.key !== "end");
       assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
@@ -157,7 +157,7 @@ Deno.test(
 );
 
 Deno.test(
-  "a second bridge joins and the first leaves under load: both get work, nothing is lost",
+  "a second bridge joins and the first dies under load: both get work, nothing is lost",
   integration,
   async () => {
     const topic = `group-${uniqueId()}.events`;
@@ -190,8 +190,9 @@ Deno.test(
       const second = await spawnBridge(env);
       const joinedAt = agent.requests.length;
       await within(agent.waitForRequests(joinedAt + 120), "work after the second bridge joined");
-      first.kill("SIGTERM");
-      assert.equal((await first.status).code, 0, "the first bridge leaves cleanly");
+      // The first one leaves the hard way: its unfinished messages must reach the second.
+      first.kill("SIGKILL");
+      await first.status;
       const source = (r: { headers: Record<string, string> }) =>
         `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
       const replies = await readRecords(kafka, [`${topic}.responses`], total, {
@@ -259,3 +260,59 @@ Deno.test("the broker restarts under load: the bridge recovers by itself and los
     await broker.stop();
   }
 });
+
+Deno.test(
+  "the agent fails every call for 20 s and the bridge is killed meanwhile: no DLQ record, every reply after",
+  integration,
+  async () => {
+    const topic = `down-${uniqueId()}.events`;
+    const total = 40;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic], 2);
+    const agent = startDemoAgent({ behaviours: { p: { failTimes: 1_000_000, failStatus: 503 } } });
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/down.yaml`,
+      `name: down\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\n` +
+        `delivery: { concurrency: 4, retries: { max: 2, backoff: 50ms } }\n`,
+    );
+    const env = {
+      PIPELINES_DIR: dir,
+      KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+      KAFKA_GROUP_ID: `down-${uniqueId()}`,
+      ARCHESTRA_URL: agent.url,
+      COMMIT_INTERVAL: "200ms",
+      KAFKA_SESSION_TIMEOUT: "6s",
+    };
+    try {
+      await produce(
+        kafka,
+        topic,
+        Array.from({ length: total }, (_, n) => ({ key: `k${n % 7}`, value: JSON.stringify({ n }) })),
+      );
+      const outageStart = Date.now();
+      const first = await spawnBridge(env);
+      // Without the circuit, 3 quick attempts each would dead-letter every message within a second.
+      await within(agent.waitForRequests(8), "calls failing and the circuit probing");
+      first.kill("SIGKILL");
+      await first.status;
+      const second = await spawnBridge(env);
+      await within(agent.waitForRequests(agent.requests.length + 5), "the restarted bridge probing");
+      const left = 20_000 - (Date.now() - outageStart);
+      if (left > 0) await new Promise((resolve) => setTimeout(resolve, left)); // the outage itself, not a synchronisation
+      agent.setBehaviour("p", undefined);
+      const source = (r: { headers: Record<string, string> }) =>
+        `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
+      const replies = await readRecords(kafka, [`${topic}.responses`], total, {
+        until: (records) => new Set(records.map(source)).size >= total,
+        timeoutMs: 120_000,
+      });
+      second.kill("SIGTERM");
+      assert.equal((await second.status).code, 0);
+      assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "nothing dead-lettered during the outage");
+    } finally {
+      await agent.close();
+    }
+  },
+);
