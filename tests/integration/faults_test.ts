@@ -213,53 +213,71 @@ Deno.test(
   },
 );
 
-Deno.test("the broker restarts under load: the bridge recovers by itself and loses nothing", integration, async () => {
-  // A broker of this test's own, so that stopping it disturbs no other test.
-  const broker = await throwawayBroker((line) => console.error(`kafka (restart test): ${line}`));
-  const kafka = createKafka(loadSettings({ KAFKA_CLIENT_ID: "restart-test" }), [broker.bootstrap]);
-  const topic = `bounce-${uniqueId()}.events`;
-  const total = 300;
-  await createTopics(kafka, [topic], 3);
-  const agent = startDemoAgent({ latencyMs: 20 });
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(
-    `${dir}/bounce.yaml`,
-    `name: bounce\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 8 }\n`,
-  );
-  const bridge = await spawnBridge({
-    PIPELINES_DIR: dir,
-    KAFKA_BOOTSTRAP_SERVERS: broker.bootstrap,
-    KAFKA_GROUP_ID: `bounce-${uniqueId()}`,
-    ARCHESTRA_URL: agent.url,
-    MAX_IN_FLIGHT: "40",
-    COMMIT_INTERVAL: "200ms",
-  });
-  try {
-    await produce(
-      kafka,
-      topic,
-      Array.from({ length: total }, (_, n) => ({ key: `k${n % 23}`, value: JSON.stringify({ n }) })),
+Deno.test(
+  "the broker restarts under load: the bridge recovers by itself; a crash right after loses nothing",
+  integration,
+  async () => {
+    // A broker of this test's own, so that stopping it disturbs no other test.
+    const broker = await throwawayBroker((line) => console.error(`kafka (restart test): ${line}`));
+    const kafka = createKafka(loadSettings({ KAFKA_CLIENT_ID: "restart-test" }), [broker.bootstrap]);
+    const topic = `bounce-${uniqueId()}.events`;
+    const total = 300;
+    await createTopics(kafka, [topic], 3);
+    const agent = startDemoAgent({ latencyMs: 20 });
+    const dir = await Deno.makeTempDir();
+    await Deno.writeTextFile(
+      `${dir}/bounce.yaml`,
+      `name: bounce\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 8 }\n`,
     );
-    await within(agent.waitForRequests(50), "the bridge at work");
-    await stopLocalBroker(broker.stateDir!);
-    await ensureLocalBroker({ stateDir: broker.stateDir, port: 0, tethered: true });
-    const source = (r: { headers: Record<string, string> }) =>
-      `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
-    const replies = await readRecords(kafka, [`${topic}.responses`], total, {
-      until: (records) => new Set(records.map(source)).size >= total,
-      timeoutMs: 180_000,
-    });
-    assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
-    bridge.kill("SIGTERM");
-    assert.equal((await bridge.status).code, 0, "still running, and stops cleanly");
-  } finally {
+    const env = {
+      PIPELINES_DIR: dir,
+      KAFKA_BOOTSTRAP_SERVERS: broker.bootstrap,
+      KAFKA_GROUP_ID: `bounce-${uniqueId()}`,
+      ARCHESTRA_URL: agent.url,
+      MAX_IN_FLIGHT: "40",
+      COMMIT_INTERVAL: "200ms",
+      KAFKA_SESSION_TIMEOUT: "6s",
+    };
+    const bridge = await spawnBridge(env);
+    let exited = false;
+    bridge.status.then(() => exited = true);
+    let second: Deno.ChildProcess | undefined;
     try {
+      await produce(
+        kafka,
+        topic,
+        Array.from({ length: total }, (_, n) => ({ key: `k${n % 23}`, value: JSON.stringify({ n }) })),
+      );
+      await within(agent.waitForRequests(50), "the bridge at work");
+      await stopLocalBroker(broker.stateDir!);
+      await ensureLocalBroker({ stateDir: broker.stateDir, port: 0, tethered: true });
+      // It carries on by itself once the broker is back...
+      await within(agent.waitForRequests(agent.requests.length + 60), "work after the broker came back", 120_000);
+      assert.equal(exited, false, "the bridge rode out the broker restart");
+      // ...and a crash right then loses nothing either.
       bridge.kill("SIGKILL");
-    } catch { /* already stopped */ }
-    await agent.close();
-    await broker.stop();
-  }
-});
+      await bridge.status;
+      second = await spawnBridge(env);
+      const source = (r: { headers: Record<string, string> }) =>
+        `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
+      const replies = await readRecords(kafka, [`${topic}.responses`], total, {
+        until: (records) => new Set(records.map(source)).size >= total,
+        timeoutMs: 120_000,
+      });
+      assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
+      second.kill("SIGTERM");
+      assert.equal((await second.status).code, 0);
+    } finally {
+      for (const child of [bridge, second]) {
+        try {
+          child?.kill("SIGKILL");
+        } catch { /* already stopped */ }
+      }
+      await agent.close();
+      await broker.stop();
+    }
+  },
+);
 
 Deno.test(
   "the agent fails every call for 20 s and the bridge is killed meanwhile: no DLQ record, every reply after",
