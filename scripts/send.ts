@@ -8,7 +8,7 @@ import { Partitioners } from "kafkajs";
 import { readDotEnv } from "../src/config/dotenv.ts";
 import { loadSettings } from "../src/config/settings.ts";
 import { FatalError } from "../src/errors.ts";
-import { exampleEvents } from "../src/examples.ts";
+import { exampleEvents } from "../src/demo_events.ts";
 import { ensureLocalBroker } from "../src/infra/local_broker.ts";
 import { createKafka } from "../src/kafka/client.ts";
 

@@ -26,6 +26,7 @@ import { TransactionalOutput } from "./kafka/transactions.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import type { Job, Pipeline } from "./model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
+import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { decode } from "./stages/decode.ts";
 import { invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
@@ -58,6 +59,8 @@ export interface BridgeOptions {
   probeDelayMs?: number;
   /** Longest pause between probes (default 10 s): bounds how long a recovered agent waits to be noticed. */
   maxProbeDelayMs?: number;
+  /** Where the bridge reports what it does (default: a registry of its own, see {@link Bridge.metrics}). */
+  metrics?: Metrics;
 }
 
 /** Counters of what the bridge did, by outcome. */
@@ -78,8 +81,22 @@ export interface BridgeStats {
   circuitOpenings: number;
 }
 
+/** What `/readyz` reports: each check, and whether all of them pass. */
+export interface Readiness {
+  ready: boolean;
+  /** The consumer is a member of its group (so the brokers answer), or waits for its topics to exist. */
+  kafka: boolean;
+  /** No agent host has its circuit open. */
+  agents: boolean;
+  /** Topics consumed now. */
+  topics: number;
+}
+
 export interface Bridge {
   readonly stats: Readonly<BridgeStats>;
+  readonly metrics: Metrics;
+  /** Whether the bridge is doing its work now. */
+  readiness(): Readiness;
   /** The topics consumed now. */
   readonly topics: () => readonly string[];
   /** Matches globs against the broker's topics now, instead of at the next refresh. */
@@ -129,6 +146,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     circuitOpenings: 0,
   };
   const tracker = new OffsetTracker();
+  const metrics = options.metrics ?? createMetrics();
+  metrics.inFlightFrom(() => tracker.pending);
   const stopping = Promise.withResolvers<void>();
   const abort = new AbortController();
 
@@ -160,6 +179,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       }
     }
     tracker.markCommitted(offsets);
+    metrics.committed(offsets);
     stats.commits++;
     log.debug("committed {offsets}", { offsets });
   };
@@ -197,6 +217,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         maxProbeDelayMs: options.maxProbeDelayMs ?? 10_000,
         onChange: (open) => {
           if (open) stats.circuitOpenings++;
+          metrics.circuit(origin, open);
           log.warn(open ? "agent {origin} is failing every call: pausing, probing" : "agent {origin} answers again", {
             origin,
           });
@@ -220,9 +241,15 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     refreshMs: settings.topicRefreshMs,
     sessionTimeoutMs: settings.sessionTimeoutMs,
     onBatch: (batch) => {
-      const outcomes = pipelinesFor(pipelines, batch.topic).length;
-      for (const record of batch.records) tracker.register(batch.topic, batch.partition, record.offset, outcomes);
+      const targets = pipelinesFor(pipelines, batch.topic);
+      for (const record of batch.records) {
+        tracker.register(batch.topic, batch.partition, record.offset, targets.length);
+      }
       stats.consumed += batch.records.length;
+      for (const pipeline of targets) metrics.consumed(pipeline.name, batch.records.length);
+      if (batch.highWatermark !== undefined) {
+        metrics.highWatermark(batch.topic, batch.partition, batch.highWatermark);
+      }
       checkInFlight();
       return tracker.generation;
     },
@@ -231,6 +258,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // Synchronously, before kafkajs rejoins: what is finished is committed, the rest dropped.
       const finished = snapshot();
       tracker.reset();
+      metrics.forgetPartitions();
       void commitSnapshot(finished);
       checkInFlight();
     },
@@ -247,6 +275,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   });
 
   const record = (job: Job, outcome: Outcome) => {
+    metrics.outcome(job, outcome);
     const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset: job.ctx.offset };
     switch (outcome) {
       case "replied":
@@ -334,6 +363,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
   return {
     stats,
+    metrics,
+    readiness: () => {
+      const kafka = source.joined || source.topics.length === 0;
+      const agents = [...circuits.values()].every((circuit) => !circuit.open);
+      return { ready: kafka && agents && !stopped, kafka, agents, topics: source.topics.length };
+    },
     topics: () => source.topics,
     refreshTopics: () => source.refresh(),
     stop: async () => {

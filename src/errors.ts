@@ -6,6 +6,8 @@
  * - `transient`: may succeed later (timeout, connection refused, HTTP 429/5xx); retried by invoke.
  * - `exhausted`: a transient failure that outlived its retries.
  */
+import { redact } from "./secrets.ts";
+
 export type Stage = "decode" | "match" | "transform" | "invoke" | "publish";
 export type FailureClass = "permanent" | "transient" | "exhausted";
 
@@ -27,7 +29,7 @@ export function failure(
   message: string,
   extra: { attempts?: number; retryAfterMs?: number } = {},
 ): StageFailure {
-  return { stage, class: failureClass, message, attempts: extra.attempts ?? 0, ...extra };
+  return { stage, class: failureClass, message: redact(message), attempts: extra.attempts ?? 0, ...extra };
 }
 
 /**
@@ -39,7 +41,7 @@ export class FatalError extends Error {
   /** 2 for bad configuration, 1 for anything else. */
   readonly exitCode: number;
   constructor(lines: string | readonly string[], options: { config?: boolean } = {}) {
-    const list = typeof lines === "string" ? [lines] : lines;
+    const list = (typeof lines === "string" ? [lines] : lines).map(redact);
     super(list.join("\n"));
     this.name = "FatalError";
     this.lines = list;

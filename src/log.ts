@@ -1,6 +1,6 @@
 /**
  * Logging setup: structured records through LogTape, as readable lines on a terminal and JSON lines
- * otherwise (`LOG_FORMAT` overrides), at the level `LOG_LEVEL` asks for.
+ * otherwise (`LOG_FORMAT` overrides), at the level `LOG_LEVEL` asks for, with secrets blanked out.
  *
  * @example
  * ```ts
@@ -15,7 +15,9 @@ import {
   getTextFormatter,
   jsonLinesFormatter,
   type LogLevel,
+  type TextFormatter,
 } from "@logtape/logtape";
+import { redact } from "./secrets.ts";
 
 export interface LogOptions {
   level: LogLevel;
@@ -26,11 +28,13 @@ export interface LogOptions {
 export async function setupLogging(options: LogOptions): Promise<void> {
   const terminal = Deno.stdout.isTerminal();
   const format = options.format ?? (terminal ? "pretty" : "json");
-  const formatter = format === "json"
+  const base = format === "json"
     ? jsonLinesFormatter
     : terminal
     ? getAnsiColorFormatter({ timestamp: "time", category: "." })
     : getTextFormatter({ timestamp: "date-time", category: "." });
+  // Secrets are blanked from the finished line, whichever field or value carried them.
+  const formatter: TextFormatter = (record) => redact(base(record));
   await configure({
     reset: true,
     sinks: { console: getConsoleSink({ formatter }) },

@@ -4,8 +4,8 @@
  * set is used as given. Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.
  */
 import { getLogger } from "@logtape/logtape";
-import { startDemoAgent } from "./agent/demo_agent.ts";
-import { startBridge } from "./bridge.ts";
+import { DEMO_PROMPT_IDS, startDemoAgent } from "./agent/demo_agent.ts";
+import { type Bridge, startBridge } from "./bridge.ts";
 import { readDotEnv } from "./config/dotenv.ts";
 import { loadPipelines } from "./config/load_pipelines.ts";
 import { loadSettings } from "./config/settings.ts";
@@ -13,14 +13,9 @@ import { FatalError } from "./errors.ts";
 import { ensureLocalBroker } from "./infra/local_broker.ts";
 import { createKafka } from "./kafka/client.ts";
 import { setupLogging } from "./log.ts";
+import { createMetrics } from "./ops/metrics.ts";
+import { startOpsServer } from "./ops/server.ts";
 import { isGlob } from "./util/glob.ts";
-
-/** Prompt ids the shipped pipelines use when they run against the demo agent. */
-export const DEMO_PROMPT_IDS = {
-  CUSTOMER_SUPPORT_PROMPT_ID: "customer-support",
-  ORDER_PROCESSING_PROMPT_ID: "order-processing",
-  ANALYTICS_PROMPT_ID: "analytics",
-};
 
 const log = getLogger(["agentstream", "main"]);
 
@@ -39,6 +34,21 @@ async function main(): Promise<number> {
     count: pipelines.length,
     source: settings.routesConfigFile ?? settings.pipelinesDir,
     names: pipelines.map((p) => p.name),
+  });
+
+  // Up before anything slow, so that a starting bridge is alive (/healthz) but not yet ready. It
+  // lives as long as the process: Deno.exit ends it.
+  const metrics = createMetrics();
+  const started: { bridge?: Bridge } = {};
+  const ops = startOpsServer({
+    port: settings.metricsPort,
+    hostname: settings.metricsHost,
+    metrics,
+    readiness: () => started.bridge?.readiness() ?? { ready: false, starting: true },
+  });
+  log.info("metrics on http://{host}:{port}/metrics, probes on /healthz and /readyz", {
+    host: settings.metricsHost,
+    port: ops.port,
   });
 
   let brokers = settings.bootstrapServers;
@@ -65,7 +75,14 @@ async function main(): Promise<number> {
 
   const kafka = createKafka(settings, brokers);
   if (!settings.bootstrapServers) await createDemoTopics(kafka, pipelines.flatMap((p) => p.topics));
-  const bridge = await startBridge({ kafka, brokers, pipelines, settings, archestraUrl: archestraUrl! });
+  const bridge = started.bridge = await startBridge({
+    kafka,
+    brokers,
+    pipelines,
+    settings,
+    archestraUrl: archestraUrl!,
+    metrics,
+  });
 
   let signals = 0;
   const onSignal = () => {

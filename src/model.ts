@@ -4,6 +4,7 @@
  * skipped passes the later stages untouched until publish writes its outcome.
  */
 import type { StageFailure } from "./errors.ts";
+import type { PipelineExample } from "./config/pipeline_schema.ts";
 import type { Template } from "./template.ts";
 
 /** A message as consumed: bytes and metadata, kept unchanged for the DLQ. */
@@ -24,6 +25,8 @@ export interface Batch {
   readonly topic: string;
   readonly partition: number;
   readonly records: readonly SourceRecord[];
+  /** The partition's log end offset when the batch was fetched (for lag). */
+  readonly highWatermark?: string;
   /** The offset tracker's generation when the batch was registered (see {@link Job.generation}). */
   readonly generation?: number;
 }
@@ -138,4 +141,6 @@ export interface Pipeline {
     readonly concurrency: number;
     readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };
   };
+  /** Events with what they must become; see src/pipeline_examples.ts. */
+  readonly examples: readonly PipelineExample[];
 }

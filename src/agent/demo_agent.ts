@@ -23,6 +23,13 @@ import {
   type RequestContext,
 } from "@a2a-js/sdk/server";
 
+/** Prompt ids the shipped pipelines use when they run against the demo agent (ARCHESTRA_URL unset). */
+export const DEMO_PROMPT_IDS = {
+  CUSTOMER_SUPPORT_PROMPT_ID: "customer-support",
+  ORDER_PROCESSING_PROMPT_ID: "order-processing",
+  ANALYTICS_PROMPT_ID: "analytics",
+};
+
 /** How the agent treats calls to one prompt id. */
 export interface Behaviour {
   /** Wait this long before answering. */
@@ -32,6 +39,8 @@ export interface Behaviour {
   failStatus?: number;
   /** Seconds to send in `Retry-After` with those failures. */
   retryAfter?: number;
+  /** Echo the request's `Authorization` header in those failures' bodies (a careless agent). */
+  echoAuthorization?: boolean;
   /** Answer every call with this JSON-RPC error. */
   rpcError?: { code: number; message: string };
   /** Answer with a Task: `completed` at once, or `working` until polled `polls` times (default 2). */
@@ -205,7 +214,10 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
         const headers: Record<string, string> = behaviour.retryAfter === undefined
           ? {}
           : { "retry-after": String(behaviour.retryAfter) };
-        return json({ error: "temporarily unavailable" }, behaviour.failStatus ?? 503, headers);
+        const error = behaviour.echoAuthorization
+          ? `refused (Authorization: ${authorization})`
+          : "temporarily unavailable";
+        return json({ error }, behaviour.failStatus ?? 503, headers);
       }
     }
     if (behaviour.rpcError) return json({ jsonrpc: "2.0", id: body.id ?? null, error: behaviour.rpcError });

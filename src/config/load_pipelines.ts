@@ -20,9 +20,17 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import type { z } from "zod";
 import { FatalError } from "../errors.ts";
 import type { Pipeline } from "../model.ts";
+import { exampleProblems } from "../pipeline_examples.ts";
+import { registerSecret } from "../secrets.ts";
 import { parseTemplate, type Template } from "../template.ts";
 import { expandVariables } from "./expand.ts";
 import { type PipelineFile, PipelineFileSchema, SeedRoutesSchema } from "./pipeline_schema.ts";
+
+/** A route's token is a secret: it is kept out of every log line and error message. */
+function secret(token: string | undefined): string | undefined {
+  registerSecret(token);
+  return token;
+}
 
 /** What a pipeline takes from the environment when it does not say. */
 export interface PipelineDefaults {
@@ -147,7 +155,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       template: route.transform.template === undefined ? undefined : template(route.transform.template),
       onMissing: route.transform.on_missing,
       agent: route.invoke.url !== undefined
-        ? { url: route.invoke.url, token: route.invoke.token }
+        ? { url: route.invoke.url, token: secret(route.invoke.token) }
         : { promptId: route.invoke.prompt_id! },
       timeoutMs: route.invoke.timeout,
     })),
@@ -162,28 +170,45 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
         maxBackoffMs: spec.delivery.retries.max_backoff,
       },
     },
+    examples: spec.examples,
   };
 }
 
+/** A file to read, and its format: a pipeline file, or a routes file in the old bridge's JSON format. */
+export interface PipelineSource {
+  file: string;
+  format: "pipeline" | "routes";
+}
+
+/** The files a configuration names: `routesFile` when given, else every `*.yaml`/`*.yml` in `dir`. */
+export async function configuredSources(config: { routesFile?: string; dir: string }): Promise<PipelineSource[]> {
+  if (config.routesFile) return [{ file: config.routesFile, format: "routes" }];
+  return (await listPipelineFiles(config.dir)).map((file) => ({ file, format: "pipeline" }));
+}
+
 /**
- * Loads the configured pipelines: `routesFile` when given, else every `*.yaml`/`*.yml` in `dir`.
- * Throws a {@link FatalError} listing every problem; reads files, connects to nothing.
+ * Reads, validates and compiles pipeline files, and runs their examples; returns every problem in
+ * every file (unreadable files included) rather than stopping at the first. Connects to nothing.
  */
-export async function loadPipelines(
-  source: { routesFile?: string; dir: string },
+export async function readPipelines(
+  sources: readonly PipelineSource[],
   env: Env,
   defaults: PipelineDefaults,
-): Promise<Pipeline[]> {
+): Promise<Parsed> {
   const result: Parsed = { pipelines: [], problems: [] };
-  const add = (parsed: Parsed) => {
+  for (const { file, format } of sources) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (error) {
+      result.problems.push(`${file}: cannot read: ${(error as Error).message}`);
+      continue;
+    }
+    const parsed = format === "routes"
+      ? parseSeedRoutesText(file, text, env, defaults)
+      : parsePipelineText(file, text, env, defaults);
     result.pipelines.push(...parsed.pipelines);
-    result.problems.push(...parsed.problems);
-  };
-  if (source.routesFile) {
-    add(parseSeedRoutesText(source.routesFile, await readText(source.routesFile), env, defaults));
-  } else {
-    const files = await listPipelineFiles(source.dir);
-    for (const file of files) add(parsePipelineText(file, await readText(file), env, defaults));
+    result.problems.push(...parsed.problems, ...parsed.pipelines.flatMap(exampleProblems));
   }
   const seen = new Map<string, string>();
   for (const pipeline of result.pipelines) {
@@ -193,8 +218,21 @@ export async function loadPipelines(
     }
     seen.set(pipeline.name, pipeline.file);
   }
-  if (result.problems.length) throw new FatalError(result.problems, { config: true });
-  return result.pipelines;
+  return result;
+}
+
+/**
+ * Loads the configured pipelines (see {@link configuredSources}). Throws a {@link FatalError}
+ * listing every problem; reads files, connects to nothing.
+ */
+export async function loadPipelines(
+  config: { routesFile?: string; dir: string },
+  env: Env,
+  defaults: PipelineDefaults,
+): Promise<Pipeline[]> {
+  const { pipelines, problems } = await readPipelines(await configuredSources(config), env, defaults);
+  if (problems.length) throw new FatalError(problems, { config: true });
+  return pipelines;
 }
 
 async function listPipelineFiles(dir: string): Promise<string[]> {
@@ -213,12 +251,4 @@ async function listPipelineFiles(dir: string): Promise<string[]> {
   }
   if (!files.length) throw new FatalError(`${dir}: no pipeline files (*.yaml) found`, { config: true });
   return files.sort();
-}
-
-async function readText(file: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(file);
-  } catch (error) {
-    throw new FatalError(`${file}: cannot read: ${(error as Error).message}`, { config: true });
-  }
 }

@@ -88,6 +88,21 @@ const RetriesSchema = z.strictObject({
   max_backoff: Duration.prefault("30s").describe("Longest wait between retries."),
 });
 
+const ExampleSchema = z.strictObject({
+  name: z.string().optional().describe("What the example shows, for messages."),
+  topic: z.string().min(1).optional()
+    .describe("The source topic; by default the pipeline's first topic that is not a glob."),
+  key: z.string().nullable().optional().describe("The Kafka key (default none)."),
+  headers: z.record(z.string(), z.string()).optional().describe("Kafka headers."),
+  value: z.unknown().describe("The event: an object or array is written as JSON, a string as it is."),
+  expect: z.strictObject({
+    route: z.string().nullable().describe("The route that must match; null: no route matches."),
+    text: z.string().optional().describe("The agent text the route must produce, exactly."),
+    failure: z.enum(["decode", "match", "transform"]).optional()
+      .describe("The stage that must send the event to the DLQ instead."),
+  }).describe("What decode, match and transform must make of the event."),
+}).refine((example) => example.value !== undefined, { message: "an example needs a value", path: ["value"] });
+
 /** One `pipelines/*.yaml` file. */
 export const PipelineFileSchema = z.strictObject({
   name: Name.describe("The pipeline's name, unique across files; in envelopes, headers and message ids."),
@@ -116,6 +131,8 @@ export const PipelineFileSchema = z.strictObject({
       .describe("Agent calls in flight at once for this pipeline."),
     retries: RetriesSchema.prefault({}).describe("Retries of transient agent failures (timeouts, 429, 5xx)."),
   }).prefault({}).describe("How messages are worked on."),
+  examples: z.array(ExampleSchema).default([])
+    .describe("Events with the route and agent text they must produce: checked offline at start and by validate."),
 }).superRefine((pipeline, ctx) => {
   const seen = new Set<string>();
   pipeline.routes.forEach((route, index) => {
@@ -132,6 +149,7 @@ export const PipelineFileSchema = z.strictObject({
 
 export type PipelineFile = z.output<typeof PipelineFileSchema>;
 export type RouteConfig = PipelineFile["routes"][number];
+export type PipelineExample = PipelineFile["examples"][number];
 
 /** One route of the old bridge's `config/routes.json`. */
 export const SeedRouteSchema = z.object({

@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { FatalError } from "../errors.ts";
+import { registerSecret } from "../secrets.ts";
 import { parseDuration } from "../util/duration.ts";
 
 const optional = z.string().optional();
@@ -84,6 +85,9 @@ export const SettingsSchema = z.object({
     .describe("On SIGTERM, how long calls in flight may finish; the rest stay uncommitted for the next run."),
   CIRCUIT_FAILURES: z.coerce.number().int().min(1).default(5)
     .describe("Transient failures in a row from one agent host that open its circuit (consumption pauses)."),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464)
+    .describe("Port for /metrics (Prometheus), /healthz and /readyz; 0: any free port (logged)."),
+  METRICS_HOST: z.string().default("0.0.0.0").describe("Address the metrics port listens on."),
   DEMO_AGENT_PORT: z.coerce.number().int().min(0).max(65535).default(0)
     .describe("Port of the embedded demo agent (when ARCHESTRA_URL is unset); 0: any free port."),
 });
@@ -114,11 +118,13 @@ export interface Settings {
   maxInFlight: number;
   shutdownGraceMs: number;
   circuitFailures: number;
+  metricsPort: number;
+  metricsHost: string;
   demoAgentPort: number;
 }
 
 /**
- * Reads settings from `env`. Throws a {@link FatalError} listing every bad variable as
+ * Reads settings from `env` and registers its secrets (see {@link registerSecret}). Throws a {@link FatalError} listing every bad variable as
  * `environment:NAME: reason`.
  */
 export function loadSettings(env: Readonly<Record<string, string | undefined>>): Settings {
@@ -135,6 +141,8 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     );
   }
   const s = parsed.data;
+  registerSecret(s.ARCHESTRA_TOKEN);
+  registerSecret(s.KAFKA_SASL_PASSWORD);
   return {
     archestraUrl: s.ARCHESTRA_URL?.replace(/\/+$/, ""),
     archestraToken: s.ARCHESTRA_TOKEN,
@@ -160,6 +168,8 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     maxInFlight: s.MAX_IN_FLIGHT,
     shutdownGraceMs: s.SHUTDOWN_GRACE,
     circuitFailures: s.CIRCUIT_FAILURES,
+    metricsPort: s.METRICS_PORT,
+    metricsHost: s.METRICS_HOST,
     demoAgentPort: s.DEMO_AGENT_PORT,
   };
 }

@@ -97,6 +97,7 @@ export class KafkaSource {
   #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #paused = false;
+  #joined = false;
   #refreshing: Promise<void> = Promise.resolve();
 
   constructor(options: SourceOptions) {
@@ -110,10 +111,13 @@ export class KafkaSource {
       // A stop waits for the fetch in progress; a short long-poll keeps stopping quick.
       maxWaitTimeInMs: 1_000,
     });
-    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+    const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT } = this.#consumer.events;
+    this.#consumer.on(GROUP_JOIN, () => this.#joined = true);
+    for (const left of [CRASH, REBALANCING, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#joined = false);
+    this.#consumer.on(CRASH, ({ payload }) => {
       if (!payload.restart) this.#channel.fail(payload.error);
     });
-    this.#consumer.on(this.#consumer.events.REBALANCING, () => {
+    this.#consumer.on(REBALANCING, () => {
       log.info("the consumer group is rebalancing");
       options.onRebalance?.();
     });
@@ -122,6 +126,11 @@ export class KafkaSource {
   /** The topics consumed now. */
   get topics(): readonly string[] {
     return this.#subscribed;
+  }
+
+  /** Whether the consumer is a member of its group now (false while it rejoins, restarts or waits for topics). */
+  get joined(): boolean {
+    return this.#joined;
   }
 
   /** The consumed batches, until {@link close}. */
@@ -218,7 +227,12 @@ export class KafkaSource {
       if (this.#closed || !isRunning() || isStale()) return;
       const part = batch.messages.slice(start, start + Math.max(1, room));
       const records = part.map((message) => toRecord(batch.topic, batch.partition, message));
-      const registered: Batch = { topic: batch.topic, partition: batch.partition, records };
+      const registered: Batch = {
+        topic: batch.topic,
+        partition: batch.partition,
+        records,
+        highWatermark: batch.highWatermark,
+      };
       const item: Batch = { ...registered, generation: this.#options.onBatch(registered) };
       if (!await this.#whileHeartbeating(this.#channel.send(item), heartbeat)) return;
       resolveOffset(part.at(-1)!.offset);

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
-import { exampleEvents } from "../../src/examples.ts";
+import { exampleEvents } from "../../src/demo_events.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { until } from "../support/until.ts";
 import {

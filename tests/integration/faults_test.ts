@@ -3,29 +3,20 @@
  * broker and a real agent: it is killed with SIGKILL mid-stream, again and again.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { loadSettings } from "../../src/config/settings.ts";
 import { ensureLocalBroker, stopLocalBroker, throwawayBroker } from "../../src/infra/local_broker.ts";
 import { createKafka } from "../../src/kafka/client.ts";
 import { testBroker } from "../support/broker.ts";
 import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
+import { startMain } from "../support/main_process.ts";
 import { until, within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
-const root = fileURLToPath(new URL("../../", import.meta.url));
 
-async function spawnBridge(env: Record<string, string>) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `--config=${root}deno.json`, `${root}src/main.ts`],
-    cwd: await Deno.makeTempDir(),
-    clearEnv: true,
-    env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "/tmp", LOG_LEVEL: "WARNING", ...env },
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  return child;
+/** The bridge as a subprocess, its output left to stderr. */
+async function spawnBridge(env: Record<string, string>): Promise<Deno.ChildProcess> {
+  return (await startMain({ LOG_LEVEL: "WARNING", ...env }, { capture: false })).child;
 }
 
 Deno.test(

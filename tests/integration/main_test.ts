@@ -4,29 +4,10 @@ import { fileURLToPath } from "node:url";
 import { demoReply } from "../../src/agent/demo_agent.ts";
 import { testBroker } from "../support/broker.ts";
 import { committedOffsets, createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import { startMain } from "../support/main_process.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 const root = fileURLToPath(new URL("../../", import.meta.url));
-
-/** Starts src/main.ts in a scratch directory with exactly `env` (plus PATH and HOME). */
-async function startMain(env: Record<string, string>) {
-  const cwd = await Deno.makeTempDir({ prefix: "agentstream-main-" });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `--config=${root}deno.json`, `${root}src/main.ts`],
-    cwd,
-    clearEnv: true,
-    env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "/tmp", LOG_FORMAT: "json", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output().then((out) => ({
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  }));
-  return { child, output, cwd };
-}
 
 async function writePipeline(dir: string, name: string, text: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });

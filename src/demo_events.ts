@@ -3,7 +3,7 @@
  *
  * @example
  * ```ts
- * import { exampleEvents } from "./examples.ts";
+ * import { exampleEvents } from "./demo_events.ts";
  * exampleEvents(0).length; // 3: one each for customer.events, orders.events, analytics.events
  * ```
  */

@@ -1,0 +1,162 @@
+/**
+ * The bridge's Prometheus metrics (prom-client), labelled by pipeline and route. The bridge reports
+ * events here; the ops server ({@link startOpsServer}) serves {@link Metrics.registry} on `/metrics`.
+ * Message outcomes are counted once, when a job's outcome is settled, from the job itself: the
+ * counters and the DLQ records agree because both read the same {@link StageFailure}.
+ *
+ * @example
+ * ```ts
+ * import { createMetrics } from "./metrics.ts";
+ * const metrics = createMetrics();
+ * metrics.consumed("orders", 3);
+ * console.log(await metrics.registry.metrics()); // agentstream_messages_consumed_total{pipeline="orders"} 3 ...
+ * ```
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Job } from "../model.ts";
+import type { TopicPartitionOffset } from "../offsets.ts";
+import type { Outcome } from "../stages/publish.ts";
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Messages taken from Kafka for a pipeline. */
+  consumed(pipeline: string, count: number): void;
+  /** A job's settled outcome: matched, skipped, invoked, retried, replied or dead-lettered. */
+  outcome(job: Job, outcome: Outcome): void;
+  /** The partition's log end offset as the last fetch saw it. */
+  highWatermark(topic: string, partition: number, offset: string): void;
+  /** Offsets just committed (the next offset to read, per partition). */
+  committed(offsets: readonly TopicPartitionOffset[]): void;
+  /** Partitions may have moved (a rebalance): forget their lag until they are seen again. */
+  forgetPartitions(): void;
+  /** An agent host's circuit opened or closed. */
+  circuit(agent: string, open: boolean): void;
+  /** Where the in-flight gauge reads its value. */
+  inFlightFrom(read: () => number): void;
+}
+
+/** Agent latency buckets, in seconds: calls take from milliseconds (demo) to minutes (LLM tools). */
+const LATENCY_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+/** A fresh set of metrics in a registry of its own (one per bridge, so tests can run several). */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const byRoute = ["pipeline", "route"] as const;
+  const consumed = new Counter({
+    name: "agentstream_messages_consumed_total",
+    help: "Messages consumed from Kafka, per pipeline that takes them.",
+    labelNames: ["pipeline"],
+    registers,
+  });
+  const matched = new Counter({
+    name: "agentstream_messages_matched_total",
+    help: "Messages a route matched.",
+    labelNames: byRoute,
+    registers,
+  });
+  const skipped = new Counter({
+    name: "agentstream_messages_skipped_total",
+    help: "Messages no route matched, skipped and committed.",
+    labelNames: ["pipeline"],
+    registers,
+  });
+  const invoked = new Counter({
+    name: "agentstream_messages_invoked_total",
+    help: "Messages sent to an agent (once each, however many attempts).",
+    labelNames: byRoute,
+    registers,
+  });
+  const retries = new Counter({
+    name: "agentstream_agent_retries_total",
+    help: "Agent calls retried after a transient failure.",
+    labelNames: byRoute,
+    registers,
+  });
+  const replied = new Counter({
+    name: "agentstream_messages_replied_total",
+    help: "Replies written to a responses topic and acknowledged.",
+    labelNames: byRoute,
+    registers,
+  });
+  const deadLettered = new Counter({
+    name: "agentstream_messages_dead_lettered_total",
+    help: "Messages written to a dead-letter topic, by the stage that failed and the failure class.",
+    labelNames: [...byRoute, "stage", "class"],
+    registers,
+  });
+  const latency = new Histogram({
+    name: "agentstream_agent_latency_seconds",
+    help: "Time from the first call to the agent's answer, retries included, for replied messages.",
+    labelNames: byRoute,
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  let readInFlight = () => 0;
+  new Gauge({
+    name: "agentstream_messages_in_flight",
+    help: "Messages consumed and not yet finished (their offsets are not yet committable).",
+    registers,
+    collect() {
+      this.set(readInFlight());
+    },
+  });
+  const circuitOpen = new Gauge({
+    name: "agentstream_circuit_open",
+    help: "1 while an agent host's circuit is open (every call failing: consumption paused), else 0.",
+    labelNames: ["agent"],
+    registers,
+  });
+  // Lag = log end offset − committed offset, per partition, as Kafka's own tools count it.
+  const ends = new Map<string, { topic: string; partition: number; end: bigint }>();
+  const commits = new Map<string, bigint>();
+  new Gauge({
+    name: "agentstream_consumer_lag",
+    help: "Messages between the committed offset and the log end offset, as of the last fetch.",
+    labelNames: ["topic", "partition"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [id, { topic, partition, end }] of ends) {
+        const committed = commits.get(id);
+        if (committed !== undefined) this.set({ topic, partition }, Number(end > committed ? end - committed : 0n));
+      }
+    },
+  });
+  const id = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+  return {
+    registry,
+    consumed: (pipeline, count) => consumed.inc({ pipeline }, count),
+    outcome(job, outcome) {
+      if (outcome === "abandoned") return; // not finished: it is consumed and counted again
+      const pipeline = job.pipeline.name;
+      if (outcome === "skipped") return skipped.inc({ pipeline });
+      const labels = { pipeline, route: job.route?.name ?? "" };
+      if (job.route) matched.inc(labels);
+      const attempts = job.reply?.attempts ?? job.failure?.attempts ?? 0;
+      if (attempts > 0) invoked.inc(labels);
+      if (attempts > 1) retries.inc(labels, attempts - 1);
+      if (outcome === "replied") {
+        replied.inc(labels);
+        latency.observe(labels, job.reply!.latencyMs / 1000);
+      } else {
+        deadLettered.inc({ ...labels, stage: job.failure!.stage, class: job.failure!.class });
+      }
+    },
+    highWatermark(topic, partition, offset) {
+      ends.set(id(topic, partition), { topic, partition, end: BigInt(offset) });
+    },
+    committed(offsets) {
+      for (const { topic, partition, offset } of offsets) commits.set(id(topic, partition), BigInt(offset));
+    },
+    forgetPartitions() {
+      ends.clear();
+      commits.clear();
+    },
+    circuit: (agent, open) => circuitOpen.set({ agent }, open ? 1 : 0),
+    inFlightFrom(read) {
+      readInFlight = read;
+    },
+  };
+}

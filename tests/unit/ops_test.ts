@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { getLogger, reset } from "@logtape/logtape";
+import { failure, FatalError } from "../../src/errors.ts";
+import { setupLogging } from "../../src/log.ts";
+import { createMetrics } from "../../src/ops/metrics.ts";
+import { startOpsServer } from "../../src/ops/server.ts";
+import { clearSecrets, redact } from "../../src/secrets.ts";
+import { loadSettings } from "../../src/config/settings.ts";
+import { decodeJob } from "../../src/stages/decode.ts";
+import { matchJob } from "../../src/stages/match.ts";
+import { sample } from "../support/prometheus.ts";
+import { job, pipeline, record } from "./helpers.ts";
+
+const routed = pipeline(
+  "name: shop\nsource: {topics: [orders.events]}\nunmatched: skip\nroutes:\n" +
+    "  - {name: paid, match: {fields: {paid: true}}, invoke: {prompt_id: p}}\n",
+);
+
+function finished(value: string, settle: (j: ReturnType<typeof job>) => void) {
+  const j = job(routed, record(value));
+  decodeJob(j);
+  if (!j.failure) matchJob(j);
+  settle(j);
+  return j;
+}
+
+Deno.test("metrics count each outcome once, by pipeline and route, from the job itself", async () => {
+  const metrics = createMetrics();
+  metrics.consumed("shop", 4);
+  const reply = { text: "ok", parts: [], taskId: null, contextId: null, latencyMs: 300, url: "http://a" };
+  metrics.outcome(finished('{"paid":true}', (j) => j.reply = { ...reply, attempts: 3 }), "replied");
+  metrics.outcome(
+    finished('{"paid":true}', (j) => j.failure = failure("invoke", "exhausted", "503", { attempts: 2 })),
+    "dead-lettered",
+  );
+  metrics.outcome(finished("{bad", () => {}), "dead-lettered");
+  metrics.outcome(finished('{"paid":false}', (j) => j.skipped = true), "skipped");
+  metrics.outcome(finished('{"paid":true}', (j) => j.abandoned = true), "abandoned");
+  const text = await metrics.registry.metrics();
+  const paid = { pipeline: "shop", route: "paid" };
+  assert.equal(sample(text, "agentstream_messages_consumed_total", { pipeline: "shop" }), 4);
+  assert.equal(sample(text, "agentstream_messages_matched_total", paid), 2, "abandoned work is not counted");
+  assert.equal(sample(text, "agentstream_messages_invoked_total", paid), 2);
+  assert.equal(sample(text, "agentstream_agent_retries_total", paid), 3);
+  assert.equal(sample(text, "agentstream_messages_replied_total", paid), 1);
+  assert.equal(sample(text, "agentstream_messages_skipped_total", { pipeline: "shop" }), 1);
+  assert.equal(
+    sample(text, "agentstream_messages_dead_lettered_total", { ...paid, stage: "invoke", class: "exhausted" }),
+    1,
+  );
+  assert.equal(
+    sample(text, "agentstream_messages_dead_lettered_total", { pipeline: "shop", route: "", stage: "decode" }),
+    1,
+  );
+  assert.equal(sample(text, "agentstream_agent_latency_seconds_bucket", { ...paid, le: "0.25" }), 0);
+  assert.equal(sample(text, "agentstream_agent_latency_seconds_bucket", { ...paid, le: "0.5" }), 1);
+});
+
+Deno.test("consumer lag is the log end minus the committed offset, and forgotten on a rebalance", async () => {
+  const metrics = createMetrics();
+  metrics.highWatermark("t", 0, "120");
+  metrics.highWatermark("t", 1, "5");
+  metrics.committed([{ topic: "t", partition: 0, offset: "100" }]);
+  let text = await metrics.registry.metrics();
+  assert.equal(sample(text, "agentstream_consumer_lag", { topic: "t", partition: "0" }), 20);
+  assert.equal(
+    sample(text, "agentstream_consumer_lag", { topic: "t", partition: "1" }),
+    undefined,
+    "nothing committed",
+  );
+  metrics.forgetPartitions();
+  text = await metrics.registry.metrics();
+  assert.equal(sample(text, "agentstream_consumer_lag", { topic: "t", partition: "0" }), undefined);
+});
+
+Deno.test("in-flight and circuit gauges read the bridge's state when scraped", async () => {
+  const metrics = createMetrics();
+  let pending = 7;
+  metrics.inFlightFrom(() => pending);
+  metrics.circuit("http://agent:9000", true);
+  let text = await metrics.registry.metrics();
+  assert.equal(sample(text, "agentstream_messages_in_flight"), 7);
+  assert.equal(sample(text, "agentstream_circuit_open", { agent: "http://agent:9000" }), 1);
+  pending = 0;
+  metrics.circuit("http://agent:9000", false);
+  text = await metrics.registry.metrics();
+  assert.equal(sample(text, "agentstream_messages_in_flight"), 0);
+  assert.equal(sample(text, "agentstream_circuit_open", { agent: "http://agent:9000" }), 0);
+});
+
+Deno.test("the ops server serves /metrics, /healthz and /readyz (503 with the failing checks)", async () => {
+  const metrics = createMetrics();
+  metrics.consumed("shop", 2);
+  let ready = false;
+  const server = startOpsServer({
+    port: 0,
+    hostname: "127.0.0.1",
+    metrics,
+    readiness: () => ({ ready, kafka: ready, agents: true }),
+  });
+  try {
+    const base = `http://127.0.0.1:${server.port}`;
+    const scrape = await fetch(`${base}/metrics`);
+    assert.match(scrape.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    assert.equal(sample(await scrape.text(), "agentstream_messages_consumed_total", { pipeline: "shop" }), 2);
+    const health = await fetch(`${base}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    const notReady = await fetch(`${base}/readyz`);
+    assert.equal(notReady.status, 503);
+    assert.deepEqual(await notReady.json(), { ready: false, kafka: false, agents: true });
+    ready = true;
+    const nowReady = await fetch(`${base}/readyz`);
+    assert.equal(nowReady.status, 200);
+    await nowReady.body?.cancel();
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("a metrics port in use is a configuration error naming METRICS_PORT", () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = (listener.addr as Deno.NetAddr).port;
+    assert.throws(
+      () =>
+        startOpsServer({ port, hostname: "127.0.0.1", metrics: createMetrics(), readiness: () => ({ ready: true }) }),
+      (error: unknown) =>
+        error instanceof FatalError && error.exitCode === 2 && /^environment:METRICS_PORT: port \d+ is in use/.test(
+          error.message,
+        ),
+    );
+  } finally {
+    listener.close();
+  }
+});
+
+Deno.test("secrets from settings are blanked in failures, fatal errors and log lines", async () => {
+  clearSecrets();
+  try {
+    loadSettings({ ARCHESTRA_TOKEN: "token-abc123", KAFKA_SASL_PASSWORD: "pass-xyz789" });
+    assert.equal(redact("a token-abc123 b pass-xyz789"), "a [redacted] b [redacted]");
+    assert.equal(failure("invoke", "permanent", "HTTP 401: got token-abc123").message, "HTTP 401: got [redacted]");
+    assert.equal(new FatalError(["SASL failed for pass-xyz789"]).lines[0], "SASL failed for [redacted]");
+
+    const lines: string[] = [];
+    const original = { ...console };
+    for (const method of ["debug", "info", "log", "warn", "error"] as const) {
+      console[method] = (...args: unknown[]) => void lines.push(args.map(String).join(" "));
+    }
+    try {
+      await setupLogging({ level: "debug", format: "json" });
+      getLogger(["agentstream", "test"]).warn("calling with {header}", { header: "Bearer token-abc123" });
+    } finally {
+      Object.assign(console, original);
+      await reset();
+    }
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /calling with/);
+    assert.doesNotMatch(lines[0], /token-abc123/);
+    assert.match(lines[0], /Bearer \[redacted\]/);
+  } finally {
+    clearSecrets();
+  }
+});
