@@ -54,6 +54,9 @@ export const SettingsSchema = z.object({
     .describe("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*)."),
   KAFKA_SASL_USERNAME: optional.describe("SASL user name."),
   KAFKA_SASL_PASSWORD: optional.describe("A secret: never logged."),
+  KAFKA_SSL_CA_FILE: optional.describe("With SSL/SASL_SSL: PEM file of the CA(s) to trust; unset: the system's."),
+  KAFKA_SSL_CERT_FILE: optional.describe("With SSL/SASL_SSL: PEM client certificate, for brokers that require one."),
+  KAFKA_SSL_KEY_FILE: optional.describe("The client certificate's PEM private key."),
   LOG_LEVEL: z.string().default("INFO").describe("DEBUG, INFO, WARNING or ERROR.").transform((value, ctx) => {
     const level = ({
       TRACE: "trace",
@@ -108,6 +111,9 @@ export interface Settings {
   saslMechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
   saslUsername?: string;
   saslPassword?: string;
+  sslCaFile?: string;
+  sslCertFile?: string;
+  sslKeyFile?: string;
   logLevel: "trace" | "debug" | "info" | "warning" | "error" | "fatal";
   logFormat?: "json" | "pretty";
   maxRetries: number;
@@ -158,6 +164,9 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     saslMechanism: s.KAFKA_SASL_MECHANISM,
     saslUsername: s.KAFKA_SASL_USERNAME,
     saslPassword: s.KAFKA_SASL_PASSWORD,
+    sslCaFile: s.KAFKA_SSL_CA_FILE,
+    sslCertFile: s.KAFKA_SSL_CERT_FILE,
+    sslKeyFile: s.KAFKA_SSL_KEY_FILE,
     logLevel: s.LOG_LEVEL,
     logFormat: s.LOG_FORMAT,
     maxRetries: s.MAX_RETRIES,

@@ -39,6 +39,22 @@ interface BrokerState {
   port: number;
   controllerPort: number;
   version: string;
+  /** Ports of the secured listeners, when it has them. */
+  secure?: Record<SecureListener, number>;
+}
+
+/** The secured listeners a broker started with {@link SecureOptions} has, besides PLAINTEXT. */
+export type SecureListener = "SASL_PLAINTEXT" | "SSL" | "SASL_SSL";
+
+/**
+ * Secured listeners, for testing SASL and TLS: SASL_PLAINTEXT and SASL_SSL take PLAIN,
+ * SCRAM-SHA-256 and SCRAM-SHA-512 for every user; SSL requires a client certificate signed by the CA.
+ */
+export interface SecureOptions {
+  /** User names and passwords. */
+  users: Record<string, string>;
+  /** PEM files: the broker's private key (PKCS#8) with its certificate chain, and the CA it trusts. */
+  tls: { keyAndChainFile: string; caFile: string };
 }
 
 export interface LocalBroker {
@@ -48,6 +64,8 @@ export interface LocalBroker {
   readonly started: boolean;
   /** Where its state lives, when it is a local broker of ours (to restart it in a fault test). */
   readonly stateDir?: string;
+  /** `host:port` of each secured listener, when it was started with {@link SecureOptions}. */
+  readonly secure?: Readonly<Record<SecureListener, string>>;
   /** Stops the broker if this call started it. */
   stop(): Promise<void>;
 }
@@ -64,6 +82,8 @@ export interface EnsureOptions {
    * a broker behind). Default: the broker outlives this process until {@link stopLocalBroker}.
    */
   tethered?: boolean;
+  /** Also open secured listeners (a new broker only: SCRAM users are set when storage is formatted). */
+  secure?: SecureOptions;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -214,17 +234,45 @@ export async function runningBroker(stateDir = defaultStateDir()): Promise<strin
   return undefined;
 }
 
-function serverProperties(stateDir: string, port: number, controllerPort: number): string {
+/** Properties for the secured listeners: JAAS for SASL, PEM key and trust stores for TLS. */
+function secureProperties(secure: SecureOptions): string {
+  const plainUsers = Object.entries(secure.users).map(([name, password]) => `user_${name}="${password}"`).join(" ");
+  const lines = ["sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"];
+  for (const listener of ["sasl_plaintext", "sasl_ssl"]) {
+    lines.push(
+      `listener.name.${listener}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+      `listener.name.${listener}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+      `listener.name.${listener}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+    );
+  }
+  lines.push(
+    "ssl.keystore.type=PEM",
+    `ssl.keystore.location=${secure.tls.keyAndChainFile}`,
+    "ssl.truststore.type=PEM",
+    `ssl.truststore.location=${secure.tls.caFile}`,
+    "listener.name.ssl.ssl.client.auth=required",
+  );
+  return lines.join("\n") + "\n";
+}
+
+function serverProperties(
+  stateDir: string,
+  port: number,
+  controllerPort: number,
+  secure?: { options: SecureOptions; ports: Record<SecureListener, number> },
+): string {
+  const extra = secure ? Object.entries(secure.ports).map(([name, p]) => `,${name}://127.0.0.1:${p}`).join("") : "";
+  const protocols = secure ? ",SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL" : "";
   return `# Written by agentstream's local broker; a single KRaft node for development and tests.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${controllerPort}
-listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}
-advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}${extra}
+advertised.listeners=PLAINTEXT://127.0.0.1:${port}${extra}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=${stateDir}/data
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${protocols}
+${secure ? secureProperties(secure.options) : ""}log.dirs=${stateDir}/data
 num.partitions=1
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
@@ -273,7 +321,22 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
   const pick = (wanted: number | undefined) => wanted && portIsFree(wanted) ? wanted : freePort();
   const port = pick(previous?.port ?? preferred);
   const controllerPort = pick(previous?.controllerPort);
-  await Deno.writeTextFile(`${stateDir}/server.properties`, serverProperties(stateDir, port, controllerPort));
+  const securePorts = options.secure
+    ? {
+      SASL_PLAINTEXT: pick(previous?.secure?.SASL_PLAINTEXT),
+      SSL: pick(previous?.secure?.SSL),
+      SASL_SSL: pick(previous?.secure?.SASL_SSL),
+    }
+    : undefined;
+  await Deno.writeTextFile(
+    `${stateDir}/server.properties`,
+    serverProperties(
+      stateDir,
+      port,
+      controllerPort,
+      options.secure && { options: options.secure, ports: securePorts! },
+    ),
+  );
   await Deno.writeTextFile(`${stateDir}/log4j2.properties`, LOG4J2);
   const java = [
     "java",
@@ -296,6 +359,13 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
       crypto.randomUUID().replace(/-/g, "").slice(0, 22),
       "-c",
       `${stateDir}/server.properties`,
+      // SCRAM credentials live in the cluster metadata: a new KRaft cluster gets them at format time.
+      ...Object.entries(options.secure?.users ?? {}).flatMap(([name, password]) =>
+        ["SCRAM-SHA-256", "SCRAM-SHA-512"].flatMap((mechanism) => [
+          "--add-scram",
+          `${mechanism}=[name=${name},password=${password}]`,
+        ])
+      ),
     ], "formatting Kafka storage");
   }
 
@@ -329,13 +399,26 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  const state: BrokerState = { pid: child.pid, host: "127.0.0.1", port, controllerPort, version: KAFKA_VERSION };
+  const state: BrokerState = {
+    pid: child.pid,
+    host: "127.0.0.1",
+    port,
+    controllerPort,
+    version: KAFKA_VERSION,
+    secure: securePorts,
+  };
   await Deno.writeTextFile(`${stateDir}/broker.json`, JSON.stringify(state, null, 2));
   log(`Kafka is up at 127.0.0.1:${port}`);
   return {
     bootstrap: `127.0.0.1:${port}`,
     started: true,
     stateDir,
+    secure: securePorts &&
+      {
+        SASL_PLAINTEXT: `127.0.0.1:${securePorts.SASL_PLAINTEXT}`,
+        SSL: `127.0.0.1:${securePorts.SSL}`,
+        SASL_SSL: `127.0.0.1:${securePorts.SASL_SSL}`,
+      },
     stop: async () => void await stopLocalBroker(stateDir),
   };
 }
@@ -344,9 +427,9 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
  * A broker of its own for a test run or a benchmark: a fresh temporary directory, a free port,
  * tethered to this process; `stop()` also removes its data.
  */
-export async function throwawayBroker(log?: (line: string) => void): Promise<LocalBroker> {
+export async function throwawayBroker(log?: (line: string) => void, secure?: SecureOptions): Promise<LocalBroker> {
   const stateDir = await Deno.makeTempDir({ prefix: "agentstream-broker-" });
-  const broker = await ensureLocalBroker({ stateDir, port: 0, log, tethered: true });
+  const broker = await ensureLocalBroker({ stateDir, port: 0, log, tethered: true, secure });
   return {
     ...broker,
     stop: async () => {

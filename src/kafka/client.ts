@@ -5,7 +5,9 @@
 import process from "node:process";
 import { getLogger } from "@logtape/logtape";
 import { Kafka, logLevel, type SASLOptions } from "kafkajs";
+import type { ConnectionOptions } from "node:tls";
 import type { Settings } from "../config/settings.ts";
+import { errorMessage, FatalError } from "../errors.ts";
 
 const kafkaLog = getLogger(["agentstream", "kafkajs"]);
 
@@ -18,7 +20,38 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
   (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
 }) as typeof process.emitWarning;
 
-/** A kafkajs client for these settings. */
+/** Reads a PEM file named by a setting; a file that cannot be read is a configuration error naming it. */
+function pemFile(variable: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new FatalError(`environment:${variable}: cannot read ${path}: ${errorMessage(error)}`, { config: true });
+  }
+}
+
+/** kafkajs' TLS options: `false` for PLAINTEXT and SASL_PLAINTEXT. */
+function tlsOptions(settings: Settings): boolean | ConnectionOptions {
+  if (!settings.securityProtocol.endsWith("SSL")) return false;
+  const ca = pemFile("KAFKA_SSL_CA_FILE", settings.sslCaFile);
+  const cert = pemFile("KAFKA_SSL_CERT_FILE", settings.sslCertFile);
+  const key = pemFile("KAFKA_SSL_KEY_FILE", settings.sslKeyFile);
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new FatalError(
+      "environment:KAFKA_SSL_CERT_FILE: set both KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE, or neither",
+      {
+        config: true,
+      },
+    );
+  }
+  if (ca === undefined && cert === undefined) return true;
+  return { ...(ca ? { ca: [ca] } : {}), ...(cert ? { cert, key } : {}) };
+}
+
+/**
+ * A kafkajs client for these settings. Throws a {@link FatalError} when a TLS file named by the
+ * settings cannot be read.
+ */
 export function createKafka(settings: Settings, brokers: string[]): Kafka {
   const sasl = settings.securityProtocol.startsWith("SASL")
     ? {
@@ -30,7 +63,7 @@ export function createKafka(settings: Settings, brokers: string[]): Kafka {
   return new Kafka({
     clientId: settings.clientId,
     brokers,
-    ssl: settings.securityProtocol.endsWith("SSL"),
+    ssl: tlsOptions(settings),
     sasl,
     connectionTimeout: 5_000,
     logLevel: logLevel.WARN,
