@@ -10,6 +10,7 @@
  */
 import { DEMO_PROMPT_IDS } from "../src/agent/demo_agent.ts";
 import { readDotEnv } from "../src/config/dotenv.ts";
+import { standInEnv } from "../src/config/expand.ts";
 import { configuredSources, type PipelineSource, readPipelines } from "../src/config/load_pipelines.ts";
 import { loadSettings } from "../src/config/settings.ts";
 import { FatalError } from "../src/errors.ts";
@@ -25,18 +26,6 @@ async function sourcesFrom(args: string[]): Promise<PipelineSource[]> {
     else sources.push({ file: arg, format: arg.endsWith(".json") ? "routes" : "pipeline" });
   }
   return sources;
-}
-
-/** The environment, where an unset variable reads as `<NAME>` and is remembered. */
-function standInEnv(env: Record<string, string>, unset: Set<string>): Record<string, string> {
-  return new Proxy(env, {
-    get(target, name) {
-      if (typeof name !== "string") return undefined;
-      if (target[name] !== undefined) return target[name];
-      unset.add(name);
-      return `<${name}>`;
-    },
-  });
 }
 
 async function main(): Promise<number> {

@@ -51,3 +51,18 @@ function expandString(
     },
   );
 }
+
+/**
+ * `env` where an unset variable reads as `<NAME>` and its name is added to `unset`: for checking
+ * configuration away from the environment it will run in (validate, the deployment tests).
+ */
+export function standInEnv(env: Record<string, string>, unset: Set<string>): Record<string, string> {
+  return new Proxy(env, {
+    get(target, name) {
+      if (typeof name !== "string") return undefined;
+      if (target[name] !== undefined) return target[name];
+      unset.add(name);
+      return `<${name}>`;
+    },
+  });
+}

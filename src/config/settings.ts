@@ -95,6 +95,12 @@ export const SettingsSchema = z.object({
     .describe("Port of the embedded demo agent (when ARCHESTRA_URL is unset); 0: any free port."),
 });
 
+/**
+ * Variables a deployment (compose, Helm) must set: unset, they mean the embedded local broker and
+ * demo agent, which only `deno task start` on a laptop wants.
+ */
+export const DEPLOYMENT_REQUIRED = ["KAFKA_BOOTSTRAP_SERVERS", "ARCHESTRA_URL"] as const;
+
 /** Settings with the names the code uses. */
 export interface Settings {
   archestraUrl?: string;

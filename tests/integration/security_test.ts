@@ -121,16 +121,16 @@ Deno.test(
         assert.equal(first.code, 1);
         assert.match(first.stderr, /cannot reach Kafka at 127\.0\.0\.1:\d+: .*certificate/);
         const noClientCert = await startMain({
-        PIPELINES_DIR: anyPipeline,
-        KAFKA_BOOTSTRAP_SERVERS: broker.secure!.SSL,
-        ARCHESTRA_URL: agent.url,
-        KAFKA_SECURITY_PROTOCOL: "SSL",
-        ...tls,
-      });
-      const refused = await noClientCert.output;
-      assert.equal(refused.code, 1, "the broker requires a client certificate");
-      assert.match(refused.stderr, /cannot reach Kafka at 127\.0\.0\.1:\d+: .*[Cc]ertificate/);
-      const missingFile = await startMain({
+          PIPELINES_DIR: anyPipeline,
+          KAFKA_BOOTSTRAP_SERVERS: broker.secure!.SSL,
+          ARCHESTRA_URL: agent.url,
+          KAFKA_SECURITY_PROTOCOL: "SSL",
+          ...tls,
+        });
+        const refused = await noClientCert.output;
+        assert.equal(refused.code, 1, "the broker requires a client certificate");
+        assert.match(refused.stderr, /cannot reach Kafka at 127\.0\.0\.1:\d+: .*[Cc]ertificate/);
+        const missingFile = await startMain({
           PIPELINES_DIR: anyPipeline,
           KAFKA_BOOTSTRAP_SERVERS: broker.secure!.SSL,
           ARCHESTRA_URL: agent.url,
