@@ -27,6 +27,7 @@ import { outputTopicTest } from "./kafka/topics.ts";
 import type { Job, Pipeline } from "./model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
+import { endMessageSpan } from "./ops/tracing.ts";
 import { decode } from "./stages/decode.ts";
 import { invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
@@ -276,6 +277,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
   const record = (job: Job, outcome: Outcome) => {
     metrics.outcome(job, outcome);
+    endMessageSpan(job, outcome);
     const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset: job.ctx.offset };
     switch (outcome) {
       case "replied":

@@ -10,6 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Batch, Job, MessageContext, Pipeline, SourceRecord } from "./model.ts";
+import { startMessageSpan } from "./ops/tracing.ts";
 import { topicMatches } from "./util/glob.ts";
 
 const utf8 = new TextDecoder();
@@ -63,7 +64,9 @@ export async function* dispatch(batches: AsyncIterable<Batch>, pipelines: readon
     if (!targets) byTopic.set(batch.topic, targets = pipelinesFor(pipelines, batch.topic));
     for (const record of batch.records) {
       for (const pipeline of targets) {
-        yield { record, ctx: contextFor(pipeline, record), pipeline, generation: batch.generation };
+        const job: Job = { record, ctx: contextFor(pipeline, record), pipeline, generation: batch.generation };
+        startMessageSpan(job);
+        yield job;
       }
     }
   }

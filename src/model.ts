@@ -4,6 +4,7 @@
  * skipped passes the later stages untouched until publish writes its outcome.
  */
 import type { StageFailure } from "./errors.ts";
+import type { Span } from "@opentelemetry/api";
 import type { PipelineExample } from "./config/pipeline_schema.ts";
 import type { Template } from "./template.ts";
 
@@ -82,6 +83,8 @@ export interface Job {
   skipped?: boolean;
   /** Given up at shutdown before it finished: neither published nor committed, so seen again. */
   abandoned?: boolean;
+  /** Its OpenTelemetry span, while tracing is on (see src/ops/tracing.ts). */
+  span?: Span;
   /** With exactly-once delivery: the records written for this job, waiting for its transaction. */
   staged?: { topic: string; record: OutRecord }[];
 }

@@ -33,6 +33,8 @@ export interface SendMessageRequest {
   timeoutMs: number;
   /** Cancels the call (on shutdown); counts as a transient failure. */
   signal?: AbortSignal;
+  /** W3C trace context to send on (`traceparent` header). */
+  traceparent?: string;
 }
 
 const TERMINAL_FAILURES = new Set(["failed", "canceled", "rejected"]);
@@ -168,6 +170,7 @@ async function call(
         "content-type": "application/json",
         accept: "application/json",
         ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
+        ...(request.traceparent ? { traceparent: request.traceparent } : {}),
       },
       body: JSON.stringify({ jsonrpc: "2.0", id: crypto.randomUUID(), method, params }),
       signal,

@@ -59,6 +59,8 @@ export interface ReceivedRequest {
   promptId: string;
   method: string;
   authorization: string | null;
+  /** The W3C trace context the caller sent, if any. */
+  traceparent: string | null;
   message?: Message;
   at: number;
 }
@@ -192,6 +194,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       promptId,
       method: body.method ?? "",
       authorization,
+      traceparent: request.headers.get("traceparent"),
       message: body.params?.message,
       at: Date.now(),
     });

@@ -20,6 +20,7 @@ import { failure } from "../errors.ts";
 import { isLive, type Job, orderingKey, type Pipeline, type Route } from "../model.ts";
 import { Circuit } from "../a2a/circuit.ts";
 import { sendMessage } from "../a2a/send_message.ts";
+import { agentCallTraceparent, withJobSpan } from "../ops/tracing.ts";
 import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { LatencyWindow } from "../util/latency_window.ts";
@@ -107,7 +108,18 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       job.abandoned = true;
       return job;
     }
-    const outcome = await sendMessage({ url, token, message, timeoutMs: route.timeoutMs, signal: ctx.signal });
+    const outcome = await withJobSpan(
+      job,
+      () =>
+        sendMessage({
+          url,
+          token,
+          message,
+          timeoutMs: route.timeoutMs,
+          signal: ctx.signal,
+          traceparent: agentCallTraceparent(job),
+        }),
+    );
     if ("reply" in outcome) {
       circuit.succeeded();
       job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started), url };

@@ -15,6 +15,7 @@ import { errorMessage, failure } from "../errors.ts";
 import { type Job, orderingKey, type OutRecord } from "../model.ts";
 
 export type { OutRecord };
+import { traceparentOf } from "../ops/tracing.ts";
 import { lookup } from "../placeholders.ts";
 import { renderTemplate, type Template } from "../template.ts";
 import { mapUnordered } from "../util/concurrent.ts";
@@ -96,7 +97,7 @@ export function correlationHeaders(job: Job): Record<string, string> {
     "x-source-offset": ctx.offset,
     "x-pipeline": ctx.pipeline,
     ...(job.route ? { "x-route": job.route.name } : {}),
-    ...(ctx.headers.traceparent ? { traceparent: ctx.headers.traceparent } : {}),
+    ...(traceparentOf(job) ? { traceparent: traceparentOf(job)! } : {}),
   };
 }
 

@@ -172,3 +172,32 @@ export async function committedOffsets(kafka: Kafka, groupId: string, topic: str
     await admin.disconnect();
   }
 }
+
+/**
+ * Every record `topic` holds now, read_committed: writes an end marker (key `end`) to each
+ * partition, reads until all markers are back, and returns the other records (without the markers
+ * of earlier calls either: keys `end-…` are reserved for them). Once the
+ * writers have stopped, this proves there are no more (record counts cannot: transaction markers
+ * take offsets too).
+ */
+export async function readAll(kafka: Kafka, topic: string, timeoutMs = 120_000): Promise<ReadRecord[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  let partitions: number;
+  try {
+    partitions = (await admin.fetchTopicOffsets(topic)).length;
+  } finally {
+    await admin.disconnect();
+  }
+  const marker = `end-${uniqueId()}`;
+  await produce(
+    kafka,
+    topic,
+    Array.from({ length: partitions }, (_, partition) => ({ key: marker, value: "{}", partition })),
+  );
+  const records = await readRecords(kafka, [topic], 0, {
+    until: (read) => read.filter((r) => r.key === marker).length === partitions,
+    timeoutMs,
+  });
+  return records.filter((r) => r.key !== marker && !r.key?.startsWith("end-"));
+}

@@ -1,0 +1,80 @@
+/**
+ * One OpenTelemetry span per message and pipeline, from consume to publish, through Deno's built-in
+ * OpenTelemetry (`OTEL_DENO=true`, exported over OTLP as `OTEL_EXPORTER_OTLP_*` configure it). A
+ * `traceparent` header on the source message makes the span its child; the span's own traceparent
+ * goes to the agent with the call and onto the reply and DLQ records, so one trace runs from the
+ * producer through the agent to whoever consumes the reply.
+ *
+ * Without OpenTelemetry enabled nothing is recorded, and a source `traceparent` is passed on as it
+ * came, so the agent and downstream consumers still see the producer's trace.
+ *
+ * @example
+ * ```ts
+ * import { endMessageSpan, startMessageSpan, traceparentOf } from "./tracing.ts";
+ * // startMessageSpan(job);                 // at dispatch
+ * // headers.traceparent = traceparentOf(job);
+ * // endMessageSpan(job, "replied");        // once its outcome is written
+ * ```
+ */
+import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Job } from "../model.ts";
+import type { Outcome } from "../stages/publish.ts";
+
+const tracer = trace.getTracer("agentstream");
+
+/** Starts the job's span, as a child of the source message's `traceparent` when it has one. */
+export function startMessageSpan(job: Job): void {
+  const { ctx } = job;
+  const parent = propagation.extract(context.active(), ctx.headers);
+  const span = tracer.startSpan(`process ${ctx.topic}`, {
+    kind: SpanKind.CONSUMER,
+    attributes: {
+      "messaging.system": "kafka",
+      "messaging.operation.type": "process",
+      "messaging.destination.name": ctx.topic,
+      "messaging.destination.partition.id": String(ctx.partition),
+      "messaging.kafka.offset": Number(ctx.offset),
+      "messaging.message.id": ctx.messageId,
+      "agentstream.pipeline": ctx.pipeline,
+    },
+  }, parent);
+  if (span.isRecording()) job.span = span;
+}
+
+/** The `traceparent` to send on for a job: its span's, else the source message's own, if any. */
+export function traceparentOf(job: Job): string | undefined {
+  if (!job.span) return job.ctx.headers.traceparent;
+  const { traceId, spanId, traceFlags } = job.span.spanContext();
+  return `00-${traceId}-${spanId}-${traceFlags.toString(16).padStart(2, "0")}`;
+}
+
+/**
+ * The `traceparent` header for the agent call, if we set it ourselves: while tracing, Deno's fetch
+ * instrumentation adds its own (a child span of the job's), and a second value would be invalid.
+ */
+export function agentCallTraceparent(job: Job): string | undefined {
+  return job.span ? undefined : traceparentOf(job);
+}
+
+/** Runs `call` with the job's span active, so Deno's fetch span for the agent call is its child. */
+export function withJobSpan<T>(job: Job, call: () => T): T {
+  return job.span ? context.with(trace.setSpan(context.active(), job.span), call) : call();
+}
+
+/** Ends the job's span with its route, agent and outcome. */
+export function endMessageSpan(job: Job, outcome: Outcome): void {
+  const span: Span | undefined = job.span;
+  if (!span) return;
+  const agent = job.route?.agent;
+  span.setAttributes({
+    "agentstream.route": job.route?.name ?? "",
+    "agentstream.agent": agent ? agent.promptId ?? agent.url : "",
+    "agentstream.outcome": outcome,
+    ...(job.reply ? { "agentstream.attempts": job.reply.attempts } : {}),
+  });
+  if (job.failure) {
+    span.setAttributes({ "error.type": `${job.failure.stage}/${job.failure.class}` });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: job.failure.message });
+  }
+  span.end();
+}
