@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { readDotEnv } from "../src/config/dotenv.ts";
 import { loadSettings } from "../src/config/settings.ts";
-import { errorMessage, FatalError } from "../src/errors.ts";
+import { errorMessage, FatalError, runCommand } from "../src/errors.ts";
 import { ensureLocalBroker } from "../src/infra/local_broker.ts";
 import { createKafka } from "../src/kafka/client.ts";
 import { type ReplayCounts, replayDlq } from "../src/replay.ts";
@@ -123,10 +123,4 @@ async function main(): Promise<void> {
   if (!dryRun && counts.replayed) console.log(`replay: to replay only newer failures next time: --since ${startedAt}`);
 }
 
-try {
-  await main();
-} catch (error) {
-  if (!(error instanceof FatalError)) throw error;
-  for (const line of error.lines) console.error(line);
-  Deno.exit(error.exitCode);
-}
+await runCommand(main);

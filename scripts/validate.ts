@@ -13,7 +13,7 @@ import { readDotEnv } from "../src/config/dotenv.ts";
 import { standInEnv } from "../src/config/expand.ts";
 import { configuredSources, type PipelineSource, readPipelines } from "../src/config/load_pipelines.ts";
 import { loadSettings } from "../src/config/settings.ts";
-import { FatalError } from "../src/errors.ts";
+import { runCommand } from "../src/errors.ts";
 
 async function sourcesFrom(args: string[]): Promise<PipelineSource[]> {
   const sources: PipelineSource[] = [];
@@ -46,10 +46,4 @@ async function main(): Promise<number> {
   return problems.length ? 1 : 0;
 }
 
-try {
-  Deno.exit(await main());
-} catch (error) {
-  if (!(error instanceof FatalError)) throw error;
-  for (const line of error.lines) console.error(line);
-  Deno.exit(error.exitCode);
-}
+await runCommand(main);

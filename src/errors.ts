@@ -53,3 +53,18 @@ export class FatalError extends Error {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Runs a command's `main` and exits with the code it returns (0 when none); a {@link FatalError}
+ * prints its lines to stderr, each after `prefix`, and exits with its code. Anything else is a bug
+ * and is thrown, with its stack.
+ */
+export async function runCommand(main: () => Promise<number | void>, prefix = ""): Promise<never> {
+  try {
+    Deno.exit((await main()) ?? 0);
+  } catch (error) {
+    if (!(error instanceof FatalError)) throw error;
+    for (const line of error.lines) console.error(`${prefix}${line}`);
+    Deno.exit(error.exitCode);
+  }
+}

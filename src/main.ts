@@ -9,7 +9,7 @@ import { type Bridge, startBridge } from "./bridge.ts";
 import { readDotEnv } from "./config/dotenv.ts";
 import { loadPipelines } from "./config/load_pipelines.ts";
 import { loadSettings } from "./config/settings.ts";
-import { FatalError } from "./errors.ts";
+import { runCommand } from "./errors.ts";
 import { ensureLocalBroker } from "./infra/local_broker.ts";
 import { createKafka } from "./kafka/client.ts";
 import { setupLogging } from "./log.ts";
@@ -119,12 +119,4 @@ async function createDemoTopics(kafka: ReturnType<typeof createKafka>, topics: s
   }
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main());
-  } catch (error) {
-    if (!(error instanceof FatalError)) throw error;
-    for (const line of error.lines) console.error(line);
-    Deno.exit(error.exitCode);
-  }
-}
+if (import.meta.main) await runCommand(main);
