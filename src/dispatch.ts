@@ -8,10 +8,10 @@
  * // for await (const job of dispatch(source.batches(), pipelines)) ...
  * ```
  */
-import { createHash } from "node:crypto";
 import type { Batch, Job, MessageContext, Pipeline, SourceRecord } from "./model.ts";
 import { startMessageSpan } from "./ops/tracing.ts";
 import { topicMatches } from "./util/glob.ts";
+import { nameBasedUuid } from "./util/uuid.ts";
 
 const utf8 = new TextDecoder();
 
@@ -25,12 +25,7 @@ export function pipelinesFor(pipelines: readonly Pipeline[], topic: string): Pip
  * (version 8, name-based), so an agent can recognise a redelivery.
  */
 export function messageIdFor(pipeline: string, record: Pick<SourceRecord, "topic" | "partition" | "offset">): string {
-  const hex = createHash("sha256").update(`${pipeline}\n${record.topic}\n${record.partition}\n${record.offset}`)
-    .digest("hex");
-  const variant = ((parseInt(hex[16], 16) & 0x3) | 0x8).toString(16);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${
-    hex.slice(20, 32)
-  }`;
+  return nameBasedUuid(`${pipeline}\n${record.topic}\n${record.partition}\n${record.offset}`);
 }
 
 function headerText(value: Uint8Array | Uint8Array[]): string {

@@ -5,11 +5,19 @@
  * - `permanent`: retrying cannot help (bad JSON, a missing template field, a JSON-RPC error, HTTP 4xx).
  * - `transient`: may succeed later (timeout, connection refused, HTTP 429/5xx); retried by invoke.
  * - `exhausted`: a transient failure that outlived its retries.
+ * - `input-required`, `auth-required`: the agent's task stopped to ask for more (x-task-id names it).
+ * - `loop`: a chain of pipelines went deeper than its limit (x-hop-count).
  */
 import { redact } from "./secrets.ts";
 
 export type Stage = "decode" | "match" | "transform" | "invoke" | "publish";
-export type FailureClass = "permanent" | "transient" | "exhausted";
+export type FailureClass =
+  | "permanent"
+  | "transient"
+  | "exhausted"
+  | "input-required"
+  | "auth-required"
+  | "loop";
 
 /** Why one message could not be turned into a reply. */
 export interface StageFailure {
@@ -20,6 +28,8 @@ export interface StageFailure {
   readonly attempts: number;
   /** For transient failures: how long the other side asked us to wait (HTTP `Retry-After`). */
   readonly retryAfterMs?: number;
+  /** The agent's task, when the failure is about one. */
+  readonly taskId?: string;
 }
 
 /** Builds a {@link StageFailure}; the one constructor every stage uses. */
@@ -27,7 +37,7 @@ export function failure(
   stage: Stage,
   failureClass: FailureClass,
   message: string,
-  extra: { attempts?: number; retryAfterMs?: number } = {},
+  extra: { attempts?: number; retryAfterMs?: number; taskId?: string } = {},
 ): StageFailure {
   return { stage, class: failureClass, message: redact(message), attempts: extra.attempts ?? 0, ...extra };
 }

@@ -4,7 +4,7 @@
  * set is used as given. Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.
  */
 import { getLogger } from "@logtape/logtape";
-import { DEMO_PROMPT_IDS, startDemoAgent } from "./agent/demo_agent.ts";
+import { DEMO_BEHAVIOURS, DEMO_PROMPT_IDS, startDemoAgent } from "./agent/demo_agent.ts";
 import { type Bridge, startBridge } from "./bridge.ts";
 import { readDotEnv } from "./config/dotenv.ts";
 import { loadPipelines } from "./config/load_pipelines.ts";
@@ -60,7 +60,7 @@ async function main(): Promise<number> {
   log.info("Kafka at {brokers}, consumer group {group}", { brokers, group: settings.groupId });
 
   let archestraUrl = settings.archestraUrl;
-  const agent = demoAgent ? startDemoAgent({ port: settings.demoAgentPort }) : undefined;
+  const agent = demoAgent ? startDemoAgent({ port: settings.demoAgentPort, behaviours: DEMO_BEHAVIOURS }) : undefined;
   if (agent) {
     archestraUrl = agent.url;
     log.info("ARCHESTRA_URL is not set: using the embedded demo agent at {url} (embedded default)", {

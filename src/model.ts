@@ -89,6 +89,15 @@ export interface Job {
   staged?: { topic: string; record: OutRecord }[];
 }
 
+/**
+ * How many pipelines' replies in a row a message is (its `x-hop-count` header, which every reply
+ * carries one higher than its source): 0 for an event from outside.
+ */
+export function hopCount(ctx: MessageContext): number {
+  const hops = Number(ctx.headers["x-hop-count"] ?? "0");
+  return Number.isInteger(hops) && hops > 0 ? hops : 0;
+}
+
 /** Whether a job still has work ahead of it (not failed, skipped or abandoned). */
 export function isLive(job: Job): boolean {
   return job.failure === undefined && !job.skipped && !job.abandoned;
@@ -126,6 +135,8 @@ export interface Route {
   readonly onMissing: "error" | "empty";
   readonly agent: AgentTarget;
   readonly timeoutMs: number;
+  /** `key`: one A2A conversation (contextId) per Kafka key; `none`: every call on its own. */
+  readonly context: "key" | "none";
 }
 
 /** A validated pipeline, ready to run. */
@@ -137,13 +148,15 @@ export interface Pipeline {
   readonly decode: "json" | "text" | "bytes";
   readonly routes: readonly Route[];
   readonly unmatched: "skip" | "dlq";
-  readonly publish: { readonly responses: Template; readonly dlq: Template };
+  readonly publish: { readonly responses: Template; readonly dlq: Template; readonly format: "envelope" | "text" };
   readonly delivery: {
     readonly guarantee: "at-least-once" | "exactly-once";
     readonly ordering: "key" | "partition" | "none";
     readonly concurrency: number;
     readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };
   };
+  /** A message that is the reply of this many pipelines in a row goes to the DLQ as a loop. */
+  readonly maxHops: number;
   /** Events with what they must become; see src/pipeline_examples.ts. */
   readonly examples: readonly PipelineExample[];
 }

@@ -109,11 +109,14 @@ function readResult(result: Message | Task | undefined): { reply: A2AReply } | {
     const state = result.status.state;
     const statusText = textOf(result.status.message?.parts);
     if (state !== "completed") {
+      // A task waiting for input or authorisation has its own class: someone has to act on it.
+      const failureClass = state === "input-required" || state === "auth-required" ? state : "permanent";
       return {
         failure: failure(
           "invoke",
-          "permanent",
+          failureClass,
           `task ${result.id} ended ${state}${statusText ? `: ${statusText}` : ""}`,
+          { taskId: result.id },
         ),
       };
     }

@@ -13,7 +13,7 @@
  * await agent.close();
  * ```
  */
-import type { AgentCard, Message, Task } from "@a2a-js/sdk";
+import type { AgentCard, Message, Part, Task } from "@a2a-js/sdk";
 import {
   type AgentExecutor,
   DefaultRequestHandler,
@@ -28,7 +28,12 @@ export const DEMO_PROMPT_IDS = {
   CUSTOMER_SUPPORT_PROMPT_ID: "customer-support",
   ORDER_PROCESSING_PROMPT_ID: "order-processing",
   ANALYTICS_PROMPT_ID: "analytics",
+  /** For the chaining example (pipelines/examples/chaining). */
+  ESCALATION_PROMPT_ID: "escalation",
 };
+
+/** How the embedded demo agent answers the shipped prompts: support replies carry a severity. */
+export const DEMO_BEHAVIOURS: Record<string, Behaviour> = { "customer-support": { classify: true } };
 
 /** How the agent treats calls to one prompt id. */
 export interface Behaviour {
@@ -46,6 +51,10 @@ export interface Behaviour {
   /** Answer with a Task: `completed` at once, or `working` until polled `polls` times (default 2). */
   task?: "completed" | "working";
   polls?: number;
+  /** The state a `working` task ends in (default `completed`). */
+  finalState?: "completed" | "failed" | "input-required" | "auth-required";
+  /** Add a data part `{ severity }` to each reply: `critical` when the text speaks of money or outages. */
+  classify?: boolean;
   /** Hold every answer until this settles: lets a test act while a call is in flight. */
   gate?: Promise<unknown>;
   /** Answer with this as the JSON-RPC `result`, whatever it is (a broken agent). */
@@ -90,6 +99,11 @@ export interface DemoAgent {
 }
 
 /** The deterministic reply text for a request text sent to a prompt id. */
+/** How the demo agent classifies a text, for `classify`: deterministic keywords, no model. */
+export function demoSeverity(text: string): "critical" | "normal" {
+  return /charged|refund|outage|down|security|breach/i.test(text) ? "critical" : "normal";
+}
+
 export function demoReply(promptId: string, text: string): string {
   const firstLine = text.split("\n").find((line) => line.trim()) ?? "";
   return `Demo agent [${promptId}] received ${text.length} characters. First line: ${firstLine.slice(0, 120)}`;
@@ -117,8 +131,9 @@ function textOf(message: Message): string {
 function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
   return {
     execute(request: RequestContext, bus: ExecutionEventBus): Promise<void> {
-      const reply = demoReply(promptId, textOf(request.userMessage));
-      const parts = [{ kind: "text" as const, text: reply }];
+      const text = textOf(request.userMessage);
+      const parts: Part[] = [{ kind: "text", text: demoReply(promptId, text) }];
+      if (behaviour().classify) parts.push({ kind: "data", data: { severity: demoSeverity(text) } });
       if (behaviour().task === "completed") {
         const task: Task = {
           kind: "task",
@@ -262,8 +277,13 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     }
     entry.polls++;
     const finished = entry.polls >= (behaviour.polls ?? 2);
-    const task = finished
-      ? { ...entry.task, status: { state: "completed" as const, timestamp: new Date().toISOString() } }
+    const state = behaviour.finalState ?? "completed";
+    const task: Task = finished
+      ? {
+        ...entry.task,
+        ...(state === "completed" ? {} : { artifacts: [] }),
+        status: { state, timestamp: new Date().toISOString() },
+      }
       : { ...entry.task, artifacts: [] };
     return json({ jsonrpc: "2.0", id: body.id, result: task });
   };

@@ -158,8 +158,14 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
         ? { url: route.invoke.url, token: secret(route.invoke.token) }
         : { promptId: route.invoke.prompt_id! },
       timeoutMs: route.invoke.timeout,
+      context: route.invoke.context,
     })),
-    publish: { responses: template(spec.publish.responses), dlq: template(spec.publish.dlq) },
+    publish: {
+      responses: template(spec.publish.responses),
+      dlq: template(spec.publish.dlq),
+      format: spec.publish.format,
+    },
+    maxHops: spec.chain.max_hops,
     delivery: {
       guarantee: spec.delivery.guarantee,
       ordering: spec.delivery.ordering,
@@ -180,10 +186,15 @@ export interface PipelineSource {
   format: "pipeline" | "routes";
 }
 
-/** The files a configuration names: `routesFile` when given, else every `*.yaml`/`*.yml` in `dir`. */
+/**
+ * The files a configuration names: `routesFile` when given, else every `*.yaml`/`*.yml` in `dir`
+ * (a comma-separated list of directories: `pipelines,pipelines/examples/chaining`).
+ */
 export async function configuredSources(config: { routesFile?: string; dir: string }): Promise<PipelineSource[]> {
   if (config.routesFile) return [{ file: config.routesFile, format: "routes" }];
-  return (await listPipelineFiles(config.dir)).map((file) => ({ file, format: "pipeline" }));
+  const dirs = config.dir.split(",").map((dir) => dir.trim()).filter(Boolean);
+  const files = (await Promise.all(dirs.map(listPipelineFiles))).flat();
+  return files.map((file) => ({ file, format: "pipeline" }));
 }
 
 /**

@@ -69,6 +69,9 @@ const InvokeSchema = z.strictObject({
   timeout: Duration.refine((ms) => ms > 0, "must be more than 0").prefault("60s").describe(
     "Limit for one agent call (each retry gets its own).",
   ),
+  context: z.enum(["none", "key"]).default("none").describe(
+    "key: messages with the same Kafka key share one A2A contextId (one conversation per key); none: independent calls.",
+  ),
 }).superRefine((invoke, ctx) => {
   if ((invoke.prompt_id === undefined) === (invoke.url === undefined)) {
     ctx.addIssue({ code: "custom", message: "give exactly one of prompt_id and url" });
@@ -119,7 +122,15 @@ export const PipelineFileSchema = z.strictObject({
   publish: z.strictObject({
     responses: TemplateText.default("{$topic}.responses").describe("Topic for replies (a template)."),
     dlq: TemplateText.default("{$topic}.dlq").describe("Topic for failures (a template)."),
+    format: z.enum(["envelope", "text"]).default("envelope")
+      .describe("envelope: the JSON envelope; text: the reply text alone, for simple consumers."),
   }).prefault({}).describe("Where outcomes go."),
+  chain: z.strictObject({
+    max_hops: z.int().min(1).max(100).default(8)
+      .describe(
+        "A message that is already the reply of this many pipelines in a row (x-hop-count) goes to the DLQ as a loop.",
+      ),
+  }).prefault({}).describe("Limits for pipelines that consume other pipelines' replies."),
   delivery: z.strictObject({
     guarantee: z.enum(["at-least-once", "exactly-once"]).default("at-least-once")
       .describe(

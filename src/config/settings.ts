@@ -80,7 +80,8 @@ export const SettingsSchema = z.object({
     .describe("Agent call retries after the first attempt, unless a pipeline sets its own."),
   RETRY_DELAY: durationMs("1.0", true).describe("First retry delay in seconds, doubled on each retry."),
   ROUTES_CONFIG_FILE: optional.describe("A routes file in the old bridge's JSON format."),
-  PIPELINES_DIR: z.string().default("pipelines").describe("Where pipelines/*.yaml are read from."),
+  PIPELINES_DIR: z.string().default("pipelines")
+    .describe("Where pipeline files (*.yaml) are read from; several directories: comma-separated."),
   COMMIT_INTERVAL: durationMs("1s").describe("How often finished offsets are committed."),
   MAX_IN_FLIGHT: z.coerce.number().int().min(1).default(1000)
     .describe("Messages consumed but not yet finished; at this many, fetching pauses until half are done."),

@@ -24,6 +24,7 @@ import { agentCallTraceparent, withJobSpan } from "../ops/tracing.ts";
 import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { LatencyWindow } from "../util/latency_window.ts";
+import { nameBasedUuid } from "../util/uuid.ts";
 
 export interface InvokeContext {
   /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/v1/a2a/{prompt_id}`. */
@@ -51,10 +52,12 @@ export function agentEndpoint(route: Route, ctx: InvokeContext): { url: string; 
 /** The A2A message for a job: spec-complete, with a message id that is stable across redeliveries. */
 export function buildMessage(job: Job): Message {
   const { ctx } = job;
+  const contextId = job.route?.context === "key" && ctx.key !== null ? contextIdFor(ctx.pipeline, ctx.key) : undefined;
   return {
     kind: "message",
     role: "user",
     messageId: ctx.messageId,
+    ...(contextId ? { contextId } : {}),
     parts: [{ kind: "text", text: job.text ?? "" }],
     metadata: {
       topic: ctx.topic,
@@ -66,6 +69,14 @@ export function buildMessage(job: Job): Message {
       correlation_id: ctx.correlationId,
     },
   };
+}
+
+/**
+ * The A2A contextId of a Kafka key in a pipeline (`invoke.context: key`): the same for every message
+ * with that key, so the agent sees one conversation per customer, order or device.
+ */
+export function contextIdFor(pipeline: string, key: string): string {
+  return nameBasedUuid(`context\n${pipeline}\n${key}`);
 }
 
 /** The wait before retry number `retry` (1-based): doubling from `backoffMs`, capped, half jittered. */
@@ -131,7 +142,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       job.abandoned = true;
       return job;
     }
-    if (problem.class === "permanent") {
+    if (problem.class !== "transient") {
       circuit.succeeded(); // the agent answered: it is up, it just refused this message
       job.failure = { ...problem, attempts: attempt };
       return job;

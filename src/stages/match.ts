@@ -10,7 +10,7 @@
  * ```
  */
 import { failure } from "../errors.ts";
-import type { Job, MessageContext, Route } from "../model.ts";
+import { hopCount, type Job, type MessageContext, type Route } from "../model.ts";
 import { topicMatches } from "../util/glob.ts";
 import { getPath } from "../util/path.ts";
 import { perJob } from "./stage.ts";
@@ -30,6 +30,15 @@ export function routeMatches(route: Route, ctx: MessageContext, value: unknown):
 
 /** Matches one job in place. */
 export function matchJob(job: Job): void {
+  const hops = hopCount(job.ctx);
+  if (hops >= job.pipeline.maxHops) {
+    job.failure = failure(
+      "match",
+      "loop",
+      `a chain of ${hops} replies reached pipeline ${job.pipeline.name} (chain.max_hops ${job.pipeline.maxHops})`,
+    );
+    return;
+  }
   job.route = job.pipeline.routes.find((route) => routeMatches(route, job.ctx, job.value));
   if (job.route) return;
   if (job.pipeline.unmatched === "dlq") {

@@ -12,7 +12,7 @@
  * ```
  */
 import { errorMessage, failure } from "../errors.ts";
-import { type Job, orderingKey, type OutRecord } from "../model.ts";
+import { hopCount, type Job, orderingKey, type OutRecord } from "../model.ts";
 
 export type { OutRecord };
 import { traceparentOf } from "../ops/tracing.ts";
@@ -78,6 +78,7 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
     request: { text: job.text ?? null, message_id: ctx.messageId },
     reply: {
       text: reply?.text ?? null,
+      data: replyData(reply?.parts ?? []),
       parts: reply?.parts ?? [],
       task_id: reply?.taskId ?? null,
       context_id: reply?.contextId ?? null,
@@ -85,6 +86,25 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
     attempts: reply?.attempts ?? 0,
     latency_ms: reply?.latencyMs ?? 0,
   };
+}
+
+/**
+ * The reply record: the source key, the envelope as JSON (or, with `publish.format: text`, the
+ * reply text alone), the correlation headers and the next hop count of a chain.
+ */
+export function replyRecord(job: Job): OutRecord {
+  const value = job.pipeline.publish.format === "text" ? job.reply!.text : JSON.stringify(replyEnvelope(job));
+  return {
+    key: job.record.key,
+    value: encoder.encode(value),
+    headers: { ...correlationHeaders(job), "x-hop-count": String(hopCount(job.ctx) + 1) },
+  };
+}
+
+/** The first data part of a reply (JSON an agent returned as data), or null. */
+function replyData(parts: readonly unknown[]): unknown {
+  const part = parts.find((p) => (p as { kind?: string })?.kind === "data") as { data?: unknown } | undefined;
+  return part?.data ?? null;
 }
 
 /** Headers every output record carries, tying it to its source message. */
@@ -115,6 +135,7 @@ export function dlqRecord(job: Job, now = new Date()): OutRecord {
       // Header values are bytes on the wire; keep them short and on one line.
       "x-error-message": problem.message.replace(/\s+/g, " ").slice(0, 1000),
       "x-error-attempts": String(problem.attempts),
+      ...(problem.taskId ? { "x-task-id": problem.taskId } : {}),
       "x-failed-at": now.toISOString(),
     },
   };
@@ -129,11 +150,7 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
   if (job.skipped) return { job, outcome: "skipped" };
   if (!job.failure) {
     try {
-      await ctx.send(outputTopic(job.pipeline.publish.responses, job), {
-        key: job.record.key,
-        value: encoder.encode(JSON.stringify(replyEnvelope(job))),
-        headers: correlationHeaders(job),
-      }, job);
+      await ctx.send(outputTopic(job.pipeline.publish.responses, job), replyRecord(job), job);
       return { job, outcome: "replied" };
     } catch (error) {
       if (!(error instanceof UnnamedTopic) && !ctx.isPermanent?.(error)) throw error;

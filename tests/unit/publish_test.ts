@@ -48,6 +48,7 @@ Deno.test("a reply goes to <topic>.responses with the source key, the envelope a
     "x-pipeline": "orders",
     "x-route": "any",
     traceparent: "00-abc-def-01",
+    "x-hop-count": "1",
   });
 });
 
@@ -62,7 +63,7 @@ Deno.test("the envelope has the documented shape and never the token", () => {
       text: '{\n  "a": 1\n}',
       message_id: messageIdFor("orders", { topic: "orders.events", partition: 0, offset: "7" }),
     },
-    reply: { text: "done", parts: [{ kind: "text", text: "done" }], task_id: null, context_id: "ctx" },
+    reply: { text: "done", data: null, parts: [{ kind: "text", text: "done" }], task_id: null, context_id: "ctx" },
     attempts: 2,
     latency_ms: 40,
   });
@@ -157,4 +158,21 @@ publish: { responses: "replies.{tenant}" }
   assert.equal(sink.sent[0].topic, "a.dlq");
   assert.equal(sink.sent[0].record.headers["x-error-stage"], "publish");
   assert.match(String(sink.sent[0].record.headers["x-error-message"]), /no value for tenant/);
+});
+
+Deno.test("publish.format text writes the reply text alone; a data part becomes reply.data; hops count up", async () => {
+  const p = pipeline(
+    "name: plain\nsource: {topics: [orders.events]}\nroutes: [{name: r, invoke: {prompt_id: p}}]\npublish: {format: text}\n",
+  );
+  const j = job(p, record('{"a":1}', { headers: { "x-hop-count": "2" } }));
+  decodeJob(j);
+  matchJob(j);
+  transformJob(j);
+  const parts = [{ kind: "text", text: "fine" }, { kind: "data", data: { severity: "critical" } }];
+  j.reply = { text: "fine", parts, taskId: null, contextId: null, attempts: 1, latencyMs: 5, url: "http://a" };
+  const sink = recorder();
+  await publishJob(j, sink);
+  assert.equal(text(sink.sent[0].record.value), "fine");
+  assert.equal(sink.sent[0].record.headers["x-hop-count"], "3");
+  assert.deepEqual((replyEnvelope(j).reply as { data: unknown }).data, { severity: "critical" });
 });
