@@ -1,7 +1,8 @@
 /**
  * `deno task start`: runs the bridge. With nothing configured it runs the shipped pipelines against
  * a local broker and the demo agent; each of `KAFKA_BOOTSTRAP_SERVERS` and `ARCHESTRA_URL` that is
- * set is used as given. Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.
+ * set is used as given. Before consuming, every agent's card is fetched (`--no-preflight` skips it).
+ * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.
  */
 import { getLogger } from "@logtape/logtape";
 import { DEMO_BEHAVIOURS, DEMO_PROMPT_IDS, startDemoAgent } from "./agent/demo_agent.ts";
@@ -9,7 +10,10 @@ import { type Bridge, startBridge } from "./bridge.ts";
 import { readDotEnv } from "./config/dotenv.ts";
 import { loadPipelines } from "./config/load_pipelines.ts";
 import { loadSettings } from "./config/settings.ts";
-import { runCommand } from "./errors.ts";
+import { FatalError, runCommand } from "./errors.ts";
+import { preflight } from "./a2a/preflight.ts";
+import type { Pipeline } from "./model.ts";
+import { agentEndpoint } from "./stages/invoke.ts";
 import { ensureLocalBroker } from "./infra/local_broker.ts";
 import { createKafka } from "./kafka/client.ts";
 import { setupLogging } from "./log.ts";
@@ -73,6 +77,9 @@ async function main(): Promise<number> {
     });
   }
 
+  if (Deno.args.includes("--no-preflight")) log.info("--no-preflight: agent cards are not checked");
+  else await checkAgents(pipelines, archestraUrl!, settings.archestraToken);
+
   const kafka = createKafka(settings, brokers);
   if (!settings.bootstrapServers) await createDemoTopics(kafka, pipelines.flatMap((p) => p.topics));
   const bridge = started.bridge = await startBridge({
@@ -102,6 +109,20 @@ async function main(): Promise<number> {
   } finally {
     await agent?.close();
   }
+}
+
+/** Fetches every agent's card; an unknown prompt id or a refused token stops the start (exit code 2). */
+async function checkAgents(pipelines: Pipeline[], archestraUrl: string, archestraToken?: string): Promise<void> {
+  const targets = pipelines.flatMap((pipeline) =>
+    pipeline.routes.map((route, index) => ({
+      ...agentEndpoint(route, { archestraUrl, archestraToken }),
+      where: `${pipeline.file}:routes[${index}].invoke`,
+    }))
+  );
+  const { problems, warnings, cards } = await preflight(targets);
+  for (const warning of warnings) log.warn("preflight: {warning}", { warning });
+  if (problems.length) throw new FatalError(problems.map((p) => `preflight: ${p}`), { config: true });
+  log.info("preflight: {count} agents answered with their cards", { count: cards.size });
 }
 
 /** On the local broker, creates the pipelines' exact source topics so the demo needs no setup. */

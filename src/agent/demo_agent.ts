@@ -84,6 +84,8 @@ export interface DemoAgentOptions {
   token?: string;
   /** Keep the last this many requests (default 10,000). */
   keep?: number;
+  /** The prompt ids it knows; others get HTTP 404, as Archestra answers an unknown prompt. Default: any. */
+  prompts?: readonly string[];
 }
 
 export interface DemoAgent {
@@ -195,9 +197,20 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       return json(card(baseUrl));
     }
     if (request.method === "GET" && url.pathname === "/health") return json({ status: "ok" });
+    // Each prompt's own card, as Archestra serves it, and the newer well-known name.
+    const cardOf = /^\/v1\/a2a\/([^/]+)\/\.well-known\/agent(-card)?\.json$/.exec(url.pathname);
+    if (request.method === "GET" && cardOf) {
+      const promptId = decodeURIComponent(cardOf[1]);
+      if (options.token && request.headers.get("authorization") !== `Bearer ${options.token}`) {
+        return json({ error: "unauthorized" }, 401);
+      }
+      if (options.prompts && !options.prompts.includes(promptId)) return json({ error: "unknown prompt" }, 404);
+      return json(card(`${baseUrl}/v1/a2a/${promptId}`));
+    }
     const route = /^\/v1\/a2a\/([^/]+)\/?$/.exec(url.pathname);
     if (request.method !== "POST" || !route) return json({ error: "not found" }, 404);
     const promptId = decodeURIComponent(route[1]);
+    if (options.prompts && !options.prompts.includes(promptId)) return json({ error: "unknown prompt" }, 404);
     const authorization = request.headers.get("authorization");
     let body: { id?: unknown; method?: string; params?: { message?: Message; id?: string } };
     try {

@@ -31,12 +31,12 @@ export interface MainProcess {
  */
 export async function startMain(
   env: Record<string, string>,
-  options: { capture?: boolean } = {},
+  options: { capture?: boolean; args?: string[] } = {},
 ): Promise<MainProcess> {
   const capture = options.capture ?? true;
   const cwd = await Deno.makeTempDir({ prefix: "agentstream-main-" });
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `--config=${root}deno.json`, `${root}src/main.ts`],
+    args: ["run", "--allow-all", `--config=${root}deno.json`, `${root}src/main.ts`, ...options.args ?? []],
     cwd,
     clearEnv: true,
     env: {

@@ -1,0 +1,85 @@
+/**
+ * Preflight: before consuming anything, fetch the agent card of every agent the pipelines call,
+ * so that an unknown prompt id or a refused token stops the start with one clear line per route
+ * instead of filling the DLQ. The card is looked for at `{endpoint}/.well-known/agent.json` (as
+ * Archestra serves it for `/v1/a2a/{promptId}`), then at `{endpoint}/.well-known/agent-card.json`.
+ * An agent that cannot be reached is only a warning: it may come up later, and the circuit breaker
+ * handles an agent that is down.
+ *
+ * @example
+ * ```ts
+ * import { preflight } from "./preflight.ts";
+ * // const { problems, warnings } = await preflight([{ url, token, where: "pipelines/a.yaml:routes[0].invoke" }]);
+ * ```
+ */
+import type { AgentCard } from "@a2a-js/sdk";
+import { errorMessage } from "../errors.ts";
+
+export interface PreflightTarget {
+  /** The endpoint calls go to. */
+  url: string;
+  token?: string;
+  /** Where it is configured, for messages (`file:routes[0].invoke`). */
+  where: string;
+}
+
+export interface PreflightResult {
+  /** Reasons not to start, one line each. */
+  problems: string[];
+  /** Agents that could not be checked. */
+  warnings: string[];
+  /** The cards found, by endpoint. */
+  cards: Map<string, AgentCard>;
+}
+
+type Check = { card: AgentCard } | { refused: number } | { missing: number } | { unreachable: string };
+
+async function fetchCard(target: PreflightTarget, timeoutMs: number): Promise<Check> {
+  let status = 0;
+  for (const name of ["agent.json", "agent-card.json"]) {
+    let response: Response;
+    try {
+      response = await fetch(`${target.url.replace(/\/+$/, "")}/.well-known/${name}`, {
+        headers: { accept: "application/json", ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      return { unreachable: errorMessage(error) };
+    }
+    status = response.status;
+    if (status === 401 || status === 403) {
+      await response.body?.cancel();
+      return { refused: status };
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      if (status === 404) continue;
+      return { unreachable: `HTTP ${status}` };
+    }
+    const card = await response.json().catch(() => undefined);
+    if (card && typeof card === "object" && typeof card.name === "string") return { card };
+    status = 0;
+  }
+  return status === 404 ? { missing: status } : { unreachable: "no agent card in the answer" };
+}
+
+/** Checks each distinct endpoint once; every route that uses a bad one is named. */
+export async function preflight(targets: readonly PreflightTarget[], timeoutMs = 10_000): Promise<PreflightResult> {
+  const byUrl = new Map<string, PreflightTarget[]>();
+  for (const target of targets) byUrl.set(target.url, [...byUrl.get(target.url) ?? [], target]);
+  const result: PreflightResult = { problems: [], warnings: [], cards: new Map() };
+  await Promise.all([...byUrl].map(async ([url, users]) => {
+    const check = await fetchCard(users[0], timeoutMs);
+    for (const { where } of users) {
+      if ("card" in check) result.cards.set(url, check.card);
+      else if ("refused" in check) {
+        result.problems.push(`${where}: the agent at ${url} refused the token (HTTP ${check.refused})`);
+      } else if ("missing" in check) {
+        result.problems.push(`${where}: no agent at ${url} (HTTP 404): is the prompt id right?`);
+      } else result.warnings.push(`${where}: could not fetch the agent card of ${url}: ${check.unreachable}`);
+    }
+  }));
+  result.problems.sort();
+  result.warnings.sort();
+  return result;
+}
