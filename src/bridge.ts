@@ -22,6 +22,7 @@ import { dispatch, pipelinesFor } from "./dispatch.ts";
 import { errorMessage, FatalError } from "./errors.ts";
 import { KafkaSource } from "./kafka/source.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
+import { KafkaTaskRegistry } from "./kafka/task_registry.ts";
 import { TransactionalOutput } from "./kafka/transactions.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import type { Job, Pipeline } from "./model.ts";
@@ -54,6 +55,7 @@ export interface BridgeOptions {
     | "shutdownGraceMs"
     | "circuitFailures"
     | "transactionalId"
+    | "tasksTopic"
   >;
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
@@ -126,11 +128,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       : {}),
   });
   const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId) : undefined;
+  const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
   try {
     await admin.connect();
     await producer.connect();
+    await tasks.start();
   } catch (error) {
-    await Promise.allSettled([admin.disconnect(), producer.disconnect()]);
+    await Promise.allSettled([admin.disconnect(), producer.disconnect(), tasks.stop()]);
     throw new FatalError(`cannot reach Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
 
@@ -322,6 +326,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       signal: abort.signal,
       circuitFor,
       isCurrent,
+      tasks,
     }),
     { ...(transactional?.publishContext() ?? kafkaPublisher(producer)), isCurrent },
   );
@@ -344,7 +349,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       for (const circuit of circuits.values()) circuit.dispose();
       // Only what finished is committed; a failure above leaves the rest for the next run.
       await commit();
-      await Promise.allSettled([source.disconnect(), producer.disconnect(), admin.disconnect()]);
+      await Promise.allSettled([source.disconnect(), producer.disconnect(), admin.disconnect(), tasks.stop()]);
       const cause = reason ?? result;
       if (cause) throw cause instanceof FatalError ? cause : new FatalError(`stopped: ${errorMessage(cause)}`);
     })();

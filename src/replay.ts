@@ -17,7 +17,7 @@
  * ```
  */
 import { Buffer } from "node:buffer";
-import type { Kafka } from "kafkajs";
+import { type Kafka, Partitioners } from "kafkajs";
 import type { OutRecord } from "./model.ts";
 
 /** Headers the bridge adds to a DLQ record; they are removed again on replay. */
@@ -125,7 +125,11 @@ export async function replayDlq(options: ReplayOptions): Promise<ReplayCounts> {
   const admin = kafka.admin();
   const groupId = `agentstream-replay-${crypto.randomUUID()}`;
   const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 500 });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
   const counts: ReplayCounts = {
     read: 0,
     replayed: 0,

@@ -35,6 +35,14 @@ export interface SendMessageRequest {
   signal?: AbortSignal;
   /** W3C trace context to send on (`traceparent` header). */
   traceparent?: string;
+  /** A task the agent already works on for this message: poll it instead of sending the message. */
+  resumeTaskId?: string;
+  /**
+   * Called when the agent answers with a task that is not finished, before it is polled: the
+   * caller makes the task id durable, so a bridge that stops now resumes the task instead of
+   * sending the message again.
+   */
+  onTask?: (taskId: string) => Promise<void>;
 }
 
 const TERMINAL_FAILURES = new Set(["failed", "canceled", "rejected"]);
@@ -45,13 +53,22 @@ export async function sendMessage(
   request: SendMessageRequest,
 ): Promise<{ reply: A2AReply } | { failure: StageFailure }> {
   const deadline = Date.now() + request.timeoutMs;
-  const first = await rpc(request, deadline, "message/send", {
-    message: request.message,
-    configuration: { blocking: true, acceptedOutputModes: ["text/plain", "application/json"] },
-  });
-  if ("failure" in first) return first;
+  let first = request.resumeTaskId
+    ? await rpc(request, deadline, "tasks/get", { id: request.resumeTaskId })
+    : undefined;
+  // An agent that no longer knows the task (it restarted, or expired it) gets the message again.
+  const resumed = first !== undefined && !("failure" in first && first.failure.class === "permanent");
+  if (!resumed) {
+    first = await rpc(request, deadline, "message/send", {
+      message: request.message,
+      configuration: { blocking: true, acceptedOutputModes: ["text/plain", "application/json"] },
+    });
+  }
+  if ("failure" in first!) return first;
   try {
-    return await settle(request, deadline, first.result as Message | Task);
+    const result = first!.result as Message | Task;
+    if (!resumed && result?.kind === "task" && !isFinal(result)) await request.onTask?.(result.id);
+    return await settle(request, deadline, result);
   } catch (error) {
     // An answer of the wrong shape is the agent's bug; retrying the same message will not fix it.
     return { failure: failure("invoke", "permanent", `agent answered with an unreadable result: ${error}`) };
@@ -74,12 +91,25 @@ async function settle(
         ),
       };
     }
-    await new Promise((resolve) => setTimeout(resolve, pause));
+    await pauseUnlessAborted(pause, request.signal);
     const polled = await rpc(request, deadline, "tasks/get", { id: result.id });
     if ("failure" in polled) return polled;
     result = polled.result as Task;
   }
   return readResult(result);
+}
+
+/** Waits `ms`, or less when `signal` aborts (a stop does not wait for the next poll). */
+function pauseUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }
 
 function isFinal(task: Task): boolean {

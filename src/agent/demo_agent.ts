@@ -70,6 +70,8 @@ export interface ReceivedRequest {
   authorization: string | null;
   /** The W3C trace context the caller sent, if any. */
   traceparent: string | null;
+  /** For `tasks/get`: the task asked about. */
+  taskId?: string;
   message?: Message;
   at: number;
 }
@@ -223,6 +225,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       method: body.method ?? "",
       authorization,
       traceparent: request.headers.get("traceparent"),
+      taskId: body.params?.id,
       message: body.params?.message,
       at: Date.now(),
     });

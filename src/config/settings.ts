@@ -46,6 +46,9 @@ export const SettingsSchema = z.object({
   KAFKA_TRANSACTIONAL_ID: optional.describe(
     "With exactly-once pipelines: this process's transactional id, stable across its restarts and unique among replicas (default: group id and host name).",
   ),
+  TASKS_TOPIC: z.string().default("__agentstream.tasks").describe(
+    "Compacted topic where agent tasks still running are recorded, so a restarted bridge polls them instead of sending again.",
+  ),
   KAFKA_TOPIC_REFRESH: durationMs("5s")
     .describe("How often globs are matched again against the broker's topics."),
   KAFKA_SECURITY_PROTOCOL: z.enum(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
@@ -112,6 +115,7 @@ export interface Settings {
   topics?: string[];
   autoOffsetReset: "earliest" | "latest";
   topicRefreshMs: number;
+  tasksTopic: string;
   sessionTimeoutMs: number;
   transactionalId?: string;
   securityProtocol: "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL";
@@ -165,6 +169,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     topics: s.KAFKA_TOPICS,
     autoOffsetReset: s.KAFKA_AUTO_OFFSET_RESET,
     topicRefreshMs: s.KAFKA_TOPIC_REFRESH,
+    tasksTopic: s.TASKS_TOPIC,
     sessionTimeoutMs: s.KAFKA_SESSION_TIMEOUT,
     transactionalId: s.KAFKA_TRANSACTIONAL_ID,
     securityProtocol: s.KAFKA_SECURITY_PROTOCOL,

@@ -16,7 +16,9 @@
  * ```
  */
 import type { Message } from "@a2a-js/sdk";
-import { failure } from "../errors.ts";
+import { getLogger } from "@logtape/logtape";
+import { errorMessage, failure } from "../errors.ts";
+import type { RunningTask, TaskRegistry } from "../kafka/task_registry.ts";
 import { isLive, type Job, orderingKey, type Pipeline, type Route } from "../model.ts";
 import { Circuit } from "../a2a/circuit.ts";
 import { sendMessage } from "../a2a/send_message.ts";
@@ -25,6 +27,8 @@ import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { LatencyWindow } from "../util/latency_window.ts";
 import { nameBasedUuid } from "../util/uuid.ts";
+
+const log = getLogger(["agentstream", "invoke"]);
 
 export interface InvokeContext {
   /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/v1/a2a/{prompt_id}`. */
@@ -36,6 +40,8 @@ export interface InvokeContext {
   readonly circuitFor?: (url: string) => Circuit;
   /** Whether a job still belongs to the current generation; stale jobs are abandoned unstarted. */
   readonly isCurrent?: (job: Job) => boolean;
+  /** Where tasks the agent is still working on are recorded, to be resumed after a restart. */
+  readonly tasks?: TaskRegistry;
   /** For tests: waits between retries. */
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** For tests: jitter source in [0, 1). */
@@ -111,6 +117,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const sleep = ctx.sleep ?? abortableSleep;
   const circuit = ctx.circuitFor?.(url) ?? noCircuit;
   const message = buildMessage(job);
+  const taskKey = job.ctx.messageId;
   const started = performance.now();
   const successesBefore = circuit.successes;
   for (let attempt = 1;;) {
@@ -119,6 +126,10 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       job.abandoned = true;
       return job;
     }
+    // A task the agent already works on for this message (from an earlier run or attempt) is
+    // polled, not started again.
+    const running = ctx.tasks?.get(taskKey);
+    const resumeTaskId = running?.url === url ? running.taskId : undefined;
     const outcome = await withJobSpan(
       job,
       () =>
@@ -129,8 +140,14 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
           timeoutMs: route.timeoutMs,
           signal: ctx.signal,
           traceparent: agentCallTraceparent(job),
+          resumeTaskId,
+          onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
         }),
     );
+    // Over, one way or another, unless cut short by a stop: then the next run resumes the task.
+    if (!ctx.signal?.aborted && ("reply" in outcome || outcome.failure.class !== "transient")) {
+      ctx.tasks?.forget(taskKey);
+    }
     if ("reply" in outcome) {
       circuit.succeeded();
       job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started), url };
@@ -166,6 +183,18 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), retryAfter);
     attempt++;
     await sleep(delay, ctx.signal);
+  }
+}
+
+/**
+ * Records a running task; if that fails the task is still polled, but a stop before it ends means
+ * the message is sent to the agent again by the next run (as without a registry).
+ */
+async function rememberTask(tasks: TaskRegistry, key: string, task: RunningTask): Promise<void> {
+  try {
+    await tasks.remember(key, task);
+  } catch (error) {
+    log.warn("could not record task {taskId}: {error}", { taskId: task.taskId, error: errorMessage(error) });
   }
 }
 
