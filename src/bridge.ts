@@ -16,6 +16,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { type Kafka, Partitioners } from "kafkajs";
+import { AgentLimits } from "./a2a/agent_limits.ts";
 import { Circuit } from "./a2a/circuit.ts";
 import type { Settings } from "./config/settings.ts";
 import { dispatch, pipelinesFor } from "./dispatch.ts";
@@ -30,7 +31,8 @@ import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
 import { decode } from "./stages/decode.ts";
-import { invoke } from "./stages/invoke.ts";
+import { fanOut } from "./stages/fan_out.ts";
+import { agentEndpoint, invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
 import { type Outcome, publish } from "./stages/publish.ts";
 import { transform } from "./stages/transform.ts";
@@ -110,6 +112,27 @@ export interface Bridge {
   readonly done: Promise<void>;
 }
 
+/** The pipelines' agent limits by endpoint; two different limits for one agent are a {@link FatalError}. */
+export function agentLimits(
+  pipelines: readonly Pipeline[],
+  archestraUrl: string,
+  archestraToken?: string,
+): AgentLimits {
+  const limits = new AgentLimits();
+  const problems: string[] = [];
+  const seen = new Map<string, string>();
+  for (const pipeline of pipelines) {
+    pipeline.agentLimits.forEach(({ agent, ...limit }, index) => {
+      const { url } = agentEndpoint(agent, { archestraUrl, archestraToken });
+      const where = `${pipeline.file}:agent_limits[${index}]`;
+      if (!limits.set(url, limit)) problems.push(`${where}: ${url} has a different limit in ${seen.get(url)}`);
+      seen.set(url, seen.get(url) ?? where);
+    });
+  }
+  if (problems.length) throw new FatalError(problems, { config: true });
+  return limits;
+}
+
 /** Connects to Kafka and starts consuming. Throws a {@link FatalError} when Kafka cannot be reached. */
 export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const { kafka, pipelines, settings } = options;
@@ -128,6 +151,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       : {}),
   });
   const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId) : undefined;
+  const limits = agentLimits(pipelines, options.archestraUrl, settings.archestraToken);
   const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
   try {
     await admin.connect();
@@ -319,14 +343,21 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     checkInFlight();
   };
 
+  // A job split over several agents leaves its message unfinished until every part has its outcome.
+  const split = (job: Job, extra: number) => {
+    if (!isCurrent(job)) return false;
+    tracker.register(job.ctx.topic, job.ctx.partition, job.ctx.offset, extra);
+    return true;
+  };
   const outcomes = publish(
-    invoke(transform(match(decode(dispatch(source.batches(), pipelines)))), {
+    invoke(fanOut(transform(match(decode(dispatch(source.batches(), pipelines)))), split), {
       archestraUrl: options.archestraUrl,
       archestraToken: settings.archestraToken,
       signal: abort.signal,
       circuitFor,
       isCurrent,
       tasks,
+      limits,
     }),
     { ...(transactional?.publishContext() ?? kafkaPublisher(producer)), isCurrent },
   );

@@ -114,10 +114,12 @@ async function main(): Promise<number> {
 /** Fetches every agent's card; an unknown prompt id or a refused token stops the start (exit code 2). */
 async function checkAgents(pipelines: Pipeline[], archestraUrl: string, archestraToken?: string): Promise<void> {
   const targets = pipelines.flatMap((pipeline) =>
-    pipeline.routes.map((route, index) => ({
-      ...agentEndpoint(route, { archestraUrl, archestraToken }),
-      where: `${pipeline.file}:routes[${index}].invoke`,
-    }))
+    pipeline.routes.flatMap((route, index) =>
+      route.agents.map((agent) => ({
+        ...agentEndpoint(agent, { archestraUrl, archestraToken }),
+        where: `${pipeline.file}:routes[${index}].invoke`,
+      }))
+    )
   );
   const { problems, warnings, cards } = await preflight(targets);
   for (const warning of warnings) log.warn("preflight: {warning}", { warning });

@@ -76,6 +76,8 @@ export interface Job {
   readonly generation?: number;
   value?: unknown;
   route?: Route;
+  /** The agent this job calls: the route's only one, or one of several (see src/stages/fan_out.ts). */
+  agent?: AgentTarget;
   text?: string;
   reply?: AgentReply;
   failure?: StageFailure;
@@ -98,6 +100,11 @@ export function hopCount(ctx: MessageContext): number {
   return Number.isInteger(hops) && hops > 0 ? hops : 0;
 }
 
+/** The agent a job calls (once it has a route): its own, after a fan-out, else its route's first. */
+export function jobAgent(job: Job): AgentTarget | undefined {
+  return job.agent ?? job.route?.agents[0];
+}
+
 /** Whether a job still has work ahead of it (not failed, skipped or abandoned). */
 export function isLive(job: Job): boolean {
   return job.failure === undefined && !job.skipped && !job.abandoned;
@@ -108,11 +115,13 @@ export function isLive(job: Job): boolean {
  * means none (ordering `none`, or a message without a key under `key` ordering).
  */
 export function orderingKey(job: Job): string | undefined {
+  // The parts of a fanned-out message run side by side: order holds per agent.
+  const agent = job.agent ? `\u0000${job.agent.promptId ?? job.agent.url}` : "";
   switch (job.pipeline.delivery.ordering) {
     case "key":
-      return job.ctx.key === null ? undefined : `${job.ctx.topic}\u0000${job.ctx.key}`;
+      return job.ctx.key === null ? undefined : `${job.ctx.topic}\u0000${job.ctx.key}${agent}`;
     case "partition":
-      return `${job.ctx.topic}\u0000${job.ctx.partition}`;
+      return `${job.ctx.topic}\u0000${job.ctx.partition}${agent}`;
     case "none":
       return undefined;
   }
@@ -122,6 +131,13 @@ export function orderingKey(job: Job): string | undefined {
 export type AgentTarget =
   | { readonly promptId: string; readonly url?: undefined; readonly token?: undefined }
   | { readonly url: string; readonly token?: string; readonly promptId?: undefined };
+
+/** A limit that protects an agent, over every pipeline that calls it. */
+export interface AgentLimit {
+  readonly agent: AgentTarget;
+  readonly concurrency?: number;
+  readonly rate?: { readonly calls: number; readonly perMs: number };
+}
 
 /** A validated route, ready to run. */
 export interface Route {
@@ -133,7 +149,8 @@ export interface Route {
   };
   readonly template?: Template;
   readonly onMissing: "error" | "empty";
-  readonly agent: AgentTarget;
+  /** One agent, or several called in parallel (each reply published on its own). */
+  readonly agents: readonly AgentTarget[];
   readonly timeoutMs: number;
   /** `key`: one A2A conversation (contextId) per Kafka key; `none`: every call on its own. */
   readonly context: "key" | "none";
@@ -155,6 +172,8 @@ export interface Pipeline {
     readonly concurrency: number;
     readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };
   };
+  /** Limits on agents, shared by every pipeline that calls them. */
+  readonly agentLimits: readonly AgentLimit[];
   /** A message that is the reply of this many pipelines in a row goes to the DLQ as a loop. */
   readonly maxHops: number;
   /** Events with what they must become; see src/pipeline_examples.ts. */

@@ -97,6 +97,8 @@ export interface DemoAgent {
   readonly requests: ReceivedRequest[];
   /** Resolves once `count` requests in all have arrived. */
   waitForRequests(count: number): Promise<void>;
+  /** The most calls to `promptId` it was answering at once. */
+  peakInFlight(promptId: string): number;
   /** Changes the behaviour of a prompt id from now on. */
   setBehaviour(promptId: string, behaviour: Behaviour | undefined): void;
   close(): Promise<void>;
@@ -178,6 +180,8 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
   const keep = options.keep ?? 10_000;
   let received = 0;
   const waiters: { count: number; resolve: () => void }[] = [];
+  const inFlight = new Map<string, number>();
+  const peaks = new Map<string, number>();
   let baseUrl = "";
 
   const handlerFor = (promptId: string) => {
@@ -237,6 +241,22 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     }
     if (options.token && authorization !== `Bearer ${options.token}`) return json({ error: "unauthorized" }, 401);
 
+    // Counted while answering, to show how many calls a caller keeps in flight.
+    const now = (inFlight.get(promptId) ?? 0) + 1;
+    inFlight.set(promptId, now);
+    peaks.set(promptId, Math.max(peaks.get(promptId) ?? 0, now));
+    try {
+      return await answer(body, promptId, authorization);
+    } finally {
+      inFlight.set(promptId, inFlight.get(promptId)! - 1);
+    }
+  };
+
+  const answer = async (
+    body: { id?: unknown; method?: string; params?: { message?: Message; id?: string } },
+    promptId: string,
+    authorization: string | null,
+  ): Promise<Response> => {
     const behaviour = behaviourOf(promptId);
     if (behaviour.latencyMs) await new Promise((resolve) => setTimeout(resolve, behaviour.latencyMs));
     if (behaviour.gate) await behaviour.gate;
@@ -317,6 +337,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     requests,
     waitForRequests: (count) =>
       count <= received ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve })),
+    peakInFlight: (promptId) => peaks.get(promptId) ?? 0,
     setBehaviour: (promptId, behaviour) => {
       if (behaviour) behaviours.set(promptId, behaviour);
       else behaviours.delete(promptId);

@@ -154,9 +154,9 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       match: route.match ?? {},
       template: route.transform.template === undefined ? undefined : template(route.transform.template),
       onMissing: route.transform.on_missing,
-      agent: route.invoke.url !== undefined
-        ? { url: route.invoke.url, token: secret(route.invoke.token) }
-        : { promptId: route.invoke.prompt_id! },
+      agents: route.invoke.url !== undefined
+        ? [route.invoke.url].flat().map((url) => ({ url, token: secret(route.invoke.token) }))
+        : [route.invoke.prompt_id!].flat().map((promptId) => ({ promptId })),
       timeoutMs: route.invoke.timeout,
       context: route.invoke.context,
     })),
@@ -166,6 +166,11 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       format: spec.publish.format,
     },
     maxHops: spec.chain.max_hops,
+    agentLimits: spec.agent_limits.map((limit) => ({
+      agent: limit.url !== undefined ? { url: limit.url } : { promptId: limit.prompt_id! },
+      concurrency: limit.concurrency,
+      rate: limit.rate && { calls: limit.rate.calls, perMs: limit.rate.per },
+    })),
     delivery: {
       guarantee: spec.delivery.guarantee,
       ordering: spec.delivery.ordering,

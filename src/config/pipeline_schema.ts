@@ -58,12 +58,15 @@ const TransformSchema = z.strictObject({
     .describe("A placeholder with no value: send the message to the DLQ, or render it empty."),
 });
 
+const Url = z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" });
+const oneOrMore = <T extends z.ZodType>(item: T) => z.union([item, z.array(item).min(1).max(16)]);
+
 const InvokeSchema = z.strictObject({
-  prompt_id: z.string().min(1).optional()
-    .describe("An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id}."),
-  url: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional().describe(
-    "Any A2A JSON-RPC endpoint, instead of prompt_id.",
-  ),
+  prompt_id: oneOrMore(z.string().min(1)).optional()
+    .describe(
+      "An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id}. A list: every one of them, in parallel, each reply published.",
+    ),
+  url: oneOrMore(Url).optional().describe("Any A2A JSON-RPC endpoint (or a list), instead of prompt_id."),
   token: z.string().optional()
     .describe("Bearer token for `url`; prompt_id calls use ARCHESTRA_TOKEN."),
   timeout: Duration.refine((ms) => ms > 0, "must be more than 0").prefault("60s").describe(
@@ -106,6 +109,20 @@ const ExampleSchema = z.strictObject({
   }).describe("What decode, match and transform must make of the event."),
 }).refine((example) => example.value !== undefined, { message: "an example needs a value", path: ["value"] });
 
+const AgentLimitSchema = z.strictObject({
+  prompt_id: z.string().min(1).optional().describe("The agent, by Archestra prompt id…"),
+  url: Url.optional().describe("…or by endpoint."),
+  concurrency: z.int().min(1).max(10_000).optional().describe("Calls in flight at once, over every pipeline."),
+  rate: z.strictObject({
+    calls: z.int().min(1).describe("At most this many calls…"),
+    per: Duration.refine((ms) => ms > 0, "must be more than 0").describe("…in each interval this long."),
+  }).optional().describe("Calls per interval, over every pipeline."),
+}).superRefine((limit, ctx) => {
+  if ((limit.prompt_id === undefined) === (limit.url === undefined)) {
+    ctx.addIssue({ code: "custom", message: "give exactly one of prompt_id and url" });
+  }
+});
+
 /** One `pipelines/*.yaml` file. */
 export const PipelineFileSchema = z.strictObject({
   name: Name.describe("The pipeline's name, unique across files; in envelopes, headers and message ids."),
@@ -125,6 +142,9 @@ export const PipelineFileSchema = z.strictObject({
     format: z.enum(["envelope", "text"]).default("envelope")
       .describe("envelope: the JSON envelope; text: the reply text alone, for simple consumers."),
   }).prefault({}).describe("Where outcomes go."),
+  agent_limits: z.array(AgentLimitSchema).default([]).describe(
+    "Limits that protect an agent (the model behind it): shared by every pipeline that calls it; the same agent may not get two different limits.",
+  ),
   chain: z.strictObject({
     max_hops: z.int().min(1).max(100).default(8)
       .describe(

@@ -17,7 +17,7 @@
  * ```
  */
 import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import type { Job } from "../model.ts";
+import { type Job, jobAgent } from "../model.ts";
 import type { Outcome } from "../stages/publish.ts";
 
 const tracer = trace.getTracer("agentstream");
@@ -65,7 +65,7 @@ export function withJobSpan<T>(job: Job, call: () => T): T {
 export function endMessageSpan(job: Job, outcome: Outcome): void {
   const span: Span | undefined = job.span;
   if (!span) return;
-  const agent = job.route?.agent;
+  const agent = jobAgent(job);
   span.setAttributes({
     "agentstream.route": job.route?.name ?? "",
     "agentstream.agent": agent ? agent.promptId ?? agent.url : "",

@@ -19,8 +19,9 @@ import type { Message } from "@a2a-js/sdk";
 import { getLogger } from "@logtape/logtape";
 import { errorMessage, failure } from "../errors.ts";
 import type { RunningTask, TaskRegistry } from "../kafka/task_registry.ts";
-import { isLive, type Job, orderingKey, type Pipeline, type Route } from "../model.ts";
+import { type AgentTarget, isLive, type Job, jobAgent, orderingKey, type Pipeline } from "../model.ts";
 import { Circuit } from "../a2a/circuit.ts";
+import type { AgentLimits } from "../a2a/agent_limits.ts";
 import { sendMessage } from "../a2a/send_message.ts";
 import { agentCallTraceparent, withJobSpan } from "../ops/tracing.ts";
 import { mapUnordered } from "../util/concurrent.ts";
@@ -40,6 +41,8 @@ export interface InvokeContext {
   readonly circuitFor?: (url: string) => Circuit;
   /** Whether a job still belongs to the current generation; stale jobs are abandoned unstarted. */
   readonly isCurrent?: (job: Job) => boolean;
+  /** Limits on agents, shared by every pipeline (calls wait here until their agent allows them). */
+  readonly limits?: AgentLimits;
   /** Where tasks the agent is still working on are recorded, to be resumed after a restart. */
   readonly tasks?: TaskRegistry;
   /** For tests: waits between retries. */
@@ -49,10 +52,13 @@ export interface InvokeContext {
 }
 
 /** The endpoint and token a route calls. */
-export function agentEndpoint(route: Route, ctx: InvokeContext): { url: string; token?: string } {
-  return route.agent.url !== undefined
-    ? { url: route.agent.url, token: route.agent.token }
-    : { url: `${ctx.archestraUrl}/v1/a2a/${encodeURIComponent(route.agent.promptId)}`, token: ctx.archestraToken };
+export function agentEndpoint(
+  agent: AgentTarget,
+  ctx: Pick<InvokeContext, "archestraUrl" | "archestraToken">,
+): { url: string; token?: string } {
+  return agent.url !== undefined
+    ? { url: agent.url, token: agent.token }
+    : { url: `${ctx.archestraUrl}/v1/a2a/${encodeURIComponent(agent.promptId)}`, token: ctx.archestraToken };
 }
 
 /** The A2A message for a job: spec-complete, with a message id that is stable across redeliveries. */
@@ -112,7 +118,7 @@ const noCircuit = new Circuit({ threshold: Number.POSITIVE_INFINITY });
 /** Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`. */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const route = job.route!;
-  const { url, token } = agentEndpoint(route, ctx);
+  const { url, token } = agentEndpoint(jobAgent(job)!, ctx);
   const retries = job.pipeline.delivery.retries;
   const sleep = ctx.sleep ?? abortableSleep;
   const circuit = ctx.circuitFor?.(url) ?? noCircuit;
@@ -130,9 +136,8 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     // polled, not started again.
     const running = ctx.tasks?.get(taskKey);
     const resumeTaskId = running?.url === url ? running.taskId : undefined;
-    const outcome = await withJobSpan(
-      job,
-      () =>
+    const call = () =>
+      withJobSpan(job, () =>
         sendMessage({
           url,
           token,
@@ -142,8 +147,16 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
           traceparent: agentCallTraceparent(job),
           resumeTaskId,
           onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
-        }),
-    );
+        }));
+    let outcome: Awaited<ReturnType<typeof call>>;
+    try {
+      outcome = await (ctx.limits ? ctx.limits.run(url, call, ctx.signal) : call());
+    } catch (error) {
+      if (!ctx.signal?.aborted) throw error;
+      // Stopped while waiting for the agent's limits: the next run handles the message.
+      job.abandoned = true;
+      return job;
+    }
     // Over, one way or another, unless cut short by a stop: then the next run resumes the task.
     if (!ctx.signal?.aborted && ("reply" in outcome || outcome.failure.class !== "transient")) {
       ctx.tasks?.forget(taskKey);

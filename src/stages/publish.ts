@@ -12,7 +12,7 @@
  * ```
  */
 import { errorMessage, failure } from "../errors.ts";
-import { hopCount, type Job, orderingKey, type OutRecord } from "../model.ts";
+import { hopCount, type Job, jobAgent, orderingKey, type OutRecord } from "../model.ts";
 
 export type { OutRecord };
 import { traceparentOf } from "../ops/tracing.ts";
@@ -74,7 +74,7 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
       key: ctx.key,
       timestamp: ctx.timestamp,
     },
-    agent: { url: reply?.url ?? null, prompt_id: route?.agent.promptId ?? null },
+    agent: { url: reply?.url ?? null, prompt_id: jobAgent(job)?.promptId ?? null },
     request: { text: job.text ?? null, message_id: ctx.messageId },
     reply: {
       text: reply?.text ?? null,

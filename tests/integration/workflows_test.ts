@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
-import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import { committedOffsets, createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import { until, within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -143,6 +144,83 @@ Deno.test(
         assert.match(headers["x-task-id"], /^[0-9a-f-]{36}$/);
         assert.equal(headers["x-error-attempts"], "1", "not retried");
       }
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "a route with several agents calls each in parallel and publishes each reply; the offset waits for all",
+  integration,
+  async () => {
+    const topic = `fan-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => release = resolve);
+    const agent = startDemoAgent({
+      behaviours: { slow: { gate }, broken: { rpcError: { code: -32603, message: "no" } } },
+    });
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([
+        `name: fan\nsource: { topics: [${topic}] }\n` +
+        `routes: [{ name: all, transform: { template: "{q}" }, invoke: { prompt_id: [fast, slow, broken] } }]\n`,
+      ]),
+      archestraUrl: agent.url,
+    });
+    try {
+      await produce(kafka, topic, [{ key: "k", value: JSON.stringify({ q: "what now?" }) }]);
+      await within(agent.waitForRequests(3), "the three agents called at once");
+      // Two of three outcomes are written; the slow agent still holds the message's offset.
+      await readRecords(kafka, [`${topic}.responses`, `${topic}.dlq`], 2);
+      const checks = bridge.stats.commitChecks;
+      await until(() => bridge.stats.commitChecks >= checks + 2, "two commit cycles");
+      assert.notEqual((await committedOffsets(kafka, bridge.groupId, topic))[0], "1", "not committed past it yet");
+      release();
+      const records = await readRecords(kafka, [`${topic}.responses`, `${topic}.dlq`], 3);
+      const replies = records.filter((r) => r.topic.endsWith(".responses")).map((r) => JSON.parse(r.value!.toString()));
+      assert.deepEqual(replies.map((e) => e.agent.prompt_id).sort(), ["fast", "slow"]);
+      assert.ok(replies.every((e) => e.reply.text === demoReply(e.agent.prompt_id, "what now?")));
+      assert.equal(new Set(replies.map((e) => e.request.message_id)).size, 2, "each call has its own message id");
+      const [failed] = records.filter((r) => r.topic.endsWith(".dlq"));
+      assert.equal(failed.headers["x-error-stage"], "invoke");
+      await until(async () => (await committedOffsets(kafka, bridge.groupId, topic))[0] === "1", "the commit");
+    } finally {
+      release(); // a gated call would keep the agent from closing
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "agent_limits cap calls in flight and calls per interval over every pipeline that uses the agent",
+  integration,
+  async () => {
+    const topic = `limits-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const agent = startDemoAgent({ behaviours: { shared: { latencyMs: 100 }, metered: {} } });
+    const limits =
+      `agent_limits:\n  - { prompt_id: shared, concurrency: 2 }\n  - { prompt_id: metered, rate: { calls: 4, per: 1s } }\n`;
+    const pipeline = (name: string) =>
+      `name: ${name}\nsource: { topics: [${topic}] }\ndelivery: { ordering: none, concurrency: 20 }\n` +
+      `routes: [{ name: r, invoke: { prompt_id: [shared, metered] } }]\n${limits}`;
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([pipeline("one"), pipeline("two")]),
+      archestraUrl: agent.url,
+    });
+    try {
+      await produce(kafka, topic, Array.from({ length: 6 }, (_, n) => ({ key: `k${n}`, value: "{}" })));
+      await readRecords(kafka, [`${topic}.responses`], 24, { timeoutMs: 60_000 });
+      assert.equal(agent.peakInFlight("shared"), 2, "two calls at once, over both pipelines");
+      const metered = agent.requests.filter((r) => r.promptId === "metered").map((r) => r.at).sort((a, b) => a - b);
+      assert.equal(metered.length, 12);
+      // 4 calls per second: the 5th call comes a second after the 1st at the earliest, the 9th two.
+      assert.ok(metered[4] - metered[0] >= 950, `5th call ${metered[4] - metered[0]} ms after the 1st`);
+      assert.ok(metered[8] - metered[0] >= 1950, `9th call ${metered[8] - metered[0]} ms after the 1st`);
     } finally {
       await bridge.stop();
       await agent.close();

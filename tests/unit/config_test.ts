@@ -25,7 +25,7 @@ Deno.test("shipped pipelines and the seed's routes.json mean the same thing", as
   assert.deepEqual(shape(yaml), shape(seed));
   const byName = Object.fromEntries(yaml.map((p) => [p.name, p]));
   assert.deepEqual(byName["order-processing"].topics, ["orders.*"]);
-  assert.deepEqual(byName["customer-support"].routes[0].agent, { promptId: "cs" });
+  assert.deepEqual(byName["customer-support"].routes[0].agents, [{ promptId: "cs" }]);
   assert.equal(
     byName["customer-support"].routes[0].template?.source,
     "New customer support request:\n\nCustomer ID: {customer_id}\nIssue: {message}",
@@ -79,7 +79,7 @@ Deno.test("an unset ${VAR} is reported at its field; ${VAR:-default} falls back"
   ]);
   const { pipelines } = parsePipelineText("x.yaml", yaml, { PROMPT: "p-1" }, defaults);
   assert.deepEqual(pipelines[0].topics, ["a.events"]);
-  assert.deepEqual(pipelines[0].routes[0].agent, { promptId: "p-1" });
+  assert.deepEqual(pipelines[0].routes[0].agents, [{ promptId: "p-1" }]);
 });
 
 Deno.test("expansion happens on values, so a variable cannot change the file's structure", () => {

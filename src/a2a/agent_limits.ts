@@ -1,0 +1,43 @@
+/**
+ * Limits that protect an agent (and the model behind it): calls in flight at once and calls per
+ * interval, counted over every pipeline that calls the agent, since they share it. Pipelines
+ * declare them in `agent_limits:`; two different limits for the same agent are a configuration
+ * error. Built on p-queue's concurrency and interval caps.
+ *
+ * @example
+ * ```ts
+ * import { AgentLimits } from "./agent_limits.ts";
+ * const limits = new AgentLimits();
+ * limits.set("http://agents/v1/a2a/p", { concurrency: 2, rate: { calls: 10, perMs: 1_000 } });
+ * // await limits.run("http://agents/v1/a2a/p", () => sendMessage(...), signal);
+ * ```
+ */
+import PQueue from "p-queue";
+import type { AgentLimit } from "../model.ts";
+
+type Limit = Omit<AgentLimit, "agent">;
+
+export class AgentLimits {
+  readonly #queues = new Map<string, { queue: PQueue; limit: Limit }>();
+
+  /** Sets the limit of the agent at `url`; returns false if it has a different one already. */
+  set(url: string, limit: Limit): boolean {
+    const existing = this.#queues.get(url);
+    if (existing) return JSON.stringify(existing.limit) === JSON.stringify(limit);
+    const queue = new PQueue({
+      concurrency: limit.concurrency ?? Number.POSITIVE_INFINITY,
+      ...(limit.rate ? { intervalCap: limit.rate.calls, interval: limit.rate.perMs } : {}),
+    });
+    this.#queues.set(url, { queue, limit });
+    return true;
+  }
+
+  /**
+   * Runs `call` when the agent's limits allow; at once for an agent without limits. Rejects with
+   * `signal`'s reason if it aborts while the call waits.
+   */
+  run<T>(url: string, call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const entry = this.#queues.get(url);
+    return entry ? entry.queue.add(call, { signal }) as Promise<T> : call();
+  }
+}
