@@ -16,7 +16,7 @@
  * // endMessageSpan(job, "replied");        // once its outcome is written
  * ```
  */
-import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { type Job, jobAgent } from "../model.ts";
 import type { Outcome } from "../stages/publish.ts";
 
@@ -25,7 +25,9 @@ const tracer = trace.getTracer("agentstream");
 /** Starts the job's span, as a child of the source message's `traceparent` when it has one. */
 export function startMessageSpan(job: Job): void {
   const { ctx } = job;
-  const parent = propagation.extract(context.active(), ctx.headers);
+  // From the root, never from context.active(): the stages run inside other messages' calls, and
+  // a message without a traceparent must start a trace of its own, not join a stranger's.
+  const parent = propagation.extract(ROOT_CONTEXT, ctx.headers);
   const span = tracer.startSpan(`process ${ctx.topic}`, {
     kind: SpanKind.CONSUMER,
     attributes: {
