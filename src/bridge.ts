@@ -16,6 +16,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { type Kafka, Partitioners } from "kafkajs";
+import { AgentCards } from "./a2a/agent_cards.ts";
 import { AgentLimits } from "./a2a/agent_limits.ts";
 import { Circuit } from "./a2a/circuit.ts";
 import type { Settings } from "./config/settings.ts";
@@ -358,6 +359,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       isCurrent,
       tasks,
       limits,
+      cards: new AgentCards(),
     }),
     { ...(transactional?.publishContext() ?? kafkaPublisher(producer)), isCurrent },
   );

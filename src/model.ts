@@ -152,6 +152,8 @@ export interface Route {
   /** One agent, or several called in parallel (each reply published on its own). */
   readonly agents: readonly AgentTarget[];
   readonly timeoutMs: number;
+  /** Use `message/stream` where the agent's card offers it. */
+  readonly stream: boolean;
   /** `key`: one A2A conversation (contextId) per Kafka key; `none`: every call on its own. */
   readonly context: "key" | "none";
 }

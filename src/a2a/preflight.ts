@@ -32,9 +32,11 @@ export interface PreflightResult {
   cards: Map<string, AgentCard>;
 }
 
-type Check = { card: AgentCard } | { refused: number } | { missing: number } | { unreachable: string };
+/** What fetching an agent's card found. */
+export type CardCheck = { card: AgentCard } | { refused: number } | { missing: number } | { unreachable: string };
 
-async function fetchCard(target: PreflightTarget, timeoutMs: number): Promise<Check> {
+/** Fetches the agent card of the endpoint `target.url` (see the module's notes for where it looks). */
+export async function fetchAgentCard(target: { url: string; token?: string }, timeoutMs = 10_000): Promise<CardCheck> {
   let status = 0;
   for (const name of ["agent.json", "agent-card.json"]) {
     let response: Response;
@@ -69,7 +71,7 @@ export async function preflight(targets: readonly PreflightTarget[], timeoutMs =
   for (const target of targets) byUrl.set(target.url, [...byUrl.get(target.url) ?? [], target]);
   const result: PreflightResult = { problems: [], warnings: [], cards: new Map() };
   await Promise.all([...byUrl].map(async ([url, users]) => {
-    const check = await fetchCard(users[0], timeoutMs);
+    const check = await fetchAgentCard(users[0], timeoutMs);
     for (const { where } of users) {
       if ("card" in check) result.cards.set(url, check.card);
       else if ("refused" in check) {

@@ -16,7 +16,8 @@
  * ```
  */
 import type { Message, Part, Task } from "@a2a-js/sdk";
-import { failure, type StageFailure } from "../errors.ts";
+import { errorMessage, failure, type StageFailure } from "../errors.ts";
+import { eventData, foldEvent, type StreamEvent } from "./stream_events.ts";
 
 /** What a successful call returns. */
 export interface A2AReply {
@@ -35,6 +36,8 @@ export interface SendMessageRequest {
   signal?: AbortSignal;
   /** W3C trace context to send on (`traceparent` header). */
   traceparent?: string;
+  /** Use `message/stream` (the agent's card says it streams, and the route asks for it). */
+  stream?: boolean;
   /** A task the agent already works on for this message: poll it instead of sending the message. */
   resumeTaskId?: string;
   /**
@@ -50,8 +53,15 @@ const NEEDS_INPUT = new Set(["input-required", "auth-required"]);
 
 /** Sends one message; never throws for anything the agent or the network does. */
 export async function sendMessage(
-  request: SendMessageRequest,
+  original: SendMessageRequest,
 ): Promise<{ reply: A2AReply } | { failure: StageFailure }> {
+  // A task is recorded once, whether a stream or the answer announces it.
+  let recorded = false;
+  const onTask = original.onTask;
+  const request: SendMessageRequest = {
+    ...original,
+    onTask: onTask && ((taskId) => recorded ? Promise.resolve() : (recorded = true, onTask(taskId))),
+  };
   const deadline = Date.now() + request.timeoutMs;
   let first = request.resumeTaskId
     ? await rpc(request, deadline, "tasks/get", { id: request.resumeTaskId })
@@ -59,7 +69,7 @@ export async function sendMessage(
   // An agent that no longer knows the task (it restarted, or expired it) gets the message again.
   const resumed = first !== undefined && !("failure" in first && first.failure.class === "permanent");
   if (!resumed) {
-    first = await rpc(request, deadline, "message/send", {
+    first = await rpc(request, deadline, request.stream ? "message/stream" : "message/send", {
       message: request.message,
       configuration: { blocking: true, acceptedOutputModes: ["text/plain", "application/json"] },
     });
@@ -201,7 +211,7 @@ async function call(
       method: "POST",
       headers: {
         "content-type": "application/json",
-        accept: "application/json",
+        accept: method === "message/stream" ? "text/event-stream" : "application/json",
         ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
         ...(request.traceparent ? { traceparent: request.traceparent } : {}),
       },
@@ -215,6 +225,9 @@ async function call(
       ? "call cancelled"
       : `cannot reach the agent: ${(error as Error).message}`;
     return { failure: failure("invoke", "transient", reason) };
+  }
+  if (response.ok && (response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+    return await readStream(request, response.body!, signal, timeout);
   }
   let body: string;
   try {
@@ -255,6 +268,48 @@ async function call(
     };
   }
   return { result: payload.result };
+}
+
+/**
+ * Reads a `message/stream` answer to its end (or its final event), folding the events into one
+ * result. A task that is not finished yet is recorded (`onTask`) as soon as it shows up; a stream
+ * that ends before the task does leaves the task to be polled.
+ */
+async function readStream(
+  request: SendMessageRequest,
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+  timeout: { aborted: boolean },
+): Promise<{ result: unknown } | { failure: StageFailure }> {
+  let result: Message | Task | undefined;
+  try {
+    for await (const data of eventData(body)) {
+      let payload: { result?: StreamEvent; error?: { code?: number; message?: string } };
+      try {
+        payload = JSON.parse(data);
+      } catch {
+        return { failure: failure("invoke", "permanent", `agent streamed invalid JSON: ${data.slice(0, 200)}`) };
+      }
+      if (payload?.error) {
+        const { code, message } = payload.error;
+        return { failure: failure("invoke", "permanent", `JSON-RPC error ${code ?? "?"}: ${message ?? "no message"}`) };
+      }
+      if (!payload?.result || typeof payload.result !== "object") continue;
+      result = foldEvent(result, payload.result);
+      if (result.kind === "message") break;
+      if (isFinal(result)) break;
+      await request.onTask?.(result.id);
+    }
+  } catch (error) {
+    const reason = timeout.aborted
+      ? `no answer within ${request.timeoutMs} ms`
+      : signal.aborted
+      ? "call cancelled"
+      : `stream cut off: ${errorMessage(error)}`;
+    return { failure: failure("invoke", "transient", reason) };
+  }
+  if (!result) return { failure: failure("invoke", "permanent", "the agent's stream ended without a result") };
+  return { result };
 }
 
 /** `Retry-After` as seconds or an HTTP date, in milliseconds; `undefined` when absent or unreadable. */

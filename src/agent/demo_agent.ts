@@ -53,6 +53,11 @@ export interface Behaviour {
   polls?: number;
   /** The state a `working` task ends in (default `completed`). */
   finalState?: "completed" | "failed" | "input-required" | "auth-required";
+  /**
+   * Offer `message/stream` (the card says `streaming: true`): a call streams the task working, its
+   * artifact, then its completion, as server-sent events.
+   */
+  stream?: boolean;
   /** Add a data part `{ severity }` to each reply: `critical` when the text speaks of money or outages. */
   classify?: boolean;
   /** Hold every answer until this settles: lets a test act while a call is in flight. */
@@ -115,7 +120,7 @@ export function demoReply(promptId: string, text: string): string {
   return `Demo agent [${promptId}] received ${text.length} characters. First line: ${firstLine.slice(0, 120)}`;
 }
 
-function card(url: string): AgentCard {
+function card(url: string, streaming = false): AgentCard {
   return {
     name: "agentstream demo agent",
     description: "Answers deterministically; used by the agentstream demo and tests.",
@@ -123,7 +128,7 @@ function card(url: string): AgentCard {
     version: "1.0.0",
     protocolVersion: "0.3.0",
     preferredTransport: "JSONRPC",
-    capabilities: { streaming: false, pushNotifications: false },
+    capabilities: { streaming, pushNotifications: false },
     defaultInputModes: ["text/plain"],
     defaultOutputModes: ["text/plain"],
     skills: [{ id: "echo", name: "Echo", description: "Summarises what it received.", tags: ["demo"] }],
@@ -140,7 +145,25 @@ function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
       const text = textOf(request.userMessage);
       const parts: Part[] = [{ kind: "text", text: demoReply(promptId, text) }];
       if (behaviour().classify) parts.push({ kind: "data", data: { severity: demoSeverity(text) } });
-      if (behaviour().task === "completed") {
+      const { taskId, contextId } = request;
+      const now = () => new Date().toISOString();
+      if (behaviour().stream) {
+        bus.publish({ kind: "task", id: taskId, contextId, status: { state: "working", timestamp: now() } });
+        bus.publish({
+          kind: "artifact-update",
+          taskId,
+          contextId,
+          artifact: { artifactId: crypto.randomUUID(), name: "reply", parts },
+          lastChunk: true,
+        });
+        bus.publish({
+          kind: "status-update",
+          taskId,
+          contextId,
+          status: { state: "completed", timestamp: now() },
+          final: true,
+        });
+      } else if (behaviour().task === "completed") {
         const task: Task = {
           kind: "task",
           id: request.taskId,
@@ -188,7 +211,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     let handler = handlers.get(promptId);
     if (!handler) {
       const requestHandler = new DefaultRequestHandler(
-        card(`${baseUrl}/v1/a2a/${promptId}`),
+        card(`${baseUrl}/v1/a2a/${promptId}`, behaviourOf(promptId).stream),
         new InMemoryTaskStore(),
         executor(promptId, () => behaviourOf(promptId)),
       );
@@ -211,7 +234,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
         return json({ error: "unauthorized" }, 401);
       }
       if (options.prompts && !options.prompts.includes(promptId)) return json({ error: "unknown prompt" }, 404);
-      return json(card(`${baseUrl}/v1/a2a/${promptId}`));
+      return json(card(`${baseUrl}/v1/a2a/${promptId}`, behaviourOf(promptId).stream));
     }
     const route = /^\/v1\/a2a\/([^/]+)\/?$/.exec(url.pathname);
     if (request.method !== "POST" || !route) return json({ error: "not found" }, 404);
@@ -282,7 +305,16 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     }
     if (behaviour.task === "working") return workingTask(body, promptId, behaviour);
     const result = await handlerFor(promptId).handle(body);
-    if (Symbol.asyncIterator in result) return json({ error: "streaming is not offered" }, 400);
+    if (Symbol.asyncIterator in result) {
+      // message/stream: each event as a server-sent event holding a JSON-RPC response.
+      const encoder = new TextEncoder();
+      const events = ReadableStream.from(result).pipeThrough(
+        new TransformStream({
+          transform: (event, controller) => controller.enqueue(encoder.encode(`data: ${JSON.stringify(event)}\n\n`)),
+        }),
+      );
+      return new Response(events, { headers: { "content-type": "text/event-stream" } });
+    }
     return json(result);
   };
 

@@ -159,6 +159,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
         : [route.invoke.prompt_id!].flat().map((promptId) => ({ promptId })),
       timeoutMs: route.invoke.timeout,
       context: route.invoke.context,
+      stream: route.invoke.stream,
     })),
     publish: {
       responses: template(spec.publish.responses),

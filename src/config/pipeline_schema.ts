@@ -72,6 +72,9 @@ const InvokeSchema = z.strictObject({
   timeout: Duration.refine((ms) => ms > 0, "must be more than 0").prefault("60s").describe(
     "Limit for one agent call (each retry gets its own).",
   ),
+  stream: z.boolean().default(false).describe(
+    "Use message/stream when the agent's card says it streams (else message/send).",
+  ),
   context: z.enum(["none", "key"]).default("none").describe(
     "key: messages with the same Kafka key share one A2A contextId (one conversation per key); none: independent calls.",
   ),

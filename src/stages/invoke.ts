@@ -21,6 +21,7 @@ import { errorMessage, failure } from "../errors.ts";
 import type { RunningTask, TaskRegistry } from "../kafka/task_registry.ts";
 import { type AgentTarget, isLive, type Job, jobAgent, orderingKey, type Pipeline } from "../model.ts";
 import { Circuit } from "../a2a/circuit.ts";
+import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
 import { sendMessage } from "../a2a/send_message.ts";
 import { agentCallTraceparent, withJobSpan } from "../ops/tracing.ts";
@@ -41,6 +42,8 @@ export interface InvokeContext {
   readonly circuitFor?: (url: string) => Circuit;
   /** Whether a job still belongs to the current generation; stale jobs are abandoned unstarted. */
   readonly isCurrent?: (job: Job) => boolean;
+  /** Agent cards, for routes that stream where the agent can. */
+  readonly cards?: AgentCards;
   /** Limits on agents, shared by every pipeline (calls wait here until their agent allows them). */
   readonly limits?: AgentLimits;
   /** Where tasks the agent is still working on are recorded, to be resumed after a restart. */
@@ -124,6 +127,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const circuit = ctx.circuitFor?.(url) ?? noCircuit;
   const message = buildMessage(job);
   const taskKey = job.ctx.messageId;
+  const stream = route.stream && ctx.cards !== undefined && await ctx.cards.streams(url, token);
   const started = performance.now();
   const successesBefore = circuit.successes;
   for (let attempt = 1;;) {
@@ -146,6 +150,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
           signal: ctx.signal,
           traceparent: agentCallTraceparent(job),
           resumeTaskId,
+          stream,
           onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
         }));
     let outcome: Awaited<ReturnType<typeof call>>;

@@ -227,3 +227,34 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "invoke.stream uses message/stream where the agent's card offers it, message/send elsewhere",
+  integration,
+  async () => {
+    const topic = `stream-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const agent = startDemoAgent({ behaviours: { streams: { stream: true }, plain: {} } });
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([
+        `name: s\nsource: { topics: [${topic}] }\n` +
+        `routes: [{ name: r, transform: { template: "{q}" }, invoke: { prompt_id: [streams, plain], stream: true } }]\n`,
+      ]),
+      archestraUrl: agent.url,
+    });
+    try {
+      await produce(kafka, topic, [{ key: "k", value: JSON.stringify({ q: "stream this" }) }]);
+      const replies = (await readRecords(kafka, [`${topic}.responses`], 2)).map((r) => JSON.parse(r.value!.toString()));
+      const byAgent = Object.fromEntries(replies.map((e) => [e.agent.prompt_id, e]));
+      assert.equal(byAgent.streams.reply.text, demoReply("streams", "stream this"));
+      assert.match(byAgent.streams.reply.task_id, /^[0-9a-f-]{36}$/, "the streamed task");
+      assert.equal(byAgent.plain.reply.text, demoReply("plain", "stream this"));
+      const methods = Object.fromEntries(agent.requests.map((r) => [r.promptId, r.method]));
+      assert.deepEqual(methods, { streams: "message/stream", plain: "message/send" });
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);

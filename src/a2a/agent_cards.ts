@@ -1,0 +1,33 @@
+/**
+ * Agent cards fetched as calls need them (for example, whether an agent streams), once per
+ * endpoint. A card that could not be fetched is asked for again next time.
+ *
+ * @example
+ * ```ts
+ * import { AgentCards } from "./agent_cards.ts";
+ * const cards = new AgentCards();
+ * // if (await cards.streams(url, token)) ... message/stream
+ * ```
+ */
+import type { AgentCard } from "@a2a-js/sdk";
+import { fetchAgentCard } from "./preflight.ts";
+
+export class AgentCards {
+  readonly #cards = new Map<string, Promise<AgentCard | undefined>>();
+
+  /** The card of the endpoint `url`, or undefined when it has none or cannot be reached now. */
+  card(url: string, token?: string): Promise<AgentCard | undefined> {
+    let card = this.#cards.get(url);
+    if (!card) {
+      card = fetchAgentCard({ url, token }).then((check) => "card" in check ? check.card : undefined);
+      this.#cards.set(url, card);
+      card.then((found) => found ?? this.#cards.delete(url));
+    }
+    return card;
+  }
+
+  /** Whether the agent's card says it answers `message/stream`. */
+  async streams(url: string, token?: string): Promise<boolean> {
+    return (await this.card(url, token))?.capabilities?.streaming === true;
+  }
+}
