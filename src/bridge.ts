@@ -209,6 +209,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       }
     }
     tracker.markCommitted(offsets);
+    forgetCommittedTasks(offsets);
     metrics.committed(offsets);
     stats.commits++;
     log.debug("committed {offsets}", { offsets });
@@ -288,6 +289,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // Synchronously, before kafkajs rejoins: what is finished is committed, the rest dropped.
       const finished = snapshot();
       tracker.reset();
+      held.clear();
       metrics.forgetPartitions();
       void commitSnapshot(finished);
       checkInFlight();
@@ -303,6 +305,21 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     onSubscribe: (topics) => ensureOutputTopics(admin, pipelines, topics),
   });
+
+  // With exactly-once delivery: records of messages that still wait for other outcomes.
+  const held = new Map<string, NonNullable<Job["staged"]>>();
+  // Agent tasks that ended, to be forgotten once their message's offset is committed: forgotten
+  // earlier, a crash before the commit would send the message to the agent again.
+  let finishedTasks: { topic: string; partition: number; offset: bigint; key: string }[] = [];
+  const forgetCommittedTasks = (offsets: readonly TopicPartitionOffset[]) => {
+    const committed = new Map(offsets.map((o) => [`${o.topic}\u0000${o.partition}`, BigInt(o.offset)]));
+    finishedTasks = finishedTasks.filter((task) => {
+      const point = committed.get(`${task.topic}\u0000${task.partition}`);
+      if (point === undefined || task.offset >= point) return true;
+      tasks.forget(task.key);
+      return false;
+    });
+  };
 
   const record = (job: Job, outcome: Outcome) => {
     metrics.outcome(job, outcome);
@@ -336,10 +353,24 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         stats.abandoned++;
         return; // not done: stays uncommitted and is consumed again
     }
-    // Staged in the same turn as marked done, so a transaction holds a job's records exactly when
-    // it holds the offsets that job settles.
-    if (tracker.done(job.ctx.topic, job.ctx.partition, job.ctx.offset, job.generation)) {
-      transactional?.stage(job.staged);
+    const { topic, partition, offset } = job.ctx;
+    if (tracker.done(topic, partition, offset, job.generation)) {
+      // A message with several outcomes (several pipelines, or a fan-out) stages its records only
+      // when the last is in, in the same turn as its offset becomes committable: a transaction holds
+      // a message's records exactly when it holds the offset that settles them.
+      if (transactional) {
+        const id = `${topic}\u0000${partition}\u0000${offset}`;
+        const records = [...held.get(id) ?? [], ...job.staged ?? []];
+        if (tracker.outstanding(topic, partition, offset) > 0) held.set(id, records);
+        else {
+          held.delete(id);
+          transactional.stage(records);
+        }
+      }
+      // Its agent task, if it had one, is over: forgotten once the offset is committed.
+      if (tasks.get(job.ctx.messageId)) {
+        finishedTasks.push({ topic, partition, offset: BigInt(offset), key: job.ctx.messageId });
+      }
     }
     checkInFlight();
   };

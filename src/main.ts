@@ -117,6 +117,7 @@ async function checkAgents(pipelines: Pipeline[], archestraUrl: string, archestr
     pipeline.routes.flatMap((route, index) =>
       route.agents.map((agent) => ({
         ...agentEndpoint(agent, { archestraUrl, archestraToken }),
+        kind: agent.url === undefined ? "prompt" as const : "url" as const,
         where: `${pipeline.file}:routes[${index}].invoke`,
       }))
     )

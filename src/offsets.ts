@@ -148,6 +148,11 @@ export class OffsetTracker {
     }
   }
 
+  /** Outcomes a registered message still waits for (0 once it is finished). */
+  outstanding(topic: string, partition: number, offset: string): number {
+    return this.#state(topic, partition).remaining.get(BigInt(offset)) ?? 0;
+  }
+
   /** Resolves once every registered message is finished. */
   idle(): Promise<void> {
     if (this.#pending === 0) return Promise.resolve();

@@ -32,6 +32,7 @@ const DLQ_HEADERS = [
   "x-error-message",
   "x-error-attempts",
   "x-failed-at",
+  "x-task-id",
 ];
 
 export interface ReplayFilter {
@@ -203,8 +204,10 @@ export async function replayDlq(options: ReplayOptions): Promise<ReplayCounts> {
                   headers: record.headers as Record<string, string>,
                 }],
               })),
-            }).catch((error) => done.reject(error)),
+            }),
           );
+          // Seen at once (the run stops), and again below, where every send is awaited.
+          sends.at(-1)!.catch((error) => done.reject(error));
         }
         options.progress?.(counts);
         return Promise.resolve();

@@ -19,7 +19,11 @@ const MIN_LENGTH = 4;
 
 /** Adds a value that must never appear in output; empty and very short values are ignored. */
 export function registerSecret(value: string | undefined): void {
-  if (value !== undefined && value.length >= MIN_LENGTH) secrets.add(value);
+  if (value === undefined || value.length < MIN_LENGTH) return;
+  secrets.add(value);
+  // As it reads inside a JSON string (a JSON log line), when that differs.
+  const escaped = JSON.stringify(value).slice(1, -1);
+  if (escaped !== value) secrets.add(escaped);
 }
 
 /** `text` with every registered secret replaced by `[redacted]`. */

@@ -1,6 +1,6 @@
 /**
  * Agent cards fetched as calls need them (for example, whether an agent streams), once per
- * endpoint. A card that could not be fetched is asked for again next time.
+ * endpoint. A card that could not be fetched is asked for again after a minute, not on every call.
  *
  * @example
  * ```ts
@@ -21,7 +21,9 @@ export class AgentCards {
     if (!card) {
       card = fetchAgentCard({ url, token }).then((check) => "card" in check ? check.card : undefined);
       this.#cards.set(url, card);
-      card.then((found) => found ?? this.#cards.delete(url));
+      card.then((found) => {
+        if (!found) Deno.unrefTimer(setTimeout(() => this.#cards.delete(url), 60_000));
+      });
     }
     return card;
   }

@@ -21,6 +21,8 @@ export interface PreflightTarget {
   token?: string;
   /** Where it is configured, for messages (`file:routes[0].invoke`). */
   where: string;
+  /** An Archestra prompt (a missing card means an unknown prompt id) or any A2A endpoint (a warning). */
+  kind?: "prompt" | "url";
 }
 
 export interface PreflightResult {
@@ -36,12 +38,23 @@ export interface PreflightResult {
 export type CardCheck = { card: AgentCard } | { refused: number } | { missing: number } | { unreachable: string };
 
 /** Fetches the agent card of the endpoint `target.url` (see the module's notes for where it looks). */
-export async function fetchAgentCard(target: { url: string; token?: string }, timeoutMs = 10_000): Promise<CardCheck> {
+export async function fetchAgentCard(
+  target: { url: string; token?: string; kind?: "prompt" | "url" },
+  timeoutMs = 10_000,
+): Promise<CardCheck> {
   let status = 0;
-  for (const name of ["agent.json", "agent-card.json"]) {
+  const endpoint = target.url.replace(/\/+$/, "");
+  const origin = new URL(target.url).origin;
+  // Archestra serves a card per prompt under the endpoint; the A2A spec puts it at the origin (for
+  // a prompt, a card at the origin would say nothing about whether the prompt exists).
+  const places = [`${endpoint}/.well-known/agent.json`, `${endpoint}/.well-known/agent-card.json`];
+  if (target.kind === "url" && origin !== endpoint) {
+    places.push(`${origin}/.well-known/agent-card.json`, `${origin}/.well-known/agent.json`);
+  }
+  for (const place of places) {
     let response: Response;
     try {
-      response = await fetch(`${target.url.replace(/\/+$/, "")}/.well-known/${name}`, {
+      response = await fetch(place, {
         headers: { accept: "application/json", ...(target.token ? { authorization: `Bearer ${target.token}` } : {}) },
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -60,9 +73,8 @@ export async function fetchAgentCard(target: { url: string; token?: string }, ti
     }
     const card = await response.json().catch(() => undefined);
     if (card && typeof card === "object" && typeof card.name === "string") return { card };
-    status = 0;
   }
-  return status === 404 ? { missing: status } : { unreachable: "no agent card in the answer" };
+  return status === 404 ? { missing: status } : { unreachable: "no agent card where one was looked for" };
 }
 
 /** Checks each distinct endpoint once; every route that uses a bad one is named. */
@@ -76,8 +88,10 @@ export async function preflight(targets: readonly PreflightTarget[], timeoutMs =
       if ("card" in check) result.cards.set(url, check.card);
       else if ("refused" in check) {
         result.problems.push(`${where}: the agent at ${url} refused the token (HTTP ${check.refused})`);
-      } else if ("missing" in check) {
+      } else if ("missing" in check && users[0].kind !== "url") {
         result.problems.push(`${where}: no agent at ${url} (HTTP 404): is the prompt id right?`);
+      } else if ("missing" in check) {
+        result.warnings.push(`${where}: no agent card found for ${url} (HTTP 404)`);
       } else result.warnings.push(`${where}: could not fetch the agent card of ${url}: ${check.unreachable}`);
     }
   }));

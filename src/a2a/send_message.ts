@@ -17,6 +17,7 @@
  */
 import type { Message, Part, Task } from "@a2a-js/sdk";
 import { errorMessage, failure, type StageFailure } from "../errors.ts";
+import { redact } from "../secrets.ts";
 import { eventData, foldEvent, type StreamEvent } from "./stream_events.ts";
 
 /** What a successful call returns. */
@@ -103,7 +104,11 @@ async function settle(
     }
     await pauseUnlessAborted(pause, request.signal);
     const polled = await rpc(request, deadline, "tasks/get", { id: result.id });
-    if ("failure" in polled) return polled;
+    // A failed poll says nothing final about the task: retried, the next attempt polls it again
+    // (or, if the agent has lost it, sends the message anew).
+    if ("failure" in polled) {
+      return { failure: failure("invoke", "transient", `polling task ${result.id}: ${polled.failure.message}`) };
+    }
     result = polled.result as Task;
   }
   return readResult(result);
@@ -242,7 +247,7 @@ async function call(
   }
   if (!response.ok) {
     const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
-    const reason = `HTTP ${response.status} ${response.statusText}${body ? `: ${body.slice(0, 200)}` : ""}`;
+    const reason = `HTTP ${response.status} ${response.statusText}${body ? `: ${excerpt(body)}` : ""}`;
     return {
       failure: failure("invoke", retryable ? "transient" : "permanent", reason, {
         retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
@@ -253,10 +258,10 @@ async function call(
   try {
     payload = JSON.parse(body);
   } catch {
-    return { failure: failure("invoke", "permanent", `agent answered with invalid JSON: ${body.slice(0, 200)}`) };
+    return { failure: failure("invoke", "permanent", `agent answered with invalid JSON: ${excerpt(body)}`) };
   }
   if (payload === null || typeof payload !== "object") {
-    return { failure: failure("invoke", "permanent", `agent answered with no JSON-RPC object: ${body.slice(0, 200)}`) };
+    return { failure: failure("invoke", "permanent", `agent answered with no JSON-RPC object: ${excerpt(body)}`) };
   }
   if (payload.error) {
     return {
@@ -288,17 +293,24 @@ async function readStream(
       try {
         payload = JSON.parse(data);
       } catch {
-        return { failure: failure("invoke", "permanent", `agent streamed invalid JSON: ${data.slice(0, 200)}`) };
+        return { failure: failure("invoke", "permanent", `agent streamed invalid JSON: ${excerpt(data)}`) };
       }
       if (payload?.error) {
         const { code, message } = payload.error;
         return { failure: failure("invoke", "permanent", `JSON-RPC error ${code ?? "?"}: ${message ?? "no message"}`) };
       }
       if (!payload?.result || typeof payload.result !== "object") continue;
-      result = foldEvent(result, payload.result);
-      if (result.kind === "message") break;
-      if (isFinal(result)) break;
-      await request.onTask?.(result.id);
+      let final: boolean;
+      try {
+        result = foldEvent(result, payload.result);
+        final = result.kind === "message" || isFinal(result);
+      } catch (error) {
+        return {
+          failure: failure("invoke", "permanent", `agent streamed an unreadable event: ${errorMessage(error)}`),
+        };
+      }
+      if (final) break;
+      await request.onTask?.((result as Task).id);
     }
   } catch (error) {
     const reason = timeout.aborted
@@ -310,6 +322,11 @@ async function readStream(
   }
   if (!result) return { failure: failure("invoke", "permanent", "the agent's stream ended without a result") };
   return { result };
+}
+
+/** The start of what an agent sent, for a message: secrets blanked before it is cut, so no part of one stays. */
+function excerpt(text: string): string {
+  return redact(text).slice(0, 200);
 }
 
 /** `Retry-After` as seconds or an HTTP date, in milliseconds; `undefined` when absent or unreadable. */

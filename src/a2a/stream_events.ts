@@ -34,8 +34,13 @@ export function foldEvent(result: Message | Task | undefined, event: StreamEvent
 /** Splits a text/event-stream body into the `data` of each event, as the bytes arrive. */
 export async function* eventData(body: ReadableStream<Uint8Array>): AsyncIterable<string> {
   let buffer = "";
+  let carriedReturn = false;
   for await (const chunk of body.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk.replace(/\r\n?/g, "\n");
+    // A "\r\n" split over two chunks is one line end, not two.
+    let text: string = (carriedReturn ? "\r" : "") + chunk;
+    carriedReturn = text.endsWith("\r");
+    if (carriedReturn) text = text.slice(0, -1);
+    buffer += text.replace(/\r\n?/g, "\n");
     let end: number;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
       const event = buffer.slice(0, end);
@@ -46,6 +51,7 @@ export async function* eventData(body: ReadableStream<Uint8Array>): AsyncIterabl
       if (data.length) yield data.join("\n");
     }
   }
+  if (carriedReturn) buffer += "\n";
   const rest = buffer.split("\n").filter((line) => line.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, ""));
   if (rest.length) yield rest.join("\n");
 }

@@ -53,6 +53,8 @@ export class KafkaTaskRegistry implements TaskRegistry {
   readonly #producer: Producer;
   readonly #consumer: Consumer;
   readonly #readerGroup = `agentstream-tasks-${crypto.randomUUID()}`;
+  /** Tombstones on their way: a stop waits for them. */
+  readonly #clearing = new Set<Promise<void>>();
 
   constructor(options: KafkaTaskRegistryOptions) {
     this.#options = options;
@@ -89,6 +91,9 @@ export class KafkaTaskRegistry implements TaskRegistry {
     }
     const caughtUp = Promise.withResolvers<void>();
     if (!ends.size) caughtUp.resolve();
+    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart) caughtUp.reject(payload.error);
+    });
     this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
       const end = ends.get(payload.partition);
       if (end !== undefined && BigInt(payload.lastOffset) + 1n >= end) ends.delete(payload.partition);
@@ -111,7 +116,16 @@ export class KafkaTaskRegistry implements TaskRegistry {
         return Promise.resolve();
       },
     });
-    await caughtUp.promise;
+    // A reader that cannot read (its group not authorised, say) must not hang the start.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`could not read ${topic} within 60 s`)), 60_000);
+    });
+    try {
+      await Promise.race([caughtUp.promise, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
     log.debug("{count} agent tasks in progress from earlier runs", { count: this.#tasks.size });
   }
 
@@ -130,18 +144,21 @@ export class KafkaTaskRegistry implements TaskRegistry {
 
   forget(messageId: string): void {
     if (!this.#tasks.delete(messageId)) return;
-    this.#producer.send({
+    const sent = this.#producer.send({
       topic: this.#options.topic,
       acks: -1,
       messages: [{ key: this.#key(messageId), value: null }],
-    })
-      .catch((error) =>
-        log.warn("could not clear task of {messageId}: {error}", { messageId, error: errorMessage(error) })
-      );
+    }).then(
+      () => {},
+      (error) => log.warn("could not clear task of {messageId}: {error}", { messageId, error: errorMessage(error) }),
+    );
+    this.#clearing.add(sent);
+    sent.finally(() => this.#clearing.delete(sent));
   }
 
   /** Stops following and disconnects; forgets its reader group. */
   async stop(): Promise<void> {
+    await Promise.allSettled(this.#clearing);
     await Promise.allSettled([this.#consumer.disconnect(), this.#producer.disconnect()]);
     const admin = this.#options.kafka.admin();
     try {

@@ -162,10 +162,6 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       job.abandoned = true;
       return job;
     }
-    // Over, one way or another, unless cut short by a stop: then the next run resumes the task.
-    if (!ctx.signal?.aborted && ("reply" in outcome || outcome.failure.class !== "transient")) {
-      ctx.tasks?.forget(taskKey);
-    }
     if ("reply" in outcome) {
       circuit.succeeded();
       job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started), url };

@@ -163,3 +163,14 @@ Deno.test("secrets from settings are blanked in failures, fatal errors and log l
     clearSecrets();
   }
 });
+
+Deno.test("a secret is blanked as it reads inside JSON too", () => {
+  clearSecrets();
+  try {
+    loadSettings({ ARCHESTRA_TOKEN: 'tok"en\\42' });
+    const line = JSON.stringify({ message: 'header: Bearer tok"en\\42' });
+    assert.equal(redact(line).includes("tok"), false, redact(line));
+  } finally {
+    clearSecrets();
+  }
+});

@@ -43,7 +43,7 @@ Deno.test("foldEvent() takes a message as the answer, and starts a task from an 
 });
 
 Deno.test("eventData() yields each event's data, across chunk boundaries and multi-line data", async () => {
-  const chunks = ['data: {"a"', ":1}\n\n: comment\ndata: x\ndata: y\n\n", "data: last"];
+  const chunks = ['data: {"a"', ":1}\n\n: comment\ndata: x\r", "\ndata: y\r\n\r\n", "data: last"];
   const body = ReadableStream.from(chunks.map((c) => new TextEncoder().encode(c)));
   const got: string[] = [];
   for await (const data of eventData(body)) got.push(data);
