@@ -8,7 +8,16 @@ import { loadSettings } from "../../src/config/settings.ts";
 import { ensureLocalBroker, stopLocalBroker, throwawayBroker } from "../../src/infra/local_broker.ts";
 import { createKafka } from "../../src/kafka/client.ts";
 import { testBroker } from "../support/broker.ts";
-import { createTopics, produce, readAll, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
+import {
+  committedOffsets,
+  createTopics,
+  produce,
+  readAll,
+  readRecords,
+  testKafka,
+  topicSize,
+  uniqueId,
+} from "../support/kafka.ts";
 import { startMain } from "../support/main_process.ts";
 import { until, within } from "../support/until.ts";
 
@@ -80,20 +89,24 @@ Deno.test(
   },
 );
 
-Deno.test(
-  "exactly-once: kill -9 three times, read_committed readers see each message's reply exactly once",
-  integration,
-  async () => {
+/**
+ * Kill -9 three times under exactly-once delivery; each source message must end with exactly one
+ * reply per agent of its route for read_committed readers.
+ */
+function killExactlyOnce(prompts: string[], total: number) {
+  return async () => {
     const topic = `eos-${uniqueId()}.events`;
-    const total = 200;
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic], 3);
     await createTopics(kafka, [`${topic}.responses`, `${topic}.dlq`], 3);
-    const agent = startDemoAgent({ latencyMs: 20 });
+    // With several agents, one is much slower: a kill finds messages with one part's reply done
+    // and the other's still running, after commits have gone by.
+    const agent = startDemoAgent({ latencyMs: 20, behaviours: { slow: { latencyMs: 1_500 } } });
     const dir = await Deno.makeTempDir();
     await Deno.writeTextFile(
       `${dir}/eos.yaml`,
-      `name: eos\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\n` +
+      `name: eos\nsource: { topics: [${topic}] }\n` +
+        `routes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: [${prompts}] } }]\n` +
         `delivery: { guarantee: exactly-once, concurrency: 16 }\n`,
     );
     const env = {
@@ -106,6 +119,7 @@ Deno.test(
       COMMIT_INTERVAL: "300ms",
       KAFKA_SESSION_TIMEOUT: "6s",
     };
+    const outcomes = total * prompts.length;
     try {
       await produce(
         kafka,
@@ -114,28 +128,56 @@ Deno.test(
       );
       for (let kill = 0; kill < 3; kill++) {
         const child = await spawnBridge(env);
-        const wanted = agent.requests.length + 30;
-        await within(agent.waitForRequests(wanted), `${wanted} agent calls (restart ${kill + 1})`);
+        if (prompts.length === 1) {
+          const wanted = agent.requests.length + 30;
+          await within(agent.waitForRequests(wanted), `${wanted} agent calls (restart ${kill + 1})`);
+        } else {
+          // Killed once slow calls are under way and a transaction has committed since they started.
+          const slowCalls = () => agent.requests.filter((r) => r.promptId === "slow").length;
+          const committed = async () =>
+            Object.values(await committedOffsets(kafka, env.KAFKA_GROUP_ID, topic)).reduce(
+              (sum, o) => sum + Number(o),
+              0,
+            );
+          const before = slowCalls();
+          await until(() => slowCalls() >= before + 8, `slow calls (restart ${kill + 1})`, 60_000);
+          const point = await committed();
+          await until(async () => await committed() > point, `a commit (restart ${kill + 1})`, 60_000);
+        }
         child.kill("SIGKILL");
         await child.status;
       }
       const last = await spawnBridge(env);
-      const source = (r: { headers: Record<string, string> }) =>
-        `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
-      await readRecords(kafka, [`${topic}.responses`], total, {
-        until: (records) => new Set(records.map(source)).size >= total,
+      const source = (r: { headers: Record<string, string>; value: Uint8Array | null }) =>
+        `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}/${
+          JSON.parse(new TextDecoder().decode(r.value!)).agent.prompt_id
+        }`;
+      await readRecords(kafka, [`${topic}.responses`], outcomes, {
+        until: (records) => new Set(records.map(source)).size >= outcomes,
         timeoutMs: 120_000,
       });
       last.kill("SIGTERM");
       assert.equal((await last.status).code, 0);
       // Everything the bridge wrote is settled now.
       const replies = await readAll(kafka, `${topic}.responses`);
-      assert.equal(new Set(replies.map(source)).size, total, "every source offset has a reply");
-      assert.equal(replies.length, total, "and only one: aborted transactions are invisible to read_committed");
+      assert.equal(new Set(replies.map(source)).size, outcomes, "every source offset has a reply per agent");
+      assert.equal(replies.length, outcomes, "and only one: aborted transactions are invisible to read_committed");
     } finally {
       await agent.close();
     }
-  },
+  };
+}
+
+Deno.test(
+  "exactly-once: kill -9 three times, read_committed readers see each message's reply exactly once",
+  integration,
+  killExactlyOnce(["p"], 200),
+);
+
+Deno.test(
+  "exactly-once with a route fanned out to two agents: kill -9 three times, one reply per agent per message",
+  integration,
+  killExactlyOnce(["p", "slow"], 100),
 );
 
 Deno.test(
