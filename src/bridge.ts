@@ -400,6 +400,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   })();
 
   let timer: ReturnType<typeof setInterval> | undefined = undefined;
+  let endsTimer: ReturnType<typeof setInterval> | undefined = undefined;
   let stopped: Promise<void> | undefined;
   const shutdown = (reason?: unknown) => {
     stopped ??= (async () => {
@@ -410,6 +411,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const result = await run.then(() => undefined, (error) => error);
       clearTimeout(grace);
       clearInterval(timer);
+      clearInterval(endsTimer);
       for (const circuit of circuits.values()) circuit.dispose();
       // Only what finished is committed; a failure above leaves the rest for the next run.
       await commit();
@@ -427,6 +429,19 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
   timer = setInterval(commit, settings.commitIntervalMs);
+  // Log end offsets come with each fetch; while fetching is paused (an agent outage, backpressure)
+  // they are asked for, so consumer lag keeps growing where it grows.
+  endsTimer = setInterval(async () => {
+    try {
+      for (const topic of source.topics) {
+        for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
+          metrics.highWatermark(topic, partition, high);
+        }
+      }
+    } catch (error) {
+      log.debug("could not read log end offsets: {error}", { error: errorMessage(error) });
+    }
+  }, settings.topicRefreshMs);
 
   // The pipeline ending by itself means the source failed or a reply could not be written.
   const done = run.then(() => shutdown(), (error) => shutdown(error));

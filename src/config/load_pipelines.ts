@@ -32,6 +32,16 @@ function secret(token: string | undefined): string | undefined {
   return token;
 }
 
+/** Credentials inside an agent URL (a password, or a query parameter such as `?api_key=`) are secrets too. */
+function urlWithSecrets(url: string): string {
+  const parsed = new URL(url);
+  registerSecret(decodeURIComponent(parsed.password));
+  for (const [name, value] of parsed.searchParams) {
+    if (/token|key|secret|password|passwd|sig|auth/i.test(name)) registerSecret(value);
+  }
+  return url;
+}
+
 /** What a pipeline takes from the environment when it does not say. */
 export interface PipelineDefaults {
   maxRetries: number;
@@ -155,7 +165,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       template: route.transform.template === undefined ? undefined : template(route.transform.template),
       onMissing: route.transform.on_missing,
       agents: route.invoke.url !== undefined
-        ? [route.invoke.url].flat().map((url) => ({ url, token: secret(route.invoke.token) }))
+        ? [route.invoke.url].flat().map((url) => ({ url: urlWithSecrets(url), token: secret(route.invoke.token) }))
         : [route.invoke.prompt_id!].flat().map((promptId) => ({ promptId })),
       timeoutMs: route.invoke.timeout,
       context: route.invoke.context,

@@ -13,7 +13,8 @@
  * ```
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { Job } from "../model.ts";
+import { type Job, jobAgent } from "../model.ts";
+import { redact } from "../secrets.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import type { Outcome } from "../stages/publish.ts";
 
@@ -43,6 +44,8 @@ export function createMetrics(): Metrics {
   const registry = new Registry();
   const registers = [registry];
   const byRoute = ["pipeline", "route"] as const;
+  // What reaches an agent is also counted by agent (prompt id or URL): a route may call several.
+  const byAgent = [...byRoute, "agent"] as const;
   const consumed = new Counter({
     name: "agentstream_messages_consumed_total",
     help: "Messages consumed from Kafka, per pipeline that takes them.",
@@ -64,31 +67,31 @@ export function createMetrics(): Metrics {
   const invoked = new Counter({
     name: "agentstream_messages_invoked_total",
     help: "Messages sent to an agent (once each, however many attempts).",
-    labelNames: byRoute,
+    labelNames: byAgent,
     registers,
   });
   const retries = new Counter({
     name: "agentstream_agent_retries_total",
     help: "Agent calls retried after a transient failure.",
-    labelNames: byRoute,
+    labelNames: byAgent,
     registers,
   });
   const replied = new Counter({
     name: "agentstream_messages_replied_total",
     help: "Replies written to a responses topic and acknowledged.",
-    labelNames: byRoute,
+    labelNames: byAgent,
     registers,
   });
   const deadLettered = new Counter({
     name: "agentstream_messages_dead_lettered_total",
     help: "Messages written to a dead-letter topic, by the stage that failed and the failure class.",
-    labelNames: [...byRoute, "stage", "class"],
+    labelNames: [...byAgent, "stage", "class"],
     registers,
   });
   const latency = new Histogram({
     name: "agentstream_agent_latency_seconds",
     help: "Time from the first call to the agent's answer, retries included, for replied messages.",
-    labelNames: byRoute,
+    labelNames: byAgent,
     buckets: LATENCY_BUCKETS,
     registers,
   });
@@ -133,15 +136,18 @@ export function createMetrics(): Metrics {
       const pipeline = job.pipeline.name;
       if (outcome === "skipped") return skipped.inc({ pipeline });
       const labels = { pipeline, route: job.route?.name ?? "" };
-      if (job.route) matched.inc(labels);
+      const agent = jobAgent(job);
+      const agentLabels = { ...labels, agent: agent ? agent.promptId ?? redact(agent.url) : "" };
+      // A fanned-out message is matched once (its first part), and reaches each agent once.
+      if (job.route && (!job.agent || job.agent === job.route.agents[0])) matched.inc(labels);
       const attempts = job.reply?.attempts ?? job.failure?.attempts ?? 0;
-      if (attempts > 0) invoked.inc(labels);
-      if (attempts > 1) retries.inc(labels, attempts - 1);
+      if (attempts > 0) invoked.inc(agentLabels);
+      if (attempts > 1) retries.inc(agentLabels, attempts - 1);
       if (outcome === "replied") {
-        replied.inc(labels);
-        latency.observe(labels, job.reply!.latencyMs / 1000);
+        replied.inc(agentLabels);
+        latency.observe(agentLabels, job.reply!.latencyMs / 1000);
       } else {
-        deadLettered.inc({ ...labels, stage: job.failure!.stage, class: job.failure!.class });
+        deadLettered.inc({ ...agentLabels, stage: job.failure!.stage, class: job.failure!.class });
       }
     },
     highWatermark(topic, partition, offset) {

@@ -18,6 +18,7 @@
  */
 import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { type Job, jobAgent } from "../model.ts";
+import { redact } from "../secrets.ts";
 import type { Outcome } from "../stages/publish.ts";
 
 const tracer = trace.getTracer("agentstream");
@@ -70,7 +71,7 @@ export function endMessageSpan(job: Job, outcome: Outcome): void {
   const agent = jobAgent(job);
   span.setAttributes({
     "agentstream.route": job.route?.name ?? "",
-    "agentstream.agent": agent ? agent.promptId ?? agent.url : "",
+    "agentstream.agent": agent ? agent.promptId ?? redact(agent.url) : "",
     "agentstream.outcome": outcome,
     ...(job.reply ? { "agentstream.attempts": job.reply.attempts } : {}),
   });

@@ -16,6 +16,7 @@ import { hopCount, type Job, jobAgent, orderingKey, type OutRecord } from "../mo
 
 export type { OutRecord };
 import { traceparentOf } from "../ops/tracing.ts";
+import { redact } from "../secrets.ts";
 import { lookup } from "../placeholders.ts";
 import { renderTemplate, type Template } from "../template.ts";
 import { mapUnordered } from "../util/concurrent.ts";
@@ -74,7 +75,8 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
       key: ctx.key,
       timestamp: ctx.timestamp,
     },
-    agent: { url: reply?.url ?? null, prompt_id: jobAgent(job)?.promptId ?? null },
+    // A credential in an agent URL stays out of the record (see urlWithSecrets).
+    agent: { url: reply?.url ? redact(reply.url) : null, prompt_id: jobAgent(job)?.promptId ?? null },
     request: { text: job.text ?? null, message_id: ctx.messageId },
     reply: {
       text: reply?.text ?? null,

@@ -7,6 +7,7 @@ import { startOpsServer } from "../../src/ops/server.ts";
 import { clearSecrets, redact } from "../../src/secrets.ts";
 import { loadSettings } from "../../src/config/settings.ts";
 import { decodeJob } from "../../src/stages/decode.ts";
+import { replyEnvelope } from "../../src/stages/publish.ts";
 import { matchJob } from "../../src/stages/match.ts";
 import { sample } from "../support/prometheus.ts";
 import { job, pipeline, record } from "./helpers.ts";
@@ -43,6 +44,7 @@ Deno.test("metrics count each outcome once, by pipeline and route, from the job 
   assert.equal(sample(text, "agentstream_messages_invoked_total", paid), 2);
   assert.equal(sample(text, "agentstream_agent_retries_total", paid), 3);
   assert.equal(sample(text, "agentstream_messages_replied_total", paid), 1);
+  assert.equal(sample(text, "agentstream_messages_replied_total", { ...paid, agent: "p" }), 1, "by agent too");
   assert.equal(sample(text, "agentstream_messages_skipped_total", { pipeline: "shop" }), 1);
   assert.equal(
     sample(text, "agentstream_messages_dead_lettered_total", { ...paid, stage: "invoke", class: "exhausted" }),
@@ -170,6 +172,58 @@ Deno.test("a secret is blanked as it reads inside JSON too", () => {
     loadSettings({ ARCHESTRA_TOKEN: 'tok"en\\42' });
     const line = JSON.stringify({ message: 'header: Bearer tok"en\\42' });
     assert.equal(redact(line).includes("tok"), false, redact(line));
+  } finally {
+    clearSecrets();
+  }
+});
+
+Deno.test("a fanned-out message is matched once and reaches each of its agents once", async () => {
+  const fan = pipeline(
+    "name: fan\nsource: {topics: [orders.events]}\nroutes: [{name: all, invoke: {prompt_id: [a, b]}}]\n",
+  );
+  const metrics = createMetrics();
+  const reply = { text: "ok", parts: [], taskId: null, contextId: null, latencyMs: 10, url: "http://x", attempts: 1 };
+  for (const agent of fan.routes[0].agents) {
+    const j = job(fan, record("{}"));
+    decodeJob(j);
+    matchJob(j);
+    j.agent = agent;
+    j.reply = reply;
+    metrics.outcome(j, "replied");
+  }
+  const text = await metrics.registry.metrics();
+  const all = { pipeline: "fan", route: "all" };
+  assert.equal(sample(text, "agentstream_messages_matched_total", all), 1);
+  assert.equal(sample(text, "agentstream_messages_replied_total", { ...all, agent: "a" }), 1);
+  assert.equal(sample(text, "agentstream_messages_replied_total", { ...all, agent: "b" }), 1);
+});
+
+Deno.test("a credential in an agent URL is a secret: blanked in the envelope and in messages", () => {
+  clearSecrets();
+  try {
+    const p = pipeline(
+      "name: u\nsource: {topics: [orders.events]}\nroutes: [{name: r, invoke: {url: 'https://agents.example/a2a?api_key=k-123456&v=2'}}]\n",
+    );
+    const j = job(p, record("{}"));
+    decodeJob(j);
+    matchJob(j);
+    j.reply = {
+      text: "",
+      parts: [],
+      taskId: null,
+      contextId: null,
+      latencyMs: 1,
+      attempts: 1,
+      url: p.routes[0].agents[0].url!,
+    };
+    const envelope = replyEnvelope(j) as { agent: { url: string } };
+    assert.equal(envelope.agent.url, "https://agents.example/a2a?api_key=[redacted]&v=2");
+    assert.equal(
+      failure("invoke", "transient", "cannot reach https://agents.example/a2a?api_key=k-123456").message.includes(
+        "k-123456",
+      ),
+      false,
+    );
   } finally {
     clearSecrets();
   }
