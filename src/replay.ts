@@ -16,7 +16,8 @@
  * //   or { skip: "filtered" } / { skip: "max-replays" } / { skip: "no-source" }
  * ```
  */
-import { Buffer } from "node:buffer";
+import { toKafkaMessage } from "./kafka/message.ts";
+import { caughtUp, logEnds } from "./kafka/read_to_end.ts";
 import { type Kafka, Partitioners } from "kafkajs";
 import type { OutRecord } from "./model.ts";
 
@@ -115,7 +116,6 @@ export interface ReplayOptions {
 }
 
 const utf8 = new TextDecoder();
-const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 /**
  * Reads `from` up to its current end and re-publishes what the filter lets through; resolves with
@@ -143,28 +143,14 @@ export async function replayDlq(options: ReplayOptions): Promise<ReplayCounts> {
   await admin.connect();
   try {
     if (!(await admin.listTopics()).includes(from)) throw new Error(`topic ${from} does not exist`);
-    // The end of each partition now; control records (transaction markers) count as read too.
-    const ends = new Map<number, bigint>();
-    const starts = await admin.fetchTopicOffsets(from);
-    for (const { partition, high, low } of starts) {
-      if (BigInt(high) > BigInt(low)) ends.set(partition, BigInt(high));
-      counts.total += Number(BigInt(high) - BigInt(low));
-    }
+    // The DLQ as it is now: records dead-lettered during the run wait for the next one.
+    const { ends, records } = await logEnds(admin, from);
+    counts.total = records;
     if (!ends.size) return counts;
     await Promise.all([consumer.connect(), options.dryRun ? undefined : producer.connect()]);
-    const done = Promise.withResolvers<void>();
+    const sendFailed = Promise.withResolvers<never>();
+    const read = caughtUp(consumer, from, ends);
     const sends: Promise<unknown>[] = [];
-    const reached = (partition: number, next: bigint) => {
-      const end = ends.get(partition);
-      if (end !== undefined && next >= end) ends.delete(partition);
-      if (!ends.size) done.resolve();
-    };
-    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      if (payload.topic === from) reached(payload.partition, BigInt(payload.lastOffset) + 1n);
-    });
-    consumer.on(consumer.events.CRASH, ({ payload }) => {
-      if (!payload.restart) done.reject(payload.error);
-    });
     await consumer.subscribe({ topics: [from], fromBeginning: true });
     await consumer.run({
       autoCommit: false,
@@ -198,22 +184,18 @@ export async function replayDlq(options: ReplayOptions): Promise<ReplayCounts> {
               acks: -1,
               topicMessages: replays.map(({ topic, record }) => ({
                 topic,
-                messages: [{
-                  key: record.key && asBuffer(record.key),
-                  value: asBuffer(record.value),
-                  headers: record.headers as Record<string, string>,
-                }],
+                messages: [toKafkaMessage(record)],
               })),
             }),
           );
           // Seen at once (the run stops), and again below, where every send is awaited.
-          sends.at(-1)!.catch((error) => done.reject(error));
+          sends.at(-1)!.catch((error) => sendFailed.reject(error));
         }
         options.progress?.(counts);
         return Promise.resolve();
       },
     });
-    await done.promise;
+    await Promise.race([read, sendFailed.promise]);
     await Promise.all(sends);
     return counts;
   } finally {

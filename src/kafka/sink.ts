@@ -2,12 +2,12 @@
  * The kafkajs side of publish: one record per send, acknowledged by all in-sync replicas, and the
  * output topics of a source topic created up front with its partition count.
  */
-import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Producer } from "kafkajs";
 import type { Pipeline } from "../model.ts";
 import type { PublishContext } from "../stages/publish.ts";
 import { BatchingSender } from "./batching_sender.ts";
+import { toKafkaMessage } from "./message.ts";
 import { topicMatches } from "../util/glob.ts";
 
 const log = getLogger(["agentstream", "publish"]);
@@ -21,25 +21,13 @@ const PERMANENT = new Set([
   "INVALID_TOPIC_EXCEPTION",
 ]);
 
-const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-
 const isPermanent = (error: unknown) => PERMANENT.has((error as { type?: string }).type ?? "");
 
 /** A {@link PublishContext} that produces with kafkajs, in batches (see {@link BatchingSender}). */
 export function kafkaPublisher(producer: Producer): PublishContext {
   const sender = new BatchingSender(producer, isPermanent);
   return {
-    send: (topic, record) =>
-      sender.send(topic, {
-        key: record.key === null ? null : asBuffer(record.key),
-        value: asBuffer(record.value),
-        headers: Object.fromEntries(
-          Object.entries(record.headers).map(([name, value]) => [
-            name,
-            typeof value === "string" ? value : Array.isArray(value) ? value.map(asBuffer) : asBuffer(value),
-          ]),
-        ),
-      }),
+    send: (topic, record) => sender.send(topic, toKafkaMessage(record)),
     isPermanent,
   };
 }

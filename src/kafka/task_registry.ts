@@ -21,6 +21,7 @@ import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
 import { type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
 import { errorMessage } from "../errors.ts";
+import { caughtUp, logEnds } from "./read_to_end.ts";
 
 const log = getLogger(["agentstream", "tasks"]);
 
@@ -74,7 +75,7 @@ export class KafkaTaskRegistry implements TaskRegistry {
   async start(): Promise<void> {
     const { kafka, topic } = this.#options;
     const admin = kafka.admin();
-    const ends = new Map<number, bigint>();
+    let ends: Map<number, bigint>;
     await admin.connect();
     try {
       if (!(await admin.listTopics()).includes(topic)) {
@@ -83,22 +84,11 @@ export class KafkaTaskRegistry implements TaskRegistry {
           waitForLeaders: true,
         }).catch((error) => log.debug("creating {topic}: {error}", { topic, error: errorMessage(error) }));
       }
-      for (const { partition, high, low } of await admin.fetchTopicOffsets(topic)) {
-        if (BigInt(high) > BigInt(low)) ends.set(partition, BigInt(high));
-      }
+      ({ ends } = await logEnds(admin, topic));
     } finally {
       await admin.disconnect();
     }
-    const caughtUp = Promise.withResolvers<void>();
-    if (!ends.size) caughtUp.resolve();
-    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
-      if (!payload.restart) caughtUp.reject(payload.error);
-    });
-    this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
-      const end = ends.get(payload.partition);
-      if (end !== undefined && BigInt(payload.lastOffset) + 1n >= end) ends.delete(payload.partition);
-      if (!ends.size) caughtUp.resolve();
-    });
+    const read = caughtUp(this.#consumer, topic, ends);
     const prefix = `${this.#options.groupId}/`;
     await Promise.all([this.#producer.connect(), this.#consumer.connect()]);
     await this.#consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -122,7 +112,7 @@ export class KafkaTaskRegistry implements TaskRegistry {
       timer = setTimeout(() => reject(new Error(`could not read ${topic} within 60 s`)), 60_000);
     });
     try {
-      await Promise.race([caughtUp.promise, timeout]);
+      await Promise.race([read, timeout]);
     } finally {
       clearTimeout(timer);
     }

@@ -12,26 +12,11 @@
  * // await output.commit(tracker.committable());           // one transaction
  * ```
  */
-import { Buffer } from "node:buffer";
 import type { Message, Producer } from "kafkajs";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import type { OutRecord } from "../model.ts";
 import type { PublishContext } from "../stages/publish.ts";
-
-const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-
-function toMessage(record: OutRecord): Message {
-  return {
-    key: record.key === null ? null : asBuffer(record.key),
-    value: asBuffer(record.value),
-    headers: Object.fromEntries(
-      Object.entries(record.headers).map(([name, value]) => [
-        name,
-        typeof value === "string" ? value : Array.isArray(value) ? value.map(asBuffer) : asBuffer(value),
-      ]),
-    ),
-  };
-}
+import { toKafkaMessage } from "./message.ts";
 
 export class TransactionalOutput {
   readonly #producer: Producer;
@@ -72,8 +57,8 @@ export class TransactionalOutput {
         const byTopic = new Map<string, Message[]>();
         for (const { topic, record } of records) {
           const list = byTopic.get(topic);
-          if (list) list.push(toMessage(record));
-          else byTopic.set(topic, [toMessage(record)]);
+          if (list) list.push(toKafkaMessage(record));
+          else byTopic.set(topic, [toKafkaMessage(record)]);
         }
         await transaction.sendBatch({
           acks: -1,
