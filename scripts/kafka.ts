@@ -2,12 +2,12 @@
  * `deno task kafka:start` / `kafka:stop` / `kafka:status`: the local single-node broker.
  * `start` prints `KAFKA_BOOTSTRAP_SERVERS=<host:port>` as its last line.
  */
-import { FatalError } from "../src/errors.ts";
+import { runCommand } from "../src/errors.ts";
 import { defaultStateDir, ensureLocalBroker, runningBroker, stopLocalBroker } from "../src/infra/local_broker.ts";
 
 const command = Deno.args[0] ?? "start";
 const log = (line: string) => console.error(`kafka: ${line}`);
-try {
+async function main(): Promise<number> {
   if (command === "start") {
     const broker = await ensureLocalBroker({ log });
     if (!broker.started) log(`a broker already answers at ${broker.bootstrap}`);
@@ -17,13 +17,12 @@ try {
   } else if (command === "status") {
     const bootstrap = await runningBroker();
     console.log(bootstrap ? `KAFKA_BOOTSTRAP_SERVERS=${bootstrap}` : "not running");
-    if (!bootstrap) Deno.exit(1);
+    if (!bootstrap) return 1;
   } else {
     console.error("usage: deno task kafka:start | kafka:stop | kafka:status");
-    Deno.exit(2);
+    return 2;
   }
-} catch (error) {
-  if (!(error instanceof FatalError)) throw error;
-  for (const line of error.lines) console.error(`kafka: ${line}`);
-  Deno.exit(1);
+  return 0;
 }
+
+await runCommand(main, "kafka: ");

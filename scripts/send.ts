@@ -7,12 +7,12 @@ import { Buffer } from "node:buffer";
 import { Partitioners } from "kafkajs";
 import { readDotEnv } from "../src/config/dotenv.ts";
 import { loadSettings } from "../src/config/settings.ts";
-import { FatalError } from "../src/errors.ts";
+import { FatalError, runCommand } from "../src/errors.ts";
 import { exampleEvents } from "../src/demo_events.ts";
 import { ensureLocalBroker } from "../src/infra/local_broker.ts";
 import { createKafka } from "../src/kafka/client.ts";
 
-try {
+async function main(): Promise<void> {
   const { values } = parseArgs({ args: Deno.args, options: { count: { type: "string", default: "0" } } });
   const count = Number(values.count);
   if (!Number.isInteger(count) || count < 0) throw new FatalError(`--count: "${values.count}" is not a whole number`);
@@ -44,8 +44,6 @@ try {
     console.log(`sent ${list.length} event${list.length === 1 ? "" : "s"} to ${topic}`);
   }
   await producer.disconnect();
-} catch (error) {
-  if (!(error instanceof FatalError)) throw error;
-  for (const line of error.lines) console.error(line);
-  Deno.exit(error.exitCode);
 }
+
+await runCommand(main);
