@@ -18,7 +18,7 @@ import {
   topicSize,
   uniqueId,
 } from "../support/kafka.ts";
-import { startMain } from "../support/main_process.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
 import { until, within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -38,9 +38,7 @@ Deno.test(
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic], 3);
     const agent = startDemoAgent({ latencyMs: 20 });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/kill.yaml`,
+    const dir = await pipelineDir(
       `name: kill\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 16 }\n`,
     );
     const env = {
@@ -102,9 +100,7 @@ function killExactlyOnce(prompts: string[], total: number) {
     // With several agents, one is much slower: a kill finds messages with one part's reply done
     // and the other's still running, after commits have gone by.
     const agent = startDemoAgent({ latencyMs: 20, behaviours: { slow: { latencyMs: 1_500 } } });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/eos.yaml`,
+    const dir = await pipelineDir(
       `name: eos\nsource: { topics: [${topic}] }\n` +
         `routes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: [${prompts}] } }]\n` +
         `delivery: { guarantee: exactly-once, concurrency: 16 }\n`,
@@ -189,9 +185,7 @@ Deno.test(
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic], 4);
     const agent = startDemoAgent({ latencyMs: 20 });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/group.yaml`,
+    const dir = await pipelineDir(
       `name: group\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 8 }\n`,
     );
     const env = {
@@ -248,9 +242,7 @@ Deno.test(
     const total = 300;
     await createTopics(kafka, [topic], 3);
     const agent = startDemoAgent({ latencyMs: 20 });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/bounce.yaml`,
+    const dir = await pipelineDir(
       `name: bounce\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 8 }\n`,
     );
     const env = {
@@ -326,9 +318,7 @@ Deno.test(
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic], 2);
     const agent = startDemoAgent({ behaviours: { p: { failTimes: 1_000_000, failStatus: 503 } } });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/down.yaml`,
+    const dir = await pipelineDir(
       `name: down\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\n` +
         `delivery: { concurrency: 4, retries: { max: 2, backoff: 50ms } }\n`,
     );

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { testBroker } from "../support/broker.ts";
 import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
-import { startMain } from "../support/main_process.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
 import { sample } from "../support/prometheus.ts";
 import { until } from "../support/until.ts";
 
@@ -30,9 +30,7 @@ Deno.test(
       token,
       behaviours: { careless: { failTimes: 1_000_000, failStatus: 400, echoAuthorization: true } },
     });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/ops.yaml`,
+    const dir = await pipelineDir(
       `name: ops\nsource: { topics: [${topic}] }\nroutes:\n` +
         `  - { name: careless, match: { fields: { kind: leak } }, invoke: { prompt_id: careless } }\n` +
         `  - { name: main, transform: { template: "{n}" }, invoke: { prompt_id: p } }\n`,

@@ -1,7 +1,7 @@
 /** Preflight at start-up, as a user meets it: the bridge as a subprocess against the demo agent. */
 import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
-import { startMain } from "../support/main_process.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -13,11 +13,10 @@ function closedPort(): number {
   return port;
 }
 
-async function pipelineDir(promptIds: string[]): Promise<string> {
-  const dir = await Deno.makeTempDir();
+/** A pipeline with one route to each prompt id. */
+function routesTo(promptIds: string[]): string {
   const routes = promptIds.map((id) => `  - { name: to-${id}, invoke: { prompt_id: ${id} } }`).join("\n");
-  await Deno.writeTextFile(`${dir}/p.yaml`, `name: p\nsource: { topics: [t] }\nroutes:\n${routes}\n`);
-  return dir;
+  return `name: p\nsource: { topics: [t] }\nroutes:\n${routes}\n`;
 }
 
 Deno.test(
@@ -26,7 +25,7 @@ Deno.test(
   async () => {
     const agent = startDemoAgent({ prompts: ["known"], token: "right-token" });
     try {
-      const dir = await pipelineDir(["known", "unknown"]);
+      const dir = await pipelineDir(routesTo(["known", "unknown"]));
       const env = {
         PIPELINES_DIR: dir,
         ARCHESTRA_URL: agent.url,
@@ -35,14 +34,14 @@ Deno.test(
       const unknown = await (await startMain({ ...env, ARCHESTRA_TOKEN: "right-token" })).output;
       assert.equal(unknown.code, 2, unknown.stderr);
       assert.deepEqual(unknown.stderr.trim().split("\n"), [
-        `preflight: ${dir}/p.yaml:routes[1].invoke: no agent at ${agent.url}/v1/a2a/unknown (HTTP 404): is the prompt id right?`,
+        `preflight: ${dir}/pipeline.yaml:routes[1].invoke: no agent at ${agent.url}/v1/a2a/unknown (HTTP 404): is the prompt id right?`,
       ]);
 
       const refused = await (await startMain({ ...env, ARCHESTRA_TOKEN: "wrong-token" })).output;
       assert.equal(refused.code, 2, refused.stderr);
       assert.deepEqual(refused.stderr.trim().split("\n"), [
-        `preflight: ${dir}/p.yaml:routes[0].invoke: the agent at ${agent.url}/v1/a2a/known refused the token (HTTP 401)`,
-        `preflight: ${dir}/p.yaml:routes[1].invoke: the agent at ${agent.url}/v1/a2a/unknown refused the token (HTTP 401)`,
+        `preflight: ${dir}/pipeline.yaml:routes[0].invoke: the agent at ${agent.url}/v1/a2a/known refused the token (HTTP 401)`,
+        `preflight: ${dir}/pipeline.yaml:routes[1].invoke: the agent at ${agent.url}/v1/a2a/unknown refused the token (HTTP 401)`,
       ]);
       assert.equal(`${refused.stdout}${refused.stderr}`.includes("wrong-token"), false);
 
@@ -62,7 +61,7 @@ Deno.test(
   "preflight: an agent that cannot be reached is a warning, not a reason to stay down",
   integration,
   async () => {
-    const dir = await pipelineDir(["any"]);
+    const dir = await pipelineDir(routesTo(["any"]));
     const result = await (await startMain({
       PIPELINES_DIR: dir,
       ARCHESTRA_URL: `http://127.0.0.1:${closedPort()}`,

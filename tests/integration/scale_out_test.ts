@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { testBroker } from "../support/broker.ts";
 import { createTopics, produce, readAll, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
-import { type MainProcess, startMain } from "../support/main_process.ts";
+import { type MainProcess, pipelineDir, startMain } from "../support/main_process.ts";
 import { sample } from "../support/prometheus.ts";
 import { until } from "../support/until.ts";
 
@@ -22,9 +22,7 @@ Deno.test(
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic], 4);
     const agent = startDemoAgent({ latencyMs: 10 });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/scale.yaml`,
+    const dir = await pipelineDir(
       `name: scale\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\n` +
         `delivery: { guarantee: exactly-once, concurrency: 16 }\n`,
     );

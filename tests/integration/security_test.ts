@@ -10,7 +10,7 @@ import { throwawayBroker } from "../../src/infra/local_broker.ts";
 import { createKafka } from "../../src/kafka/client.ts";
 import { makeTestCertificates } from "../support/certs.ts";
 import { createTopics, produce, readRecords, uniqueId } from "../support/kafka.ts";
-import { startMain } from "../support/main_process.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -27,9 +27,7 @@ Deno.test(
     // The test itself produces and reads on the plaintext listener; the bridge uses the secured ones.
     const plain = createKafka(loadSettings({}), [broker.bootstrap]);
     const agent = startDemoAgent({});
-    const anyPipeline = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${anyPipeline}/any.yaml`,
+    const anyPipeline = await pipelineDir(
       "name: any\nsource: { topics: [secure-any] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n",
     );
     const tls = { KAFKA_SSL_CA_FILE: certs.caFile };
@@ -44,9 +42,7 @@ Deno.test(
     const roundTrip = async (listener: string, env: Record<string, string>) => {
       const topic = `secure-${uniqueId()}.events`;
       await createTopics(plain, [topic]);
-      const dir = await Deno.makeTempDir();
-      await Deno.writeTextFile(
-        `${dir}/s.yaml`,
+      const dir = await pipelineDir(
         `name: s\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n`,
       );
       const bridge = await startMain({

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { testBroker } from "../support/broker.ts";
 import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
-import { startMain } from "../support/main_process.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
 import { until } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -20,9 +20,7 @@ Deno.test(
     await createTopics(kafka, [topic]);
     // The task stays `working` until this run has gone; then it finishes on the next poll.
     const agent = startDemoAgent({ behaviours: { slow: { task: "working", polls: 1_000 } } });
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/t.yaml`,
+    const dir = await pipelineDir(
       `name: tasks\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: slow, timeout: 60s } }]\n`,
     );
     const env = {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { testBroker } from "../support/broker.ts";
 import { createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
-import { startMain } from "../support/main_process.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -48,9 +48,7 @@ Deno.test(
     await createTopics(kafka, [topic]);
     const agent = startDemoAgent({ behaviours: { broken: { rpcError: { code: -32603, message: "no" } } } });
     const receiver = startOtlpReceiver();
-    const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(
-      `${dir}/t.yaml`,
+    const dir = await pipelineDir(
       `name: traced\nsource: { topics: [${topic}] }\nroutes:\n` +
         `  - { name: failing, match: { fields: { fail: true } }, invoke: { prompt_id: broken } }\n` +
         `  - { name: main, invoke: { prompt_id: p } }\n`,

@@ -101,3 +101,10 @@ export async function startMain(
     },
   };
 }
+
+/** A fresh directory holding one pipeline file with this YAML: the PIPELINES_DIR of a bridge process. */
+export async function pipelineDir(yaml: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "agentstream-pipelines-" });
+  await Deno.writeTextFile(`${dir}/pipeline.yaml`, yaml);
+  return dir;
+}
