@@ -4,7 +4,7 @@
  * KAFKA_BOOTSTRAP_SERVERS (with the same security settings as the bridge), or the local broker.
  *
  *   --stage S      only failures of stage S (decode, match, transform, invoke, publish); repeatable
- *   --class C      only failure class C (permanent, transient, exhausted); repeatable
+ *   --class C      only failure class C (permanent, exhausted, timeout, input-required, auth-required, loop); repeatable
  *   --pipeline P   only pipeline P; repeatable
  *   --since T      only records dead-lettered at or after T: an ISO time, or a duration ago (2h)
  *   --until T      only records dead-lettered before T
@@ -14,14 +14,14 @@
 import { parseArgs } from "node:util";
 import { readDotEnv } from "../src/config/dotenv.ts";
 import { loadSettings } from "../src/config/settings.ts";
-import { errorMessage, FatalError, runCommand } from "../src/errors.ts";
+import { DEAD_LETTER_CLASSES, errorMessage, FatalError, runCommand } from "../src/errors.ts";
 import { ensureLocalBroker } from "../src/infra/local_broker.ts";
 import { createKafka } from "../src/kafka/client.ts";
 import { type ReplayCounts, replayDlq } from "../src/replay.ts";
 import { parseDuration } from "../src/util/duration.ts";
 
 const STAGES = ["decode", "match", "transform", "invoke", "publish"];
-const CLASSES = ["permanent", "transient", "exhausted"];
+const CLASSES = DEAD_LETTER_CLASSES;
 
 function time(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -32,7 +32,7 @@ function time(flag: string, value: string | undefined): number | undefined {
   return at;
 }
 
-function oneOf(flag: string, values: string[] | undefined, allowed: string[]): string[] | undefined {
+function oneOf(flag: string, values: string[] | undefined, allowed: readonly string[]): string[] | undefined {
   for (const value of values ?? []) {
     if (!allowed.includes(value)) throw new FatalError(`--${flag}: "${value}" is not one of ${allowed.join(", ")}`);
   }

@@ -27,6 +27,7 @@ import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
 import { KafkaTaskRegistry } from "./kafka/task_registry.ts";
 import { TransactionalOutput } from "./kafka/transactions.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
+import { redact } from "./secrets.ts";
 import type { Job, Pipeline } from "./model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
@@ -54,6 +55,7 @@ export interface BridgeOptions {
     | "sessionTimeoutMs"
     | "commitIntervalMs"
     | "archestraToken"
+    | "archestraApi"
     | "maxInFlight"
     | "shutdownGraceMs"
     | "circuitFailures"
@@ -83,8 +85,10 @@ export interface BridgeStats {
   rebalances: number;
   /** Times fetching paused because `maxInFlight` messages were unfinished. */
   backpressurePauses: number;
-  /** Times an agent's circuit opened. */
+  /** Times an agent's circuit opened because every call failed. */
   circuitOpenings: number;
+  /** Times an agent began to refuse the bridge (its token, or the agent itself, unknown to it). */
+  refusals: number;
 }
 
 /** What `/readyz` reports: each check, and whether all of them pass. */
@@ -92,7 +96,7 @@ export interface Readiness {
   ready: boolean;
   /** The consumer is a member of its group (so the brokers answer), or waits for its topics to exist. */
   kafka: boolean;
-  /** No agent host has its circuit open. */
+  /** No agent has its circuit open: none fails every call, none refuses the bridge. */
   agents: boolean;
   /** Topics consumed now. */
   topics: number;
@@ -116,15 +120,14 @@ export interface Bridge {
 /** The pipelines' agent limits by endpoint; two different limits for one agent are a {@link FatalError}. */
 export function agentLimits(
   pipelines: readonly Pipeline[],
-  archestraUrl: string,
-  archestraToken?: string,
+  archestra: Parameters<typeof agentEndpoint>[1],
 ): AgentLimits {
   const limits = new AgentLimits();
   const problems: string[] = [];
   const seen = new Map<string, string>();
   for (const pipeline of pipelines) {
     pipeline.agentLimits.forEach(({ agent, ...limit }, index) => {
-      const { url } = agentEndpoint(agent, { archestraUrl, archestraToken });
+      const { url } = agentEndpoint(agent, archestra);
       const where = `${pipeline.file}:agent_limits[${index}]`;
       if (!limits.set(url, limit)) problems.push(`${where}: ${url} has a different limit in ${seen.get(url)}`);
       seen.set(url, seen.get(url) ?? where);
@@ -152,7 +155,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       : {}),
   });
   const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId) : undefined;
-  const limits = agentLimits(pipelines, options.archestraUrl, settings.archestraToken);
+  const archestra = {
+    archestraUrl: options.archestraUrl,
+    archestraToken: settings.archestraToken,
+    archestraApi: settings.archestraApi,
+  };
+  const limits = agentLimits(pipelines, archestra);
   const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
   try {
     await admin.connect();
@@ -174,6 +182,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     rebalances: 0,
     backpressurePauses: 0,
     circuitOpenings: 0,
+    refusals: 0,
   };
   const tracker = new OffsetTracker();
   const metrics = options.metrics ?? createMetrics();
@@ -237,27 +246,43 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     }
   };
 
+  // Circuits: one per agent host for outages (a host that is down is down for every agent on it),
+  // one per endpoint for refusals (a token refused by one agent says nothing of the others).
   const circuits = new Map<string, Circuit>();
-  const circuitFor = (url: string) => {
-    const origin = new URL(url).origin;
-    let circuit = circuits.get(origin);
+  const circuitOf = (key: string, label: string, threshold: number) => {
+    let circuit = circuits.get(key);
     if (!circuit) {
       circuit = new Circuit({
-        threshold: settings.circuitFailures,
+        threshold,
         probeDelayMs: options.probeDelayMs,
         maxProbeDelayMs: options.maxProbeDelayMs ?? 10_000,
-        onChange: (open) => {
-          if (open) stats.circuitOpenings++;
-          metrics.circuit(origin, open);
-          log.warn(open ? "agent {origin} is failing every call: pausing, probing" : "agent {origin} answers again", {
-            origin,
-          });
-          pauseFor(`circuit ${origin}`, open);
+        onChange: (open, state, reason) => {
+          if (state === "down") stats.circuitOpenings++;
+          if (state === "refused") stats.refusals++;
+          metrics.circuit(label, state);
+          if (state === "refused") {
+            log.error("agent {agent} refuses the bridge ({reason}): its routes wait, probing until it accepts", {
+              agent: label,
+              reason,
+            });
+          } else if (state === "down") {
+            log.warn("agent {agent} is failing every call: pausing, probing", { agent: label });
+          } else log.warn("agent {agent} answers again: resuming", { agent: label });
+          pauseFor(`circuit ${key}`, open);
         },
       });
-      circuits.set(origin, circuit);
+      circuits.set(key, circuit);
     }
     return circuit;
+  };
+  const circuitFor = (url: string) => {
+    const origin = new URL(url).origin;
+    return circuitOf(`host ${origin}`, redact(origin), settings.circuitFailures);
+  };
+  // Labelled without credentials or query (where a key may sit in a form redact() does not know).
+  const refusalFor = (url: string) => {
+    const { origin, pathname } = new URL(url);
+    return circuitOf(`endpoint ${url}`, redact(origin + pathname), Number.POSITIVE_INFINITY);
   };
   const isCurrent = (job: Job) => job.generation === undefined || job.generation === tracker.generation;
 
@@ -383,10 +408,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   };
   const outcomes = publish(
     invoke(fanOut(transform(match(decode(dispatch(source.batches(), pipelines)))), split), {
-      archestraUrl: options.archestraUrl,
-      archestraToken: settings.archestraToken,
+      ...archestra,
       signal: abort.signal,
       circuitFor,
+      refusalFor,
       isCurrent,
       tasks,
       limits,

@@ -5,6 +5,9 @@
  * - `permanent`: retrying cannot help (bad JSON, a missing template field, a JSON-RPC error, HTTP 4xx).
  * - `transient`: may succeed later (timeout, connection refused, HTTP 429/5xx); retried by invoke.
  * - `exhausted`: a transient failure that outlived its retries.
+ * - `refused`: the agent refuses the caller, not the message (a token it does not accept, an agent
+ *   it does not know): never dead-lettered; the agent's routes wait until it accepts again.
+ * - `timeout`: a long-running task still unfinished at its route's timeout (x-task-id names it).
  * - `input-required`, `auth-required`: the agent's task stopped to ask for more (x-task-id names it).
  * - `loop`: a chain of pipelines went deeper than its limit (x-hop-count).
  */
@@ -15,9 +18,21 @@ export type FailureClass =
   | "permanent"
   | "transient"
   | "exhausted"
+  | "refused"
+  | "timeout"
   | "input-required"
   | "auth-required"
   | "loop";
+
+/** The classes a DLQ record can carry (`transient` is retried, `refused` waits: neither is dead-lettered). */
+export const DEAD_LETTER_CLASSES: readonly FailureClass[] = [
+  "permanent",
+  "exhausted",
+  "timeout",
+  "input-required",
+  "auth-required",
+  "loop",
+];
 
 /** Why one message could not be turned into a reply. */
 export interface StageFailure {

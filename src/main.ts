@@ -78,7 +78,13 @@ async function main(): Promise<number> {
   }
 
   if (Deno.args.includes("--no-preflight")) log.info("--no-preflight: agent cards are not checked");
-  else await checkAgents(pipelines, archestraUrl!, settings.archestraToken);
+  else {
+    await checkAgents(pipelines, {
+      archestraUrl: archestraUrl!,
+      archestraToken: settings.archestraToken,
+      archestraApi: settings.archestraApi,
+    });
+  }
 
   const kafka = createKafka(settings, brokers);
   if (!settings.bootstrapServers) await createDemoTopics(kafka, pipelines.flatMap((p) => p.topics));
@@ -112,11 +118,11 @@ async function main(): Promise<number> {
 }
 
 /** Fetches every agent's card; an unknown prompt id or a refused token stops the start (exit code 2). */
-async function checkAgents(pipelines: Pipeline[], archestraUrl: string, archestraToken?: string): Promise<void> {
+async function checkAgents(pipelines: Pipeline[], archestra: Parameters<typeof agentEndpoint>[1]): Promise<void> {
   const targets = pipelines.flatMap((pipeline) =>
     pipeline.routes.flatMap((route, index) =>
       route.agents.map((agent) => ({
-        ...agentEndpoint(agent, { archestraUrl, archestraToken }),
+        ...agentEndpoint(agent, archestra),
         kind: agent.url === undefined ? "prompt" as const : "url" as const,
         where: `${pipeline.file}:routes[${index}].invoke`,
       }))

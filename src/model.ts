@@ -154,6 +154,10 @@ export interface Route {
   readonly timeoutMs: number;
   /** Use `message/stream` where the agent's card offers it. */
   readonly stream: boolean;
+  /** The agent's tasks run long: send without blocking, record the task at once, poll it. */
+  readonly longRunning: boolean;
+  /** The A2A version to speak, whatever the endpoint or card says. */
+  readonly a2a?: "0.3" | "1.0";
   /** `key`: one A2A conversation (contextId) per Kafka key; `none`: every call on its own. */
   readonly context: "key" | "none";
 }

@@ -9,8 +9,8 @@
  * // if (await cards.streams(url, token)) ... message/stream
  * ```
  */
-import type { AgentCard } from "@a2a-js/sdk";
-import { fetchAgentCard } from "./preflight.ts";
+import { type AgentCard, fetchAgentCard } from "./preflight.ts";
+import { type A2AVersion, versionFromCard } from "./dialect.ts";
 
 export class AgentCards {
   readonly #cards = new Map<string, Promise<AgentCard | undefined>>();
@@ -26,6 +26,11 @@ export class AgentCards {
       });
     }
     return card;
+  }
+
+  /** The A2A version the agent's card says it speaks (0.3 when it has no card). */
+  async version(url: string, token?: string): Promise<A2AVersion> {
+    return versionFromCard(await this.card(url, token));
   }
 
   /** Whether the agent's card says it answers `message/stream`. */

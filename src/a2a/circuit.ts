@@ -1,9 +1,13 @@
 /**
- * A circuit breaker for one agent host. After `threshold` transient failures in a row (and no
+ * A circuit breaker for one agent endpoint. After `threshold` transient failures in a row (and no
  * success between them) the agent is taken to be down: the circuit opens, callers wait instead of
  * spending their retries, and one probe call at a time is let through, with doubling pauses, until
  * one succeeds and the circuit closes. So an outage stalls the pipeline; it does not empty the topic
  * into the DLQ.
+ *
+ * An agent that refuses the caller (a token it does not accept, an agent it does not know) opens
+ * the circuit at once, in the `refused` state: every message would be refused the same way until a
+ * person acts, so none is failed for it; probes go on until the agent accepts again.
  *
  * @example
  * ```ts
@@ -13,23 +17,27 @@
  * // ... make the call, then circuit.succeeded() or circuit.failed()
  * ```
  */
+/** `closed`: calls go through; `down`: the agent fails every call; `refused`: it refuses the caller. */
+export type CircuitState = "closed" | "down" | "refused";
+
 export interface CircuitOptions {
   /** Transient failures in a row that open the circuit. */
   threshold?: number;
   /** First pause before a probe; doubles up to `maxProbeDelayMs`. */
   probeDelayMs?: number;
   maxProbeDelayMs?: number;
-  onChange?: (open: boolean) => void;
+  /** Called on every change of state (`open` is `state !== "closed"`), with the agent's words for a refusal. */
+  onChange?: (open: boolean, state: CircuitState, reason?: string) => void;
 }
 
 export class Circuit {
   readonly #threshold: number;
   readonly #firstDelay: number;
   readonly #maxDelay: number;
-  readonly #onChange: (open: boolean) => void;
+  readonly #onChange: (open: boolean, state: CircuitState, reason?: string) => void;
   #failures = 0;
   #successes = 0;
-  #open = false;
+  #state: CircuitState = "closed";
   #delay: number;
   #probing = false;
   #probeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -45,7 +53,11 @@ export class Circuit {
   }
 
   get open(): boolean {
-    return this.#open;
+    return this.#state !== "closed";
+  }
+
+  get state(): CircuitState {
+    return this.#state;
   }
 
   /** Calls that got an answer so far; a caller compares two readings to see if the agent answered meanwhile. */
@@ -58,9 +70,18 @@ export class Circuit {
    * in the meantime, which is an outage however few calls there were, not one bad message.
    */
   trip(): void {
-    if (this.#open) return;
-    this.#open = true;
-    this.#onChange(true);
+    if (this.open) return;
+    this.#set("down");
+  }
+
+  /**
+   * The agent refused the caller (`role` is what {@link acquire} said): the circuit opens at once
+   * in the `refused` state; a refused probe waits twice as long before the next.
+   */
+  refused(role: "call" | "probe" = "call", reason?: string): void {
+    this.#failures = 0;
+    if (this.#state !== "refused") this.#set("refused", reason);
+    if (role === "probe") this.#backOff();
   }
 
   /**
@@ -69,7 +90,7 @@ export class Circuit {
    * at once, so the caller can notice the abort itself.
    */
   acquire(signal?: AbortSignal): Promise<"call" | "probe"> {
-    if (!this.#open || signal?.aborted) return Promise.resolve("call");
+    if (!this.open || signal?.aborted) return Promise.resolve("call");
     return new Promise((resolve) => {
       const onAbort = () => {
         const index = this.#waiting.indexOf(waiter);
@@ -93,30 +114,35 @@ export class Circuit {
     this.#successes++;
     this.#failures = 0;
     this.#probing = false;
-    if (!this.#open) return;
-    this.#open = false;
+    if (!this.open) return;
     this.#delay = this.#firstDelay;
     clearTimeout(this.#probeTimer);
     this.#probeTimer = undefined;
+    this.#set("closed");
     for (const waiter of this.#waiting.splice(0)) waiter.resolve("call");
-    this.#onChange(false);
   }
 
   /** A call failed transiently (timeout, refused, 429/5xx); `role` is what {@link acquire} said. */
   failed(role: "call" | "probe" = "call"): void {
     this.#failures++;
-    if (this.#open) {
+    if (this.open) {
       // A call that was already in flight when the circuit opened says nothing new.
-      if (role !== "probe") return;
-      this.#probing = false;
-      this.#delay = Math.min(this.#delay * 2, this.#maxDelay);
-      this.#scheduleProbe();
+      if (role === "probe") this.#backOff();
       return;
     }
-    if (this.#failures >= this.#threshold) {
-      this.#open = true;
-      this.#onChange(true);
-    }
+    if (this.#failures >= this.#threshold) this.#set("down");
+  }
+
+  #set(state: CircuitState, reason?: string): void {
+    this.#state = state;
+    this.#onChange(state !== "closed", state, reason);
+  }
+
+  /** A probe failed: the next one waits twice as long. */
+  #backOff(): void {
+    this.#probing = false;
+    this.#delay = Math.min(this.#delay * 2, this.#maxDelay);
+    this.#scheduleProbe();
   }
 
   #scheduleProbe(): void {

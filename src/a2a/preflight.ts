@@ -12,8 +12,18 @@
  * // const { problems, warnings } = await preflight([{ url, token, where: "pipelines/a.yaml:routes[0].invoke" }]);
  * ```
  */
-import type { AgentCard } from "@a2a-js/sdk";
 import { errorMessage } from "../errors.ts";
+
+/**
+ * An agent card, as far as the bridge reads it: 0.3 cards (`protocolVersion`, `url`) and 1.0 cards
+ * (`supportedInterfaces`) alike.
+ */
+export interface AgentCard {
+  name: string;
+  capabilities?: { streaming?: boolean };
+  protocolVersion?: string;
+  supportedInterfaces?: { url?: string; protocolBinding?: string; protocolVersion?: string }[];
+}
 
 export interface PreflightTarget {
   /** The endpoint calls go to. */

@@ -1,24 +1,33 @@
 /**
- * One A2A `message/send` call over JSON-RPC 2.0, classified: a reply, or a {@link StageFailure}
- * that says whether a retry can help. A `Task` result that is not finished is polled with
- * `tasks/get` until it ends or the call's time runs out.
+ * One A2A call over JSON-RPC 2.0 (`message/send` in 0.3, `SendMessage` in 1.0), classified: a
+ * reply, or a {@link StageFailure} that says what to do about it. Answers are read by shape (see
+ * `shapes.ts`), so Archestra's bare `/v1` Message, SDK 0.3 results and A2A 1.0 results all work.
+ *
+ * A task that is not finished is recorded (`onTask`) and polled (`tasks/get` / `GetTask`) until it
+ * ends; one still running at the call's timeout is cancelled and fails as `timeout`. With
+ * `longRunning`, the send does not block, so the task id arrives (and is recorded) at once.
  *
  * @example
  * ```ts
  * import { sendMessage } from "./send_message.ts";
  * const outcome = await sendMessage({
- *   url: "http://localhost:9000/v1/a2a/my-prompt",
+ *   url: "http://127.0.0.1:1/v1/a2a/my-agent", // nothing listens here
  *   token: undefined,
- *   message: { kind: "message", role: "user", messageId: "m-1", parts: [{ kind: "text", text: "hi" }] },
- *   timeoutMs: 30_000,
+ *   version: "0.3",
+ *   message: { messageId: "m-1", text: "hi", metadata: {} },
+ *   timeoutMs: 1_000,
  * });
- * if ("reply" in outcome) console.log(outcome.reply.text);
+ * if ("failure" in outcome) console.log(outcome.failure.class); // "transient"
  * ```
+ *
+ * @module
  */
-import type { Message, Part, Task } from "@a2a-js/sdk";
-import { errorMessage, failure, type StageFailure } from "../errors.ts";
+import { errorMessage, failure, type FailureClass, type StageFailure } from "../errors.ts";
 import { redact } from "../secrets.ts";
-import { eventData, foldEvent, type StreamEvent } from "./stream_events.ts";
+import { type A2AVersion, type Dialect, dialect, type OutgoingMessage } from "./dialect.ts";
+import { type Message, type Part, readResult, readStreamEvent, readTask, type Task, textOf } from "./shapes.ts";
+import { eventData, foldEvent } from "./stream_events.ts";
+import { abortableDelay } from "../util/abortable_delay.ts";
 
 /** What a successful call returns. */
 export interface A2AReply {
@@ -31,14 +40,18 @@ export interface A2AReply {
 export interface SendMessageRequest {
   url: string;
   token: string | undefined;
-  message: Message;
+  /** The A2A version the agent speaks. */
+  version: A2AVersion;
+  message: OutgoingMessage;
   timeoutMs: number;
   /** Cancels the call (on shutdown); counts as a transient failure. */
   signal?: AbortSignal;
   /** W3C trace context to send on (`traceparent` header). */
   traceparent?: string;
-  /** Use `message/stream` (the agent's card says it streams, and the route asks for it). */
+  /** Stream the answer (the agent's card says it streams, and the route asks for it). */
   stream?: boolean;
+  /** The agent answers with tasks that run long: send without blocking and poll. */
+  longRunning?: boolean;
   /** A task the agent already works on for this message: poll it instead of sending the message. */
   resumeTaskId?: string;
   /**
@@ -49,13 +62,16 @@ export interface SendMessageRequest {
   onTask?: (taskId: string) => Promise<void>;
 }
 
-const TERMINAL_FAILURES = new Set(["failed", "canceled", "rejected"]);
+type Outcome = { reply: A2AReply } | { failure: StageFailure };
+type RpcOutcome = { result: unknown } | { failure: StageFailure };
+
+const FAILED = new Set(["failed", "canceled", "rejected"]);
 const NEEDS_INPUT = new Set(["input-required", "auth-required"]);
+/** Time a cancel of a timed-out task may take, past the call's own timeout. */
+const CANCEL_MS = 5_000;
 
 /** Sends one message; never throws for anything the agent or the network does. */
-export async function sendMessage(
-  original: SendMessageRequest,
-): Promise<{ reply: A2AReply } | { failure: StageFailure }> {
+export async function sendMessage(original: SendMessageRequest): Promise<Outcome> {
   // A task is recorded once, whether a stream or the answer announces it.
   let recorded = false;
   const onTask = original.onTask;
@@ -63,83 +79,75 @@ export async function sendMessage(
     ...original,
     onTask: onTask && ((taskId) => recorded ? Promise.resolve() : (recorded = true, onTask(taskId))),
   };
+  const speak = dialect(request.version);
   const deadline = Date.now() + request.timeoutMs;
   let first = request.resumeTaskId
-    ? await rpc(request, deadline, "tasks/get", { id: request.resumeTaskId })
+    ? await rpc(request, deadline, speak.methods.get, speak.taskParams(request.resumeTaskId))
     : undefined;
   // An agent that no longer knows the task (it restarted, or expired it) gets the message again.
   const resumed = first !== undefined && !("failure" in first && first.failure.class === "permanent");
   if (!resumed) {
-    first = await rpc(request, deadline, request.stream ? "message/stream" : "message/send", {
-      message: request.message,
-      configuration: { blocking: true, acceptedOutputModes: ["text/plain", "application/json"] },
-    });
+    const method = request.stream ? speak.methods.stream : speak.methods.send;
+    first = await rpc(request, deadline, method, speak.sendParams(request.message, { blocking: !request.longRunning }));
   }
   if ("failure" in first!) return first;
+  let result: Message | Task;
   try {
-    const result = first!.result as Message | Task;
-    if (!resumed && result?.kind === "task" && !isFinal(result)) await request.onTask?.(result.id);
-    return await settle(request, deadline, result);
+    result = readResult(first!.result);
   } catch (error) {
     // An answer of the wrong shape is the agent's bug; retrying the same message will not fix it.
-    return { failure: failure("invoke", "permanent", `agent answered with an unreadable result: ${error}`) };
+    return { failure: failure("invoke", "permanent", errorMessage(error)) };
   }
+  if (!resumed && result.kind === "task" && !isFinal(result)) await request.onTask?.(result.id);
+  return await settle(request, speak, deadline, result);
 }
 
-async function settle(
-  request: SendMessageRequest,
-  deadline: number,
-  initial: Message | Task,
-): Promise<{ reply: A2AReply } | { failure: StageFailure }> {
+async function settle(request: SendMessageRequest, speak: Dialect, deadline: number, initial: Message | Task) {
   let result = initial;
-  for (let pause = 250; result?.kind === "task" && !isFinal(result); pause = Math.min(pause * 2, 5_000)) {
-    if (Date.now() + pause >= deadline) {
-      return {
-        failure: failure(
-          "invoke",
-          "transient",
-          `task ${result.id} still ${result.status.state} after ${request.timeoutMs} ms`,
-        ),
-      };
-    }
-    await pauseUnlessAborted(pause, request.signal);
-    const polled = await rpc(request, deadline, "tasks/get", { id: result.id });
+  for (let pause = 250; result.kind === "task" && !isFinal(result); pause = Math.min(pause * 2, 5_000)) {
+    if (Date.now() + pause >= deadline) return await timedOut(request, speak, result);
+    await abortableDelay(pause, request.signal);
+    const polled = await rpc(request, deadline, speak.methods.get, speak.taskParams(result.id));
     // A failed poll says nothing final about the task: retried, the next attempt polls it again
     // (or, if the agent has lost it, sends the message anew).
     if ("failure" in polled) {
+      // A refusal is about the caller (waited out like any other), and a stop is a stop.
+      if (request.signal?.aborted || polled.failure.class === "refused") return polled;
       return { failure: failure("invoke", "transient", `polling task ${result.id}: ${polled.failure.message}`) };
     }
-    result = polled.result as Task;
+    try {
+      result = readTask(polled.result);
+    } catch (error) {
+      return { failure: failure("invoke", "permanent", errorMessage(error)) };
+    }
   }
-  return readResult(result);
+  return readReply(result);
 }
 
-/** Waits `ms`, or less when `signal` aborts (a stop does not wait for the next poll). */
-function pauseUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
+/**
+ * A task still running at the timeout is cancelled (best effort) and fails as `timeout`: the agent
+ * is working, not failing, and a retry would only start the same work again.
+ */
+async function timedOut(request: SendMessageRequest, speak: Dialect, task: Task): Promise<Outcome> {
+  const cancel = await rpc(request, Date.now() + CANCEL_MS, speak.methods.cancel, speak.taskParams(task.id));
+  const cancelled = "failure" in cancel ? `; cancelling it failed: ${cancel.failure.message}` : ", cancelled";
+  return {
+    failure: failure(
+      "invoke",
+      "timeout",
+      `task ${task.id} still ${task.status.state} after ${request.timeoutMs} ms${cancelled}`,
+      { taskId: task.id },
+    ),
+  };
 }
 
 function isFinal(task: Task): boolean {
-  if (!task.status) throw new TypeError("task has no status");
   const state = task.status.state;
-  return state === "completed" || TERMINAL_FAILURES.has(state) || NEEDS_INPUT.has(state);
+  return state === "completed" || FAILED.has(state) || NEEDS_INPUT.has(state);
 }
 
-function textOf(parts: readonly Part[] | undefined): string {
-  if (parts !== undefined && !Array.isArray(parts)) throw new TypeError("parts is not a list");
-  return (parts ?? []).flatMap((part) => part?.kind === "text" ? [String(part.text)] : []).join("\n");
-}
-
-function readResult(result: Message | Task | undefined): { reply: A2AReply } | { failure: StageFailure } {
-  if (result?.kind === "message") {
+function readReply(result: Message | Task): Outcome {
+  if (result.kind === "message") {
     return {
       reply: {
         text: textOf(result.parts),
@@ -149,29 +157,58 @@ function readResult(result: Message | Task | undefined): { reply: A2AReply } | {
       },
     };
   }
-  if (result?.kind === "task") {
-    if (!result.status) throw new TypeError("task has no status");
-    const state = result.status.state;
+  const state = result.status.state;
+  if (state !== "completed") {
     const statusText = textOf(result.status.message?.parts);
-    if (state !== "completed") {
-      // A task waiting for input or authorisation has its own class: someone has to act on it.
-      const failureClass = state === "input-required" || state === "auth-required" ? state : "permanent";
-      return {
-        failure: failure(
-          "invoke",
-          failureClass,
-          `task ${result.id} ended ${state}${statusText ? `: ${statusText}` : ""}`,
-          { taskId: result.id },
-        ),
-      };
-    }
-    const parts = (result.artifacts ?? []).flatMap((artifact) => artifact.parts);
-    const replyParts = parts.length ? parts : result.status.message?.parts ?? [];
+    // A task waiting for input or authorisation has its own class: someone has to act on it.
+    const failureClass: FailureClass = state === "input-required" || state === "auth-required" ? state : "permanent";
     return {
-      reply: { text: textOf(replyParts), parts: replyParts, taskId: result.id, contextId: result.contextId ?? null },
+      failure: failure(
+        "invoke",
+        failureClass,
+        `task ${result.id} ended ${state}${statusText ? `: ${statusText}` : ""}`,
+        { taskId: result.id },
+      ),
     };
   }
-  return { failure: failure("invoke", "permanent", "agent result is neither a Message nor a Task") };
+  const parts = (result.artifacts ?? []).flatMap((artifact) => artifact.parts);
+  const replyParts = parts.length ? parts : result.status.message?.parts ?? [];
+  return {
+    reply: { text: textOf(replyParts), parts: replyParts, taskId: result.id, contextId: result.contextId ?? null },
+  };
+}
+
+/**
+ * What a JSON-RPC error means for the caller. Archestra answers every error at HTTP 200, so the
+ * code is all there is: `-32603` is the run failing (usually the LLM provider's rate limit,
+ * overload or timeout), worth retrying; a refused token, an unknown agent or method, or an
+ * unsupported version is about the caller, not the message (`refused`); the rest is permanent.
+ */
+export function classifyRpcError(code: number | undefined, message: string): FailureClass {
+  switch (code) {
+    case -32603:
+      return "transient";
+    case -32601: // method not found: the agent speaks another version, or is not an A2A agent
+    case -32009: // A2A version not supported
+      return "refused";
+    case -32600:
+      return /auth|token|credential|forbidden|permission/i.test(message) ? "refused" : "permanent";
+    case -32602:
+      return /agent.*not found|not an? .*agent|unknown agent/i.test(message) ? "refused" : "permanent";
+    default:
+      return "permanent";
+  }
+}
+
+/** What an HTTP error status means: the caller refused (401, 403, 404), worth a retry, or permanent. */
+export function classifyStatus(status: number): FailureClass {
+  if (status === 401 || status === 403 || status === 404) return "refused";
+  return status === 408 || status === 429 || status >= 500 ? "transient" : "permanent";
+}
+
+function rpcFailure(error: { code?: number; message?: string }): StageFailure {
+  const message = `JSON-RPC error ${error.code ?? "?"}: ${error.message ?? "no message"}`;
+  return failure("invoke", classifyRpcError(error.code, String(error.message ?? "")), message);
 }
 
 /**
@@ -180,12 +217,7 @@ function readResult(result: Message | Task | undefined): { reply: A2AReply } | {
  * signal alive for the whole timeout, and `AbortSignal.any` on the long-lived shutdown signal would
  * keep one more signal per call, so memory would grow with the number of messages.
  */
-async function rpc(
-  request: SendMessageRequest,
-  deadline: number,
-  method: string,
-  params: unknown,
-): Promise<{ result: unknown } | { failure: StageFailure }> {
+async function rpc(request: SendMessageRequest, deadline: number, method: string, params: unknown) {
   const controller = new AbortController();
   const timeout = { aborted: false };
   const timer = setTimeout(() => {
@@ -209,14 +241,22 @@ async function call(
   params: unknown,
   signal: AbortSignal,
   timeout: { aborted: boolean },
-): Promise<{ result: unknown } | { failure: StageFailure }> {
+): Promise<RpcOutcome> {
+  const cutShort = (what: string, error: unknown) =>
+    timeout.aborted
+      ? `no answer within ${request.timeoutMs} ms`
+      : signal.aborted
+      ? "call cancelled"
+      : `${what}: ${errorMessage(error)}`;
+  const streaming = method === dialect(request.version).methods.stream;
   let response: Response;
   try {
     response = await fetch(request.url, {
       method: "POST",
       headers: {
         "content-type": "application/json",
-        accept: method === "message/stream" ? "text/event-stream" : "application/json",
+        accept: streaming ? "text/event-stream" : "application/json",
+        ...dialect(request.version).headers,
         ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
         ...(request.traceparent ? { traceparent: request.traceparent } : {}),
       },
@@ -224,12 +264,7 @@ async function call(
       signal,
     });
   } catch (error) {
-    const reason = timeout.aborted
-      ? `no answer within ${request.timeoutMs} ms`
-      : signal.aborted
-      ? "call cancelled"
-      : `cannot reach the agent: ${(error as Error).message}`;
-    return { failure: failure("invoke", "transient", reason) };
+    return { failure: failure("invoke", "transient", cutShort("cannot reach the agent", error)) };
   }
   if (response.ok && (response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     return await readStream(request, response.body!, signal, timeout);
@@ -238,18 +273,12 @@ async function call(
   try {
     body = await response.text();
   } catch (error) {
-    const reason = timeout.aborted
-      ? `no answer within ${request.timeoutMs} ms`
-      : signal.aborted
-      ? "call cancelled"
-      : `answer cut off: ${(error as Error).message}`;
-    return { failure: failure("invoke", "transient", reason) };
+    return { failure: failure("invoke", "transient", cutShort("answer cut off", error)) };
   }
   if (!response.ok) {
-    const retryable = response.status === 408 || response.status === 429 || response.status >= 500;
     const reason = `HTTP ${response.status} ${response.statusText}${body ? `: ${excerpt(body)}` : ""}`;
     return {
-      failure: failure("invoke", retryable ? "transient" : "permanent", reason, {
+      failure: failure("invoke", classifyStatus(response.status), reason, {
         retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
       }),
     };
@@ -263,46 +292,35 @@ async function call(
   if (payload === null || typeof payload !== "object") {
     return { failure: failure("invoke", "permanent", `agent answered with no JSON-RPC object: ${excerpt(body)}`) };
   }
-  if (payload.error) {
-    return {
-      failure: failure(
-        "invoke",
-        "permanent",
-        `JSON-RPC error ${payload.error.code ?? "?"}: ${payload.error.message ?? "no message"}`,
-      ),
-    };
-  }
+  if (payload.error) return { failure: rpcFailure(payload.error) };
   return { result: payload.result };
 }
 
 /**
- * Reads a `message/stream` answer to its end (or its final event), folding the events into one
- * result. A task that is not finished yet is recorded (`onTask`) as soon as it shows up; a stream
- * that ends before the task does leaves the task to be polled.
+ * Reads a streamed answer to its end (or its final event), folding the events into one result. A
+ * task that is not finished yet is recorded (`onTask`) as soon as it shows up; a stream that ends
+ * before the task does leaves the task to be polled.
  */
 async function readStream(
   request: SendMessageRequest,
   body: ReadableStream<Uint8Array>,
   signal: AbortSignal,
   timeout: { aborted: boolean },
-): Promise<{ result: unknown } | { failure: StageFailure }> {
+): Promise<RpcOutcome> {
   let result: Message | Task | undefined;
   try {
     for await (const data of eventData(body)) {
-      let payload: { result?: StreamEvent; error?: { code?: number; message?: string } };
+      let payload: { result?: unknown; error?: { code?: number; message?: string } };
       try {
         payload = JSON.parse(data);
       } catch {
         return { failure: failure("invoke", "permanent", `agent streamed invalid JSON: ${excerpt(data)}`) };
       }
-      if (payload?.error) {
-        const { code, message } = payload.error;
-        return { failure: failure("invoke", "permanent", `JSON-RPC error ${code ?? "?"}: ${message ?? "no message"}`) };
-      }
+      if (payload?.error) return { failure: rpcFailure(payload.error) };
       if (!payload?.result || typeof payload.result !== "object") continue;
       let final: boolean;
       try {
-        result = foldEvent(result, payload.result);
+        result = foldEvent(result, readStreamEvent(payload.result));
         final = result.kind === "message" || isFinal(result);
       } catch (error) {
         return {

@@ -1,19 +1,20 @@
 /**
- * A2A `message/stream` answers: server-sent events, each a JSON-RPC response whose result is a
- * Message, a Task, a status update or an artifact update. {@link foldEvent} folds them into the one
- * result `message/send` would have given: the Message, or the Task as the events leave it.
+ * Streamed A2A answers (`message/stream`, `SendStreamingMessage`): server-sent events, each a
+ * JSON-RPC response whose result is a Message, a Task, a status update or an artifact update (read
+ * by shape, see `shapes.ts`). {@link foldEvent} folds them into the one result a plain send would
+ * have given: the Message, or the Task as the events leave it.
  *
  * @example
  * ```ts
  * import { foldEvent } from "./stream_events.ts";
  * let result = foldEvent(undefined, { kind: "task", id: "t", contextId: "c", status: { state: "working" } });
- * result = foldEvent(result, { kind: "status-update", taskId: "t", contextId: "c", status: { state: "completed" }, final: true });
+ * result = foldEvent(result, { kind: "status-update", taskId: "t", contextId: "c", status: { state: "completed" } });
  * // result: the task, completed
  * ```
+ *
+ * @module
  */
-import type { Artifact, Message, Task, TaskArtifactUpdateEvent, TaskStatusUpdateEvent } from "@a2a-js/sdk";
-
-export type StreamEvent = Message | Task | TaskStatusUpdateEvent | TaskArtifactUpdateEvent;
+import type { Artifact, Message, StreamEvent, Task } from "./shapes.ts";
 
 /** The result after one more event. Updates for a task not seen yet start one. */
 export function foldEvent(result: Message | Task | undefined, event: StreamEvent): Message | Task {

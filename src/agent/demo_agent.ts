@@ -1,27 +1,37 @@
 /**
- * A demo A2A agent, built on `@a2a-js/sdk` (A2A 0.3, JSON-RPC), served the way Archestra serves its
- * agents: `POST /v1/a2a/{promptId}`. It answers deterministically, so the demo and the tests know
- * what to expect, and each prompt id can be given a behaviour: slow, failing with an HTTP status a
- * number of times, answering with a JSON-RPC error, or answering with a Task (finished at once, or
- * working until it has been polled).
+ * A demo A2A agent in the flavours real agents come in, served at `/v1/a2a/{promptId}` and
+ * `/v2/a2a/{promptId}` the way Archestra serves its agents:
+ *
+ * - `archestra-v1` (the default, and the embedded default of `deno task start`): `/v1` answers as
+ *   Archestra's legacy endpoint does (bare Message with no `kind`, errors at HTTP 200, card behind
+ *   the token, no tasks; see `archestra_v1.ts`), and `/v2` speaks A2A 1.0, as Archestra's does.
+ * - `a2a-1.0`: a strict `@a2a-js/sdk` 1.x server on both paths (see `sdk_agent.ts`).
+ * - `a2a-0.3`: the same SDK's 0.3 compatibility layer on both paths.
+ *
+ * It answers deterministically ({@link demoReply}), and each prompt id can be given a behaviour:
+ * slow, failing with an HTTP status or with `-32603` a number of times, refusing the token while a
+ * file exists, answering with a task (where the protocol has them) or a stream.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startDemoAgent } from "./demo_agent.ts";
- * const agent = startDemoAgent({ port: 0, behaviours: { flaky: { failTimes: 2, failStatus: 503 } } });
- * // POST `${agent.url}/v1/a2a/flaky` answers 503 twice per message id, then replies.
+ * const agent = startDemoAgent({ port: 0, behaviours: { flaky: { rpcFailTimes: 1 } } });
+ * const call = () =>
+ *   fetch(`${agent.url}/v1/a2a/flaky`, {
+ *     method: "POST",
+ *     body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "message/send", params: { message: { messageId: "m", parts: [{ kind: "text", text: "hi" }] } } }),
+ *   }).then((response) => response.json());
+ * assert.equal((await call()).error.code, -32603); // the first call fails as an LLM rate limit would
+ * assert.equal((await call()).result.role, "agent");
  * await agent.close();
  * ```
+ *
+ * @module
  */
-import type { AgentCard, Message, Part, Task } from "@a2a-js/sdk";
-import {
-  type AgentExecutor,
-  DefaultRequestHandler,
-  type ExecutionEventBus,
-  InMemoryTaskStore,
-  JsonRpcTransportHandler,
-  type RequestContext,
-} from "@a2a-js/sdk/server";
+import { archestraError, archestraV1Card, archestraV1Reply } from "./archestra_v1.ts";
+import { SdkAgent, sdkCardJson } from "./sdk_agent.ts";
+export { demoReply, demoSeverity } from "./demo_reply.ts";
 
 /** Prompt ids the shipped pipelines use when they run against the demo agent (ARCHESTRA_URL unset). */
 export const DEMO_PROMPT_IDS = {
@@ -35,6 +45,10 @@ export const DEMO_PROMPT_IDS = {
 /** How the embedded demo agent answers the shipped prompts: support replies carry a severity. */
 export const DEMO_BEHAVIOURS: Record<string, Behaviour> = { "customer-support": { classify: true } };
 
+/** The kinds of agent the demo agent can be. */
+export type Flavour = "archestra-v1" | "a2a-1.0" | "a2a-0.3";
+export const FLAVOURS: readonly Flavour[] = ["archestra-v1", "a2a-1.0", "a2a-0.3"];
+
 /** How the agent treats calls to one prompt id. */
 export interface Behaviour {
   /** Wait this long before answering. */
@@ -46,17 +60,21 @@ export interface Behaviour {
   retryAfter?: number;
   /** Echo the request's `Authorization` header in those failures' bodies (a careless agent). */
   echoAuthorization?: boolean;
+  /** Answer JSON-RPC `-32603` at HTTP 200 (Archestra's LLM rate limit) this many times per message id. */
+  rpcFailTimes?: number;
   /** Answer every call with this JSON-RPC error. */
   rpcError?: { code: number; message: string };
-  /** Answer with a Task: `completed` at once, or `working` until polled `polls` times (default 2). */
-  task?: "completed" | "working";
-  polls?: number;
-  /** The state a `working` task ends in (default `completed`). */
-  finalState?: "completed" | "failed" | "input-required" | "auth-required";
+  /** Refuse the token while this file exists, as the flavour refuses one (`-32600` at HTTP 200, or HTTP 401). */
+  refuseWhile?: string;
   /**
-   * Offer `message/stream` (the card says `streaming: true`): a call streams the task working, its
-   * artifact, then its completion, as server-sent events.
+   * Answer with a task (SDK flavours and Archestra's `/v2`): `completed` at once, or `working` for
+   * `workMs` (default 500; read afresh, so a test can shorten it), cancellable meanwhile.
    */
+  task?: "completed" | "working";
+  workMs?: number;
+  /** The state a task ends in (default `completed`). */
+  finalState?: "completed" | "failed" | "input-required" | "auth-required";
+  /** Offer streaming (the card says `streaming: true`); calls are answered with a task's events. */
   stream?: boolean;
   /** Add a data part `{ severity }` to each reply: `critical` when the text speaks of money or outages. */
   classify?: boolean;
@@ -68,30 +86,55 @@ export interface Behaviour {
   stallBody?: boolean;
 }
 
+/** What a call asked for, whatever the protocol's method names. */
+export type Operation = "send" | "stream" | "get" | "cancel" | "other";
+
 /** One request the agent received, for tests to inspect. */
 export interface ReceivedRequest {
   promptId: string;
+  /** The JSON-RPC method as sent. */
   method: string;
+  /** What it asked for: `message/send` and `SendMessage` are both `send` (Archestra's `/v1`: always). */
+  op: Operation;
+  /** `/v1` or `/v2`. */
+  api: "v1" | "v2";
   authorization: string | null;
+  /** The `A2A-Version` header, if any. */
+  a2aVersion: string | null;
   /** The W3C trace context the caller sent, if any. */
   traceparent: string | null;
-  /** For `tasks/get`: the task asked about. */
+  /** For task queries and cancels: the task asked about. */
   taskId?: string;
-  message?: Message;
+  /** The message as sent (0.3 or 1.0 shape). */
+  message?: SentMessage;
+  /** The message's text parts, one per line. */
+  text: string;
   at: number;
+}
+
+/** A message as a caller sent it, in either version's shape. */
+export interface SentMessage {
+  kind?: string;
+  role?: string;
+  messageId?: string;
+  contextId?: string;
+  parts: { kind?: string; text?: string }[];
+  metadata?: Record<string, unknown>;
 }
 
 export interface DemoAgentOptions {
   port?: number;
   hostname?: string;
+  /** Which kind of agent to be (default `archestra-v1`). */
+  flavour?: Flavour;
   /** Latency for prompt ids without a behaviour of their own. */
   latencyMs?: number;
   behaviours?: Record<string, Behaviour>;
-  /** When set, calls without `Authorization: Bearer <token>` get HTTP 401. */
+  /** When set, calls without `Authorization: Bearer <token>` are refused. */
   token?: string;
   /** Keep the last this many requests (default 10,000). */
   keep?: number;
-  /** The prompt ids it knows; others get HTTP 404, as Archestra answers an unknown prompt. Default: any. */
+  /** The prompt ids it knows; others are unknown agents. Default: any. */
   prompts?: readonly string[];
 }
 
@@ -99,6 +142,7 @@ export interface DemoAgent {
   /** Base URL, e.g. `http://127.0.0.1:43117`: use it as `ARCHESTRA_URL`. */
   readonly url: string;
   readonly port: number;
+  readonly flavour: Flavour;
   readonly requests: ReceivedRequest[];
   /** Resolves once `count` requests in all have arrived. */
   waitForRequests(count: number): Promise<void>;
@@ -109,96 +153,49 @@ export interface DemoAgent {
   close(): Promise<void>;
 }
 
-/** The deterministic reply text for a request text sent to a prompt id. */
-/** How the demo agent classifies a text, for `classify`: deterministic keywords, no model. */
-export function demoSeverity(text: string): "critical" | "normal" {
-  return /charged|refund|outage|down|security|breach/i.test(text) ? "critical" : "normal";
+type Protocol = "archestra" | "1.0" | "0.3";
+interface RpcBody {
+  id?: unknown;
+  method?: unknown;
+  params?: { message?: SentMessage; id?: string };
 }
 
-export function demoReply(promptId: string, text: string): string {
-  const firstLine = text.split("\n").find((line) => line.trim()) ?? "";
-  return `Demo agent [${promptId}] received ${text.length} characters. First line: ${firstLine.slice(0, 120)}`;
-}
+const OPERATIONS: Record<string, Operation> = {
+  "message/send": "send",
+  SendMessage: "send",
+  "message/stream": "stream",
+  SendStreamingMessage: "stream",
+  "tasks/get": "get",
+  GetTask: "get",
+  "tasks/cancel": "cancel",
+  CancelTask: "cancel",
+};
 
-function card(url: string, streaming = false): AgentCard {
-  return {
-    name: "agentstream demo agent",
-    description: "Answers deterministically; used by the agentstream demo and tests.",
-    url,
-    version: "1.0.0",
-    protocolVersion: "0.3.0",
-    preferredTransport: "JSONRPC",
-    capabilities: { streaming, pushNotifications: false },
-    defaultInputModes: ["text/plain"],
-    defaultOutputModes: ["text/plain"],
-    skills: [{ id: "echo", name: "Echo", description: "Summarises what it received.", tags: ["demo"] }],
-  };
-}
-
-function textOf(message: Message): string {
-  return message.parts.flatMap((part) => part.kind === "text" ? [part.text] : []).join("\n");
-}
-
-function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
-  return {
-    execute(request: RequestContext, bus: ExecutionEventBus): Promise<void> {
-      const text = textOf(request.userMessage);
-      const parts: Part[] = [{ kind: "text", text: demoReply(promptId, text) }];
-      if (behaviour().classify) parts.push({ kind: "data", data: { severity: demoSeverity(text) } });
-      const { taskId, contextId } = request;
-      const now = () => new Date().toISOString();
-      if (behaviour().stream) {
-        bus.publish({ kind: "task", id: taskId, contextId, status: { state: "working", timestamp: now() } });
-        bus.publish({
-          kind: "artifact-update",
-          taskId,
-          contextId,
-          artifact: { artifactId: crypto.randomUUID(), name: "reply", parts },
-          lastChunk: true,
-        });
-        bus.publish({
-          kind: "status-update",
-          taskId,
-          contextId,
-          status: { state: "completed", timestamp: now() },
-          final: true,
-        });
-      } else if (behaviour().task === "completed") {
-        const task: Task = {
-          kind: "task",
-          id: request.taskId,
-          contextId: request.contextId,
-          status: { state: "completed", timestamp: new Date().toISOString() },
-          artifacts: [{ artifactId: crypto.randomUUID(), name: "reply", parts }],
-          history: [request.userMessage],
-        };
-        bus.publish(task);
-      } else {
-        bus.publish({
-          kind: "message",
-          role: "agent",
-          messageId: crypto.randomUUID(),
-          contextId: request.contextId,
-          parts,
-        });
-      }
-      bus.finished();
-      return Promise.resolve();
-    },
-    cancelTask: () => Promise.resolve(),
-  };
+/** What a path speaks: Archestra's `/v1` is its own; its `/v2` and every SDK flavour's paths are A2A. */
+function protocolOf(flavour: Flavour, api: "v1" | "v2"): Protocol {
+  if (flavour === "archestra-v1") return api === "v1" ? "archestra" : "1.0";
+  return flavour === "a2a-1.0" ? "1.0" : "0.3";
 }
 
 const json = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Starts the agent on `hostname:port` (port 0: any free port). */
 export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
+  const flavour = options.flavour ?? "archestra-v1";
   const behaviours = new Map(Object.entries(options.behaviours ?? {}));
   const behaviourOf = (promptId: string): Behaviour => behaviours.get(promptId) ?? { latencyMs: options.latencyMs };
-  const handlers = new Map<string, JsonRpcTransportHandler>();
+  const sdkAgents = new Map<string, SdkAgent>();
   const failures = new Map<string, number>();
-  const workingTasks = new Map<string, { task: Task; polls: number }>();
   const requests: ReceivedRequest[] = [];
   const keep = options.keep ?? 10_000;
   let received = 0;
@@ -206,54 +203,56 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
   const inFlight = new Map<string, number>();
   const peaks = new Map<string, number>();
   let baseUrl = "";
+  const endpoint = (api: string, promptId: string) => `${baseUrl}/${api}/a2a/${encodeURIComponent(promptId)}`;
 
-  const handlerFor = (promptId: string) => {
-    let handler = handlers.get(promptId);
-    if (!handler) {
-      const requestHandler = new DefaultRequestHandler(
-        card(`${baseUrl}/v1/a2a/${promptId}`, behaviourOf(promptId).stream),
-        new InMemoryTaskStore(),
-        executor(promptId, () => behaviourOf(promptId)),
+  const sdkAgent = (protocol: "1.0" | "0.3", api: "v1" | "v2", promptId: string) => {
+    const id = `${protocol} ${api} ${promptId}`;
+    let agent = sdkAgents.get(id);
+    if (!agent) {
+      sdkAgents.set(
+        id,
+        agent = new SdkAgent(protocol, promptId, endpoint(api, promptId), () => behaviourOf(promptId)),
       );
-      handlers.set(promptId, handler = new JsonRpcTransportHandler(requestHandler));
     }
-    return handler;
+    return agent;
+  };
+  const known = (promptId: string) => !options.prompts || options.prompts.includes(promptId);
+  /** Why a call's credentials are refused, or undefined when they are accepted. */
+  const refusal = (promptId: string, authorization: string | null): string | undefined => {
+    const refuseWhile = behaviourOf(promptId).refuseWhile;
+    if (refuseWhile && exists(refuseWhile)) return "Invalid or unauthorized token";
+    if (!options.token) return undefined;
+    if (!authorization) return "Authorization header required. Use: Bearer <token>";
+    return authorization === `Bearer ${options.token}` ? undefined : "Invalid or unauthorized token";
   };
 
-  const serve = async (request: Request): Promise<Response> => {
-    const url = new URL(request.url);
-    if (request.method === "GET" && /^\/\.well-known\/agent(-card)?\.json$/.test(url.pathname)) {
-      return json(card(baseUrl));
+  const cardOf = (request: Request, api: "v1" | "v2", promptId: string, file: string): Response => {
+    const protocol = protocolOf(flavour, api);
+    const refused = refusal(promptId, request.headers.get("authorization"));
+    if (refused) return json({ error: { message: refused, type: "api_authentication_error" } }, 401);
+    if (!known(promptId)) return json({ error: { message: "Agent not found", type: "api_not_found_error" } }, 404);
+    if (protocol === "archestra") {
+      return file === "agent.json" ? json(archestraV1Card(endpoint(api, promptId))) : json({ error: "not found" }, 404);
     }
-    if (request.method === "GET" && url.pathname === "/health") return json({ status: "ok" });
-    // Each prompt's own card, as Archestra serves it, and the newer well-known name.
-    const cardOf = /^\/v1\/a2a\/([^/]+)\/\.well-known\/agent(-card)?\.json$/.exec(url.pathname);
-    if (request.method === "GET" && cardOf) {
-      const promptId = decodeURIComponent(cardOf[1]);
-      if (options.token && request.headers.get("authorization") !== `Bearer ${options.token}`) {
-        return json({ error: "unauthorized" }, 401);
-      }
-      if (options.prompts && !options.prompts.includes(promptId)) return json({ error: "unknown prompt" }, 404);
-      return json(card(`${baseUrl}/v1/a2a/${promptId}`, behaviourOf(promptId).stream));
-    }
-    const route = /^\/v1\/a2a\/([^/]+)\/?$/.exec(url.pathname);
-    if (request.method !== "POST" || !route) return json({ error: "not found" }, 404);
-    const promptId = decodeURIComponent(route[1]);
-    if (options.prompts && !options.prompts.includes(promptId)) return json({ error: "unknown prompt" }, 404);
-    const authorization = request.headers.get("authorization");
-    let body: { id?: unknown; method?: string; params?: { message?: Message; id?: string } };
-    try {
-      body = await request.json();
-    } catch {
-      return json({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "parse error" } });
-    }
+    return json(sdkCardJson(protocol, endpoint(api, promptId), behaviourOf(promptId).stream === true));
+  };
+
+  const record = (request: Request, api: "v1" | "v2", promptId: string, protocol: Protocol, body: RpcBody) => {
+    const method = typeof body.method === "string" ? body.method : "";
+    const message = body.params?.message;
     requests.push({
       promptId,
-      method: body.method ?? "",
-      authorization,
+      method,
+      op: protocol === "archestra" ? "send" : OPERATIONS[method] ?? "other",
+      api,
+      authorization: request.headers.get("authorization"),
+      a2aVersion: request.headers.get("a2a-version"),
       traceparent: request.headers.get("traceparent"),
       taskId: body.params?.id,
-      message: body.params?.message,
+      message,
+      text: (Array.isArray(message?.parts) ? message.parts : []).flatMap((part) =>
+        typeof part?.text === "string" ? [part.text] : []
+      ).join("\n"),
       at: Date.now(),
     });
     if (requests.length > keep) requests.splice(0, requests.length - keep);
@@ -262,98 +261,100 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       waiters.splice(waiters.indexOf(waiter), 1);
       waiter.resolve();
     }
-    if (options.token && authorization !== `Bearer ${options.token}`) return json({ error: "unauthorized" }, 401);
+    return requests[requests.length - 1];
+  };
 
+  const serve = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    if (request.method === "GET" && /^\/\.well-known\/agent(-card)?\.json$/.test(url.pathname)) {
+      return json(
+        flavour === "archestra-v1"
+          ? archestraV1Card(baseUrl)
+          : sdkCardJson(flavour === "a2a-1.0" ? "1.0" : "0.3", baseUrl, false),
+      );
+    }
+    if (request.method === "GET" && url.pathname === "/health") return json({ status: "ok" });
+    const card = /^\/(v1|v2)\/a2a\/([^/]+)\/\.well-known\/(agent(?:-card)?\.json)$/.exec(url.pathname);
+    if (request.method === "GET" && card) {
+      return cardOf(request, card[1] as "v1" | "v2", decodeURIComponent(card[2]), card[3]);
+    }
+    const route = /^\/(v1|v2)\/a2a\/([^/]+)\/?$/.exec(url.pathname);
+    if (request.method !== "POST" || !route) return json({ error: "not found" }, 404);
+    const api = route[1] as "v1" | "v2";
+    const promptId = decodeURIComponent(route[2]);
+    const protocol = protocolOf(flavour, api);
+    let body: RpcBody;
+    try {
+      body = await request.json();
+      if (body === null || typeof body !== "object") throw new TypeError("not an object");
+    } catch {
+      return json({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "parse error" } });
+    }
+    const received = record(request, api, promptId, protocol, body);
+    // Archestra answers a refused token and an unknown agent at HTTP 200; A2A servers with a status.
+    const refused = refusal(promptId, received.authorization);
+    if (refused) {
+      return protocol === "archestra" ? json(archestraError(body.id, -32600, refused)) : json({ error: refused }, 401);
+    }
+    if (!known(promptId)) {
+      return protocol === "archestra"
+        ? json(archestraError(body.id, -32602, "Agent not found"))
+        : json({ error: "unknown agent" }, 404);
+    }
     // Counted while answering, to show how many calls a caller keeps in flight.
     const now = (inFlight.get(promptId) ?? 0) + 1;
     inFlight.set(promptId, now);
     peaks.set(promptId, Math.max(peaks.get(promptId) ?? 0, now));
     try {
-      return await answer(body, promptId, authorization);
+      return await answer(request, body, received, protocol, api);
     } finally {
       inFlight.set(promptId, inFlight.get(promptId)! - 1);
     }
   };
 
+  /** Counts one more failure of a message id for a kind of failure; true while it should still fail. */
+  const failsAgain = (kind: string, messageId: string, times: number | undefined) => {
+    if (!times) return false;
+    const id = `${kind}\u0000${messageId}`;
+    const seen = failures.get(id) ?? 0;
+    if (seen >= times) return false;
+    failures.set(id, seen + 1);
+    return true;
+  };
+
   const answer = async (
-    body: { id?: unknown; method?: string; params?: { message?: Message; id?: string } },
-    promptId: string,
-    authorization: string | null,
+    request: Request,
+    body: RpcBody,
+    received: ReceivedRequest,
+    protocol: Protocol,
+    api: "v1" | "v2",
   ): Promise<Response> => {
+    const { promptId } = received;
     const behaviour = behaviourOf(promptId);
     if (behaviour.latencyMs) await new Promise((resolve) => setTimeout(resolve, behaviour.latencyMs));
     if (behaviour.gate) await behaviour.gate;
+    const sending = received.op === "send" || received.op === "stream";
     const messageId = body.params?.message?.messageId ?? "";
-    if (behaviour.failTimes && body.method === "message/send") {
-      const seen = failures.get(messageId) ?? 0;
-      if (seen < behaviour.failTimes) {
-        failures.set(messageId, seen + 1);
-        const headers: Record<string, string> = behaviour.retryAfter === undefined
-          ? {}
-          : { "retry-after": String(behaviour.retryAfter) };
-        const error = behaviour.echoAuthorization
-          ? `refused (Authorization: ${authorization})`
-          : "temporarily unavailable";
-        return json({ error }, behaviour.failStatus ?? 503, headers);
-      }
+    if (sending && failsAgain("status", messageId, behaviour.failTimes)) {
+      const headers: Record<string, string> = behaviour.retryAfter === undefined
+        ? {}
+        : { "retry-after": String(behaviour.retryAfter) };
+      const error = behaviour.echoAuthorization
+        ? `refused (Authorization: ${received.authorization})`
+        : "temporarily unavailable";
+      return json({ error }, behaviour.failStatus ?? 503, headers);
     }
-    if (behaviour.rpcError) return json({ jsonrpc: "2.0", id: body.id ?? null, error: behaviour.rpcError });
+    if (sending && failsAgain("rpc", messageId, behaviour.rpcFailTimes)) {
+      return json(archestraError(body.id, -32603, "LLM provider error: 429 rate limit exceeded, retry later"));
+    }
+    if (behaviour.rpcError) return json(archestraError(body.id, behaviour.rpcError.code, behaviour.rpcError.message));
     if ("rawResult" in behaviour) return json({ jsonrpc: "2.0", id: body.id ?? null, result: behaviour.rawResult });
     if (behaviour.stallBody) {
       const stream = new ReadableStream({ start: (controller) => controller.enqueue(new TextEncoder().encode("{")) });
       return new Response(stream, { headers: { "content-type": "application/json" } });
     }
-    if (behaviour.task === "working") return workingTask(body, promptId, behaviour);
-    const result = await handlerFor(promptId).handle(body);
-    if (Symbol.asyncIterator in result) {
-      // message/stream: each event as a server-sent event holding a JSON-RPC response.
-      const encoder = new TextEncoder();
-      const events = ReadableStream.from(result).pipeThrough(
-        new TransformStream({
-          transform: (event, controller) => controller.enqueue(encoder.encode(`data: ${JSON.stringify(event)}\n\n`)),
-        }),
-      );
-      return new Response(events, { headers: { "content-type": "text/event-stream" } });
-    }
-    return json(result);
-  };
-
-  // A Task that stays `working` until it has been polled `polls` times: exercises tasks/get.
-  const workingTask = (
-    body: { id?: unknown; method?: string; params?: { message?: Message; id?: string } },
-    promptId: string,
-    behaviour: Behaviour,
-  ): Response => {
-    if (body.method === "message/send" && body.params?.message) {
-      const message = body.params.message;
-      const task: Task = {
-        kind: "task",
-        id: crypto.randomUUID(),
-        contextId: message.contextId ?? crypto.randomUUID(),
-        status: { state: "working", timestamp: new Date().toISOString() },
-        artifacts: [{
-          artifactId: crypto.randomUUID(),
-          parts: [{ kind: "text", text: demoReply(promptId, textOf(message)) }],
-        }],
-      };
-      workingTasks.set(task.id, { task, polls: 0 });
-      return json({ jsonrpc: "2.0", id: body.id, result: { ...task, artifacts: [] } });
-    }
-    const entry = workingTasks.get(body.params?.id ?? "");
-    if (body.method !== "tasks/get" || !entry) {
-      return json({ jsonrpc: "2.0", id: body.id ?? null, error: { code: -32001, message: "task not found" } });
-    }
-    entry.polls++;
-    const finished = entry.polls >= (behaviour.polls ?? 2);
-    const state = behaviour.finalState ?? "completed";
-    const task: Task = finished
-      ? {
-        ...entry.task,
-        ...(state === "completed" ? {} : { artifacts: [] }),
-        status: { state, timestamp: new Date().toISOString() },
-      }
-      : { ...entry.task, artifacts: [] };
-    return json({ jsonrpc: "2.0", id: body.id, result: task });
+    if (protocol === "archestra") return json(archestraV1Reply(body, promptId, behaviour));
+    return await sdkAgent(protocol, api, promptId).handle(body, request.headers.get("a2a-version") ?? undefined);
   };
 
   const server = Deno.serve({
@@ -366,6 +367,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
   return {
     url: baseUrl,
     port,
+    flavour,
     requests,
     waitForRequests: (count) =>
       count <= received ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve })),

@@ -170,6 +170,8 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       timeoutMs: route.invoke.timeout,
       context: route.invoke.context,
       stream: route.invoke.stream,
+      longRunning: route.invoke.long_running,
+      ...(route.invoke.a2a ? { a2a: route.invoke.a2a } : {}),
     })),
     publish: {
       responses: template(spec.publish.responses),

@@ -64,7 +64,7 @@ const oneOrMore = <T extends z.ZodType>(item: T) => z.union([item, z.array(item)
 const InvokeSchema = z.strictObject({
   prompt_id: oneOrMore(z.string().min(1)).optional()
     .describe(
-      "An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id}. A list: every one of them, in parallel, each reply published.",
+      "An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id} (/v2/ with ARCHESTRA_A2A_API=v2). A list: every one of them, in parallel, each reply published.",
     ),
   url: oneOrMore(Url).optional().describe("Any A2A JSON-RPC endpoint (or a list), instead of prompt_id."),
   token: z.string().optional()
@@ -74,6 +74,12 @@ const InvokeSchema = z.strictObject({
   ),
   stream: z.boolean().default(false).describe(
     "Use message/stream when the agent's card says it streams (else message/send).",
+  ),
+  long_running: z.boolean().default(false).describe(
+    "The agent answers with tasks that run long: send without blocking, record the task id at once, poll it until it ends; one still running at the timeout is cancelled and dead-lettered as `timeout`.",
+  ),
+  a2a: z.enum(["0.3", "1.0"]).optional().describe(
+    "The A2A version to speak; by default ARCHESTRA_A2A_API decides for prompt_id, the agent card (supportedInterfaces) for url.",
   ),
   context: z.enum(["none", "key"]).default("none").describe(
     "key: messages with the same Kafka key share one A2A contextId (one conversation per key); none: independent calls.",

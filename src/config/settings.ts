@@ -32,6 +32,9 @@ export const SettingsSchema = z.object({
   ARCHESTRA_URL: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional()
     .describe("Archestra (or any A2A host) base URL; unset: the embedded demo agent."),
   ARCHESTRA_TOKEN: optional.describe("Bearer token for Archestra. A secret: never logged."),
+  ARCHESTRA_A2A_API: z.enum(["v1", "v2"]).default("v1").describe(
+    "Archestra's A2A endpoint for prompt_id routes: v1 (/v1/a2a/{id}, A2A 0.3 shapes) or v2 (/v2/a2a/{id}, A2A 1.0).",
+  ),
   KAFKA_BOOTSTRAP_SERVERS: list
     .describe("Comma-separated brokers; unset: a local broker is started (deno task kafka:start)."),
   KAFKA_GROUP_ID: z.string().default("archestra-bridge").describe("Consumer group id."),
@@ -109,6 +112,7 @@ export const DEPLOYMENT_REQUIRED = ["KAFKA_BOOTSTRAP_SERVERS", "ARCHESTRA_URL"] 
 export interface Settings {
   archestraUrl?: string;
   archestraToken?: string;
+  archestraApi: "v1" | "v2";
   bootstrapServers?: string[];
   groupId: string;
   clientId: string;
@@ -163,6 +167,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
   return {
     archestraUrl: s.ARCHESTRA_URL?.replace(/\/+$/, ""),
     archestraToken: s.ARCHESTRA_TOKEN,
+    archestraApi: s.ARCHESTRA_A2A_API,
     bootstrapServers: s.KAFKA_BOOTSTRAP_SERVERS,
     groupId: s.KAFKA_GROUP_ID,
     clientId: s.KAFKA_CLIENT_ID,

@@ -17,6 +17,7 @@ import { type Job, jobAgent } from "../model.ts";
 import { redact } from "../secrets.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import type { Outcome } from "../stages/publish.ts";
+import type { CircuitState } from "../a2a/circuit.ts";
 
 export interface Metrics {
   readonly registry: Registry;
@@ -30,8 +31,8 @@ export interface Metrics {
   committed(offsets: readonly TopicPartitionOffset[]): void;
   /** Partitions may have moved (a rebalance): forget their lag until they are seen again. */
   forgetPartitions(): void;
-  /** An agent host's circuit opened or closed. */
-  circuit(agent: string, open: boolean): void;
+  /** An agent's circuit changed: closed, down (failing every call) or refused (refusing the bridge). */
+  circuit(agent: string, state: CircuitState): void;
   /** Where the in-flight gauge reads its value. */
   inFlightFrom(read: () => number): void;
 }
@@ -106,7 +107,19 @@ export function createMetrics(): Metrics {
   });
   const circuitOpen = new Gauge({
     name: "agentstream_circuit_open",
-    help: "1 while an agent host's circuit is open (every call failing: consumption paused), else 0.",
+    help: "1 while an agent's circuit is open (failing every call, or refusing the bridge: its routes wait), else 0.",
+    labelNames: ["agent"],
+    registers,
+  });
+  const refused = new Gauge({
+    name: "agentstream_agent_refused",
+    help: "1 while an agent refuses the bridge (token refused, agent or method unknown: its routes wait), else 0.",
+    labelNames: ["agent"],
+    registers,
+  });
+  const refusals = new Counter({
+    name: "agentstream_agent_refusals_total",
+    help: "Times an agent began to refuse the bridge.",
     labelNames: ["agent"],
     registers,
   });
@@ -160,7 +173,11 @@ export function createMetrics(): Metrics {
       ends.clear();
       commits.clear();
     },
-    circuit: (agent, open) => circuitOpen.set({ agent }, open ? 1 : 0),
+    circuit(agent, state) {
+      circuitOpen.set({ agent }, state === "closed" ? 0 : 1);
+      refused.set({ agent }, state === "refused" ? 1 : 0);
+      if (state === "refused") refusals.inc({ agent });
+    },
     inFlightFrom(read) {
       readInFlight = read;
     },

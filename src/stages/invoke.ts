@@ -15,7 +15,6 @@
  * //   console.log(job.reply?.text ?? job.failure?.message);
  * ```
  */
-import type { Message } from "@a2a-js/sdk";
 import { getLogger } from "@logtape/logtape";
 import { errorMessage, failure } from "../errors.ts";
 import type { RunningTask, TaskRegistry } from "../kafka/task_registry.ts";
@@ -24,6 +23,8 @@ import { Circuit } from "../a2a/circuit.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
 import { sendMessage } from "../a2a/send_message.ts";
+import type { A2AVersion, OutgoingMessage } from "../a2a/dialect.ts";
+import { abortableDelay } from "../util/abortable_delay.ts";
 import { agentCallTraceparent, withJobSpan } from "../ops/tracing.ts";
 import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
@@ -33,13 +34,20 @@ import { nameBasedUuid } from "../util/uuid.ts";
 const log = getLogger(["agentstream", "invoke"]);
 
 export interface InvokeContext {
-  /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/v1/a2a/{prompt_id}`. */
+  /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/{archestraApi}/a2a/{prompt_id}`. */
   readonly archestraUrl: string;
   readonly archestraToken?: string;
+  /** Archestra's endpoint for prompt ids: `v1` (A2A 0.3 shapes, the default) or `v2` (A2A 1.0). */
+  readonly archestraApi?: "v1" | "v2";
   /** Cancels calls and retry waits at shutdown; the jobs cut short are marked `abandoned`. */
   readonly signal?: AbortSignal;
-  /** The circuit of an agent endpoint; by default none (never opens). */
+  /** The circuit of an agent's host, which opens while it fails every call; by default none (never opens). */
   readonly circuitFor?: (url: string) => Circuit;
+  /**
+   * The circuit of one agent endpoint, which opens while the agent refuses the caller (a token or
+   * agent id it does not accept); by default none, and a refusal fails the job as `refused`.
+   */
+  readonly refusalFor?: (url: string) => Circuit;
   /** Whether a job still belongs to the current generation; stale jobs are abandoned unstarted. */
   readonly isCurrent?: (job: Job) => boolean;
   /** Agent cards, for routes that stream where the agent can. */
@@ -54,26 +62,31 @@ export interface InvokeContext {
   readonly random?: () => number;
 }
 
-/** The endpoint and token a route calls. */
+/**
+ * The endpoint and token a route calls, and the A2A version it speaks where the endpoint alone says
+ * (Archestra's `/v1` speaks 0.3, its `/v2` 1.0); an agent given by URL says so in its card.
+ */
 export function agentEndpoint(
   agent: AgentTarget,
-  ctx: Pick<InvokeContext, "archestraUrl" | "archestraToken">,
-): { url: string; token?: string } {
-  return agent.url !== undefined
-    ? { url: agent.url, token: agent.token }
-    : { url: `${ctx.archestraUrl}/v1/a2a/${encodeURIComponent(agent.promptId)}`, token: ctx.archestraToken };
+  ctx: Pick<InvokeContext, "archestraUrl" | "archestraToken" | "archestraApi">,
+): { url: string; token?: string; version?: A2AVersion } {
+  if (agent.url !== undefined) return { url: agent.url, token: agent.token };
+  const api = ctx.archestraApi ?? "v1";
+  return {
+    url: `${ctx.archestraUrl}/${api}/a2a/${encodeURIComponent(agent.promptId)}`,
+    token: ctx.archestraToken,
+    version: api === "v2" ? "1.0" : "0.3",
+  };
 }
 
-/** The A2A message for a job: spec-complete, with a message id that is stable across redeliveries. */
-export function buildMessage(job: Job): Message {
+/** The A2A message for a job, with a message id that is stable across redeliveries. */
+export function buildMessage(job: Job): OutgoingMessage {
   const { ctx } = job;
   const contextId = job.route?.context === "key" && ctx.key !== null ? contextIdFor(ctx.pipeline, ctx.key) : undefined;
   return {
-    kind: "message",
-    role: "user",
     messageId: ctx.messageId,
     ...(contextId ? { contextId } : {}),
-    parts: [{ kind: "text", text: job.text ?? "" }],
+    text: job.text ?? "",
     metadata: {
       topic: ctx.topic,
       partition: ctx.partition,
@@ -104,34 +117,28 @@ export function backoffDelay(
   return full / 2 + (full / 2) * random();
 }
 
-function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
 const noCircuit = new Circuit({ threshold: Number.POSITIVE_INFINITY });
 
 /** Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`. */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const route = job.route!;
-  const { url, token } = agentEndpoint(jobAgent(job)!, ctx);
+  const endpoint = agentEndpoint(jobAgent(job)!, ctx);
+  const { url, token } = endpoint;
   const retries = job.pipeline.delivery.retries;
-  const sleep = ctx.sleep ?? abortableSleep;
+  const sleep = ctx.sleep ?? abortableDelay;
   const circuit = ctx.circuitFor?.(url) ?? noCircuit;
+  const refusal = ctx.refusalFor?.(url) ?? noCircuit;
   const message = buildMessage(job);
   const taskKey = job.ctx.messageId;
   const stream = route.stream && ctx.cards !== undefined && await ctx.cards.streams(url, token);
   const started = performance.now();
   const successesBefore = circuit.successes;
   for (let attempt = 1;;) {
+    // Past a refusal first (per endpoint), then past an outage (per host).
+    const asked = await refusal.acquire(ctx.signal);
     const role = await circuit.acquire(ctx.signal);
+    // Read each attempt: a card that could not be fetched at first may be there now.
+    const version = route.a2a ?? endpoint.version ?? await ctx.cards?.version(url, token) ?? "0.3";
     if (ctx.signal?.aborted) {
       job.abandoned = true;
       return job;
@@ -145,8 +152,10 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
         sendMessage({
           url,
           token,
+          version,
           message,
           timeoutMs: route.timeoutMs,
+          longRunning: route.longRunning,
           signal: ctx.signal,
           traceparent: agentCallTraceparent(job),
           resumeTaskId,
@@ -164,6 +173,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     }
     if ("reply" in outcome) {
       circuit.succeeded();
+      refusal.succeeded();
       job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started), url };
       return job;
     }
@@ -173,12 +183,22 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       job.abandoned = true;
       return job;
     }
+    if (problem.class === "refused" && ctx.refusalFor) {
+      // The agent refuses the caller, not this message: wait with every other call to it, spending
+      // no retry, until a probe is accepted (see Circuit). Its host answered: it is up.
+      circuit.succeeded();
+      refusal.refused(asked, problem.message);
+      continue;
+    }
     if (problem.class !== "transient") {
+      refusal.succeeded();
       circuit.succeeded(); // the agent answered: it is up, it just refused this message
       job.failure = { ...problem, attempts: attempt };
       return job;
     }
     circuit.failed(role);
+    // A probe of a refusing agent that met an outage instead says nothing yet: probe again later.
+    if (asked === "probe") refusal.failed("probe");
     // While the agent is down, waiting for it is not this message's fault: no retry is spent.
     if (circuit.open) continue;
     if (attempt > retries.max && circuit.successes === successesBefore && ctx.circuitFor) {

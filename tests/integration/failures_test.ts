@@ -23,7 +23,7 @@ Deno.test("bad JSON, a missing template field and a JSON-RPC error go to the DLQ
   const topic = `dlq-${id}.events`;
   const { kafka } = await testKafka();
   await createTopics(kafka, [topic]);
-  const agent = startDemoAgent({ behaviours: { broken: { rpcError: { code: -32603, message: "model exploded" } } } });
+  const agent = startDemoAgent({ behaviours: { broken: { rpcError: { code: -32000, message: "model exploded" } } } });
   const pipelines = pipelinesFrom([`
 name: failing
 source: { topics: [${topic}] }
@@ -67,7 +67,7 @@ delivery: { retries: { max: 5, backoff: 10s } }
 
     assert.equal(byKey.c.headers["x-error-stage"], "invoke");
     assert.equal(byKey.c.headers["x-error-class"], "permanent");
-    assert.match(byKey.c.headers["x-error-message"], /JSON-RPC error -32603: model exploded/);
+    assert.match(byKey.c.headers["x-error-message"], /JSON-RPC error -32000: model exploded/);
     assert.equal(byKey.c.headers["x-error-attempts"], "1");
     assert.equal(agent.requests.filter((r) => r.promptId === "broken").length, 1);
     assert.equal(agent.requests.filter((r) => r.promptId === "fine").length, 0);

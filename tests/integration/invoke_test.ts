@@ -2,25 +2,8 @@
 import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { backoffDelay, invokeJob } from "../../src/stages/invoke.ts";
-import { decodeJob } from "../../src/stages/decode.ts";
-import { matchJob } from "../../src/stages/match.ts";
-import { transformJob } from "../../src/stages/transform.ts";
 import { parseRetryAfter } from "../../src/a2a/send_message.ts";
-import { job, pipeline, record } from "../unit/helpers.ts";
-
-function ready(promptId: string, { timeout = "5s", retries = 2 } = {}) {
-  const p = pipeline(`
-name: calls
-source: { topics: [t] }
-routes: [{ name: r, transform: { template: "hello {who}" }, invoke: { prompt_id: ${promptId}, timeout: ${timeout} } }]
-delivery: { retries: { max: ${retries}, backoff: 100ms, max_backoff: 1s } }
-`);
-  const j = job(p, record('{"who":"agent"}', { topic: "t" }));
-  decodeJob(j);
-  matchJob(j);
-  transformJob(j);
-  return j;
-}
+import { readyJob as ready } from "../unit/helpers.ts";
 
 function recordingSleep() {
   const waits: number[] = [];
@@ -41,39 +24,14 @@ Deno.test("invoke() turns a Message result into a reply, sending the token", asy
   }
 });
 
-Deno.test("invoke() reads a completed Task's artifacts, and polls a working Task with tasks/get", async () => {
-  const agent = startDemoAgent({ behaviours: { done: { task: "completed" }, slow: { task: "working", polls: 2 } } });
-  try {
-    const done = await invokeJob(ready("done"), { archestraUrl: agent.url });
-    assert.equal(done.reply?.text, demoReply("done", "hello agent"));
-    assert.ok(done.reply?.taskId);
-    const slow = await invokeJob(ready("slow"), { archestraUrl: agent.url });
-    assert.equal(slow.reply?.text, demoReply("slow", "hello agent"));
-    assert.deepEqual(agent.requests.filter((r) => r.promptId === "slow").map((r) => r.method), [
-      "message/send",
-      "tasks/get",
-      "tasks/get",
-    ]);
-  } finally {
-    await agent.close();
-  }
-});
-
-Deno.test("invoke() fails permanently, without retrying, on a JSON-RPC error and on HTTP 401/404", async () => {
+Deno.test("invoke() fails permanently, without retrying, on a JSON-RPC error and on HTTP 400", async () => {
   const agent = startDemoAgent({
-    token: "right",
-    behaviours: { rpc: { rpcError: { code: -32001, message: "nope" } }, gone: { failTimes: 9, failStatus: 404 } },
+    behaviours: { rpc: { rpcError: { code: -32001, message: "nope" } }, bad: { failTimes: 9, failStatus: 400 } },
   });
   try {
     const { waits, sleep } = recordingSleep();
-    for (
-      const [prompt, token, pattern] of [
-        ["rpc", "right", /JSON-RPC error -32001: nope/],
-        ["gone", "right", /HTTP 404/],
-        ["any", "wrong", /HTTP 401/],
-      ] as const
-    ) {
-      const j = await invokeJob(ready(prompt), { archestraUrl: agent.url, archestraToken: token, sleep });
+    for (const [prompt, pattern] of [["rpc", /JSON-RPC error -32001: nope/], ["bad", /HTTP 400/]] as const) {
+      const j = await invokeJob(ready(prompt), { archestraUrl: agent.url, sleep });
       assert.equal(j.failure?.class, "permanent", prompt);
       assert.equal(j.failure?.attempts, 1);
       assert.match(j.failure!.message, pattern);

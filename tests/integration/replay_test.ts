@@ -38,7 +38,7 @@ Deno.test(
     const dlq = `${topic}.dlq`;
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic], 2);
-    const broken = { rpcError: { code: -32603, message: "model exploded" } };
+    const broken = { rpcError: { code: -32000, message: "model exploded" } };
     const agent = startDemoAgent({ behaviours: { p: broken } });
     const bridge = await startTestBridge({
       pipelines: pipelinesFrom([

@@ -18,21 +18,23 @@ Deno.test(
     const topic = `tasks-${uniqueId()}.events`;
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic]);
-    // The task stays `working` until this run has gone; then it finishes on the next poll.
-    const agent = startDemoAgent({ behaviours: { slow: { task: "working", polls: 1_000 } } });
+    // The task stays `working` until this run has gone; then it finishes.
+    const agent = startDemoAgent({ flavour: "a2a-1.0", behaviours: { slow: { task: "working", workMs: 600_000 } } });
     const dir = await pipelineDir(
-      `name: tasks\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: slow, timeout: 60s } }]\n`,
+      `name: tasks\nsource: { topics: [${topic}] }\n` +
+        `routes: [{ name: r, invoke: { prompt_id: slow, timeout: 60s, long_running: true } }]\n`,
     );
     const env = {
       PIPELINES_DIR: dir,
       KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
       KAFKA_GROUP_ID: `tasks-${uniqueId()}`,
       ARCHESTRA_URL: agent.url,
+      ARCHESTRA_A2A_API: "v2",
       COMMIT_INTERVAL: "200ms",
       SHUTDOWN_GRACE: "1s", // the stop does not wait for the task: it is cut short while polling
     };
-    const sends = () => agent.requests.filter((r) => r.method === "message/send");
-    const polls = () => agent.requests.filter((r) => r.method === "tasks/get");
+    const sends = () => agent.requests.filter((r) => r.op === "send");
+    const polls = () => agent.requests.filter((r) => r.op === "get");
     try {
       const first = await startMain(env);
       await produce(kafka, topic, [{ key: "k", value: JSON.stringify({ long: "job" }) }]);
@@ -43,7 +45,7 @@ Deno.test(
       const [sent] = sends();
       const taskPolls = polls().length;
 
-      agent.setBehaviour("slow", { task: "working", polls: 1 });
+      agent.setBehaviour("slow", { task: "working", workMs: 0 });
       const second = await startMain(env);
       try {
         const [reply] = await readRecords(kafka, [`${topic}.responses`], 1);

@@ -46,7 +46,7 @@ Deno.test(
     const topic = `trace-${uniqueId()}.events`;
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic]);
-    const agent = startDemoAgent({ behaviours: { broken: { rpcError: { code: -32603, message: "no" } } } });
+    const agent = startDemoAgent({ behaviours: { broken: { rpcError: { code: -32000, message: "no" } } } });
     const receiver = startOtlpReceiver();
     const dir = await pipelineDir(
       `name: traced\nsource: { topics: [${topic}] }\nroutes:\n` +

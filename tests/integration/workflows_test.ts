@@ -118,9 +118,10 @@ Deno.test(
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic]);
     const agent = startDemoAgent({
+      flavour: "a2a-0.3",
       behaviours: {
-        asks: { task: "working", polls: 1, finalState: "input-required" },
-        locked: { task: "working", polls: 1, finalState: "auth-required" },
+        asks: { task: "working", workMs: 100, finalState: "input-required" },
+        locked: { task: "working", workMs: 100, finalState: "auth-required" },
       },
     });
     const bridge = await startTestBridge({
@@ -161,7 +162,7 @@ Deno.test(
     let release!: () => void;
     const gate = new Promise<void>((resolve) => release = resolve);
     const agent = startDemoAgent({
-      behaviours: { slow: { gate }, broken: { rpcError: { code: -32603, message: "no" } } },
+      behaviours: { slow: { gate }, broken: { rpcError: { code: -32000, message: "no" } } },
     });
     const bridge = await startTestBridge({
       pipelines: pipelinesFrom([
@@ -235,7 +236,7 @@ Deno.test(
     const topic = `stream-${uniqueId()}.events`;
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic]);
-    const agent = startDemoAgent({ behaviours: { streams: { stream: true }, plain: {} } });
+    const agent = startDemoAgent({ flavour: "a2a-0.3", behaviours: { streams: { stream: true }, plain: {} } });
     const bridge = await startTestBridge({
       pipelines: pipelinesFrom([
         `name: s\nsource: { topics: [${topic}] }\n` +

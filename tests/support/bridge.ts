@@ -21,6 +21,9 @@ export function pipelinesFrom(texts: string[], env: Record<string, string> = {})
 export interface TestBridgeOptions {
   pipelines: Pipeline[];
   archestraUrl: string;
+  /** Archestra's endpoint for prompt ids (ARCHESTRA_A2A_API), default v1. */
+  archestraApi?: "v1" | "v2";
+  archestraToken?: string;
   groupId?: string;
   topicRefreshMs?: number;
   maxInFlight?: number;
@@ -40,6 +43,8 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
     settings: {
       ...settings,
       groupId,
+      archestraApi: options.archestraApi ?? "v1",
+      archestraToken: options.archestraToken,
       topicRefreshMs: options.topicRefreshMs ?? 60_000,
       commitIntervalMs: 200,
       shutdownGraceMs: 5_000,

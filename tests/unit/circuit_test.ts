@@ -53,3 +53,34 @@ Deno.test("an aborted caller stops waiting on an open Circuit", async () => {
   assert.equal(await waiting, "call");
   circuit.dispose();
 });
+
+Deno.test("a refusal opens the Circuit at once, in the refused state, and a refused probe doubles the pause", async () => {
+  const clock = FakeTimers.withGlobal(globalThis).install({ toFake: ["setTimeout", "clearTimeout"] });
+  try {
+    const changes: string[] = [];
+    const circuit = new Circuit({
+      threshold: 5,
+      probeDelayMs: 100,
+      onChange: (open, state, reason) => changes.push(`${open}:${state}:${reason ?? ""}`),
+    });
+    circuit.refused("call", "bad token");
+    circuit.refused("call", "bad token");
+    assert.equal(circuit.state, "refused");
+    assert.deepEqual(changes, ["true:refused:bad token"], "one change, however many calls are refused");
+    const roles: string[] = [];
+    const first = circuit.acquire().then((role) => roles.push(`first:${role}`));
+    const second = circuit.acquire().then((role) => roles.push(`second:${role}`));
+    await clock.tickAsync(100);
+    assert.deepEqual(roles, ["first:probe"]);
+    circuit.refused("probe", "bad token");
+    await clock.tickAsync(199);
+    assert.deepEqual(roles, ["first:probe"], "the next probe waits twice as long");
+    await clock.tickAsync(1);
+    assert.deepEqual(roles, ["first:probe", "second:probe"]);
+    circuit.succeeded();
+    await Promise.all([first, second]);
+    assert.deepEqual(changes, ["true:refused:bad token", "false:closed:"]);
+  } finally {
+    clock.uninstall();
+  }
+});

@@ -2,6 +2,9 @@
 import { contextFor } from "../../src/dispatch.ts";
 import { parsePipelineText } from "../../src/config/load_pipelines.ts";
 import type { Job, Pipeline, SourceRecord } from "../../src/model.ts";
+import { decodeJob } from "../../src/stages/decode.ts";
+import { matchJob } from "../../src/stages/match.ts";
+import { transformJob } from "../../src/stages/transform.ts";
 
 const encoder = new TextEncoder();
 
@@ -51,3 +54,21 @@ routes:
   - name: any
     invoke: { prompt_id: p-any }
 `);
+
+/** A job through decode, match and transform, ready to invoke `promptId` with "hello agent". */
+export function readyJob(promptId: string, { timeout = "5s", retries = 2, longRunning = false } = {}): Job {
+  const p = pipeline(`
+name: calls
+source: { topics: [t] }
+routes:
+  - name: r
+    transform: { template: "hello {who}" }
+    invoke: { prompt_id: ${promptId}, timeout: ${timeout}, long_running: ${longRunning} }
+delivery: { retries: { max: ${retries}, backoff: 100ms, max_backoff: 1s } }
+`);
+  const j = job(p, record('{"who":"agent"}', { topic: "t" }));
+  decodeJob(j);
+  matchJob(j);
+  transformJob(j);
+  return j;
+}

@@ -79,12 +79,12 @@ Deno.test("in-flight and circuit gauges read the bridge's state when scraped", a
   const metrics = createMetrics();
   let pending = 7;
   metrics.inFlightFrom(() => pending);
-  metrics.circuit("http://agent:9000", true);
+  metrics.circuit("http://agent:9000", "down");
   let text = await metrics.registry.metrics();
   assert.equal(sample(text, "agentstream_messages_in_flight"), 7);
   assert.equal(sample(text, "agentstream_circuit_open", { agent: "http://agent:9000" }), 1);
   pending = 0;
-  metrics.circuit("http://agent:9000", false);
+  metrics.circuit("http://agent:9000", "closed");
   text = await metrics.registry.metrics();
   assert.equal(sample(text, "agentstream_messages_in_flight"), 0);
   assert.equal(sample(text, "agentstream_circuit_open", { agent: "http://agent:9000" }), 0);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Task } from "@a2a-js/sdk";
+import type { Task } from "../../src/a2a/shapes.ts";
 import { eventData, foldEvent } from "../../src/a2a/stream_events.ts";
 
 Deno.test("foldEvent() builds the task from its status and artifact updates", () => {
@@ -22,7 +22,6 @@ Deno.test("foldEvent() builds the task from its status and artifact updates", ()
     taskId: "t",
     contextId: "c",
     status: { state: "completed" },
-    final: true,
   });
   const task = result as Task;
   assert.equal(task.status.state, "completed");
@@ -37,7 +36,6 @@ Deno.test("foldEvent() takes a message as the answer, and starts a task from an 
     taskId: "t",
     contextId: "c",
     status: { state: "input-required" },
-    final: true,
   });
   assert.deepEqual(task, { kind: "task", id: "t", contextId: "c", status: { state: "input-required" } });
 });
