@@ -248,7 +248,8 @@ async function call(
       : signal.aborted
       ? "call cancelled"
       : `${what}: ${errorMessage(error)}`;
-  const streaming = method === dialect(request.version).methods.stream;
+  const speak = dialect(request.version);
+  const streaming = method === speak.methods.stream;
   let response: Response;
   try {
     response = await fetch(request.url, {
@@ -256,7 +257,7 @@ async function call(
       headers: {
         "content-type": "application/json",
         accept: streaming ? "text/event-stream" : "application/json",
-        ...dialect(request.version).headers,
+        ...speak.headers,
         ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
         ...(request.traceparent ? { traceparent: request.traceparent } : {}),
       },

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { demoReply, type Flavour, startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { AgentCards } from "../../src/a2a/agent_cards.ts";
 import { Circuit } from "../../src/a2a/circuit.ts";
 import { invokeJob } from "../../src/stages/invoke.ts";
 import { readyJob } from "../unit/helpers.ts";
@@ -121,7 +122,6 @@ for (const agent of AGENTS) {
         const job = readyJob("streams");
         // The route asks for a stream; the agent's card says it streams.
         const routed = { ...job, route: { ...job.route!, stream: true } };
-        const { AgentCards } = await import("../../src/a2a/agent_cards.ts");
         const done = await invokeJob(routed, context(server.url, { cards: new AgentCards() }));
         assert.equal(done.failure, undefined, done.failure?.message);
         assert.equal(done.reply?.text, demoReply("streams", "hello agent"));
@@ -198,7 +198,6 @@ for (const agent of AGENTS) {
 Deno.test("an agent given by URL is spoken to in the version its card names; invoke.a2a overrides it", async () => {
   const v1 = startDemoAgent({ flavour: "a2a-1.0" });
   const v03 = startDemoAgent({ flavour: "a2a-0.3" });
-  const { AgentCards } = await import("../../src/a2a/agent_cards.ts");
   try {
     for (const server of [v1, v03]) {
       const job = readyJob("any");
