@@ -6,6 +6,12 @@
  *   (c) a Kafka-only pipe: consume, produce, commit, no agent.
  * The bridge and the agent run as separate processes; the broker is KAFKA_BOOTSTRAP_SERVERS or a
  * throwaway local one. `--quick` uses a fifth of the messages; `--memory` runs only the memory rows.
+ *
+ * `deno task bench --soak [minutes]` (default 10, at least 1) runs only a soak: one bridge process fed
+ * a steady 200 msg/s by a 20 ms agent for that long, its RSS sampled every 10 s. PASS (exit 0) when
+ * the RSS at the end (median of the last 3 samples) is ≤ 1.10 × the RSS after warm-up (the first
+ * 2 minutes or 20% of the run, whichever is shorter; median of its last 3 samples), at least 90% of
+ * the messages were answered after a short drain, and the bridge did not exit; else FAIL (exit 1).
  */
 import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
@@ -16,10 +22,20 @@ import { throwawayBroker } from "../src/infra/local_broker.ts";
 import { createKafka } from "../src/kafka/client.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
-const { values: flags } = parseArgs({
+const { values: flags, positionals } = parseArgs({
   args: Deno.args,
-  options: { quick: { type: "boolean", default: false }, memory: { type: "boolean", default: false } },
+  options: {
+    quick: { type: "boolean", default: false },
+    memory: { type: "boolean", default: false },
+    soak: { type: "boolean", default: false },
+  },
+  allowPositionals: true, // the soak's minutes: `--soak 2`
 });
+const soakMinutes = Number(positionals[0] ?? 10);
+if (positionals.length > 1 || (positionals.length && !flags.soak) || !(soakMinutes >= 1)) {
+  console.error("usage: deno task bench [--quick] [--memory] | deno task bench --soak [minutes ≥ 1, default 10]");
+  Deno.exit(2);
+}
 const scale = flags.quick ? 0.2 : 1;
 const CONCURRENCY = 100;
 
@@ -98,17 +114,21 @@ async function produceEvents(topic: string, count: number, slowEvery = 0, from =
   await producer.disconnect();
 }
 
+/** The bridge creates its output topics when it subscribes; Kafka has no event for that. */
+async function waitForTopic(topic: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  while (!(await admin.listTopics()).includes(topic)) await new Promise((resolve) => setTimeout(resolve, 100));
+  await admin.disconnect();
+}
+
 /** Reads `topic` from the start until `count` records arrived; returns their timestamps and the source ones. */
 async function readReplies(
   topic: string,
   count: number,
   onProgress: (n: number) => void,
 ): Promise<{ replyTimes: number[]; latencies: number[] }> {
-  // The bridge creates its output topics when it subscribes; Kafka has no event for that.
-  const admin = kafka.admin();
-  await admin.connect();
-  while (!(await admin.listTopics()).includes(topic)) await new Promise((resolve) => setTimeout(resolve, 100));
-  await admin.disconnect();
+  await waitForTopic(topic);
   const consumer = kafka.consumer({ groupId: `bench-reader-${id()}`, maxWaitTimeInMs: 200 });
   const replyTimes: number[] = [];
   const latencies: number[] = [];
@@ -143,6 +163,12 @@ function peakRssMiB(pid: number): number {
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+/** The current RSS, where {@link peakRssMiB} is the high-water mark. */
+function rssMiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
 // ---------- the bridge ----------
 
 interface BridgeResult {
@@ -152,20 +178,8 @@ interface BridgeResult {
   rssMiB: number;
 }
 
-/**
- * Runs the bridge as a process: a warm-up message (so the group has joined), then `count` events
- * produced at once (throughput: replies per second from the first reply to the 95th percentile
- * one), then a paced run at half that rate (latency: reply time minus source time), then reads its
- * peak RSS.
- */
-async function runBridge(
-  label: string,
-  agentUrl: string,
-  count: number,
-  { slowEvery = 0, paced = true } = {},
-): Promise<BridgeResult> {
-  const topic = `bench-${id()}`;
-  await createTopic(topic);
+/** Starts the bridge as a process consuming `topic` (a slow and a fast route), in a group of its own. */
+async function spawnBridge(topic: string, agentUrl: string): Promise<Deno.ChildProcess> {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(
     `${dir}/bench.yaml`,
@@ -177,7 +191,7 @@ routes:
 delivery: { ordering: key, concurrency: ${CONCURRENCY} }
 `,
   );
-  const child = new Deno.Command(Deno.execPath(), {
+  return new Deno.Command(Deno.execPath(), {
     // BENCH_DENO_FLAGS: extra flags for the bridge's runtime, e.g. --v8-flags=--max-old-space-size=96.
     args: [
       "run",
@@ -202,6 +216,23 @@ delivery: { ordering: key, concurrency: ${CONCURRENCY} }
     stdout: "null",
     stderr: "inherit",
   }).spawn();
+}
+
+/**
+ * Runs the bridge as a process: a warm-up message (so the group has joined), then `count` events
+ * produced at once (throughput: replies per second from the first reply to the 95th percentile
+ * one), then a paced run at half that rate (latency: reply time minus source time), then reads its
+ * peak RSS.
+ */
+async function runBridge(
+  label: string,
+  agentUrl: string,
+  count: number,
+  { slowEvery = 0, paced = true } = {},
+): Promise<BridgeResult> {
+  const topic = `bench-${id()}`;
+  await createTopic(topic);
+  const child = await spawnBridge(topic, agentUrl);
   try {
     await produceEvents(topic, 1, 0, -1);
     await readReplies(`${topic}.responses`, 1, () => {});
@@ -353,7 +384,171 @@ async function kafkaPipe(count: number): Promise<number> {
   return count / seconds;
 }
 
+// ---------- soak ----------
+
+const SOAK_RATE = 200; // messages per second, well under the bridge's rate at this latency: no backlog
+const SOAK_TICK_MS = 100; // one batch per tick, so the load is steady rather than bursts
+const SOAK_SAMPLE_MS = 10_000;
+const SOAK_AGENT_LATENCY_MS = 20;
+const SOAK_DRAIN_MS = 30_000;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+const clock = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor(ms / 1000) % 60).padStart(2, "0")}`;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Counts the records on `topic` from its start as they arrive, for as long as the soak runs. */
+async function countReplies(topic: string): Promise<{ readonly seen: number; stop(): Promise<void> }> {
+  await waitForTopic(topic);
+  const consumer = kafka.consumer({ groupId: `bench-counter-${id()}`, maxWaitTimeInMs: 200 });
+  let seen = 0;
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachBatch: ({ batch }) => {
+      seen += batch.messages.length;
+      return Promise.resolve();
+    },
+  });
+  return {
+    get seen() {
+      return seen;
+    },
+    stop: () => consumer.disconnect(),
+  };
+}
+
+interface SoakSample {
+  atMs: number;
+  rssMiB: number;
+}
+
+/**
+ * One bridge process under a steady load for `minutes`: SOAK_RATE events per second in a batch
+ * every SOAK_TICK_MS, its RSS sampled every SOAK_SAMPLE_MS. Prints the samples and a verdict;
+ * returns whether it passed.
+ */
+async function soak(minutes: number): Promise<boolean> {
+  const durationMs = minutes * 60_000;
+  const warmUpMs = Math.min(120_000, durationMs * 0.2);
+  const batch = (SOAK_RATE * SOAK_TICK_MS) / 1000;
+  const topic = `bench-soak-${id()}`;
+  const agent = await startAgent(SOAK_AGENT_LATENCY_MS);
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  let child: Deno.ChildProcess | undefined;
+  let replies: Awaited<ReturnType<typeof countReplies>> | undefined;
+  try {
+    await createTopic(topic);
+    child = await spawnBridge(topic, agent.url);
+    let exited: Deno.CommandStatus | undefined;
+    child.status.then((status) => exited = status);
+    // One message first, so the group has joined and the code is compiled before the clock starts;
+    // a bridge that fails to start (say, src/ mid-edit) ends the soak instead of hanging it.
+    await produceEvents(topic, 1, 0, -1);
+    replies = await countReplies(`${topic}.responses`);
+    while (replies.seen < 1) {
+      if (exited) throw new Error(`the bridge exited with code ${exited.code} before its first reply`);
+      await sleep(100);
+    }
+    await producer.connect();
+    const samples: SoakSample[] = [];
+    let produced = 0;
+    const start = now();
+    const ticks = Math.round(durationMs / SOAK_TICK_MS);
+    for (let tick = 1; tick <= ticks && !exited; tick++) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: Array.from({ length: batch }, (_, i) => ({
+          key: `key-${(produced + i) % 997}`,
+          value: Buffer.from(JSON.stringify({ n: produced + i, slow: false })),
+        })),
+      });
+      produced += batch;
+      // Due times from the start, not sleeps from the last send: a slow send does not lower the rate.
+      await sleep(start + tick * SOAK_TICK_MS - now());
+      if ((tick * SOAK_TICK_MS) % SOAK_SAMPLE_MS || exited) continue;
+      const atMs = tick * SOAK_TICK_MS;
+      samples.push({ atMs, rssMiB: rssMiB(child.pid) });
+      done(
+        `soak ${clock(atMs)}/${clock(durationMs)}: RSS ${samples.at(-1)!.rssMiB.toFixed(1)} MiB, ` +
+          `${produced} produced, ${replies.seen - 1} replies${atMs <= warmUpMs ? " (warm-up)" : ""}`,
+      );
+    }
+    await producer.disconnect();
+    // Drain: what is in flight at the end is not lost, only late.
+    const drainEnd = now() + SOAK_DRAIN_MS;
+    while (replies.seen - 1 < produced && now() < drainEnd && !exited) {
+      progress(`soak: draining, ${replies.seen - 1}/${produced} replies`);
+      await sleep(200);
+    }
+    return verdict(minutes, warmUpMs, samples, produced, replies.seen - 1, exited);
+  } finally {
+    await producer.disconnect().catch(() => {});
+    await replies?.stop().catch(() => {});
+    if (child) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* it exited already */ }
+      await child.status;
+    }
+    await agent.stop();
+  }
+}
+
+/** Prints the soak's row and what failed, if anything; returns whether it passed. */
+function verdict(
+  minutes: number,
+  warmUpMs: number,
+  samples: SoakSample[],
+  produced: number,
+  answered: number,
+  exited: Deno.CommandStatus | undefined,
+): boolean {
+  const warm = samples.filter((s) => s.atMs <= warmUpMs).slice(-3).map((s) => s.rssMiB);
+  const end = samples.slice(-3).map((s) => s.rssMiB);
+  const warmRss = warm.length ? median(warm) : NaN;
+  const endRss = end.length ? median(end) : NaN;
+  const ratio = endRss / warmRss;
+  const failures = [
+    exited && `the bridge exited with code ${exited.code} during the soak`,
+    !(ratio <= 1.1) && `RSS grew ${ratio.toFixed(2)} × after warm-up (limit 1.10 ×)`,
+    answered < produced * 0.9 && `only ${answered} of ${produced} messages answered (limit 90%)`,
+  ].filter(Boolean);
+  done("");
+  console.log(
+    `\nagentstream soak, ${new Date().toISOString().slice(0, 10)}, ${Deno.build.target}, ` +
+      `${navigator.hardwareConcurrency} cores, concurrency ${CONCURRENCY}, agent ${SOAK_AGENT_LATENCY_MS} ms, ` +
+      `one partition, 997 keys, warm-up ${clock(warmUpMs)}, ${samples.length} RSS samples\n`,
+  );
+  console.log(
+    "| duration | rate msg/s | produced | replies | RSS after warm-up MiB | RSS at end MiB | end ÷ warm-up | verdict |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+  console.log(
+    `| ${minutes} min | ${SOAK_RATE} | ${produced} | ${answered} (${
+      (100 * answered / Math.max(1, produced)).toFixed(1)
+    }%) | ` +
+      `${warmRss.toFixed(1)} | ${endRss.toFixed(1)} | ${ratio.toFixed(2)} | ${failures.length ? "FAIL" : "PASS"} |`,
+  );
+  for (const failure of failures) console.log(`\nFAIL: ${failure}`);
+  return failures.length === 0;
+}
+
 // ---------- the run ----------
+
+if (flags.soak) {
+  let passed = false;
+  try {
+    passed = await soak(soakMinutes);
+  } finally {
+    await stopBroker();
+  }
+  Deno.exit(passed ? 0 : 1);
+}
 
 interface Row {
   scenario: string;

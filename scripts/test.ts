@@ -1,5 +1,5 @@
 /**
- * `deno task test`: unit and integration tests. Starts one throwaway broker for the whole run unless
+ * `deno task test`: unit and integration tests, and the JSDoc examples of src/ (`deno test --doc`). Starts one throwaway broker for the whole run unless
  * KAFKA_BOOTSTRAP_SERVERS names one, and stops it afterwards (it is tethered to this process, so a
  * killed run does not leave it behind). Extra arguments go to `deno test` (e.g. `deno task test tests/unit`).
  */
@@ -12,9 +12,9 @@ if (!Deno.env.get("KAFKA_BOOTSTRAP_SERVERS")) {
   env.KAFKA_BOOTSTRAP_SERVERS = broker.bootstrap;
   stop = broker.stop;
 }
-const targets = Deno.args.length ? Deno.args : ["tests/"];
+const targets = Deno.args.length ? Deno.args : ["src/", "tests/"];
 const child = new Deno.Command(Deno.execPath(), {
-  args: ["test", "--allow-all", ...targets],
+  args: ["test", "--allow-all", "--doc", ...targets],
   env,
   stdin: "null",
 }).spawn();

@@ -1,10 +1,10 @@
 /**
- * The bridge: source → dispatch → decode → match → transform → invoke → publish, with offsets
- * committed only for messages whose every outcome the broker has acknowledged.
- *
- * Flow control lives here: fetching pauses while `maxInFlight` messages are unfinished or an
- * agent's circuit is open, and resumes when work drains or the agent is back. A rebalance commits
- * what is finished and drops the rest, which Kafka then delivers again.
+ * @module
+ * The bridge: wiring and lifecycle. The consumer adapter feeds the stages (dispatch → decode →
+ * match → transform → fan-out → invoke → publish); each outcome settles its job's ack in the ledger;
+ * commits store what the ledger says is done; flow control pauses the topics that a full in-flight
+ * cap or an open agent circuit covers. When the assignment changes, what is finished is committed
+ * and the rest dropped, which Kafka then delivers again.
  *
  * @example
  * ```ts
@@ -15,21 +15,22 @@
  * ```
  */
 import { getLogger } from "@logtape/logtape";
-import { type Kafka, Partitioners } from "kafkajs";
+import { type Kafka, Partitioners, type Producer } from "kafkajs";
 import { AgentCards } from "./a2a/agent_cards.ts";
+import { AgentCircuits } from "./a2a/agent_circuits.ts";
 import { AgentLimits } from "./a2a/agent_limits.ts";
-import { Circuit } from "./a2a/circuit.ts";
+import { Commits } from "./commits.ts";
 import type { Settings } from "./config/settings.ts";
 import { dispatch, pipelinesFor } from "./dispatch.ts";
 import { errorMessage, FatalError } from "./errors.ts";
-import { KafkaSource } from "./kafka/source.ts";
+import { FlowControl } from "./flow_control.ts";
+import { ConsumerAdapter } from "./kafka/consumer_adapter.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
 import { KafkaTaskRegistry } from "./kafka/task_registry.ts";
 import { TransactionalOutput } from "./kafka/transactions.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
-import { redact } from "./secrets.ts";
-import type { Job, Pipeline } from "./model.ts";
-import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
+import { Ledger } from "./ledger.ts";
+import { type Job, type Pipeline, pipelineCap } from "./model.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
 import { decode } from "./stages/decode.ts";
@@ -38,6 +39,7 @@ import { agentEndpoint, invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
 import { type Outcome, publish } from "./stages/publish.ts";
 import { transform } from "./stages/transform.ts";
+import { pipe } from "./util/pipe.ts";
 
 const log = getLogger(["agentstream", "bridge"]);
 
@@ -65,7 +67,7 @@ export interface BridgeOptions {
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
   probeDelayMs?: number;
-  /** Longest pause between probes (default 10 s): bounds how long a recovered agent waits to be noticed. */
+  /** Longest pause between probes (default `MAX_PROBE_DELAY_MS`, 10 s): bounds how long a recovered agent waits to be noticed. */
   maxProbeDelayMs?: number;
   /** Where the bridge reports what it does (default: a registry of its own, see {@link Bridge.metrics}). */
   metrics?: Metrics;
@@ -78,12 +80,15 @@ export interface BridgeStats {
   deadLettered: number;
   skipped: number;
   abandoned: number;
+  /** Messages whose DLQ record the broker refused even with its value cut: logged, counted, committed. */
+  dropped: number;
   /** Commits that stored offsets. */
   commits: number;
   /** Commit cycles run, including those that found nothing new to store. */
   commitChecks: number;
+  /** Times the consumer's assignment changed (rebalance, rejoin, restart, re-subscription). */
   rebalances: number;
-  /** Times fetching paused because `maxInFlight` messages were unfinished. */
+  /** Times fetching paused because `maxInFlight` messages (or a pipeline's own cap) were unfinished. */
   backpressurePauses: number;
   /** Times an agent's circuit opened because every call failed. */
   circuitOpenings: number;
@@ -140,10 +145,295 @@ export function agentLimits(
 /** Connects to Kafka and starts consuming. Throws a {@link FatalError} when Kafka cannot be reached. */
 export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const { kafka, pipelines, settings } = options;
-  // One exactly-once pipeline makes the whole process transactional: offsets are per message, not per pipeline.
+  const archestra = {
+    archestraUrl: options.archestraUrl,
+    archestraToken: settings.archestraToken,
+    archestraApi: settings.archestraApi,
+  };
+  const limits = agentLimits(pipelines, archestra);
+  const { admin, producer, tasks, transactional } = await connectKafka(options);
+
+  const stats: BridgeStats = {
+    consumed: 0,
+    replied: 0,
+    deadLettered: 0,
+    skipped: 0,
+    abandoned: 0,
+    dropped: 0,
+    get commits() {
+      return commits.stored;
+    },
+    get commitChecks() {
+      return commits.checks;
+    },
+    rebalances: 0,
+    backpressurePauses: 0,
+    circuitOpenings: 0,
+    refusals: 0,
+  };
+  const metrics = options.metrics ?? createMetrics();
+  const ledger = new Ledger({ forgetTask: (key) => tasks.forget(key) });
+  metrics.inFlightFrom(() => ledger.pending);
+  // Aborted when the bridge starts to stop: waits for room or for drained work end then.
+  const stopping = new AbortController();
+  // Aborted after the grace period: calls still running are abandoned.
+  const abort = new AbortController();
+  let shutdown: (reason?: unknown) => Promise<void> = () => Promise.resolve();
+
+  const commits = new Commits({
+    ledger,
+    write: (commit) =>
+      transactional ? transactional.commit(commit.records, commit.offsets) : consumer.commit(commit.offsets),
+    losesRecords: transactional !== undefined,
+    fatal: (error) => void shutdown(new FatalError(errorMessage(error))),
+    onCommitted: ({ offsets }) => metrics.committed(offsets),
+  });
+
+  // Which topics each pause reason covers: every topic, a pipeline's, or those of the pipelines
+  // that call through one agent circuit.
+  const circuits = new AgentCircuits({
+    threshold: settings.circuitFailures,
+    probeDelayMs: options.probeDelayMs,
+    maxProbeDelayMs: options.maxProbeDelayMs,
+    onChange: ({ key, label, open, state, reason }) => {
+      if (state === "down") stats.circuitOpenings++;
+      if (state === "refused") stats.refusals++;
+      metrics.circuit(label, state);
+      if (state === "refused") {
+        log.error("agent {agent} refuses the bridge ({reason}): its routes wait, probing until it accepts", {
+          agent: label,
+          reason,
+        });
+      } else if (state === "down") {
+        log.warn("agent {agent} is failing every call: pausing its routes, probing", { agent: label });
+      } else log.warn("agent {agent} answers again: resuming", { agent: label });
+      flow.set(`circuit ${key}`, open);
+    },
+  });
+  const circuitKeys = new Map(pipelines.map((pipeline) => [
+    pipeline.name,
+    new Set(
+      pipeline.routes.flatMap((route) =>
+        route.agents.flatMap((agent) => circuits.keysOf(agentEndpoint(agent, archestra).url))
+      ),
+    ),
+  ]));
+  const caps = new Map(pipelines.map((p) => [p.name, pipelineCap(p, pipelines.length, settings.maxInFlight)]));
+  const flow = new FlowControl({
+    topicsOf: (reason) => {
+      const [kind, name] = [reason.slice(0, reason.indexOf(" ")), reason.slice(reason.indexOf(" ") + 1)];
+      const reads = (pipeline: Pipeline) =>
+        kind === "pipeline" ? pipeline.name === name : circuitKeys.get(pipeline.name)!.has(name);
+      if (reason === "in-flight") return consumer.topics;
+      return consumer.topics.filter((topic) => pipelinesFor(pipelines, topic).some(reads));
+    },
+    apply: (paused) => consumer.setPaused(paused),
+  });
+  // The caps, checked whenever work is taken in or settled.
+  const checkCaps = () => {
+    let paused = flow.cap("in-flight", ledger.pending, settings.maxInFlight);
+    for (const [name, cap] of caps) paused = flow.cap(`pipeline ${name}`, ledger.inFlight(name), cap) || paused;
+    if (paused) {
+      stats.backpressurePauses++;
+      log.debug("in-flight cap reached: pausing {reasons}", { reasons: [...flow.reasons] });
+    }
+  };
+  /** How many more messages of `topic` may be taken in now: 0 while it is paused. */
+  const roomFor = (topic: string) => {
+    if (flow.paused(topic) || stopping.signal.aborted) return 0;
+    let room = settings.maxInFlight - ledger.pending;
+    for (const pipeline of pipelinesFor(pipelines, topic)) {
+      room = Math.min(room, caps.get(pipeline.name)! - ledger.inFlight(pipeline.name));
+    }
+    return Math.max(1, room);
+  };
+
+  const consumer = new ConsumerAdapter({
+    kafka,
+    admin,
+    groupId: settings.groupId,
+    subscriptions: settings.topics ?? [...new Set(pipelines.flatMap((p) => p.topics))],
+    isOutput: outputTopicTest(pipelines),
+    fromBeginning: settings.autoOffsetReset === "earliest",
+    refreshMs: settings.topicRefreshMs,
+    sessionTimeoutMs: settings.sessionTimeoutMs,
+    onBatch: (batch) => {
+      const targets = pipelinesFor(pipelines, batch.topic);
+      const offsets = batch.records.map((record) => record.offset);
+      const ack = ledger.receive(batch.topic, batch.partition, offsets, targets.map((p) => p.name));
+      stats.consumed += batch.records.length;
+      for (const pipeline of targets) metrics.consumed(pipeline.name, batch.records.length);
+      if (batch.highWatermark !== undefined) metrics.highWatermark(batch.topic, batch.partition, batch.highWatermark);
+      checkCaps();
+      return { ...batch, ack };
+    },
+    room: (topic) => Promise.resolve(roomFor(topic)),
+    onAssignmentChanged: (cause) => {
+      stats.rebalances++;
+      log.debug("assignment changed ({cause}): committing what is finished, dropping the rest", { cause });
+      // Synchronously, before kafkajs fetches again: what is finished is committed, the rest dropped.
+      void commits.these(ledger.assignmentChanged());
+      metrics.forgetPartitions();
+      checkCaps();
+      flow.refresh();
+    },
+    drain: async () => {
+      await ledger.idle(stopping.signal);
+      await commits.now();
+    },
+    onSubscribe: async (topics) => {
+      await ensureOutputTopics(admin, pipelines, topics);
+      // New topics may be covered by a reason that holds now.
+      queueMicrotask(() => flow.refresh());
+    },
+  });
+
+  /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
+  const settle = (job: Job, outcome: Outcome) => {
+    metrics.outcome(job, outcome);
+    endMessageSpan(job, outcome);
+    logOutcome(job, outcome);
+    stats[OUTCOME_STAT[outcome]]++;
+    if (outcome !== "abandoned") {
+      // Its agent task, if it had one, is over: forgotten once the offset is committed.
+      job.ack.done(job.staged, tasks.get(job.ctx.messageId) ? job.ctx.messageId : undefined);
+    }
+    checkCaps();
+  };
+
+  const outcomes = pipe(
+    consumer.batches(),
+    (batches) => dispatch(batches, pipelines),
+    decode,
+    match,
+    transform,
+    fanOut,
+    (jobs) =>
+      invoke(jobs, {
+        ...archestra,
+        signal: abort.signal,
+        circuitFor: circuits.outage,
+        refusalFor: circuits.refusal,
+        tasks,
+        limits,
+        cards: new AgentCards(),
+      }),
+    (jobs) => publish(jobs, transactional?.publishContext() ?? kafkaPublisher(producer)),
+  );
+  const run = (async () => {
+    for await (const { job, outcome } of outcomes) settle(job, outcome);
+  })();
+
+  const timers: ReturnType<typeof setInterval>[] = [];
+  let stopped: Promise<void> | undefined;
+  shutdown = (reason?: unknown) => {
+    stopped ??= (async () => {
+      stopping.abort();
+      await consumer.close();
+      // Calls still waiting on an open circuit, or running past the grace period, are abandoned.
+      const grace = setTimeout(() => abort.abort(), settings.shutdownGraceMs);
+      const result = await run.then(() => undefined, (error) => error);
+      clearTimeout(grace);
+      timers.forEach(clearInterval);
+      circuits.dispose();
+      // Only what finished is committed; a failure above leaves the rest for the next run.
+      await commits.now();
+      await Promise.allSettled([consumer.disconnect(), producer.disconnect(), admin.disconnect(), tasks.stop()]);
+      const cause = reason ?? result;
+      if (cause) throw cause instanceof FatalError ? cause : new FatalError(`stopped: ${errorMessage(cause)}`);
+    })();
+    return stopped;
+  };
+
+  try {
+    await consumer.start();
+  } catch (error) {
+    await shutdown().catch(() => {});
+    throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
+  }
+  timers.push(setInterval(() => void commits.now(), settings.commitIntervalMs));
+  // Log end offsets come with each fetch; while fetching is paused (an agent outage, backpressure)
+  // they are asked for, so consumer lag keeps growing where it grows.
+  timers.push(setInterval(async () => {
+    try {
+      for (const topic of consumer.topics) {
+        for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
+          metrics.highWatermark(topic, partition, high);
+        }
+      }
+    } catch (error) {
+      log.debug("could not read log end offsets: {error}", { error: errorMessage(error) });
+    }
+  }, settings.topicRefreshMs));
+
+  // The pipeline ending by itself means the source failed or a reply could not be written.
+  const done = run.then(() => shutdown(), (error) => shutdown(error));
+  done.catch(() => {});
+
+  return {
+    stats,
+    metrics,
+    readiness: () => {
+      const kafka = consumer.joined || consumer.topics.length === 0;
+      const agents = !circuits.anyOpen;
+      return { ready: kafka && agents && !stopped, kafka, agents, topics: consumer.topics.length };
+    },
+    topics: () => consumer.topics,
+    refreshTopics: () => consumer.refresh(),
+    stop: async () => {
+      await shutdown().catch(() => {});
+    },
+    done,
+  };
+}
+
+/** The counter each outcome adds to. */
+const OUTCOME_STAT = {
+  replied: "replied",
+  "dead-lettered": "deadLettered",
+  skipped: "skipped",
+  abandoned: "abandoned",
+  dropped: "dropped",
+} as const satisfies Record<Outcome, keyof BridgeStats>;
+
+/** One log line per outcome: INFO for a reply, WARN for a DLQ record, ERROR for a record the DLQ refused. */
+function logOutcome(job: Job, outcome: Outcome): void {
+  const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset: job.ctx.offset };
+  switch (outcome) {
+    case "replied":
+      log.info("reply from {route} for {topic}@{offset} in {latencyMs} ms: {preview}", {
+        ...where,
+        partition: job.ctx.partition,
+        latencyMs: job.reply!.latencyMs,
+        attempts: job.reply!.attempts,
+        preview: job.reply!.text.slice(0, 200),
+      });
+      break;
+    case "dead-lettered":
+    case "dropped": {
+      const failure = { ...where, stage: job.failure!.stage, class: job.failure!.class, reason: job.failure!.message };
+      if (outcome === "dead-lettered") log.warn("dead-lettered {topic}@{offset}: {stage} {class}: {reason}", failure);
+      else log.error("lost {topic}@{offset}: the DLQ refused its record even with the value cut: {reason}", failure);
+      break;
+    }
+    case "skipped":
+      log.debug("no route matched {topic}@{offset} in {pipeline}: skipped", where);
+      break;
+    case "abandoned":
+      break;
+  }
+}
+
+/**
+ * The Kafka clients the bridge writes with: an admin, a producer (transactional when a pipeline
+ * asks for exactly-once: offsets are per message, so one such pipeline makes the whole process
+ * transactional) and the task registry.
+ */
+async function connectKafka(options: BridgeOptions) {
+  const { kafka, pipelines, settings } = options;
   const exactlyOnce = pipelines.some((p) => p.delivery.guarantee === "exactly-once");
   const admin = kafka.admin();
-  const producer = kafka.producer({
+  const producer: Producer = kafka.producer({
     allowAutoTopicCreation: true,
     createPartitioner: Partitioners.DefaultPartitioner,
     ...(exactlyOnce
@@ -155,12 +445,6 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       : {}),
   });
   const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId) : undefined;
-  const archestra = {
-    archestraUrl: options.archestraUrl,
-    archestraToken: settings.archestraToken,
-    archestraApi: settings.archestraApi,
-  };
-  const limits = agentLimits(pipelines, archestra);
   const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
   try {
     await admin.connect();
@@ -170,321 +454,5 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     await Promise.allSettled([admin.disconnect(), producer.disconnect(), tasks.stop()]);
     throw new FatalError(`cannot reach Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
-
-  const stats: BridgeStats = {
-    consumed: 0,
-    replied: 0,
-    deadLettered: 0,
-    skipped: 0,
-    abandoned: 0,
-    commits: 0,
-    commitChecks: 0,
-    rebalances: 0,
-    backpressurePauses: 0,
-    circuitOpenings: 0,
-    refusals: 0,
-  };
-  const tracker = new OffsetTracker();
-  const metrics = options.metrics ?? createMetrics();
-  metrics.inFlightFrom(() => tracker.pending);
-  const stopping = Promise.withResolvers<void>();
-  const abort = new AbortController();
-
-  // Commits run one at a time, in the order they were asked for. With exactly-once delivery a
-  // commit is a transaction holding the staged records and the offsets they settle, taken together.
-  type Snapshot = { offsets: TopicPartitionOffset[]; records: ReturnType<TransactionalOutput["take"]> };
-  const snapshot = (): Snapshot => ({ records: transactional?.take() ?? [], offsets: tracker.committable() });
-  let committing = Promise.resolve();
-  let broken = false;
-  const commitNow = async ({ offsets, records }: Snapshot) => {
-    stats.commitChecks++;
-    if (broken || (!offsets.length && !records.length)) return;
-    if (transactional) {
-      try {
-        await transactional.commit(records, offsets);
-      } catch (error) {
-        // The staged records are gone with the aborted transaction: stop before committing anything
-        // else. Their messages are handled again by the next run.
-        broken = true;
-        void shutdown(new FatalError(`a transaction failed: ${errorMessage(error)}`));
-        return;
-      }
-    } else {
-      try {
-        await source.commit(offsets);
-      } catch (error) {
-        log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
-        return;
-      }
-    }
-    tracker.markCommitted(offsets);
-    forgetCommittedTasks(offsets);
-    metrics.committed(offsets);
-    stats.commits++;
-    log.debug("committed {offsets}", { offsets });
-  };
-  const commitSnapshot = (taken: Snapshot) => committing = committing.then(() => commitNow(taken));
-  // The snapshot is taken when the commit runs, so it includes what finished while it waited.
-  const commit = () => committing = committing.then(() => commitNow(snapshot()));
-
-  // Fetching pauses while any reason holds.
-  const pauseReasons = new Set<string>();
-  const pauseFor = (reason: string, on: boolean) => {
-    if (on === pauseReasons.has(reason)) return;
-    if (on) pauseReasons.add(reason);
-    else pauseReasons.delete(reason);
-    if (pauseReasons.size) source.pause();
-    else source.resume();
-  };
-  const checkInFlight = () => {
-    if (tracker.pending >= settings.maxInFlight && !pauseReasons.has("in-flight")) {
-      stats.backpressurePauses++;
-      log.debug("{pending} messages in flight: pausing fetches", { pending: tracker.pending });
-      pauseFor("in-flight", true);
-    } else if (tracker.pending <= settings.maxInFlight / 2) {
-      pauseFor("in-flight", false);
-    }
-  };
-
-  // Circuits: one per agent host for outages (a host that is down is down for every agent on it),
-  // one per endpoint for refusals (a token refused by one agent says nothing of the others).
-  const circuits = new Map<string, Circuit>();
-  const circuitOf = (key: string, label: string, threshold: number) => {
-    let circuit = circuits.get(key);
-    if (!circuit) {
-      circuit = new Circuit({
-        threshold,
-        probeDelayMs: options.probeDelayMs,
-        maxProbeDelayMs: options.maxProbeDelayMs ?? 10_000,
-        onChange: (open, state, reason) => {
-          if (state === "down") stats.circuitOpenings++;
-          if (state === "refused") stats.refusals++;
-          metrics.circuit(label, state);
-          if (state === "refused") {
-            log.error("agent {agent} refuses the bridge ({reason}): its routes wait, probing until it accepts", {
-              agent: label,
-              reason,
-            });
-          } else if (state === "down") {
-            log.warn("agent {agent} is failing every call: pausing, probing", { agent: label });
-          } else log.warn("agent {agent} answers again: resuming", { agent: label });
-          pauseFor(`circuit ${key}`, open);
-        },
-      });
-      circuits.set(key, circuit);
-    }
-    return circuit;
-  };
-  const circuitFor = (url: string) => {
-    const origin = new URL(url).origin;
-    return circuitOf(`host ${origin}`, redact(origin), settings.circuitFailures);
-  };
-  // Labelled without credentials or query (where a key may sit in a form redact() does not know).
-  const refusalFor = (url: string) => {
-    const { origin, pathname } = new URL(url);
-    return circuitOf(`endpoint ${url}`, redact(origin + pathname), Number.POSITIVE_INFINITY);
-  };
-  const isCurrent = (job: Job) => job.generation === undefined || job.generation === tracker.generation;
-
-  const subscriptions = settings.topics ?? [...new Set(pipelines.flatMap((p) => p.topics))];
-  const source = new KafkaSource({
-    kafka,
-    admin,
-    groupId: settings.groupId,
-    subscriptions,
-    isOutput: outputTopicTest(pipelines),
-    fromBeginning: settings.autoOffsetReset === "earliest",
-    refreshMs: settings.topicRefreshMs,
-    sessionTimeoutMs: settings.sessionTimeoutMs,
-    onBatch: (batch) => {
-      const targets = pipelinesFor(pipelines, batch.topic);
-      for (const record of batch.records) {
-        tracker.register(batch.topic, batch.partition, record.offset, targets.length);
-      }
-      stats.consumed += batch.records.length;
-      for (const pipeline of targets) metrics.consumed(pipeline.name, batch.records.length);
-      if (batch.highWatermark !== undefined) {
-        metrics.highWatermark(batch.topic, batch.partition, batch.highWatermark);
-      }
-      checkInFlight();
-      return tracker.generation;
-    },
-    onRebalance: () => {
-      stats.rebalances++;
-      // Synchronously, before kafkajs rejoins: what is finished is committed, the rest dropped.
-      const finished = snapshot();
-      tracker.reset();
-      held.clear();
-      metrics.forgetPartitions();
-      void commitSnapshot(finished);
-      checkInFlight();
-    },
-    room: async () => {
-      // At a stop, waiting work may be abandoned and never finish: stop waiting for room then.
-      await Promise.race([tracker.below(settings.maxInFlight), stopping.promise]);
-      return settings.maxInFlight - tracker.pending;
-    },
-    drain: async () => {
-      await Promise.race([tracker.idle(), stopping.promise]);
-      await commit();
-    },
-    onSubscribe: (topics) => ensureOutputTopics(admin, pipelines, topics),
-  });
-
-  // With exactly-once delivery: records of messages that still wait for other outcomes.
-  const held = new Map<string, NonNullable<Job["staged"]>>();
-  // Agent tasks that ended, to be forgotten once their message's offset is committed: forgotten
-  // earlier, a crash before the commit would send the message to the agent again.
-  let finishedTasks: { topic: string; partition: number; offset: bigint; key: string }[] = [];
-  const forgetCommittedTasks = (offsets: readonly TopicPartitionOffset[]) => {
-    const committed = new Map(offsets.map((o) => [`${o.topic}\u0000${o.partition}`, BigInt(o.offset)]));
-    finishedTasks = finishedTasks.filter((task) => {
-      const point = committed.get(`${task.topic}\u0000${task.partition}`);
-      if (point === undefined || task.offset >= point) return true;
-      tasks.forget(task.key);
-      return false;
-    });
-  };
-
-  const record = (job: Job, outcome: Outcome) => {
-    metrics.outcome(job, outcome);
-    endMessageSpan(job, outcome);
-    const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset: job.ctx.offset };
-    switch (outcome) {
-      case "replied":
-        stats.replied++;
-        log.info("reply from {route} for {topic}@{offset} in {latencyMs} ms: {preview}", {
-          ...where,
-          partition: job.ctx.partition,
-          latencyMs: job.reply!.latencyMs,
-          attempts: job.reply!.attempts,
-          preview: job.reply!.text.slice(0, 200),
-        });
-        break;
-      case "dead-lettered":
-        stats.deadLettered++;
-        log.warn("dead-lettered {topic}@{offset}: {stage} {class}: {reason}", {
-          ...where,
-          stage: job.failure!.stage,
-          class: job.failure!.class,
-          reason: job.failure!.message,
-        });
-        break;
-      case "skipped":
-        stats.skipped++;
-        log.debug("no route matched {topic}@{offset} in {pipeline}: skipped", where);
-        break;
-      case "abandoned":
-        stats.abandoned++;
-        return; // not done: stays uncommitted and is consumed again
-    }
-    const { topic, partition, offset } = job.ctx;
-    if (tracker.done(topic, partition, offset, job.generation)) {
-      // A message with several outcomes (several pipelines, or a fan-out) stages its records only
-      // when the last is in, in the same turn as its offset becomes committable: a transaction holds
-      // a message's records exactly when it holds the offset that settles them.
-      if (transactional) {
-        const id = `${topic}\u0000${partition}\u0000${offset}`;
-        const records = [...held.get(id) ?? [], ...job.staged ?? []];
-        if (tracker.outstanding(topic, partition, offset) > 0) held.set(id, records);
-        else {
-          held.delete(id);
-          transactional.stage(records);
-        }
-      }
-      // Its agent task, if it had one, is over: forgotten once the offset is committed.
-      if (tasks.get(job.ctx.messageId)) {
-        finishedTasks.push({ topic, partition, offset: BigInt(offset), key: job.ctx.messageId });
-      }
-    }
-    checkInFlight();
-  };
-
-  // A job split over several agents leaves its message unfinished until every part has its outcome.
-  const split = (job: Job, extra: number) => {
-    if (!isCurrent(job)) return false;
-    tracker.register(job.ctx.topic, job.ctx.partition, job.ctx.offset, extra);
-    return true;
-  };
-  const outcomes = publish(
-    invoke(fanOut(transform(match(decode(dispatch(source.batches(), pipelines)))), split), {
-      ...archestra,
-      signal: abort.signal,
-      circuitFor,
-      refusalFor,
-      isCurrent,
-      tasks,
-      limits,
-      cards: new AgentCards(),
-    }),
-    { ...(transactional?.publishContext() ?? kafkaPublisher(producer)), isCurrent },
-  );
-
-  const run = (async () => {
-    for await (const { job, outcome } of outcomes) record(job, outcome);
-  })();
-
-  let timer: ReturnType<typeof setInterval> | undefined = undefined;
-  let endsTimer: ReturnType<typeof setInterval> | undefined = undefined;
-  let stopped: Promise<void> | undefined;
-  const shutdown = (reason?: unknown) => {
-    stopped ??= (async () => {
-      stopping.resolve();
-      await source.close();
-      // Calls still waiting on an open circuit, or running past the grace period, are abandoned.
-      const grace = setTimeout(() => abort.abort(), settings.shutdownGraceMs);
-      const result = await run.then(() => undefined, (error) => error);
-      clearTimeout(grace);
-      clearInterval(timer);
-      clearInterval(endsTimer);
-      for (const circuit of circuits.values()) circuit.dispose();
-      // Only what finished is committed; a failure above leaves the rest for the next run.
-      await commit();
-      await Promise.allSettled([source.disconnect(), producer.disconnect(), admin.disconnect(), tasks.stop()]);
-      const cause = reason ?? result;
-      if (cause) throw cause instanceof FatalError ? cause : new FatalError(`stopped: ${errorMessage(cause)}`);
-    })();
-    return stopped;
-  };
-
-  try {
-    await source.start();
-  } catch (error) {
-    await shutdown().catch(() => {});
-    throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
-  }
-  timer = setInterval(commit, settings.commitIntervalMs);
-  // Log end offsets come with each fetch; while fetching is paused (an agent outage, backpressure)
-  // they are asked for, so consumer lag keeps growing where it grows.
-  endsTimer = setInterval(async () => {
-    try {
-      for (const topic of source.topics) {
-        for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
-          metrics.highWatermark(topic, partition, high);
-        }
-      }
-    } catch (error) {
-      log.debug("could not read log end offsets: {error}", { error: errorMessage(error) });
-    }
-  }, settings.topicRefreshMs);
-
-  // The pipeline ending by itself means the source failed or a reply could not be written.
-  const done = run.then(() => shutdown(), (error) => shutdown(error));
-  done.catch(() => {});
-
-  return {
-    stats,
-    metrics,
-    readiness: () => {
-      const kafka = source.joined || source.topics.length === 0;
-      const agents = [...circuits.values()].every((circuit) => !circuit.open);
-      return { ready: kafka && agents && !stopped, kafka, agents, topics: source.topics.length };
-    },
-    topics: () => source.topics,
-    refreshTopics: () => source.refresh(),
-    stop: async () => {
-      await shutdown().catch(() => {});
-    },
-    done,
-  };
+  return { admin, producer, tasks, transactional };
 }

@@ -1,4 +1,5 @@
 /**
+ * @module
  * The old bridge's three example events, as `deno task send` produces them, and more like them.
  *
  * @example

@@ -1,4 +1,5 @@
 /**
+ * @module
  * dispatch: turns consumed batches into jobs, one per message and pipeline whose source topics
  * name the message's topic, each with its {@link MessageContext}.
  *
@@ -8,8 +9,10 @@
  * // for await (const job of dispatch(source.batches(), pipelines)) ...
  * ```
  */
-import type { Batch, Job, MessageContext, Pipeline, SourceRecord } from "./model.ts";
+import { unledgered } from "./ledger.ts";
+import type { Batch, HeaderValue, Job, MessageContext, Pipeline, SourceRecord } from "./model.ts";
 import { startMessageSpan } from "./ops/tracing.ts";
+import { contain } from "./stages/stage.ts";
 import { topicMatches } from "./util/glob.ts";
 import { nameBasedUuid } from "./util/uuid.ts";
 
@@ -28,15 +31,19 @@ export function messageIdFor(pipeline: string, record: Pick<SourceRecord, "topic
   return nameBasedUuid(`${pipeline}\n${record.topic}\n${record.partition}\n${record.offset}`);
 }
 
-function headerText(value: Uint8Array | Uint8Array[]): string {
-  return utf8.decode(Array.isArray(value) ? value[0] : value);
+/** A header's text: its first value, decoded as UTF-8 (bytes that are not become U+FFFD); null when it has none. */
+function headerText(value: HeaderValue | HeaderValue[]): string | null {
+  const first = Array.isArray(value) ? value[0] : value;
+  return first ? utf8.decode(first) : null;
 }
 
 /** The context of `record` in `pipeline`. */
 export function contextFor(pipeline: Pipeline, record: SourceRecord): MessageContext {
-  const headers = Object.fromEntries(
-    Object.entries(record.headers).map(([name, value]) => [name, headerText(value)]),
-  );
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(record.headers)) {
+    const text = headerText(value);
+    if (text !== null) headers[name] = text;
+  }
   const messageId = messageIdFor(pipeline.name, record);
   return {
     topic: record.topic,
@@ -44,11 +51,17 @@ export function contextFor(pipeline: Pipeline, record: SourceRecord): MessageCon
     offset: record.offset,
     key: record.key === null ? null : utf8.decode(record.key),
     headers,
-    timestamp: new Date(Number(record.timestamp)).toISOString(),
+    timestamp: isoTime(record.timestamp),
     pipeline: pipeline.name,
     messageId,
     correlationId: headers["x-correlation-id"] ?? messageId,
   };
+}
+
+/** Kafka's milliseconds as ISO 8601; a value that is no time (none, garbage) as it came. */
+function isoTime(ms: string): string {
+  const time = new Date(Number(ms));
+  return Number.isNaN(time.getTime()) ? ms : time.toISOString();
 }
 
 /** The dispatch step: batches in, jobs out. */
@@ -59,8 +72,22 @@ export async function* dispatch(batches: AsyncIterable<Batch>, pipelines: readon
     if (!targets) byTopic.set(batch.topic, targets = pipelinesFor(pipelines, batch.topic));
     for (const record of batch.records) {
       for (const pipeline of targets) {
-        const job: Job = { record, ctx: contextFor(pipeline, record), pipeline, generation: batch.generation };
-        startMessageSpan(job);
+        const ack = batch.ack?.(record.offset, pipeline.name) ?? unledgered;
+        let job: Job;
+        try {
+          job = { record, ctx: contextFor(pipeline, record), pipeline, ack };
+          startMessageSpan(job);
+        } catch (error) {
+          // Still a job, with what can be known without reading the record, so its failure is published.
+          const messageId = messageIdFor(pipeline.name, record);
+          const { topic, partition, offset } = record;
+          const ctx = { topic, partition, offset, key: null, headers: {}, timestamp: "", pipeline: pipeline.name };
+          job = contain(
+            { record, ctx: { ...ctx, messageId, correlationId: messageId }, pipeline, ack },
+            "decode",
+            error,
+          );
+        }
         yield job;
       }
     }

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Errors as values. Every failure of a message is a {@link StageFailure}, made here and only here,
  * so that DLQ headers, logs and counters agree by construction.
  *
@@ -10,10 +11,12 @@
  * - `timeout`: a long-running task still unfinished at its route's timeout (x-task-id names it).
  * - `input-required`, `auth-required`: the agent's task stopped to ask for more (x-task-id names it).
  * - `loop`: a chain of pipelines went deeper than its limit (x-hop-count).
+ * - `internal`: a stage threw for this message (a bug, or input our code cannot handle); only this
+ *   message fails, and the DLQ record carries the error.
  */
 import { redact } from "./secrets.ts";
 
-export type Stage = "decode" | "match" | "transform" | "invoke" | "publish";
+export type StageName = "decode" | "match" | "transform" | "invoke" | "publish";
 export type FailureClass =
   | "permanent"
   | "transient"
@@ -22,7 +25,8 @@ export type FailureClass =
   | "timeout"
   | "input-required"
   | "auth-required"
-  | "loop";
+  | "loop"
+  | "internal";
 
 /** The classes a DLQ record can carry (`transient` is retried, `refused` waits: neither is dead-lettered). */
 export const DEAD_LETTER_CLASSES: readonly FailureClass[] = [
@@ -32,11 +36,12 @@ export const DEAD_LETTER_CLASSES: readonly FailureClass[] = [
   "input-required",
   "auth-required",
   "loop",
+  "internal",
 ];
 
 /** Why one message could not be turned into a reply. */
 export interface StageFailure {
-  readonly stage: Stage;
+  readonly stage: StageName;
   readonly class: FailureClass;
   readonly message: string;
   /** Agent calls made before giving up (0 for failures before invoke). */
@@ -49,7 +54,7 @@ export interface StageFailure {
 
 /** Builds a {@link StageFailure}; the one constructor every stage uses. */
 export function failure(
-  stage: Stage,
+  stage: StageName,
   failureClass: FailureClass,
   message: string,
   extra: { attempts?: number; retryAfterMs?: number; taskId?: string } = {},

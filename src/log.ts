@@ -1,4 +1,5 @@
 /**
+ * @module
  * Logging setup: structured records through LogTape, as readable lines on a terminal and JSON lines
  * otherwise (`LOG_FORMAT` overrides), at the level `LOG_LEVEL` asks for, with secrets blanked out.
  *

@@ -1,4 +1,5 @@
 /**
+ * @module
  * `deno task start`: runs the bridge. With nothing configured it runs the shipped pipelines against
  * a local broker and the demo agent; each of `KAFKA_BOOTSTRAP_SERVERS` and `ARCHESTRA_URL` that is
  * set is used as given. Before consuming, every agent's card is fetched (`--no-preflight` skips it).

@@ -1,9 +1,11 @@
 /**
+ * @module
  * The data that travels between stages. A {@link Job} is one source message on its way through one
  * pipeline; each stage fills in the next field or records a failure, and a job that failed or was
  * skipped passes the later stages untouched until publish writes its outcome.
  */
 import type { StageFailure } from "./errors.ts";
+import type { Ack, StagedRecord } from "./ledger.ts";
 import type { Span } from "@opentelemetry/api";
 import type { PipelineExample } from "./config/pipeline_schema.ts";
 import type { Template } from "./template.ts";
@@ -15,10 +17,18 @@ export interface SourceRecord {
   readonly offset: string;
   readonly key: Uint8Array | null;
   readonly value: Uint8Array | null;
-  /** Header values as bytes; a repeated header keeps every value. */
-  readonly headers: Readonly<Record<string, Uint8Array | Uint8Array[]>>;
+  /** Header values as bytes (null: a header without a value); a repeated header keeps every value. */
+  readonly headers: Readonly<Record<string, HeaderValue | HeaderValue[]>>;
   /** Milliseconds since the epoch, as Kafka gives it. */
   readonly timestamp: string;
+}
+
+/** A header value as Kafka carries it: bytes, or null (producers such as Java's may send a header without a value). */
+export type HeaderValue = Uint8Array | null;
+
+/** Identifies a partition in maps and sets. */
+export function partitionId(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`;
 }
 
 /** A run of records from one partition, in offset order. */
@@ -28,8 +38,8 @@ export interface Batch {
   readonly records: readonly SourceRecord[];
   /** The partition's log end offset when the batch was fetched (for lag). */
   readonly highWatermark?: string;
-  /** The offset tracker's generation when the batch was registered (see {@link Job.generation}). */
-  readonly generation?: number;
+  /** The ack of a job made from one of the records (see src/ledger.ts); none outside the bridge. */
+  readonly ack?: (offset: string, pipeline: string) => Ack;
 }
 
 /** Where a message came from and where it is going: read by every stage, re-derived by none. */
@@ -38,7 +48,7 @@ export interface MessageContext {
   readonly partition: number;
   readonly offset: string;
   readonly key: string | null;
-  /** Header values as text; the first value of a repeated header. */
+  /** Header values as text; the first value of a repeated header; a header without a value is left out. */
   readonly headers: Readonly<Record<string, string>>;
   /** ISO 8601. */
   readonly timestamp: string;
@@ -64,6 +74,7 @@ export interface AgentReply {
 export interface OutRecord {
   key: Uint8Array | null;
   value: Uint8Array;
+  /** kafkajs cannot write a header without a value (see `dlqRecord` in src/stages/publish.ts). */
   headers: Record<string, Uint8Array | Uint8Array[] | string>;
 }
 
@@ -72,8 +83,8 @@ export interface Job {
   readonly record: SourceRecord;
   readonly ctx: MessageContext;
   readonly pipeline: Pipeline;
-  /** Work from an older generation (before a rebalance) is dropped: Kafka delivers it again. */
-  readonly generation?: number;
+  /** Its handle on the ledger: settled with its outcome; stale work is dropped (Kafka delivers it again). */
+  readonly ack: Ack;
   value?: unknown;
   route?: Route;
   /** The agent this job calls: the route's only one, or one of several (see src/stages/fan_out.ts). */
@@ -88,7 +99,15 @@ export interface Job {
   /** Its OpenTelemetry span, while tracing is on (see src/ops/tracing.ts). */
   span?: Span;
   /** With exactly-once delivery: the records written for this job, waiting for its transaction. */
-  staged?: { topic: string; record: OutRecord }[];
+  staged?: StagedRecord[];
+}
+
+/**
+ * A pipeline's cap on unfinished messages: its own `delivery.max_in_flight`, else the process's
+ * cap shared evenly among `pipelines`, and never below its concurrency (its agent calls need them).
+ */
+export function pipelineCap(pipeline: Pipeline, pipelines: number, maxInFlight: number): number {
+  return pipeline.delivery.maxInFlight ?? Math.max(pipeline.delivery.concurrency, Math.floor(maxInFlight / pipelines));
 }
 
 /**
@@ -176,6 +195,8 @@ export interface Pipeline {
     readonly guarantee: "at-least-once" | "exactly-once";
     readonly ordering: "key" | "partition" | "none";
     readonly concurrency: number;
+    /** Its own cap on unfinished messages; by default a share of the process's (see {@link pipelineCap}). */
+    readonly maxInFlight?: number;
     readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };
   };
   /** Limits on agents, shared by every pipeline that calls them. */

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Tracks which consumed offsets have a durable outcome, per partition, and says what may be
  * committed: the lowest offset still pending, or one past the last offset seen when nothing is
  * pending. A message is registered with the number of outcomes it needs (one per pipeline that
@@ -18,6 +19,8 @@
  * tracker.committable(); // [{ topic: "t", partition: 0, offset: "7" }]
  * ```
  */
+import { partitionId } from "./model.ts";
+
 export interface TopicPartitionOffset {
   topic: string;
   partition: number;
@@ -39,8 +42,8 @@ interface PartitionState {
 export class OffsetTracker {
   #partitions = new Map<string, PartitionState>();
   #pending = 0;
-  #idle: (() => void)[] = [];
-  #below: { limit: number; resolve: () => void }[] = [];
+  #idle = new Set<() => void>();
+  #below = new Set<{ limit: number; wake: () => void }>();
   #generation = 0;
 
   /** Bumped by {@link reset}; registrations and outcomes carry it. */
@@ -56,21 +59,30 @@ export class OffsetTracker {
     this.#generation++;
     this.#partitions.clear();
     this.#pending = 0;
-    for (const wake of this.#idle.splice(0)) wake();
+    this.#wakeIdle();
     this.#wakeBelow();
   }
 
-  /** Resolves once fewer than `limit` messages are pending. */
-  below(limit: number): Promise<void> {
-    if (this.#pending < limit) return Promise.resolve();
-    return new Promise((resolve) => this.#below.push({ limit, resolve }));
+  /** Resolves once fewer than `limit` messages are pending, or at once when `signal` aborts. */
+  below(limit: number, signal?: AbortSignal): Promise<void> {
+    if (this.#pending < limit || signal?.aborted) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const waiter = { limit, wake: resolve };
+    this.#below.add(waiter);
+    return untilAborted(promise, signal, () => this.#below.delete(waiter));
   }
 
   #wakeBelow(): void {
-    if (!this.#below.length) return;
-    const ready = this.#below.filter((waiter) => this.#pending < waiter.limit);
-    this.#below = this.#below.filter((waiter) => this.#pending >= waiter.limit);
-    for (const waiter of ready) waiter.resolve();
+    for (const waiter of this.#below) {
+      if (this.#pending >= waiter.limit) continue;
+      this.#below.delete(waiter);
+      waiter.wake();
+    }
+  }
+
+  #wakeIdle(): void {
+    for (const wake of this.#idle) wake();
+    this.#idle.clear();
   }
 
   /** Messages registered and not yet finished. */
@@ -79,7 +91,7 @@ export class OffsetTracker {
   }
 
   #state(topic: string, partition: number): PartitionState {
-    const id = `${topic}\u0000${partition}`;
+    const id = partitionId(topic, partition);
     let state = this.#partitions.get(id);
     if (!state) {
       state = { topic, partition, offsets: [], remaining: new Map(), head: 0, next: undefined, committed: undefined };
@@ -134,7 +146,7 @@ export class OffsetTracker {
     state.remaining.delete(at);
     this.#pending--;
     this.#advance(state);
-    if (this.#pending === 0) { for (const wake of this.#idle.splice(0)) wake(); }
+    if (this.#pending === 0) this.#wakeIdle();
     this.#wakeBelow();
     return true;
   }
@@ -153,10 +165,12 @@ export class OffsetTracker {
     return this.#state(topic, partition).remaining.get(BigInt(offset)) ?? 0;
   }
 
-  /** Resolves once every registered message is finished. */
-  idle(): Promise<void> {
-    if (this.#pending === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
+  /** Resolves once every registered message is finished, or at once when `signal` aborts. */
+  idle(signal?: AbortSignal): Promise<void> {
+    if (this.#pending === 0 || signal?.aborted) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#idle.add(resolve);
+    return untilAborted(promise, signal, () => this.#idle.delete(resolve));
   }
 
   /** The commit point of every partition whose point moved since it was last marked committed. */
@@ -175,4 +189,19 @@ export class OffsetTracker {
   markCommitted(offsets: readonly TopicPartitionOffset[]): void {
     for (const { topic, partition, offset } of offsets) this.#state(topic, partition).committed = BigInt(offset);
   }
+}
+
+/**
+ * `promise`, or resolved early when `signal` aborts; either way the waiter is dropped (`drop`) and
+ * the abort listener removed, so waiting leaves nothing behind on a long-lived signal.
+ */
+function untilAborted(promise: Promise<void>, signal: AbortSignal | undefined, drop: () => void): Promise<void> {
+  if (!signal) return promise;
+  const { promise: aborted, resolve } = Promise.withResolvers<void>();
+  const onAbort = () => resolve();
+  signal.addEventListener("abort", onAbort, { once: true });
+  return Promise.race([promise, aborted]).finally(() => {
+    signal.removeEventListener("abort", onAbort);
+    drop();
+  });
 }

@@ -1,4 +1,5 @@
 /**
+ * @module
  * A pipeline file's `examples:` run offline through decode, match and transform, the same stage
  * code the bridge runs, and compared with what they must produce. Start-up and `deno task validate`
  * both check them, so a pipeline change that breaks an example never reaches Kafka.
@@ -12,6 +13,7 @@
  */
 import type { PipelineExample } from "./config/pipeline_schema.ts";
 import { contextFor } from "./dispatch.ts";
+import { unledgered } from "./ledger.ts";
 import { isLive, type Job, type Pipeline, type SourceRecord } from "./model.ts";
 import { decodeJob } from "./stages/decode.ts";
 import { matchJob } from "./stages/match.ts";
@@ -36,7 +38,7 @@ export function exampleRecord(example: PipelineExample, topic: string): SourceRe
 
 /** Runs one example through decode, match and transform. */
 export function runExample(pipeline: Pipeline, record: SourceRecord): Job {
-  const job: Job = { record, ctx: contextFor(pipeline, record), pipeline };
+  const job: Job = { record, ctx: contextFor(pipeline, record), pipeline, ack: unledgered };
   for (const step of [decodeJob, matchJob, transformJob]) {
     if (isLive(job)) step(job);
   }

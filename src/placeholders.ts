@@ -1,4 +1,5 @@
 /**
+ * @module
  * What a `{placeholder}` means for a job: `$`-names read the message's metadata (`$topic`, `$key`,
  * `$partition`, `$offset`, `$timestamp`, `$pipeline`, `$route`, `$value`, `$headers.name`), any
  * other path reads the decoded value. Used by templates and by output topic names.
@@ -11,13 +12,14 @@
  */
 import type { Job } from "./model.ts";
 import { getPath } from "./util/path.ts";
+import { jsonText } from "./util/json_text.ts";
 
 /** A value as template text: strings as they are, scalars printed, objects as compact JSON. */
 export function asText(value: unknown): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value === "string") return value;
   if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
-  return JSON.stringify(value);
+  return jsonText(value);
 }
 
 /** Resolves one placeholder path for `job`, or `undefined` when it has no value. */

@@ -1,4 +1,5 @@
 /**
+ * @module
  * DLQ replay: dead-lettered records go back to the topic they came from (`x-source-topic`), with
  * their original key, bytes and headers, once the cause of the failure is fixed. The bridge then
  * handles them like any new message. A replayed record carries `x-replay-count`; one that has been

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Message templates: `{field}` and `{a.b.c}` read the decoded value, `{$topic}`, `{$key}`,
  * `{$partition}`, `{$offset}`, `{$timestamp}`, `{$pipeline}`, `{$route}`, `{$value}` and
  * `{$headers.name}` read the message's metadata; `{{` and `}}` stand for literal braces, as in the

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Limits that protect an agent (and the model behind it): calls in flight at once and calls per
  * interval, counted over every pipeline that calls the agent, since they share it. Pipelines
  * declare them in `agent_limits:`; two different limits for the same agent are a configuration

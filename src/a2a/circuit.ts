@@ -1,4 +1,5 @@
 /**
+ * @module
  * A circuit breaker for one agent endpoint. After `threshold` transient failures in a row (and no
  * success between them) the agent is taken to be down: the circuit opens, callers wait instead of
  * spending their retries, and one probe call at a time is let through, with doubling pauses, until
@@ -17,14 +18,18 @@
  * // ... make the call, then circuit.succeeded() or circuit.failed()
  * ```
  */
+/** The longest pause between probes of an open circuit, unless configured: bounds how long a recovered agent waits to be noticed. */
+export const MAX_PROBE_DELAY_MS = 10_000;
+
 /** `closed`: calls go through; `down`: the agent fails every call; `refused`: it refuses the caller. */
 export type CircuitState = "closed" | "down" | "refused";
 
 export interface CircuitOptions {
   /** Transient failures in a row that open the circuit. */
   threshold?: number;
-  /** First pause before a probe; doubles up to `maxProbeDelayMs`. */
+  /** First pause before a probe; doubles up to `maxProbeDelayMs`. @default {1000} */
   probeDelayMs?: number;
+  /** @default {MAX_PROBE_DELAY_MS} */
   maxProbeDelayMs?: number;
   /** Called on every change of state (`open` is `state !== "closed"`), with the agent's words for a refusal. */
   onChange?: (open: boolean, state: CircuitState, reason?: string) => void;
@@ -47,7 +52,7 @@ export class Circuit {
   constructor(options: CircuitOptions = {}) {
     this.#threshold = options.threshold ?? 5;
     this.#firstDelay = options.probeDelayMs ?? 1_000;
-    this.#maxDelay = options.maxProbeDelayMs ?? 30_000;
+    this.#maxDelay = options.maxProbeDelayMs ?? MAX_PROBE_DELAY_MS;
     this.#delay = this.#firstDelay;
     this.#onChange = options.onChange ?? (() => {});
   }

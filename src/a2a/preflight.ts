@@ -1,4 +1,5 @@
 /**
+ * @module
  * Preflight: before consuming anything, fetch the agent card of every agent the pipelines call,
  * so that an unknown prompt id or a refused token stops the start with one clear line per route
  * instead of filling the DLQ. The card is looked for at `{endpoint}/.well-known/agent.json` (as

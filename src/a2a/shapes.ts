@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { jsonText } from "../util/json_text.ts";
 
 /** A part of a message or artifact, in its internal (0.3) form. */
 export type Part =
@@ -95,7 +96,7 @@ const optionalString = (value: unknown): string | undefined => typeof value === 
 export function describe(value: unknown): string {
   let text: string;
   try {
-    text = JSON.stringify(value) ?? String(value);
+    text = jsonText(value);
   } catch {
     text = String(value);
   }

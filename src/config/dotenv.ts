@@ -1,4 +1,5 @@
 /**
+ * @module
  * Reads a `.env` file (`NAME=value` lines, `#` comments, optional `export `, single or double
  * quotes). A missing file is no error: the file is optional.
  *

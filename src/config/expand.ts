@@ -1,4 +1,5 @@
 /**
+ * @module
  * `${VAR}` expansion in configuration values. `${VAR:-fallback}` uses `fallback` when `VAR` is
  * unset or empty; `$${` writes a literal `${`. Expansion happens on parsed values, never on file
  * text, so a variable's value cannot change the structure of the file.

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Reads pipeline files (`pipelines/*.yaml`) or a routes file in the old bridge's JSON format, expands
  * `${VAR}`, validates with the zod schema and returns ready-to-run {@link Pipeline}s. Every problem
  * in every file is reported at once, each as `file:field.path: reason`.
@@ -21,7 +22,7 @@ import type { z } from "zod";
 import { FatalError } from "../errors.ts";
 import type { Pipeline } from "../model.ts";
 import { exampleProblems } from "../pipeline_examples.ts";
-import { registerSecret } from "../secrets.ts";
+import { registerSecret, registerUrlSecrets } from "../secrets.ts";
 import { parseTemplate, type Template } from "../template.ts";
 import { expandVariables } from "./expand.ts";
 import { type PipelineFile, PipelineFileSchema, SeedRoutesSchema } from "./pipeline_schema.ts";
@@ -30,16 +31,6 @@ import { type PipelineFile, PipelineFileSchema, SeedRoutesSchema } from "./pipel
 function secret(token: string | undefined): string | undefined {
   registerSecret(token);
   return token;
-}
-
-/** Credentials inside an agent URL (a password, or a query parameter such as `?api_key=`) are secrets too. */
-function urlWithSecrets(url: string): string {
-  const parsed = new URL(url);
-  registerSecret(decodeURIComponent(parsed.password));
-  for (const [name, value] of parsed.searchParams) {
-    if (/token|key|secret|password|passwd|sig|auth/i.test(name)) registerSecret(value);
-  }
-  return url;
 }
 
 /** What a pipeline takes from the environment when it does not say. */
@@ -165,7 +156,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       template: route.transform.template === undefined ? undefined : template(route.transform.template),
       onMissing: route.transform.on_missing,
       agents: route.invoke.url !== undefined
-        ? [route.invoke.url].flat().map((url) => ({ url: urlWithSecrets(url), token: secret(route.invoke.token) }))
+        ? [route.invoke.url].flat().map((url) => ({ url: registerUrlSecrets(url), token: secret(route.invoke.token) }))
         : [route.invoke.prompt_id!].flat().map((promptId) => ({ promptId })),
       timeoutMs: route.invoke.timeout,
       context: route.invoke.context,
@@ -188,6 +179,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       guarantee: spec.delivery.guarantee,
       ordering: spec.delivery.ordering,
       concurrency: spec.delivery.concurrency,
+      ...(spec.delivery.max_in_flight ? { maxInFlight: spec.delivery.max_in_flight } : {}),
       retries: {
         max: spec.delivery.retries.max ?? defaults.maxRetries,
         backoffMs: spec.delivery.retries.backoff ?? defaults.retryDelayMs,

@@ -1,4 +1,5 @@
 /**
+ * @module
  * The pipeline file format, as one zod schema: the single source of truth for validation, for the
  * JSON Schema that editors use (`deno task schema`) and for the README's pipeline reference.
  *
@@ -169,6 +170,10 @@ export const PipelineFileSchema = z.strictObject({
       .describe("Messages handled one after another: with the same key, in the same partition, or none."),
     concurrency: z.int().min(1).max(10_000).default(16)
       .describe("Agent calls in flight at once for this pipeline."),
+    max_in_flight: z.int().min(1).max(1_000_000).optional()
+      .describe(
+        "Messages of this pipeline consumed and not yet finished; at this many its topics pause, so one slow agent cannot hold the process's whole MAX_IN_FLIGHT. Default: MAX_IN_FLIGHT shared evenly among the pipelines, at least concurrency.",
+      ),
     retries: RetriesSchema.prefault({}).describe("Retries of transient agent failures (timeouts, 429, 5xx)."),
   }).prefault({}).describe("How messages are worked on."),
   examples: z.array(ExampleSchema).default([])
@@ -188,7 +193,6 @@ export const PipelineFileSchema = z.strictObject({
 });
 
 export type PipelineFile = z.output<typeof PipelineFileSchema>;
-export type RouteConfig = PipelineFile["routes"][number];
 export type PipelineExample = PipelineFile["examples"][number];
 
 /** One route of the old bridge's `config/routes.json`. */

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Generated documentation: the pipeline file's JSON Schema (for editors) and Markdown tables of
  * pipeline fields and environment variables (for the README), all from the zod schemas, so the
  * docs cannot drift from what is validated. `deno task docs` writes them; a test checks they are

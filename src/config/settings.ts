@@ -1,4 +1,5 @@
 /**
+ * @module
  * Process settings from the environment. Every variable of the old bridge keeps its name and
  * meaning; the rest are new. Empty values count as unset, as compose files often leave them.
  *

@@ -1,4 +1,5 @@
 /**
+ * @module
  * A single-node Apache Kafka (KRaft) on the loopback interface, for the demo and the tests, with no
  * Docker engine: the broker's jars come from Maven Central through `mvn` (cached under the user's
  * cache directory) and run on the machine's JDK (17 or newer).

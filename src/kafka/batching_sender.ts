@@ -1,4 +1,5 @@
 /**
+ * @module
  * Produces records in batches: records sent while a batch is on its way to the broker wait and go
  * together in the next one, one batch at a time, so order is kept and a busy bridge makes few large
  * produce requests instead of one per reply. Each `send` resolves once the broker has acknowledged

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Builds the kafkajs client from settings: brokers, TLS and SASL, and kafkajs' own log lines
  * routed into ours. The SASL password goes to kafkajs only, never into a log line.
  */

@@ -1,11 +1,12 @@
 /**
+ * @module
  * An {@link OutRecord} (a reply, a DLQ record, a replayed record) as the message kafkajs sends.
  *
  * @example
  * ```ts
  * import { toKafkaMessage } from "./message.ts";
- * toKafkaMessage({ key: null, value: new TextEncoder().encode("{}"), headers: { "x-pipeline": "p" } });
- * // { key: null, value: <Buffer 7b 7d>, headers: { "x-pipeline": "p" } }
+ * const message = toKafkaMessage({ key: null, value: new TextEncoder().encode("{}"), headers: { "x-pipeline": "p" } });
+ * if (String(message.value) !== "{}" || message.headers?.["x-pipeline"] !== "p") throw new Error("as it was");
  * ```
  */
 import { Buffer } from "node:buffer";

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Reading a topic to where it ends now: the end of each partition, taken once, and a promise that
  * settles when a consumer has read that far. Control records (transaction markers) take offsets
  * too, so "that far" is told by kafkajs' END_BATCH_PROCESS events, which count them, not by the

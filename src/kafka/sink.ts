@@ -1,4 +1,5 @@
 /**
+ * @module
  * The kafkajs side of publish: one record per send, acknowledged by all in-sync replicas, and the
  * output topics of a source topic created up front with its partition count.
  */
@@ -22,6 +23,8 @@ const PERMANENT = new Set([
 ]);
 
 const isPermanent = (error: unknown) => PERMANENT.has((error as { type?: string }).type ?? "");
+const isTooLarge = (error: unknown) =>
+  ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"].includes((error as { type?: string }).type ?? "");
 
 /** A {@link PublishContext} that produces with kafkajs, in batches (see {@link BatchingSender}). */
 export function kafkaPublisher(producer: Producer): PublishContext {
@@ -29,6 +32,7 @@ export function kafkaPublisher(producer: Producer): PublishContext {
   return {
     send: (topic, record) => sender.send(topic, toKafkaMessage(record)),
     isPermanent,
+    isTooLarge,
   };
 }
 

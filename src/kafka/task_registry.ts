@@ -1,4 +1,5 @@
 /**
+ * @module
  * Long-running A2A tasks that outlive a bridge: when an agent answers a message with a task that
  * is not finished, its id is written to a compacted Kafka topic (default `__agentstream.tasks`,
  * keyed by consumer group and message id) before the bridge starts polling it, and a tombstone is

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Which topics to consume. Exact names are taken as given; globs are matched against the broker's
  * topics, leaving out Kafka's internal topics and every topic that is an output of a pipeline (its
  * responses or DLQ topic), so `orders.*` never feeds `orders.events.responses` back to the agent.

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Exactly-once output: replies and DLQ records are staged in memory and written, together with the
  * consumed offsets they settle, in one Kafka transaction per commit interval. A reader with
  * `isolation.level=read_committed` sees each source message's outcome exactly once: a crash before
@@ -8,27 +9,27 @@
  * ```ts
  * import { TransactionalOutput } from "./transactions.ts";
  * // const output = new TransactionalOutput(producer, "my-group");
- * // output.stage(job.staged); tracker.done(...);           // synchronously, together
- * // await output.commit(tracker.committable());           // one transaction
+ * // publish(jobs, output.publishContext())                 // records wait on their jobs
+ * // const commit = ledger.take();                           // the ledger stages them with their offsets
+ * // await output.commit(commit.records, commit.offsets);    // one transaction
  * ```
  */
 import type { Message, Producer } from "kafkajs";
 import type { TopicPartitionOffset } from "../offsets.ts";
-import type { OutRecord } from "../model.ts";
+import type { StagedRecord } from "../ledger.ts";
 import type { PublishContext } from "../stages/publish.ts";
 import { toKafkaMessage } from "./message.ts";
 
 export class TransactionalOutput {
   readonly #producer: Producer;
   readonly #groupId: string;
-  #staged: { topic: string; record: OutRecord }[] = [];
 
   constructor(producer: Producer, groupId: string) {
     this.#producer = producer;
     this.#groupId = groupId;
   }
 
-  /** The publish side: records wait on their job until the bridge stages them with its outcome. */
+  /** The publish side: records wait on their job until its ack stages them in the ledger. */
   publishContext(): PublishContext {
     return {
       send: (topic, record, job) => {
@@ -38,18 +39,8 @@ export class TransactionalOutput {
     };
   }
 
-  /** Adds a finished job's records to the next transaction. Call in the same turn as marking it done. */
-  stage(records: { topic: string; record: OutRecord }[] | undefined): void {
-    if (records) this.#staged.push(...records);
-  }
-
-  /** Takes what is staged now, for one transaction with the offsets taken at the same moment. */
-  take(): { topic: string; record: OutRecord }[] {
-    return this.#staged.splice(0);
-  }
-
   /** Writes `records` and commits `offsets` in one transaction; on failure aborts it and throws. */
-  async commit(records: { topic: string; record: OutRecord }[], offsets: TopicPartitionOffset[]): Promise<void> {
+  async commit(records: readonly StagedRecord[], offsets: TopicPartitionOffset[]): Promise<void> {
     if (!records.length && !offsets.length) return;
     const transaction = await this.#producer.transaction();
     try {

@@ -1,4 +1,5 @@
 /**
+ * @module
  * The bridge's Prometheus metrics (prom-client), labelled by pipeline and route. The bridge reports
  * events here; the ops server ({@link startOpsServer}) serves {@link Metrics.registry} on `/metrics`.
  * Message outcomes are counted once, when a job's outcome is settled, from the job itself: the
@@ -13,7 +14,7 @@
  * ```
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { type Job, jobAgent } from "../model.ts";
+import { type Job, jobAgent, partitionId } from "../model.ts";
 import { redact } from "../secrets.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import type { Outcome } from "../stages/publish.ts";
@@ -89,6 +90,13 @@ export function createMetrics(): Metrics {
     labelNames: [...byAgent, "stage", "class"],
     registers,
   });
+  const dropped = new Counter({
+    name: "agentstream_messages_dropped_total",
+    help:
+      "Messages whose DLQ record the broker refused even with its value cut: logged and committed, nothing written.",
+    labelNames: [...byAgent, "stage", "class"],
+    registers,
+  });
   const latency = new Histogram({
     name: "agentstream_agent_latency_seconds",
     help: "Time from the first call to the agent's answer, retries included, for replied messages.",
@@ -139,7 +147,7 @@ export function createMetrics(): Metrics {
       }
     },
   });
-  const id = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+  const id = partitionId;
 
   return {
     registry,
@@ -160,7 +168,8 @@ export function createMetrics(): Metrics {
         replied.inc(agentLabels);
         latency.observe(agentLabels, job.reply!.latencyMs / 1000);
       } else {
-        deadLettered.inc({ ...agentLabels, stage: job.failure!.stage, class: job.failure!.class });
+        const counter = outcome === "dropped" ? dropped : deadLettered;
+        counter.inc({ ...agentLabels, stage: job.failure!.stage, class: job.failure!.class });
       }
     },
     highWatermark(topic, partition, offset) {

@@ -1,4 +1,5 @@
 /**
+ * @module
  * The operations port: Prometheus `/metrics`, `/healthz` (the process is alive and serving) and
  * `/readyz` (the bridge is consuming: group joined, no agent circuit open; 503 otherwise, with the
  * failing checks in the JSON body). It starts before the bridge connects, so a slow start is alive

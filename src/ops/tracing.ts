@@ -1,4 +1,5 @@
 /**
+ * @module
  * One OpenTelemetry span per message and pipeline, from consume to publish, through Deno's built-in
  * OpenTelemetry (`OTEL_DENO=true`, exported over OTLP as `OTEL_EXPORTER_OTLP_*` configure it). A
  * `traceparent` header on the source message makes the span its child; the span's own traceparent

@@ -1,11 +1,20 @@
 /**
+ * @module
  * decode: the message's bytes become a value, as the pipeline's `decode` says: `json` (default),
  * `text` (UTF-8), or `bytes` (base64 text). Bytes that do not decode are a permanent failure.
  *
  * @example
  * ```ts
  * import { decode } from "./decode.ts";
- * // for await (const job of decode(jobs)) job.value  // the parsed JSON
+ * import { contextFor } from "../dispatch.ts";
+ * import { unledgered } from "../ledger.ts";
+ * import { parsePipelineText } from "../config/load_pipelines.ts";
+ * const yaml = "name: p\nsource: {topics: [t]}\nroutes: [{name: r, transform: {template: 'Order {id}'}, invoke: {prompt_id: x}}]\n";
+ * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
+ * const value = new TextEncoder().encode('{"id":"A-1"}');
+ * const record = { topic: "t", partition: 0, offset: "0", key: null, value, headers: {}, timestamp: "0" };
+ * const jobs = ReadableStream.from([{ record, ctx: contextFor(p, record), pipeline: p, ack: unledgered }]);
+ * for await (const job of decode(jobs)) if ((job.value as { id: string }).id !== "A-1") throw new Error("parsed");
  * ```
  */
 import { failure } from "../errors.ts";
@@ -44,4 +53,4 @@ export function decodeJob(job: Job): void {
 }
 
 /** The decode stage. */
-export const decode = perJob(decodeJob);
+export const decode = perJob("decode", decodeJob);

@@ -1,4 +1,5 @@
 /**
+ * @module
  * invoke: sends each job's text to its route's agent (A2A `message/send`). Per pipeline, up to
  * `delivery.concurrency` calls run at once, and jobs with the same ordering key (`delivery.ordering`)
  * run one after another while other keys go on. Transient failures are retried with exponential
@@ -7,6 +8,10 @@
  * retries. A call that takes more than four times the pipeline's median (at least 250 ms) stops
  * counting against its concurrency (see {@link KeyedQueue}), so rare slow calls do not starve the
  * rest. Jobs come out in the order their calls finish.
+ *
+ * A message that spends its retries while nobody else got an answer either is either an outage
+ * or a message the agent cannot take: the agent's card, asked afresh, tells which. An agent that
+ * answers fails the message as `exhausted`; one that does not opens its circuit.
  *
  * @example
  * ```ts
@@ -30,6 +35,7 @@ import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { LatencyWindow } from "../util/latency_window.ts";
 import { nameBasedUuid } from "../util/uuid.ts";
+import { guarded } from "./stage.ts";
 
 const log = getLogger(["agentstream", "invoke"]);
 
@@ -48,9 +54,7 @@ export interface InvokeContext {
    * agent id it does not accept); by default none, and a refusal fails the job as `refused`.
    */
   readonly refusalFor?: (url: string) => Circuit;
-  /** Whether a job still belongs to the current generation; stale jobs are abandoned unstarted. */
-  readonly isCurrent?: (job: Job) => boolean;
-  /** Agent cards, for routes that stream where the agent can. */
+  /** Agent cards: whether an agent streams, its A2A version, and whether it is up. */
   readonly cards?: AgentCards;
   /** Limits on agents, shared by every pipeline (calls wait here until their agent allows them). */
   readonly limits?: AgentLimits;
@@ -82,7 +86,8 @@ export function agentEndpoint(
 /** The A2A message for a job, with a message id that is stable across redeliveries. */
 export function buildMessage(job: Job): OutgoingMessage {
   const { ctx } = job;
-  const contextId = job.route?.context === "key" && ctx.key !== null ? contextIdFor(ctx.pipeline, ctx.key) : undefined;
+  const key = job.record.key;
+  const contextId = job.route?.context === "key" && key !== null ? contextIdFor(ctx.pipeline, key) : undefined;
   return {
     messageId: ctx.messageId,
     ...(contextId ? { contextId } : {}),
@@ -101,10 +106,11 @@ export function buildMessage(job: Job): OutgoingMessage {
 
 /**
  * The A2A contextId of a Kafka key in a pipeline (`invoke.context: key`): the same for every message
- * with that key, so the agent sees one conversation per customer, order or device.
+ * with that key, so the agent sees one conversation per customer, order or device. Derived from the
+ * key's bytes, so two binary keys never share a conversation (a text key gives the id of its UTF-8).
  */
-export function contextIdFor(pipeline: string, key: string): string {
-  return nameBasedUuid(`context\n${pipeline}\n${key}`);
+export function contextIdFor(pipeline: string, key: string | Uint8Array): string {
+  return nameBasedUuid(`context\n${pipeline}\n`, key);
 }
 
 /** The wait before retry number `retry` (1-based): doubling from `backoffMs`, capped, half jittered. */
@@ -199,14 +205,27 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     circuit.failed(role);
     // A probe of a refusing agent that met an outage instead says nothing yet: probe again later.
     if (asked === "probe") refusal.failed("probe");
+    const spent = attempt > retries.max;
+    if (spent && ctx.circuitFor && (role === "probe" || circuit.successes === successesBefore)) {
+      // Nobody got an answer while this message spent its retries: is the agent down, or is it this
+      // message? An agent whose card answers is up, so the message ends here.
+      if (await ctx.cards?.answers(url, token)) {
+        if (role === "probe") circuit.succeeded();
+        job.failure = failure(
+          "invoke",
+          "exhausted",
+          `${problem.message} (after ${attempt} attempts; the agent is up)`,
+          {
+            attempts: attempt,
+          },
+        );
+        return job;
+      }
+      circuit.trip();
+    }
     // While the agent is down, waiting for it is not this message's fault: no retry is spent.
     if (circuit.open) continue;
-    if (attempt > retries.max && circuit.successes === successesBefore && ctx.circuitFor) {
-      // Nobody got an answer while this message spent its retries: the agent is down, not this message.
-      circuit.trip();
-      continue;
-    }
-    if (attempt > retries.max) {
+    if (spent) {
       job.failure = failure("invoke", "exhausted", `${problem.message} (after ${attempt} attempts)`, {
         attempts: attempt,
       });
@@ -251,14 +270,15 @@ export function invoke(jobs: AsyncIterable<Job>, ctx: InvokeContext): AsyncItera
   return mapUnordered(jobs, (job) => {
     if (!isLive(job)) return Promise.resolve(job);
     const { queue, latency } = laneFor(job.pipeline);
-    return queue.add(orderingKey(job), async () => {
-      if (ctx.isCurrent && !ctx.isCurrent(job)) {
-        job.abandoned = true;
-        return job;
-      }
-      const done = await invokeJob(job, ctx);
-      if (done.reply) latency.record(done.reply.latencyMs);
-      return done;
-    }, slowAfter(latency.median()));
+    return queue.add(orderingKey(job), () =>
+      guarded("invoke", job, async () => {
+        if (job.ack.stale) {
+          job.abandoned = true;
+          return job;
+        }
+        const done = await invokeJob(job, ctx);
+        if (done.reply) latency.record(done.reply.latencyMs);
+        return done;
+      }), slowAfter(latency.median()));
   });
 }

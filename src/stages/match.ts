@@ -1,4 +1,5 @@
 /**
+ * @module
  * match: picks the first route of the pipeline whose `topics`, `headers` and `fields` all match.
  * With no match the job is skipped (`unmatched: skip`, the default) or dead-lettered
  * (`unmatched: dlq`).
@@ -6,7 +7,16 @@
  * @example
  * ```ts
  * import { match } from "./match.ts";
- * // for await (const job of match(decode(jobs))) job.route?.name
+ * import { decode } from "./decode.ts";
+ * import { contextFor } from "../dispatch.ts";
+ * import { unledgered } from "../ledger.ts";
+ * import { parsePipelineText } from "../config/load_pipelines.ts";
+ * const yaml = "name: p\nsource: {topics: [t]}\nroutes: [{name: r, transform: {template: 'Order {id}'}, invoke: {prompt_id: x}}]\n";
+ * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
+ * const value = new TextEncoder().encode('{"id":"A-1"}');
+ * const record = { topic: "t", partition: 0, offset: "0", key: null, value, headers: {}, timestamp: "0" };
+ * const jobs = ReadableStream.from([{ record, ctx: contextFor(p, record), pipeline: p, ack: unledgered }]);
+ * for await (const job of match(decode(jobs))) if (job.route?.name !== "r") throw new Error("the only route");
  * ```
  */
 import { failure } from "../errors.ts";
@@ -49,4 +59,4 @@ export function matchJob(job: Job): void {
 }
 
 /** The match stage. */
-export const match = perJob(matchJob);
+export const match = perJob("match", matchJob);

@@ -1,14 +1,29 @@
 /**
+ * @module
  * publish: writes each job's outcome to Kafka and yields it once the broker has acknowledged it.
  * A reply goes to the responses topic (default `{$topic}.responses`) as a JSON envelope with the
  * source key; a failure goes to the DLQ topic (default `{$topic}.dlq`) with the original key, bytes
  * and headers plus `x-error-*` headers. Skipped and abandoned jobs are passed on unwritten.
  *
+ * A DLQ record too large for its topic goes out with its value cut (`x-value-truncated` gives the
+ * original length); one refused even then is `dropped`: logged, counted, and the process goes on.
+ *
  * @example
  * ```ts
  * import { publish } from "./publish.ts";
- * // for await (const outcome of publish(invoke(...), { send: (topic, record) => producer.send(...) }))
- * //   tracker.done(outcome.job)
+ * import { failure } from "../errors.ts";
+ * import { contextFor } from "../dispatch.ts";
+ * import { unledgered } from "../ledger.ts";
+ * import { parsePipelineText } from "../config/load_pipelines.ts";
+ * const yaml = "name: p\nsource: {topics: [t]}\nroutes: [{name: r, invoke: {prompt_id: x}}]\n";
+ * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
+ * const record = { topic: "t", partition: 0, offset: "0", key: null, value: null, headers: {}, timestamp: "0" };
+ * const job = { record, ctx: contextFor(p, record), pipeline: p, ack: unledgered, failure: failure("decode", "permanent", "no value") };
+ * const sent: string[] = [];
+ * const kafka = { send: (topic: string) => (sent.push(topic), Promise.resolve()) };
+ * for await (const { outcome } of publish(ReadableStream.from([job]), kafka)) {
+ *   if (outcome !== "dead-lettered" || sent[0] !== "t.dlq") throw new Error("a failure goes to the DLQ");
+ * }
  * ```
  */
 import { errorMessage, failure } from "../errors.ts";
@@ -20,7 +35,9 @@ import { redact } from "../secrets.ts";
 import { lookup } from "../placeholders.ts";
 import { renderTemplate, type Template } from "../template.ts";
 import { mapUnordered } from "../util/concurrent.ts";
+import { contain } from "./stage.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
+import { jsonText } from "../util/json_text.ts";
 
 /** The Kafka side of publish, as the kafkajs adapter provides it. */
 export interface PublishContext {
@@ -31,14 +48,20 @@ export interface PublishContext {
   send(topic: string, record: OutRecord, job: Job): Promise<void>;
   /** Whether a send error can never succeed (e.g. record too large): the job goes to the DLQ. */
   isPermanent?(error: unknown): boolean;
+  /** Whether a send error says the record is over its topic's size limit (its value can be cut). */
+  isTooLarge?(error: unknown): boolean;
   /** Sends in flight at once. */
   concurrency?: number;
-  /** Whether a job still belongs to the current generation; stale jobs are abandoned unwritten. */
-  isCurrent?: (job: Job) => boolean;
 }
 
-/** What happened to a job. */
-export type Outcome = "replied" | "dead-lettered" | "skipped" | "abandoned";
+/**
+ * What happened to a job. `dropped`: its DLQ record was refused even with its value cut, so
+ * nothing was written; it is logged and counted, and its offset committed, so the bridge goes on.
+ */
+export type Outcome = "replied" | "dead-lettered" | "skipped" | "abandoned" | "dropped";
+
+/** Values a too-large DLQ record is cut to, in turn, until the topic takes one. */
+const CUT_SIZES = [512 * 1024, 64 * 1024, 4 * 1024, 0];
 
 const encoder = new TextEncoder();
 
@@ -75,7 +98,7 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
       key: ctx.key,
       timestamp: ctx.timestamp,
     },
-    // A credential in an agent URL stays out of the record (see urlWithSecrets).
+    // A credential in an agent URL stays out of the record (see registerUrlSecrets).
     agent: { url: reply?.url ? redact(reply.url) : null, prompt_id: jobAgent(job)?.promptId ?? null },
     request: { text: job.text ?? null, message_id: ctx.messageId },
     reply: {
@@ -95,7 +118,7 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
  * reply text alone), the correlation headers and the next hop count of a chain.
  */
 export function replyRecord(job: Job): OutRecord {
-  const value = job.pipeline.publish.format === "text" ? job.reply!.text : JSON.stringify(replyEnvelope(job));
+  const value = job.pipeline.publish.format === "text" ? job.reply!.text : jsonText(replyEnvelope(job));
   return {
     key: job.record.key,
     value: encoder.encode(value),
@@ -123,14 +146,19 @@ export function correlationHeaders(job: Job): Record<string, string> {
   };
 }
 
-/** The DLQ record for a failed job: original key, bytes and headers, plus error headers. */
+/**
+ * The DLQ record for a failed job: original key, bytes and headers, plus error headers. A header
+ * without a value (null) goes out empty, named in `x-null-headers`: kafkajs cannot write a null one.
+ */
 export function dlqRecord(job: Job, now = new Date()): OutRecord {
   const problem = job.failure!;
+  const { headers, nulls } = writableHeaders(job.record.headers);
   return {
     key: job.record.key,
     value: job.record.value ?? new Uint8Array(),
     headers: {
-      ...job.record.headers,
+      ...headers,
+      ...(nulls.length ? { "x-null-headers": nulls.join(",") } : {}),
       ...correlationHeaders(job),
       "x-error-stage": problem.stage,
       "x-error-class": problem.class,
@@ -143,26 +171,106 @@ export function dlqRecord(job: Job, now = new Date()): OutRecord {
   };
 }
 
-/** Publishes one job; resolves with its outcome once the broker has it. */
+/** Source headers as kafkajs can write them: null values empty, their names listed. */
+function writableHeaders(source: Job["record"]["headers"]): { headers: OutRecord["headers"]; nulls: string[] } {
+  const headers: OutRecord["headers"] = {};
+  const nulls: string[] = [];
+  const empty = new Uint8Array();
+  for (const [name, value] of Object.entries(source)) {
+    const values = [value].flat();
+    if (values.includes(null)) nulls.push(name);
+    const bytes = values.map((v) => v ?? empty);
+    headers[name] = Array.isArray(value) ? bytes : bytes[0];
+  }
+  return { headers, nulls };
+}
+
+/**
+ * Publishes one job; resolves with its outcome once the broker has it. Rejects only when the broker
+ * cannot be written to at all (see {@link publish}).
+ */
 export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: Job; outcome: Outcome }> {
-  if (job.abandoned || (ctx.isCurrent && !ctx.isCurrent(job))) {
+  if (job.abandoned || job.ack.stale) {
     job.abandoned = true;
     return { job, outcome: "abandoned" };
   }
   if (job.skipped) return { job, outcome: "skipped" };
   if (!job.failure) {
+    const reply = await writeReply(job, ctx);
+    if (reply) return { job, outcome: "replied" };
+  }
+  return { job, outcome: await deadLetter(job, ctx) };
+}
+
+/** Writes the reply; false (with the job failed) when it cannot be built or the topic never takes it. */
+async function writeReply(job: Job, ctx: PublishContext): Promise<boolean> {
+  let topic: string, record: OutRecord;
+  try {
+    topic = outputTopic(job.pipeline.publish.responses, job);
+    record = replyRecord(job);
+  } catch (error) {
+    if (!(error instanceof UnnamedTopic)) contain(job, "publish", error);
+    else {job.failure = failure("publish", "permanent", `reply not written: ${error.message}`, {
+        attempts: attemptsOf(job),
+      });}
+    return false;
+  }
+  try {
+    await ctx.send(topic, record, job);
+    return true;
+  } catch (error) {
+    if (!ctx.isPermanent?.(error)) throw error;
+    job.failure = failure("publish", "permanent", `reply not written: ${errorMessage(error)}`, {
+      attempts: attemptsOf(job),
+    });
+    return false;
+  }
+}
+
+const attemptsOf = (job: Job) => job.reply?.attempts ?? 0;
+
+/**
+ * Writes the DLQ record, with its value cut as far as the topic needs. A DLQ topic a template
+ * cannot name for this message falls back to `{source topic}.dlq`.
+ */
+async function deadLetter(job: Job, ctx: PublishContext): Promise<"dead-lettered" | "dropped"> {
+  let topic: string;
+  try {
+    topic = outputTopic(job.pipeline.publish.dlq, job);
+  } catch {
+    topic = `${job.ctx.topic}.dlq`;
+  }
+  const record = dlqRecord(job);
+  let error: unknown;
+  try {
+    await ctx.send(topic, record, job);
+    return "dead-lettered";
+  } catch (refused) {
+    if (!ctx.isPermanent?.(refused)) throw refused;
+    error = refused;
+  }
+  for (const size of CUT_SIZES) {
+    if (!ctx.isTooLarge?.(error)) break;
+    if (size >= record.value.length) continue;
     try {
-      await ctx.send(outputTopic(job.pipeline.publish.responses, job), replyRecord(job), job);
-      return { job, outcome: "replied" };
-    } catch (error) {
-      if (!(error instanceof UnnamedTopic) && !ctx.isPermanent?.(error)) throw error;
-      job.failure = failure("publish", "permanent", `reply not written: ${errorMessage(error)}`, {
-        attempts: job.reply?.attempts ?? 0,
-      });
+      await ctx.send(topic, withValueCut(record, size), job);
+      return "dead-lettered";
+    } catch (refused) {
+      if (!ctx.isPermanent?.(refused)) throw refused;
+      error = refused;
     }
   }
-  await ctx.send(outputTopic(job.pipeline.publish.dlq, job), dlqRecord(job), job);
-  return { job, outcome: "dead-lettered" };
+  job.failure = { ...job.failure!, message: `${job.failure!.message}; DLQ record refused: ${errorMessage(error)}` };
+  return "dropped";
+}
+
+/** `record` with its value cut to `size` bytes and a header saying how long it was. */
+export function withValueCut(record: OutRecord, size: number): OutRecord {
+  return {
+    ...record,
+    value: record.value.subarray(0, size),
+    headers: { ...record.headers, "x-value-truncated": String(record.value.length) },
+  };
 }
 
 /**

@@ -1,4 +1,5 @@
 /**
+ * @module
  * A bounded async channel: producers `await send()` while it is full, one consumer iterates.
  * `close()` ends iteration once the buffered items are read; `fail()` makes the consumer throw.
  * It joins callback-driven code (kafkajs' `eachBatch`, concurrent calls) to async iteration with
@@ -20,16 +21,6 @@ export class Channel<T> implements AsyncIterable<T> {
   #writers: (() => void)[] = [];
 
   constructor(readonly capacity = Number.POSITIVE_INFINITY) {}
-
-  /** Items waiting to be read. */
-  get size(): number {
-    return this.#items.length;
-  }
-
-  /** Whether `close()` or `fail()` was called. */
-  get closed(): boolean {
-    return this.#closed;
-  }
 
   /** Adds an item, waiting while the channel is full. Resolves `false` if the channel closed first. */
   async send(item: T): Promise<boolean> {

@@ -1,4 +1,5 @@
 /**
+ * @module
  * Maps an async iterable with an async function, starting each call as soon as its item arrives
  * and yielding results in the order they complete. Limits and ordering are the function's own
  * business (see {@link KeyedQueue}); how far ahead the input is read is bounded upstream (the

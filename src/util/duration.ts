@@ -1,4 +1,5 @@
 /**
+ * @module
  * Parses a duration such as `60s`, `1.5s`, `500ms`, `2m` or `1h`; a bare number means seconds,
  * as the old bridge's `RETRY_DELAY=1.0` did.
  *

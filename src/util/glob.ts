@@ -1,4 +1,5 @@
 /**
+ * @module
  * Topic globs: `*` stands for any run of characters within one dot-separated segment, `**` for any
  * run of characters across segments. `orders.*` therefore matches `orders.events` but neither
  * `orders.events.responses` nor the literal topic `orders.` alone, which is what the old bridge

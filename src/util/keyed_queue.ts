@@ -1,4 +1,5 @@
 /**
+ * @module
  * Bounded concurrency with per-key order: tasks with the same key run one after another in the
  * order they were added; tasks with different keys (or no key) run in parallel, up to the limit.
  * A task waiting for its key holds no slot, so a slow key never blocks the others.
@@ -30,11 +31,6 @@ export class KeyedQueue {
   constructor(concurrency: number) {
     this.#slots = new PQueue({ concurrency });
     this.#maxDetached = concurrency;
-  }
-
-  /** Tasks holding a slot now. */
-  get running(): number {
-    return this.#slots.pending;
   }
 
   /** Tasks running without a slot, past their `detachAfterMs`. */

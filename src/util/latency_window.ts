@@ -1,4 +1,5 @@
 /**
+ * @module
  * The median of the last `size` durations recorded, for "slow compared with usual" decisions.
  *
  * @example

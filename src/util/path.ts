@@ -1,4 +1,5 @@
 /**
+ * @module
  * Reads a dotted path such as `order.customer.id` (or `items.0.sku`) from a decoded value.
  *
  * @returns the value there, or `undefined` when any step is missing.

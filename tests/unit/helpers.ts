@@ -1,5 +1,6 @@
 /** Builders for unit tests: a pipeline from YAML, and a job for a message. */
 import { contextFor } from "../../src/dispatch.ts";
+import { unledgered } from "../../src/ledger.ts";
 import { parsePipelineText } from "../../src/config/load_pipelines.ts";
 import type { Job, Pipeline, SourceRecord } from "../../src/model.ts";
 import { decodeJob } from "../../src/stages/decode.ts";
@@ -30,7 +31,7 @@ export function record(
 }
 
 export function job(p: Pipeline, r: SourceRecord): Job {
-  return { record: r, ctx: contextFor(p, r), pipeline: p };
+  return { record: r, ctx: contextFor(p, r), pipeline: p, ack: unledgered };
 }
 
 export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

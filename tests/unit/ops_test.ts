@@ -228,3 +228,24 @@ Deno.test("a credential in an agent URL is a secret: blanked in the envelope and
     clearSecrets();
   }
 });
+
+Deno.test("a credential in an agent URL is redacted in every form a URL can carry it: raw, %-encoded, +-encoded", () => {
+  clearSecrets();
+  try {
+    const p = pipeline(
+      "name: u\nsource: {topics: [orders.events]}\nroutes:\n" +
+        "  - {name: r, invoke: {url: 'https://bot:p%40ss-word@agents.example/a2a?api_key=AbC%2BdEf&sig=x+y+z1&v=2'}}\n",
+    );
+    const url = p.routes[0].agents[0].url!;
+    const metricLabel = redact(url);
+    assert.equal(metricLabel, "https://bot:[redacted]@agents.example/a2a?api_key=[redacted]&sig=[redacted]&v=2");
+    // The decoded forms, as an agent or a library may echo them, and the other encodings of the same values.
+    for (
+      const form of ["p@ss-word", "p%40ss-word", "AbC+dEf", "AbC%2BdEf", "AbC%2bdEf", "x y z1", "x+y+z1", "x%20y%20z1"]
+    ) {
+      assert.equal(redact(`echo ${form} end`), "echo [redacted] end", form);
+    }
+  } finally {
+    clearSecrets();
+  }
+});

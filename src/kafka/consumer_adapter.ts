@@ -1,5 +1,10 @@
 /**
- * source: a kafkajs consumer turned into an `AsyncIterable<Batch>`, with manual commits only.
+ * @module
+ * The consumer adapter: the one place that drives kafkajs's consumer. It turns fetches into an
+ * `AsyncIterable<Batch>`, pauses and resumes topics as flow control says, commits offsets (and
+ * says so when kafkajs silently skips a commit), and raises one signal, `onAssignmentChanged`,
+ * whenever kafkajs will hand out uncommitted messages again, whatever caused it: a rebalance, a
+ * rejoin after UNKNOWN_MEMBER_ID, a crash and restart, or our own re-subscription.
  *
  * Subscriptions are resolved by {@link resolveTopics} now and every `refreshMs`, so a topic created
  * later that matches a glob is picked up. kafkajs cannot add topics to a running consumer, so a
@@ -11,23 +16,23 @@
  *
  * @example
  * ```ts
- * import { KafkaSource } from "./source.ts";
- * // const source = new KafkaSource({ kafka, groupId: "g", subscriptions: ["orders.*"], ... });
- * // await source.start();
- * // for await (const batch of source.batches()) ...
+ * import { ConsumerAdapter } from "./consumer_adapter.ts";
+ * // const consumer = new ConsumerAdapter({ kafka, groupId: "g", subscriptions: ["orders.*"], ... });
+ * // await consumer.start();
+ * // for await (const batch of consumer.batches()) ...
  * ```
  */
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
-import type { Batch, SourceRecord } from "../model.ts";
+import type { Batch, HeaderValue, SourceRecord } from "../model.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import { Channel } from "../util/channel.ts";
 import { resolveTopics } from "./topics.ts";
 
-const log = getLogger(["agentstream", "source"]);
+const log = getLogger(["agentstream", "consumer"]);
 const encoder = new TextEncoder();
 
-export interface SourceOptions {
+export interface ConsumerAdapterOptions {
   kafka: Kafka;
   admin: Admin;
   groupId: string;
@@ -40,20 +45,21 @@ export interface SourceOptions {
   /** The group's session timeout; heartbeats go out at a tenth of it (at most every 3 s). */
   sessionTimeoutMs?: number;
   /**
-   * Called for a batch before it is queued: the offsets are then known to be in flight. Returns the
-   * generation the batch belongs to.
+   * Called for a batch before it is queued, so its offsets are known to be in flight; returns the
+   * batch as queued (with the acks of its jobs).
    */
-  onBatch: (batch: Batch) => number;
+  onBatch: (batch: Batch) => Batch;
   /**
-   * Resolves with how many more messages may be taken in now (at least 1): a fetched batch larger
-   * than that is taken in parts, so the in-flight cap holds however large fetches are.
+   * Resolves with how many more messages of `topic` may be taken in now; a fetched batch larger
+   * than that is taken in parts, so the in-flight caps hold however large fetches are. 0 means the
+   * topic is paused: the rest of the batch is left, and fetched again when it resumes.
    */
-  room?: () => Promise<number>;
+  room?: (topic: string) => Promise<number>;
   /**
-   * Called when the group starts rebalancing, synchronously, before kafkajs rejoins: after the
-   * rebalance kafkajs fetches every partition from its committed offset again.
+   * Called synchronously whenever kafkajs is about to fetch every partition from its committed
+   * offset again (see the module comment), with what caused it.
    */
-  onRebalance?: () => void;
+  onAssignmentChanged?: (cause: string) => void;
   /** Called with fetching paused before a resubscribe: resolve once all queued work is committed. */
   drain: () => Promise<void>;
   /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
@@ -62,14 +68,15 @@ export interface SourceOptions {
   capacity?: number;
 }
 
-function toBytes(value: Buffer | string): Uint8Array {
+/** A header value as bytes; a header without a value (null on the wire) stays null. */
+function toBytes(value: Buffer | string | null | undefined): HeaderValue {
+  if (value === null || value === undefined) return null;
   return typeof value === "string" ? encoder.encode(value) : value;
 }
 
-function toHeaders(headers: IHeaders | undefined): Record<string, Uint8Array | Uint8Array[]> {
-  const result: Record<string, Uint8Array | Uint8Array[]> = {};
+function toHeaders(headers: IHeaders | undefined): Record<string, HeaderValue | HeaderValue[]> {
+  const result: Record<string, HeaderValue | HeaderValue[]> = {};
   for (const [name, value] of Object.entries(headers ?? {})) {
-    if (value === undefined) continue;
     result[name] = Array.isArray(value) ? value.map(toBytes) : toBytes(value);
   }
   return result;
@@ -88,19 +95,22 @@ export function toRecord(topic: string, partition: number, message: KafkaMessage
   };
 }
 
-export class KafkaSource {
-  readonly #options: SourceOptions;
+export class ConsumerAdapter {
+  readonly #options: ConsumerAdapterOptions;
   readonly #consumer: Consumer;
   readonly #channel: Channel<Batch>;
   #subscribed: string[] = [];
   #running = false;
   #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #paused = false;
+  /** Topics flow control wants paused; applied again after every (re)start of kafkajs's runner. */
+  #paused: ReadonlySet<string> = new Set();
   #joined = false;
+  /** Commits kafkajs reported as sent to the coordinator. */
+  #commitsSent = 0;
   #refreshing: Promise<void> = Promise.resolve();
 
-  constructor(options: SourceOptions) {
+  constructor(options: ConsumerAdapterOptions) {
     this.#options = options;
     this.#channel = new Channel(options.capacity ?? 8);
     this.#consumer = options.kafka.consumer({
@@ -111,16 +121,25 @@ export class KafkaSource {
       // A stop waits for the fetch in progress; a short long-poll keeps stopping quick.
       maxWaitTimeInMs: 1_000,
     });
-    const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT } = this.#consumer.events;
-    this.#consumer.on(GROUP_JOIN, () => this.#joined = true);
+    const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT, COMMIT_OFFSETS } = this.#consumer.events;
+    const changed = (cause: string) => options.onAssignmentChanged?.(cause);
+    this.#consumer.on(GROUP_JOIN, () => {
+      this.#joined = true;
+      // Every join hands out partitions from their committed offsets, whether or not kafkajs said
+      // REBALANCING first (it does not on a rejoin after UNKNOWN_MEMBER_ID or a restart).
+      changed("joined the group");
+      this.#applyPaused(new Set());
+    });
     for (const left of [CRASH, REBALANCING, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#joined = false);
     this.#consumer.on(CRASH, ({ payload }) => {
+      changed(`the consumer crashed: ${payload.error?.message ?? payload.error}`);
       if (!payload.restart) this.#channel.fail(payload.error);
     });
     this.#consumer.on(REBALANCING, () => {
       log.info("the consumer group is rebalancing");
-      options.onRebalance?.();
+      changed("rebalancing");
     });
+    this.#consumer.on(COMMIT_OFFSETS, () => this.#commitsSent++);
   }
 
   /** The topics consumed now. */
@@ -170,6 +189,7 @@ export class KafkaSource {
       if (this.#closed) return;
       this.#running = false;
       await this.#consumer.stop();
+      this.#options.onAssignmentChanged?.("subscribing again");
     }
     if (this.#closed) return;
     if (added.length) {
@@ -188,52 +208,55 @@ export class KafkaSource {
       eachBatch: (payload) => this.#eachBatch(payload),
     });
     this.#running = true;
-    if (this.#paused) this.#pauseAll();
+    this.#applyPaused(new Set());
   }
 
   // kafkajs throws when its group is not set up (between stop and run, or restarting after a
-  // crash); there is nothing to pause then, and the flag is applied again after the next run.
+  // crash); there is nothing to pause then, and the set is applied again after the next join.
   #pauseAll(): void {
+    this.#try("pause", () => this.#consumer.pause(this.#subscribed.map((topic) => ({ topic }))));
+  }
+
+  #try(what: string, action: () => void): void {
     try {
-      this.#consumer.pause(this.#subscribed.map((topic) => ({ topic })));
+      action();
     } catch (error) {
-      log.debug("could not pause: {error}", { error: String(error) });
+      log.debug("could not {what}: {error}", { what, error: String(error) });
     }
   }
 
-  /** Stops fetching (backpressure, agent outage) until {@link resume}; idempotent. */
-  pause(): void {
-    if (this.#paused) return;
-    this.#paused = true;
-    if (this.#running) this.#pauseAll();
+  /** Fetches only topics outside `paused` from now on (flow control's whole set, not a change). */
+  setPaused(paused: ReadonlySet<string>): void {
+    const before = this.#paused;
+    this.#paused = new Set(paused);
+    if (this.#running && !this.#closed) this.#applyPaused(before);
   }
 
-  /** Fetches again after {@link pause}; idempotent. */
-  resume(): void {
-    if (!this.#paused || this.#closed) return;
-    this.#paused = false;
-    if (!this.#running) return;
-    try {
-      this.#consumer.resume(this.#subscribed.map((topic) => ({ topic })));
-    } catch (error) {
-      log.debug("could not resume: {error}", { error: String(error) });
-    }
+  /** Pauses and resumes what differs between `before` and the wanted set. */
+  #applyPaused(before: ReadonlySet<string>): void {
+    const pause = [...this.#paused].filter((topic) => !before.has(topic) && this.#subscribed.includes(topic));
+    const resume = [...before].filter((topic) => !this.#paused.has(topic) && this.#subscribed.includes(topic));
+    if (pause.length) this.#try("pause", () => this.#consumer.pause(pause.map((topic) => ({ topic }))));
+    if (resume.length) this.#try("resume", () => this.#consumer.resume(resume.map((topic) => ({ topic }))));
   }
 
   async #eachBatch({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
     for (let start = 0; start < batch.messages.length;) {
       if (this.#closed || !isRunning() || isStale()) return;
-      const room = await this.#whileHeartbeating(this.#options.room?.() ?? Promise.resolve(Infinity), heartbeat);
-      if (this.#closed || !isRunning() || isStale()) return;
-      const part = batch.messages.slice(start, start + Math.max(1, room));
+      const room = await this.#whileHeartbeating(
+        this.#options.room?.(batch.topic) ?? Promise.resolve(Infinity),
+        heartbeat,
+      );
+      // No room: the topic is paused, and the rest of the batch is fetched again when it resumes.
+      if (this.#closed || !isRunning() || isStale() || room <= 0) return;
+      const part = batch.messages.slice(start, start + room);
       const records = part.map((message) => toRecord(batch.topic, batch.partition, message));
-      const registered: Batch = {
+      const item = this.#options.onBatch({
         topic: batch.topic,
         partition: batch.partition,
         records,
         highWatermark: batch.highWatermark,
-      };
-      const item: Batch = { ...registered, generation: this.#options.onBatch(registered) };
+      });
       if (!await this.#whileHeartbeating(this.#channel.send(item), heartbeat)) return;
       resolveOffset(part.at(-1)!.offset);
       start += part.length;
@@ -257,11 +280,17 @@ export class KafkaSource {
     }
   }
 
-  /** Commits these offsets for the group; throws when the consumer is not running. */
+  /**
+   * Commits these offsets for the group. Throws when the commit did not reach the coordinator:
+   * kafkajs returns without a word while its runner is stopped (between our stop and run, or
+   * while it restarts after a crash), so a commit that kafkajs did not report sending is an error.
+   */
   async commit(offsets: TopicPartitionOffset[]): Promise<void> {
-    // kafkajs silently skips commits while its consumer is stopped; say so instead.
+    if (!offsets.length) return;
     if (!this.#running) throw new Error("the consumer is not running");
-    if (offsets.length) await this.#consumer.commitOffsets(offsets);
+    const sent = this.#commitsSent;
+    await this.#consumer.commitOffsets(offsets);
+    if (this.#commitsSent === sent) throw new Error("kafkajs skipped the commit: its consumer is restarting");
   }
 
   /**

@@ -1,0 +1,88 @@
+/**
+ * @module
+ * Commits: what the {@link Ledger} says is committable, stored in Kafka one commit at a time, in the
+ * order asked. With at-least-once delivery a commit stores offsets for the group; with exactly-once
+ * it is a transaction holding the staged records with the offsets that settle them. A failed
+ * offset commit is tried again at the next one (the ledger still has the offsets); a failed
+ * transaction is fatal, because its records are gone with it.
+ *
+ * @example
+ * ```ts
+ * import { Commits } from "./commits.ts";
+ * import { Ledger } from "./ledger.ts";
+ * const ledger = new Ledger();
+ * const stored: string[] = [];
+ * const commits = new Commits({ ledger, write: ({ offsets }) => { stored.push(...offsets.map((o) => o.offset)); return Promise.resolve(); }, fatal: () => {} });
+ * ledger.receive("t", 0, ["0"], ["p"])("0", "p").done();
+ * await commits.now();
+ * if (stored.join() !== "1") throw new Error("committed past offset 0");
+ * ```
+ */
+import { getLogger } from "@logtape/logtape";
+import { errorMessage } from "./errors.ts";
+import type { Commit, Ledger } from "./ledger.ts";
+
+const log = getLogger(["agentstream", "commit"]);
+
+export interface CommitsOptions {
+  ledger: Ledger;
+  /** Stores one commit in Kafka; rejects when it did not. */
+  write: (commit: Commit) => Promise<void>;
+  /** Whether a failed write loses what it carried (a transaction's records): then `fatal` is called. */
+  losesRecords?: boolean;
+  /** Called once when a commit failed in a way that must stop the process. */
+  fatal: (error: unknown) => void;
+  /** Called after each stored commit. */
+  onCommitted?: (commit: Commit) => void;
+}
+
+export class Commits {
+  readonly #options: CommitsOptions;
+  #queue: Promise<void> = Promise.resolve();
+  #broken = false;
+  /** Commit cycles run, including those that found nothing new to store. */
+  checks = 0;
+  /** Commits that stored something. */
+  stored = 0;
+
+  constructor(options: CommitsOptions) {
+    this.#options = options;
+  }
+
+  /** Commits what is committable when the commit's turn comes (so it includes what finished meanwhile). */
+  now(): Promise<void> {
+    return this.#enqueue(() => this.#options.ledger.take());
+  }
+
+  /** Commits `commit`, taken earlier (what was finished when the assignment changed). */
+  these(commit: Commit): Promise<void> {
+    return this.#enqueue(() => commit);
+  }
+
+  #enqueue(take: () => Commit): Promise<void> {
+    this.#queue = this.#queue.then(() => this.#write(take()));
+    return this.#queue;
+  }
+
+  async #write(commit: Commit): Promise<void> {
+    this.checks++;
+    if (this.#broken || (!commit.offsets.length && !commit.records.length)) return;
+    try {
+      await this.#options.write(commit);
+    } catch (error) {
+      if (this.#options.losesRecords) {
+        // The records are gone with the aborted transaction: commit nothing else. Their messages
+        // are handled again by the next run.
+        this.#broken = true;
+        this.#options.fatal(new Error(`a transaction failed: ${errorMessage(error)}`));
+      } else {
+        log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
+      }
+      return;
+    }
+    this.#options.ledger.committed(commit);
+    this.stored++;
+    this.#options.onCommitted?.(commit);
+    log.debug("committed {offsets}", { offsets: commit.offsets });
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * @module
+ * The ledger: what the bridge owes Kafka. It knows which consumed messages have a durable outcome
+ * (through an {@link OffsetTracker}), what may be committed, the records an exactly-once commit
+ * must carry with those offsets, and the agent tasks to forget once their message is committed.
+ *
+ * Every job carries an {@link Ack}, its only handle on the ledger: it is split when a job becomes
+ * several (a fan-out), settled once per outcome, and goes stale when the consumer's assignment
+ * changes, after which Kafka delivers the message again and the late outcome is ignored.
+ *
+ * @example
+ * ```ts
+ * import { Ledger } from "./ledger.ts";
+ * const ledger = new Ledger();
+ * const ackOf = ledger.receive("orders", 0, ["5", "6"], ["shipping"]);
+ * ackOf("6", "shipping").done();
+ * if (ledger.take().offsets[0].offset !== "5") throw new Error("5 is still pending");
+ * ackOf("5", "shipping").done();
+ * const commit = ledger.take();
+ * if (commit.offsets[0].offset !== "7") throw new Error("both are done");
+ * ledger.committed(commit);
+ * ```
+ */
+import { type OutRecord, partitionId } from "./model.ts";
+import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
+
+/** A record to write in the transaction that commits its message's offset. */
+export interface StagedRecord {
+  readonly topic: string;
+  readonly record: OutRecord;
+}
+
+/** A job's handle on the ledger (compare a Benthos transaction travelling with its message). */
+export interface Ack {
+  /** The assignment changed since the job was consumed: Kafka delivers its message again, drop the work. */
+  readonly stale: boolean;
+  /** The job becomes `1 + extra` jobs: the acks of the extra ones, or undefined when stale. */
+  split(extra: number): Ack[] | undefined;
+  /**
+   * One durable outcome of the job's message (or, with exactly-once delivery, records staged for
+   * the transaction that will commit its offset). `taskKey` names an agent task to forget once the
+   * message is committed. Ignored when stale.
+   */
+  done(staged?: readonly StagedRecord[], taskKey?: string): void;
+}
+
+/** An ack tied to no ledger: for jobs run outside the bridge (examples, tests). Never stale. */
+export const unledgered: Ack = { stale: false, split: (extra) => Array(extra).fill(unledgered), done: () => {} };
+
+/** What one commit carries: the offsets that became committable, and the records they settle. */
+export interface Commit {
+  readonly offsets: TopicPartitionOffset[];
+  readonly records: StagedRecord[];
+}
+
+export interface LedgerOptions {
+  /** Forgets an agent task (see src/kafka/task_registry.ts) once its message's offset is committed. */
+  forgetTask?: (key: string) => void;
+}
+
+export class Ledger {
+  readonly #tracker = new OffsetTracker();
+  readonly #forgetTask: (key: string) => void;
+  /** Records of messages that still wait for other outcomes, by message. */
+  #held = new Map<string, StagedRecord[]>();
+  /** Records of finished messages, for the next commit. */
+  #staged: StagedRecord[] = [];
+  /** Jobs not yet settled, by pipeline, in this generation. */
+  #inFlight = new Map<string, number>();
+  /** Tasks of finished messages, forgotten once a commit passes their offset. */
+  #tasks: { partition: string; offset: bigint; key: string }[] = [];
+
+  constructor(options: LedgerOptions = {}) {
+    this.#forgetTask = options.forgetTask ?? (() => {});
+  }
+
+  /** Messages consumed and not yet finished, in this generation. */
+  get pending(): number {
+    return this.#tracker.pending;
+  }
+
+  /** Jobs of `pipeline` not yet settled, in this generation (a fanned-out message counts once per agent). */
+  inFlight(pipeline: string): number {
+    return this.#inFlight.get(pipeline) ?? 0;
+  }
+
+  #count(pipeline: string, change: number): void {
+    this.#inFlight.set(pipeline, this.inFlight(pipeline) + change);
+  }
+
+  /** Resolves once fewer than `limit` messages are pending, or at once when `signal` aborts. */
+  below(limit: number, signal?: AbortSignal): Promise<void> {
+    return this.#tracker.below(limit, signal);
+  }
+
+  /** Resolves once no message is pending, or at once when `signal` aborts. */
+  idle(signal?: AbortSignal): Promise<void> {
+    return this.#tracker.idle(signal);
+  }
+
+  /**
+   * Takes in consumed messages of one partition, each needing an outcome from every pipeline that
+   * reads it (none: finished at once), and returns the ack of one message's job in one pipeline.
+   */
+  receive(
+    topic: string,
+    partition: number,
+    offsets: readonly string[],
+    pipelines: readonly string[],
+  ): (offset: string, pipeline: string) => Ack {
+    for (const offset of offsets) this.#tracker.register(topic, partition, offset, pipelines.length);
+    for (const pipeline of pipelines) this.#count(pipeline, offsets.length);
+    const generation = this.#tracker.generation;
+    return (offset, pipeline) => this.#ack(topic, partition, offset, pipeline, generation);
+  }
+
+  #ack(topic: string, partition: number, offset: string, pipeline: string, generation: number): Ack {
+    const stale = () => generation !== this.#tracker.generation;
+    return {
+      get stale() {
+        return stale();
+      },
+      split: (extra) => {
+        if (stale()) return undefined;
+        this.#tracker.register(topic, partition, offset, extra);
+        this.#count(pipeline, extra);
+        return Array.from({ length: extra }, () => this.#ack(topic, partition, offset, pipeline, generation));
+      },
+      done: (staged, taskKey) => {
+        if (stale()) return;
+        this.#count(pipeline, -1);
+        this.#settle(topic, partition, offset, staged ?? [], taskKey);
+      },
+    };
+  }
+
+  #settle(topic: string, partition: number, offset: string, staged: readonly StagedRecord[], taskKey?: string): void {
+    this.#tracker.done(topic, partition, offset);
+    // A message's records are staged in the same turn as its offset becomes committable: a
+    // transaction holds a message's records exactly when it holds the offset that settles them.
+    const id = `${partitionId(topic, partition)}\u0000${offset}`;
+    const records = this.#held.get(id) ?? [];
+    records.push(...staged);
+    if (this.#tracker.outstanding(topic, partition, offset) > 0) {
+      if (records.length) this.#held.set(id, records);
+    } else {
+      this.#held.delete(id);
+      this.#staged.push(...records);
+    }
+    if (taskKey !== undefined) {
+      this.#tasks.push({ partition: partitionId(topic, partition), offset: BigInt(offset), key: taskKey });
+    }
+  }
+
+  /** What may be committed now: offsets that moved, with the records staged for them. */
+  take(): Commit {
+    return { offsets: this.#tracker.committable(), records: this.#staged.splice(0) };
+  }
+
+  /** Notes that `commit` is stored in Kafka, and forgets the agent tasks it settles. */
+  committed(commit: Commit): void {
+    this.#tracker.markCommitted(commit.offsets);
+    const points = new Map(commit.offsets.map((o) => [partitionId(o.topic, o.partition), BigInt(o.offset)]));
+    this.#tasks = this.#tasks.filter((task) => {
+      const point = points.get(task.partition);
+      if (point === undefined || task.offset >= point) return true;
+      this.#forgetTask(task.key);
+      return false;
+    });
+  }
+
+  /**
+   * The consumer's assignment changed (a rebalance, a rejoin, a restart, a new subscription):
+   * Kafka delivers every uncommitted message again. Returns what is finished, to commit, and starts
+   * a new generation: the rest is forgotten and its acks go stale.
+   */
+  assignmentChanged(): Commit {
+    const finished = this.take();
+    this.#tracker.reset();
+    this.#held.clear();
+    this.#inFlight.clear();
+    return finished;
+  }
+}

@@ -1,0 +1,165 @@
+/** The core's bookkeeping without a broker: the ledger, flow control, and containment of throws. */
+import assert from "node:assert/strict";
+import { Ledger } from "../../src/ledger.ts";
+import { FlowControl } from "../../src/flow_control.ts";
+import { contextFor, dispatch } from "../../src/dispatch.ts";
+import type { Batch } from "../../src/model.ts";
+import { perJob } from "../../src/stages/stage.ts";
+import { transformJob } from "../../src/stages/transform.ts";
+import { decodeJob } from "../../src/stages/decode.ts";
+import { matchJob } from "../../src/stages/match.ts";
+import { buildMessage } from "../../src/stages/invoke.ts";
+import { dlqRecord, publishJob } from "../../src/stages/publish.ts";
+import { failure } from "../../src/errors.ts";
+import { collect, from, job, pipeline, record, simple } from "./helpers.ts";
+
+Deno.test("Ledger: a message is committable once every pipeline's job (and every fan-out part) has settled", () => {
+  const ledger = new Ledger();
+  const ackOf = ledger.receive("t", 0, ["0", "1"], ["a", "b"]);
+  assert.equal(ledger.inFlight("a"), 2);
+  const parts = ackOf("0", "a").split(2)!;
+  assert.equal(ledger.inFlight("a"), 4, "each fan-out part counts");
+  ackOf("0", "b").done();
+  ackOf("0", "a").done();
+  parts[0].done();
+  assert.deepEqual(ledger.take().offsets, [{ topic: "t", partition: 0, offset: "0" }], "one part still out");
+  parts[1].done();
+  assert.deepEqual(ledger.take().offsets, [{ topic: "t", partition: 0, offset: "1" }]);
+  assert.equal(ledger.inFlight("a"), 1);
+  assert.equal(ledger.pending, 1);
+});
+
+Deno.test("Ledger: records are staged only when their message's last outcome is in, with its offset", () => {
+  const ledger = new Ledger();
+  const ackOf = ledger.receive("t", 0, ["5"], ["a", "b"]);
+  const reply = { topic: "t.responses", record: { key: null, value: new Uint8Array(), headers: {} } };
+  ackOf("5", "a").done([reply]);
+  assert.deepEqual(ledger.take(), { offsets: [{ topic: "t", partition: 0, offset: "5" }], records: [] });
+  ackOf("5", "b").done([reply]);
+  const commit = ledger.take();
+  assert.deepEqual(commit.offsets, [{ topic: "t", partition: 0, offset: "6" }]);
+  assert.equal(commit.records.length, 2, "both pipelines' records, in the transaction that commits 6");
+});
+
+Deno.test("Ledger: an assignment change returns what is finished and makes the rest's acks stale", () => {
+  const forgotten: string[] = [];
+  const ledger = new Ledger({ forgetTask: (key) => forgotten.push(key) });
+  const ackOf = ledger.receive("t", 0, ["0", "1"], ["a"]);
+  const late = ackOf("1", "a");
+  ackOf("0", "a").done([], "task-0");
+  const finished = ledger.assignmentChanged();
+  assert.deepEqual(finished.offsets, [{ topic: "t", partition: 0, offset: "1" }]);
+  assert.equal(late.stale, true);
+  assert.equal(late.split(1), undefined, "a stale job is not split");
+  late.done(); // ignored: Kafka delivers offset 1 again
+  assert.equal(ledger.pending, 0);
+  assert.equal(ledger.inFlight("a"), 0);
+  assert.deepEqual(forgotten, [], "a task is forgotten only once its offset is committed");
+  ledger.committed(finished);
+  assert.deepEqual(forgotten, ["task-0"]);
+});
+
+Deno.test("Ledger.below() and idle() end at once when their signal aborts, and leave no waiter behind", async () => {
+  const ledger = new Ledger();
+  ledger.receive("t", 0, ["0"], ["a"]);
+  const stop = new AbortController();
+  const waits = [ledger.below(1, stop.signal), ledger.idle(stop.signal)];
+  stop.abort();
+  await Promise.all(waits);
+});
+
+Deno.test("FlowControl pauses only the topics a reason covers, and caps pause at the cap and resume at half", () => {
+  const applied: string[][] = [];
+  const topicsOf = (reason: string) =>
+    reason === "in-flight" ? ["a", "b"] : reason === "circuit x" ? ["a"] : reason === "pipeline b" ? ["b"] : [];
+  const flow = new FlowControl({ topicsOf, apply: (paused) => applied.push([...paused].sort()) });
+  flow.set("circuit x", true);
+  assert.deepEqual(applied, [["a"]]);
+  assert.equal(flow.paused("b"), false, "another agent's topic flows");
+  assert.equal(flow.cap("pipeline b", 10, 10), true);
+  assert.equal(flow.cap("pipeline b", 6, 10), false, "above half: still paused");
+  assert.equal(flow.paused("b"), true);
+  flow.cap("pipeline b", 5, 10);
+  assert.equal(flow.paused("b"), false);
+  flow.set("circuit x", false);
+  assert.deepEqual(applied.at(-1), []);
+});
+
+Deno.test("a throw inside a stage fails that job as 'internal', with the error, and the next job goes on", async () => {
+  const boom = perJob("transform", (j) => {
+    if (j.ctx.offset === "1") throw new TypeError("cannot read properties of null");
+    j.text = "fine";
+  });
+  const jobs = await collect(boom(from([job(simple, record("{}", { offset: "1" })), job(simple, record("{}"))])));
+  assert.equal(jobs[0].failure?.class, "internal");
+  assert.equal(jobs[0].failure?.stage, "transform");
+  assert.match(jobs[0].failure!.message, /cannot read properties of null/);
+  assert.equal(jobs[1].text, "fine");
+  const headers = dlqRecord(jobs[0]).headers;
+  assert.equal(headers["x-error-class"], "internal");
+});
+
+Deno.test("a header without a value (null) does not stop dispatch: the text view leaves it out, the DLQ keeps its name", async () => {
+  const r = { ...record('{"a":1}'), headers: { trace: null, kind: new TextEncoder().encode("k"), many: [null, null] } };
+  const batch: Batch = { topic: r.topic, partition: 0, records: [r] };
+  const [j] = await collect(dispatch(from([batch]), [simple]));
+  assert.deepEqual(j.ctx.headers, { kind: "k" });
+  j.failure = failure("decode", "permanent", "x");
+  const out = dlqRecord(j);
+  assert.equal(out.headers["x-null-headers"], "trace,many");
+  assert.deepEqual(out.headers.trace, new Uint8Array());
+});
+
+Deno.test("a record whose timestamp is no time still becomes a job", () => {
+  const ctx = contextFor(simple, { ...record("{}"), timestamp: "not a time" });
+  assert.equal(ctx.timestamp, "not a time");
+});
+
+Deno.test("context: key derives the contextId from the key's bytes: two binary keys never share one", () => {
+  const p = pipeline(
+    "name: c\nsource: {topics: [t]}\nroutes: [{name: r, invoke: {prompt_id: x, context: key}}]\n",
+  );
+  const ids = [[0xff, 0x01], [0xfe, 0x01]].map((bytes) => {
+    const j = job(p, { ...record("{}", { topic: "t" }), key: new Uint8Array(bytes) });
+    decodeJob(j);
+    matchJob(j);
+    assert.equal(j.ctx.key, "\ufffd\u0001", "both keys read the same as text");
+    return buildMessage(j).contextId;
+  });
+  assert.notEqual(ids[0], ids[1]);
+  const text = job(p, record("{}", { topic: "t", key: "K-1" }));
+  matchJob(text);
+  assert.ok(buildMessage(text).contextId, "a text key has a context too");
+});
+
+Deno.test("an untemplated route renders a value 6,000 levels deep (as compact JSON) instead of dying", () => {
+  const deep = "[".repeat(6_000) + "]".repeat(6_000);
+  const p = pipeline("name: d\nsource: {topics: [t]}\nroutes: [{name: r, invoke: {prompt_id: x}}]\n");
+  const j = job(p, record(deep, { topic: "t" }));
+  decodeJob(j);
+  matchJob(j);
+  transformJob(j);
+  assert.equal(j.failure, undefined);
+  assert.equal(j.text, deep);
+});
+
+Deno.test("a DLQ record over its topic's limit goes out with its value cut; refused even then, it is 'dropped'", async () => {
+  const tooLarge = Object.assign(new Error("too large"), { type: "MESSAGE_TOO_LARGE" });
+  const big = job(simple, record("x".repeat(700_000)));
+  big.failure = failure("decode", "permanent", "not JSON");
+  const sent: { size: number; truncated?: unknown }[] = [];
+  const limit = (max: number) => ({
+    send: (_topic: string, out: { value: Uint8Array; headers: Record<string, unknown> }) => {
+      sent.push({ size: out.value.length, truncated: out.headers["x-value-truncated"] });
+      return out.value.length > max ? Promise.reject(tooLarge) : Promise.resolve();
+    },
+    isPermanent: () => true,
+    isTooLarge: () => true,
+  });
+  assert.equal((await publishJob(big, limit(100_000))).outcome, "dead-lettered");
+  assert.deepEqual(sent.at(-1), { size: 64 * 1024, truncated: "700000" });
+  sent.length = 0;
+  const headersTooLarge = { ...limit(-1) };
+  assert.equal((await publishJob(big, headersTooLarge)).outcome, "dropped");
+  assert.equal(sent.at(-1)?.size, 0, "the last try sends no value at all");
+});
