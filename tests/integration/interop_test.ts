@@ -60,6 +60,25 @@ for (const agent of AGENTS) {
     }
   });
 
+  Deno.test(`${agent.name}: a message the agent keeps failing, alone, ends 'exhausted' because the card answers`, async () => {
+    const server = startDemoAgent({ flavour: agent.flavour, behaviours: { poison: { rpcFailTimes: 1_000 } } });
+    const circuit = new Circuit({ threshold: 100, probeDelayMs: 10 });
+    try {
+      // Nobody else calls: only the card can say the agent is up and the message is the problem.
+      const job = await invokeJob(
+        readyJob("poison", { retries: 2 }),
+        context(server.url, { circuitFor: () => circuit, cards: new AgentCards() }),
+      );
+      assert.equal(job.failure?.class, "exhausted", job.failure?.message);
+      assert.equal(job.failure?.attempts, 3, "its retry budget, not one more");
+      assert.equal(circuit.open, false, "not taken for an outage");
+      assert.equal(server.requests.filter((r) => r.op === "send").length, 3);
+    } finally {
+      circuit.dispose();
+      await server.close();
+    }
+  });
+
   Deno.test(`${agent.name}: a JSON-RPC error is permanent; a refused token or unknown agent is 'refused'`, async () => {
     const server = startDemoAgent({
       flavour: agent.flavour,
