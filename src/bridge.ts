@@ -179,6 +179,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   // Aborted after the grace period: calls still running are abandoned.
   const abort = new AbortController();
   let shutdown: (reason?: unknown) => Promise<void> = () => Promise.resolve();
+  let joinedBefore = false;
 
   const commits = new Commits({
     ledger,
@@ -195,7 +196,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     threshold: settings.circuitFailures,
     probeDelayMs: options.probeDelayMs,
     maxProbeDelayMs: options.maxProbeDelayMs,
-    onChange: ({ key, label, open, state, reason }) => {
+    onChange: ({ label, state, reason }) => {
       if (state === "down") stats.circuitOpenings++;
       if (state === "refused") stats.refusals++;
       metrics.circuit(label, state);
@@ -207,8 +208,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       } else if (state === "down") {
         log.warn("agent {agent} is failing every call: pausing its routes, probing", { agent: label });
       } else log.warn("agent {agent} answers again: resuming", { agent: label });
-      flow.set(`circuit ${key}`, open);
     },
+    // Paused while messages wait on the circuit; with none waiting, the next message comes in to probe.
+    onHolding: (key, holding) => flow.set(`circuit ${key}`, holding),
   });
   const circuitKeys = new Map(pipelines.map((pipeline) => [
     pipeline.name,
@@ -229,9 +231,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     apply: (paused) => consumer.setPaused(paused),
   });
-  // The caps, checked whenever work is taken in or settled.
+  // The caps, checked whenever work is taken in or settled. The process's cap resumes as soon as it
+  // has room: messages parked behind an open circuit count against it, and may never drain to half.
   const checkCaps = () => {
-    let paused = flow.cap("in-flight", ledger.pending, settings.maxInFlight);
+    let paused = flow.cap("in-flight", ledger.pending, settings.maxInFlight, settings.maxInFlight - 1);
     for (const [name, cap] of caps) paused = flow.cap(`pipeline ${name}`, ledger.inFlight(name), cap) || paused;
     if (paused) {
       stats.backpressurePauses++;
@@ -267,9 +270,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       checkCaps();
       return { ...batch, ack };
     },
-    room: (topic) => Promise.resolve(roomFor(topic)),
+    room: roomFor,
     onAssignmentChanged: (cause) => {
-      stats.rebalances++;
+      if (consumer.topics.length && (cause !== "joined the group" || joinedBefore)) stats.rebalances++;
+      joinedBefore ||= cause === "joined the group";
       log.debug("assignment changed ({cause}): committing what is finished, dropping the rest", { cause });
       // Synchronously, before kafkajs fetches again: what is finished is committed, the rest dropped.
       void commits.these(ledger.assignmentChanged());
@@ -277,15 +281,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       checkCaps();
       flow.refresh();
     },
+    // Before subscribing again: let work in flight finish (not for long: messages parked behind an
+    // open circuit may wait for hours, and are delivered again anyway), then commit it.
     drain: async () => {
-      await ledger.idle(stopping.signal);
+      await ledger.idle(AbortSignal.any([stopping.signal, AbortSignal.timeout(10_000)]));
       await commits.now();
     },
-    onSubscribe: async (topics) => {
-      await ensureOutputTopics(admin, pipelines, topics);
-      // New topics may be covered by a reason that holds now.
-      queueMicrotask(() => flow.refresh());
-    },
+    onSubscribe: (topics) => ensureOutputTopics(admin, pipelines, topics),
   });
 
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */

@@ -2,9 +2,10 @@
  * @module
  * Commits: what the {@link Ledger} says is committable, stored in Kafka one commit at a time, in the
  * order asked. With at-least-once delivery a commit stores offsets for the group; with exactly-once
- * it is a transaction holding the staged records with the offsets that settle them. A failed
- * offset commit is tried again at the next one (the ledger still has the offsets); a failed
- * transaction is fatal, because its records are gone with it.
+ * it is a transaction holding the staged records with the offsets that settle them. The offsets of
+ * a failed offset commit are carried into the next one (the ledger may have forgotten them since:
+ * an assignment change takes them out); a failed transaction is fatal, because its records are
+ * gone with it.
  *
  * @example
  * ```ts
@@ -21,6 +22,8 @@
 import { getLogger } from "@logtape/logtape";
 import { errorMessage } from "./errors.ts";
 import type { Commit, Ledger } from "./ledger.ts";
+import { partitionId } from "./model.ts";
+import type { TopicPartitionOffset } from "./offsets.ts";
 
 const log = getLogger(["agentstream", "commit"]);
 
@@ -40,6 +43,8 @@ export class Commits {
   readonly #options: CommitsOptions;
   #queue: Promise<void> = Promise.resolve();
   #broken = false;
+  /** Offsets of a failed commit, per partition, to store with the next. */
+  #carried = new Map<string, TopicPartitionOffset>();
   /** Commit cycles run, including those that found nothing new to store. */
   checks = 0;
   /** Commits that stored something. */
@@ -60,8 +65,20 @@ export class Commits {
   }
 
   #enqueue(take: () => Commit): Promise<void> {
-    this.#queue = this.#queue.then(() => this.#write(take()));
+    this.#queue = this.#queue.then(() => this.#write(this.#withCarried(take())));
     return this.#queue;
+  }
+
+  /** `commit` with the carried offsets of partitions it leaves out or commits lower. */
+  #withCarried(commit: Commit): Commit {
+    if (!this.#carried.size) return commit;
+    const offsets = new Map(this.#carried);
+    for (const o of commit.offsets) {
+      const carried = offsets.get(partitionId(o.topic, o.partition));
+      if (!carried || BigInt(o.offset) > BigInt(carried.offset)) offsets.set(partitionId(o.topic, o.partition), o);
+    }
+    this.#carried.clear();
+    return { ...commit, offsets: [...offsets.values()] };
   }
 
   async #write(commit: Commit): Promise<void> {
@@ -77,6 +94,7 @@ export class Commits {
         this.#options.fatal(new Error(`a transaction failed: ${errorMessage(error)}`));
       } else {
         log.warn("commit failed, will try again: {error}", { error: errorMessage(error) });
+        for (const o of commit.offsets) this.#carried.set(partitionId(o.topic, o.partition), o);
       }
       return;
     }

@@ -7,7 +7,7 @@
  * - an agent's circuit is open, because it is down or refuses the bridge (the topics whose
  *   pipelines call it).
  * So one agent's trouble, or one slow pipeline, pauses only its own topics; the others flow.
- * Caps pause at the cap and resume at half of it, so fetching does not flap.
+ * A pipeline's cap resumes at half of it, so fetching does not flap.
  *
  * @example
  * ```ts
@@ -60,12 +60,12 @@ export class FlowControl {
   }
 
   /**
-   * Turns a cap's reason on at `count >= cap` and off at `count <= cap / 2`; returns true when
-   * it turned on now.
+   * Turns a cap's reason on at `count >= cap` and off at `count <= resumeAt` (default: half the
+   * cap); returns true when it turned on now.
    */
-  cap(reason: string, count: number, cap: number): boolean {
+  cap(reason: string, count: number, cap: number, resumeAt = cap / 2): boolean {
     if (count >= cap) return this.set(reason, true);
-    if (count <= cap / 2) this.set(reason, false);
+    if (count <= resumeAt) this.set(reason, false);
     return false;
   }
 

@@ -63,8 +63,8 @@ export class Ledger {
   readonly #forgetTask: (key: string) => void;
   /** Records of messages that still wait for other outcomes, by message. */
   #held = new Map<string, StagedRecord[]>();
-  /** Records of finished messages, for the next commit. */
-  #staged: StagedRecord[] = [];
+  /** Records of finished messages, by partition, until the commit point passes their message. */
+  #staged = new Map<string, { topic: string; partition: number; offset: bigint; records: StagedRecord[] }[]>();
   /** Jobs not yet settled, by pipeline, in this generation. */
   #inFlight = new Map<string, number>();
   /** Tasks of finished messages, forgotten once a commit passes their offset. */
@@ -86,11 +86,6 @@ export class Ledger {
 
   #count(pipeline: string, change: number): void {
     this.#inFlight.set(pipeline, this.inFlight(pipeline) + change);
-  }
-
-  /** Resolves once fewer than `limit` messages are pending, or at once when `signal` aborts. */
-  below(limit: number, signal?: AbortSignal): Promise<void> {
-    return this.#tracker.below(limit, signal);
   }
 
   /** Resolves once no message is pending, or at once when `signal` aborts. */
@@ -136,25 +131,38 @@ export class Ledger {
 
   #settle(topic: string, partition: number, offset: string, staged: readonly StagedRecord[], taskKey?: string): void {
     this.#tracker.done(topic, partition, offset);
-    // A message's records are staged in the same turn as its offset becomes committable: a
-    // transaction holds a message's records exactly when it holds the offset that settles them.
+    // A message's records wait for its last outcome, then for the commit point to pass it (see
+    // take): a transaction holds a message's records exactly when it holds the offset that settles them.
     const id = `${partitionId(topic, partition)}\u0000${offset}`;
     const records = this.#held.get(id) ?? [];
     records.push(...staged);
     if (this.#tracker.outstanding(topic, partition, offset) > 0) {
       if (records.length) this.#held.set(id, records);
-    } else {
+    } else if (records.length) {
       this.#held.delete(id);
-      this.#staged.push(...records);
+      const list = this.#staged.get(partitionId(topic, partition)) ?? [];
+      list.push({ topic, partition, offset: BigInt(offset), records });
+      this.#staged.set(partitionId(topic, partition), list);
     }
     if (taskKey !== undefined) {
       this.#tasks.push({ partition: partitionId(topic, partition), offset: BigInt(offset), key: taskKey });
     }
   }
 
-  /** What may be committed now: offsets that moved, with the records staged for them. */
+  /** What may be committed now: offsets that moved, with the records of the messages they pass. */
   take(): Commit {
-    return { offsets: this.#tracker.committable(), records: this.#staged.splice(0) };
+    const offsets = this.#tracker.committable();
+    const records: StagedRecord[] = [];
+    for (const { topic, partition, offset } of offsets) {
+      const id = partitionId(topic, partition);
+      const point = BigInt(offset);
+      const list = this.#staged.get(id) ?? [];
+      for (const message of list) if (message.offset < point) records.push(...message.records);
+      const left = list.filter((message) => message.offset >= point);
+      if (left.length) this.#staged.set(id, left);
+      else this.#staged.delete(id);
+    }
+    return { offsets, records };
   }
 
   /** Notes that `commit` is stored in Kafka, and forgets the agent tasks it settles. */
@@ -178,7 +186,12 @@ export class Ledger {
     const finished = this.take();
     this.#tracker.reset();
     this.#held.clear();
+    this.#staged.clear();
     this.#inFlight.clear();
+    // Tasks of messages Kafka delivers again are recorded again when those finish; only the ones
+    // this last commit settles are still to forget.
+    const points = new Map(finished.offsets.map((o) => [partitionId(o.topic, o.partition), BigInt(o.offset)]));
+    this.#tasks = this.#tasks.filter((task) => task.offset < (points.get(task.partition) ?? -1n));
     return finished;
   }
 }

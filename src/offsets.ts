@@ -3,9 +3,8 @@
  * Tracks which consumed offsets have a durable outcome, per partition, and says what may be
  * committed: the lowest offset still pending, or one past the last offset seen when nothing is
  * pending. A message is registered with the number of outcomes it needs (one per pipeline that
- * takes it); it is finished when all of them are done. A rebalance starts a new generation:
- * everything unfinished is forgotten (Kafka delivers it again from the committed offsets) and late
- * outcomes of the old generation are ignored.
+ * takes it); it is finished when all of them are done. A reset (the assignment changed) starts a new
+ * generation: everything unfinished is forgotten, and Kafka delivers it again from the committed offsets.
  *
  * @example
  * ```ts
@@ -43,7 +42,6 @@ export class OffsetTracker {
   #partitions = new Map<string, PartitionState>();
   #pending = 0;
   #idle = new Set<() => void>();
-  #below = new Set<{ limit: number; wake: () => void }>();
   #generation = 0;
 
   /** Bumped by {@link reset}; registrations and outcomes carry it. */
@@ -60,24 +58,6 @@ export class OffsetTracker {
     this.#partitions.clear();
     this.#pending = 0;
     this.#wakeIdle();
-    this.#wakeBelow();
-  }
-
-  /** Resolves once fewer than `limit` messages are pending, or at once when `signal` aborts. */
-  below(limit: number, signal?: AbortSignal): Promise<void> {
-    if (this.#pending < limit || signal?.aborted) return Promise.resolve();
-    const { promise, resolve } = Promise.withResolvers<void>();
-    const waiter = { limit, wake: resolve };
-    this.#below.add(waiter);
-    return untilAborted(promise, signal, () => this.#below.delete(waiter));
-  }
-
-  #wakeBelow(): void {
-    for (const waiter of this.#below) {
-      if (this.#pending >= waiter.limit) continue;
-      this.#below.delete(waiter);
-      waiter.wake();
-    }
   }
 
   #wakeIdle(): void {
@@ -129,26 +109,20 @@ export class OffsetTracker {
     if (position < state.head) state.head = position;
   }
 
-  /**
-   * Records one durable outcome for a registered message. An outcome from an older `generation` is
-   * ignored (returns false): its message was forgotten and will be consumed again.
-   */
-  done(topic: string, partition: number, offset: string, generation = this.#generation): boolean {
-    if (generation !== this.#generation) return false;
+  /** Records one durable outcome for a registered message (late outcomes of forgotten work are the acks' to drop). */
+  done(topic: string, partition: number, offset: string): void {
     const state = this.#state(topic, partition);
     const at = BigInt(offset);
     const left = state.remaining.get(at);
     if (left === undefined) throw new Error(`offset ${topic}/${partition}@${offset} was not registered`);
     if (left > 1) {
       state.remaining.set(at, left - 1);
-      return true;
+      return;
     }
     state.remaining.delete(at);
     this.#pending--;
     this.#advance(state);
     if (this.#pending === 0) this.#wakeIdle();
-    this.#wakeBelow();
-    return true;
   }
 
   #advance(state: PartitionState): void {

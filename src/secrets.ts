@@ -46,14 +46,23 @@ export function registerSecret(value: string | undefined): void {
 export function registerUrlSecrets(url: string): string {
   const parsed = new URL(url);
   registerSecret(parsed.password);
-  registerSecret(decodeURIComponent(parsed.password));
+  registerSecret(decoded(parsed.password));
   for (const pair of parsed.search.slice(1).split("&")) {
     const [name, raw = ""] = pair.split("=", 2);
-    if (!/token|key|secret|password|passwd|sig|auth/i.test(decodeURIComponent(name))) continue;
+    if (!/token|key|secret|password|passwd|sig|auth/i.test(decoded(name))) continue;
     registerSecret(raw);
     registerSecret(new URLSearchParams(pair).values().next().value);
   }
   return url;
+}
+
+/** Percent-decoded text; text that is no valid percent-encoding (`p%zz`) as it is. */
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** `text` with every registered secret replaced by `[redacted]`. */

@@ -8,7 +8,7 @@
  * @example
  * ```ts
  * import { AgentCircuits } from "./agent_circuits.ts";
- * const circuits = new AgentCircuits({ threshold: 5, onChange: () => {} });
+ * const circuits = new AgentCircuits({ threshold: 5, onChange: () => {}, onHolding: () => {} });
  * const url = "http://agents.local:9000/v1/a2a/p-1";
  * if (circuits.keysOf(url).join() !== "host http://agents.local:9000,endpoint http://agents.local:9000/v1/a2a/p-1") {
  *   throw new Error("one outage key per host, one refusal key per endpoint");
@@ -29,6 +29,8 @@ export interface AgentCircuitsOptions {
   maxProbeDelayMs?: number;
   /** Every change of a circuit's state, with its key and a label fit for logs and metrics. */
   onChange: (change: { key: string; label: string; open: boolean; state: CircuitState; reason?: string }) => void;
+  /** Whether callers wait on a circuit now (see `Circuit.holding`): what pauses its routes. */
+  onHolding: (key: string, holding: boolean) => void;
 }
 
 export class AgentCircuits {
@@ -70,6 +72,7 @@ export class AgentCircuits {
         probeDelayMs: this.#options.probeDelayMs,
         maxProbeDelayMs: this.#options.maxProbeDelayMs,
         onChange: (open, state, reason) => this.#options.onChange({ key, label, open, state, reason }),
+        onHolding: (holding) => this.#options.onHolding(key, holding),
       });
       this.#circuits.set(key, circuit);
     }

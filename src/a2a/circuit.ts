@@ -33,6 +33,12 @@ export interface CircuitOptions {
   maxProbeDelayMs?: number;
   /** Called on every change of state (`open` is `state !== "closed"`), with the agent's words for a refusal. */
   onChange?: (open: boolean, state: CircuitState, reason?: string) => void;
+  /**
+   * Called when {@link Circuit.holding} changes: whether callers wait on the open circuit (or a
+   * probe is out). Fetching for the agent pauses only while it holds, so an open circuit that
+   * nobody waits on lets the next message in to be its probe.
+   */
+  onHolding?: (holding: boolean) => void;
 }
 
 export class Circuit {
@@ -40,6 +46,9 @@ export class Circuit {
   readonly #firstDelay: number;
   readonly #maxDelay: number;
   readonly #onChange: (open: boolean, state: CircuitState, reason?: string) => void;
+  readonly #onHolding: (holding: boolean) => void;
+  #holding = false;
+  #holdingCheck: ReturnType<typeof setTimeout> | undefined;
   #failures = 0;
   #successes = 0;
   #state: CircuitState = "closed";
@@ -55,6 +64,26 @@ export class Circuit {
     this.#maxDelay = options.maxProbeDelayMs ?? MAX_PROBE_DELAY_MS;
     this.#delay = this.#firstDelay;
     this.#onChange = options.onChange ?? (() => {});
+    this.#onHolding = options.onHolding ?? (() => {});
+  }
+
+  /** Whether callers wait on the open circuit, or a probe is out. */
+  get holding(): boolean {
+    return this.open && (this.#waiting.length > 0 || this.#probing);
+  }
+
+  /**
+   * Reports a change of {@link holding} once the current turn's callers have settled: a failed
+   * probe that waits again at once does not flap fetching off and on.
+   */
+  #checkHolding(): void {
+    if (this.#holdingCheck !== undefined) return;
+    this.#holdingCheck = setTimeout(() => {
+      this.#holdingCheck = undefined;
+      if (this.holding === this.#holding) return;
+      this.#holding = this.holding;
+      this.#onHolding(this.#holding);
+    }, 0);
   }
 
   get open(): boolean {
@@ -100,6 +129,7 @@ export class Circuit {
       const onAbort = () => {
         const index = this.#waiting.indexOf(waiter);
         if (index >= 0) this.#waiting.splice(index, 1);
+        this.#checkHolding();
         resolve("call");
       };
       const waiter = {
@@ -111,6 +141,7 @@ export class Circuit {
       this.#waiting.push(waiter);
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#scheduleProbe();
+      this.#checkHolding();
     });
   }
 
@@ -141,11 +172,13 @@ export class Circuit {
   #set(state: CircuitState, reason?: string): void {
     this.#state = state;
     this.#onChange(state !== "closed", state, reason);
+    this.#checkHolding();
   }
 
   /** A probe failed: the next one waits twice as long. */
   #backOff(): void {
     this.#probing = false;
+    this.#checkHolding();
     this.#delay = Math.min(this.#delay * 2, this.#maxDelay);
     this.#scheduleProbe();
   }
@@ -165,5 +198,7 @@ export class Circuit {
   dispose(): void {
     clearTimeout(this.#probeTimer);
     this.#probeTimer = undefined;
+    clearTimeout(this.#holdingCheck);
+    this.#holdingCheck = undefined;
   }
 }

@@ -172,7 +172,7 @@ export const PipelineFileSchema = z.strictObject({
       .describe("Agent calls in flight at once for this pipeline."),
     max_in_flight: z.int().min(1).max(1_000_000).optional()
       .describe(
-        "Messages of this pipeline consumed and not yet finished; at this many its topics pause, so one slow agent cannot hold the process's whole MAX_IN_FLIGHT. Default: MAX_IN_FLIGHT shared evenly among the pipelines, at least concurrency.",
+        "Jobs of this pipeline consumed and not yet finished (a message fanned out to n agents counts n); at this many its topics pause, so one slow agent cannot hold the process's whole MAX_IN_FLIGHT. Default: MAX_IN_FLIGHT shared evenly among the pipelines, at least concurrency.",
       ),
     retries: RetriesSchema.prefault({}).describe("Retries of transient agent failures (timeouts, 429, 5xx)."),
   }).prefault({}).describe("How messages are worked on."),

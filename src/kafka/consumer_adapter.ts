@@ -54,7 +54,7 @@ export interface ConsumerAdapterOptions {
    * than that is taken in parts, so the in-flight caps hold however large fetches are. 0 means the
    * topic is paused: the rest of the batch is left, and fetched again when it resumes.
    */
-  room?: (topic: string) => Promise<number>;
+  room?: (topic: string) => number;
   /**
    * Called synchronously whenever kafkajs is about to fetch every partition from its committed
    * offset again (see the module comment), with what caused it.
@@ -106,6 +106,8 @@ export class ConsumerAdapter {
   /** Topics flow control wants paused; applied again after every (re)start of kafkajs's runner. */
   #paused: ReadonlySet<string> = new Set();
   #joined = false;
+  /** Subscribing again: everything stays paused, whatever flow control says meanwhile. */
+  #draining = false;
   /** Commits kafkajs reported as sent to the coordinator. */
   #commitsSent = 0;
   #refreshing: Promise<void> = Promise.resolve();
@@ -183,8 +185,13 @@ export class ConsumerAdapter {
     if (added.length) await this.#options.onSubscribe?.(added);
     if (this.#running) {
       log.info("new topics {added}: pausing to subscribe again", { added });
+      this.#draining = true;
       this.#pauseAll();
-      await this.#options.drain();
+      try {
+        await this.#options.drain();
+      } finally {
+        this.#draining = false;
+      }
       // Stopping now would leave the group before the final commit: let close() finish instead.
       if (this.#closed) return;
       this.#running = false;
@@ -229,7 +236,7 @@ export class ConsumerAdapter {
   setPaused(paused: ReadonlySet<string>): void {
     const before = this.#paused;
     this.#paused = new Set(paused);
-    if (this.#running && !this.#closed) this.#applyPaused(before);
+    if (this.#running && !this.#closed && !this.#draining) this.#applyPaused(before);
   }
 
   /** Pauses and resumes what differs between `before` and the wanted set. */
@@ -243,12 +250,9 @@ export class ConsumerAdapter {
   async #eachBatch({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
     for (let start = 0; start < batch.messages.length;) {
       if (this.#closed || !isRunning() || isStale()) return;
-      const room = await this.#whileHeartbeating(
-        this.#options.room?.(batch.topic) ?? Promise.resolve(Infinity),
-        heartbeat,
-      );
+      const room = this.#draining ? 0 : this.#options.room?.(batch.topic) ?? Infinity;
       // No room: the topic is paused, and the rest of the batch is fetched again when it resumes.
-      if (this.#closed || !isRunning() || isStale() || room <= 0) return;
+      if (room <= 0) return;
       const part = batch.messages.slice(start, start + room);
       const records = part.map((message) => toRecord(batch.topic, batch.partition, message));
       const item = this.#options.onBatch({
@@ -264,7 +268,7 @@ export class ConsumerAdapter {
   }
 
   /**
-   * Waits for `promise`, heartbeating every second: waiting for room can outlast the session
+   * Waits for `promise`, heartbeating every second: waiting for the pipeline to take a batch can outlast the session
    * timeout. A rebalance shows up as a heartbeat error and goes to kafkajs, which rejoins; the part
    * not yet queued is fetched again afterwards.
    */

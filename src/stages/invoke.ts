@@ -143,35 +143,43 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     // Past a refusal first (per endpoint), then past an outage (per host).
     const asked = await refusal.acquire(ctx.signal);
     const role = await circuit.acquire(ctx.signal);
-    // Read each attempt: a card that could not be fetched at first may be there now.
-    const version = route.a2a ?? endpoint.version ?? await ctx.cards?.version(url, token) ?? "0.3";
-    if (ctx.signal?.aborted) {
+    // A call that will not be made hands the probe on: a probe never answered would keep the circuit shut.
+    const handOn = () => {
+      if (role === "probe") circuit.failed("probe");
+      if (asked === "probe") refusal.failed("probe");
+    };
+    // Shutting down, or the assignment changed (Kafka delivers the message again): no more calls.
+    if (ctx.signal?.aborted || job.ack.stale) {
+      handOn();
       job.abandoned = true;
       return job;
     }
-    // A task the agent already works on for this message (from an earlier run or attempt) is
-    // polled, not started again.
-    const running = ctx.tasks?.get(taskKey);
-    const resumeTaskId = running?.url === url ? running.taskId : undefined;
-    const call = () =>
-      withJobSpan(job, () =>
-        sendMessage({
-          url,
-          token,
-          version,
-          message,
-          timeoutMs: route.timeoutMs,
-          longRunning: route.longRunning,
-          signal: ctx.signal,
-          traceparent: agentCallTraceparent(job),
-          resumeTaskId,
-          stream,
-          onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
-        }));
-    let outcome: Awaited<ReturnType<typeof call>>;
+    let outcome: Awaited<ReturnType<typeof sendMessage>>;
     try {
+      // Read each attempt: a card that could not be fetched at first may be there now.
+      const version = route.a2a ?? endpoint.version ?? await ctx.cards?.version(url, token) ?? "0.3";
+      // A task the agent already works on for this message (from an earlier run or attempt) is
+      // polled, not started again.
+      const running = ctx.tasks?.get(taskKey);
+      const resumeTaskId = running?.url === url ? running.taskId : undefined;
+      const call = () =>
+        withJobSpan(job, () =>
+          sendMessage({
+            url,
+            token,
+            version,
+            message,
+            timeoutMs: route.timeoutMs,
+            longRunning: route.longRunning,
+            signal: ctx.signal,
+            traceparent: agentCallTraceparent(job),
+            resumeTaskId,
+            stream,
+            onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
+          }));
       outcome = await (ctx.limits ? ctx.limits.run(url, call, ctx.signal) : call());
     } catch (error) {
+      handOn();
       if (!ctx.signal?.aborted) throw error;
       // Stopped while waiting for the agent's limits: the next run handles the message.
       job.abandoned = true;

@@ -4,6 +4,9 @@ import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { backoffDelay, invokeJob } from "../../src/stages/invoke.ts";
 import { parseRetryAfter } from "../../src/a2a/send_message.ts";
 import { readyJob as ready } from "../unit/helpers.ts";
+import { Circuit } from "../../src/a2a/circuit.ts";
+import type { AgentLimits } from "../../src/a2a/agent_limits.ts";
+import { unledgered } from "../../src/ledger.ts";
 
 function recordingSleep() {
   const waits: number[] = [];
@@ -139,6 +142,53 @@ Deno.test("invoke() honours Retry-After only up to max_backoff", async () => {
     const j = await invokeJob(ready("later"), { archestraUrl: agent.url, sleep, random: () => 0 });
     assert.equal(j.reply?.attempts, 2);
     assert.deepEqual(waits, [1000], "an hour asked, max_backoff (1 s) waited");
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("a probe that throws hands the probe on: the next caller waiting on the open circuit still gets through", async () => {
+  const agent = startDemoAgent();
+  const circuit = new Circuit({ threshold: 1, probeDelayMs: 5, maxProbeDelayMs: 5 });
+  let calls = 0;
+  // A bug on the first call (not an agent failure): it is that job's failure, not the circuit's end.
+  const limits = {
+    run: <T>(_url: string, call: () => Promise<T>) => ++calls === 1 ? Promise.reject(new Error("bug")) : call(),
+  } as unknown as AgentLimits;
+  const context = { archestraUrl: agent.url, circuitFor: () => circuit, limits };
+  try {
+    circuit.trip();
+    const first = invokeJob(ready("p1"), context);
+    const second = invokeJob(ready("p2"), context);
+    await assert.rejects(first, /bug/);
+    const answered = await second;
+    assert.equal(answered.reply?.text, demoReply("p2", "hello agent"));
+    assert.equal(circuit.open, false);
+  } finally {
+    circuit.dispose();
+    await agent.close();
+  }
+});
+
+Deno.test("a job whose ack went stale stops retrying: its message is delivered again", async () => {
+  const agent = startDemoAgent({ behaviours: { p1: { failTimes: 10 } } });
+  let stale = false;
+  const job = {
+    ...ready("p1", { retries: 5 }),
+    ack: {
+      ...unledgered,
+      get stale() {
+        return stale;
+      },
+    },
+  };
+  try {
+    const done = await invokeJob(job, {
+      archestraUrl: agent.url,
+      sleep: () => (stale = true, Promise.resolve()), // the assignment changes during the first backoff
+    });
+    assert.equal(done.abandoned, true);
+    assert.equal(agent.requests.length, 1, "no call after the job went stale");
   } finally {
     await agent.close();
   }

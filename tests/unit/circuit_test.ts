@@ -84,3 +84,27 @@ Deno.test("a refusal opens the Circuit at once, in the refused state, and a refu
     clock.uninstall();
   }
 });
+
+Deno.test("an open circuit holds (pauses its routes) only while callers wait on it", async () => {
+  let changed = Promise.withResolvers<boolean>();
+  const circuit = new Circuit({
+    threshold: 1,
+    probeDelayMs: 60_000,
+    onHolding: (holding) => {
+      changed.resolve(holding);
+      changed = Promise.withResolvers<boolean>();
+    },
+  });
+  try {
+    circuit.trip();
+    const stop = new AbortController();
+    const waiting = circuit.acquire(stop.signal);
+    assert.equal(await changed.promise, true, "a caller waits: its routes pause");
+    stop.abort();
+    await waiting;
+    assert.equal(await changed.promise, false, "nobody waits: the next message may come in to probe");
+    assert.equal(circuit.open, true, "still open");
+  } finally {
+    circuit.dispose();
+  }
+});

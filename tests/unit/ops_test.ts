@@ -4,7 +4,7 @@ import { failure, FatalError } from "../../src/errors.ts";
 import { setupLogging } from "../../src/log.ts";
 import { createMetrics } from "../../src/ops/metrics.ts";
 import { startOpsServer } from "../../src/ops/server.ts";
-import { clearSecrets, redact } from "../../src/secrets.ts";
+import { clearSecrets, redact, registerUrlSecrets } from "../../src/secrets.ts";
 import { loadSettings } from "../../src/config/settings.ts";
 import { decodeJob } from "../../src/stages/decode.ts";
 import { replyEnvelope } from "../../src/stages/publish.ts";
@@ -239,6 +239,8 @@ Deno.test("a credential in an agent URL is redacted in every form a URL can carr
     const url = p.routes[0].agents[0].url!;
     const metricLabel = redact(url);
     assert.equal(metricLabel, "https://bot:[redacted]@agents.example/a2a?api_key=[redacted]&sig=[redacted]&v=2");
+    registerUrlSecrets("https://bot:p%zz-oops@agents.example/a2a"); // no valid percent-encoding: no throw
+    assert.equal(redact("p%zz-oops"), "[redacted]");
     // The decoded forms, as an agent or a library may echo them, and the other encodings of the same values.
     for (
       const form of ["p@ss-word", "p%40ss-word", "AbC+dEf", "AbC%2BdEf", "AbC%2bdEf", "x y z1", "x+y+z1", "x%20y%20z1"]
