@@ -28,6 +28,7 @@ import { ConsumerAdapter } from "./kafka/consumer_adapter.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
 import { KafkaTaskRegistry } from "./kafka/task_registry.ts";
 import { TransactionalOutput } from "./kafka/transactions.ts";
+import { RecordLimits } from "./kafka/record_limits.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import { Ledger } from "./ledger.ts";
 import { type Job, type Pipeline, pipelineCap } from "./model.ts";
@@ -446,12 +447,15 @@ async function connectKafka(options: BridgeOptions) {
       }
       : {}),
   });
-  const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId) : undefined;
+  // Transactions are sized to what the broker and the output topics take.
+  const limits = new RecordLimits(admin);
+  const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId, limits) : undefined;
   const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
   try {
     await admin.connect();
     await producer.connect();
     await tasks.start();
+    if (exactlyOnce) await limits.start();
   } catch (error) {
     await Promise.allSettled([admin.disconnect(), producer.disconnect(), tasks.stop()]);
     throw new FatalError(`cannot reach Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);

@@ -29,6 +29,8 @@ export interface TestBridgeOptions {
   maxInFlight?: number;
   probeDelayMs?: number;
   maxProbeDelayMs?: number;
+  /** COMMIT_INTERVAL (default 200 ms: tests see commits soon). */
+  commitIntervalMs?: number;
 }
 
 /** Starts a bridge; `stop()` it at the end of the test. */
@@ -46,7 +48,7 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
       archestraApi: options.archestraApi ?? "v1",
       archestraToken: options.archestraToken,
       topicRefreshMs: options.topicRefreshMs ?? 60_000,
-      commitIntervalMs: 200,
+      commitIntervalMs: options.commitIntervalMs ?? 200,
       shutdownGraceMs: 5_000,
       maxInFlight: options.maxInFlight ?? settings.maxInFlight,
     },

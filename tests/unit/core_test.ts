@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import { Ledger } from "../../src/ledger.ts";
 import { Commits } from "../../src/commits.ts";
+import { fitting } from "../../src/kafka/transactions.ts";
+import { batchBytes } from "../../src/kafka/record_limits.ts";
 import { FlowControl } from "../../src/flow_control.ts";
 import { contextFor, dispatch } from "../../src/dispatch.ts";
 import type { Batch } from "../../src/model.ts";
@@ -207,4 +209,11 @@ Deno.test("Commits: the offsets of a failed commit are carried into the next, ev
   ledger.receive("t", 1, ["4"], ["a"])("4", "a").done();
   await commits.now();
   assert.deepEqual(stored, [["0@1", "1@5"]]);
+});
+
+Deno.test("a transaction's records go out in sends that each fit the topic's limit", () => {
+  const record = { key: null, value: new Uint8Array(400_000), headers: { "x-pipeline": "p" } };
+  const chunks = fitting(Array(5).fill(record), 1_048_588);
+  assert.deepEqual(chunks.map((chunk) => chunk.length), [2, 2, 1]);
+  for (const chunk of chunks) assert.ok(batchBytes(chunk) <= 1_048_588);
 });
