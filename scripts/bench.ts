@@ -4,6 +4,8 @@
  *   (a) the old design: one message at a time, auto-commit, same broker and agent;
  *   (b) the ceiling: a bare loop calling the same agent at the same concurrency, no Kafka;
  *   (c) a Kafka-only pipe: consume, produce, commit, no agent.
+ * At 0 and 100 ms an exactly-once row (`delivery.guarantee: exactly-once`, replies read with
+ * read_committed) follows the at-least-once one, its throughput also given as a ratio to it.
  * The bridge and the agent run as separate processes; the broker is KAFKA_BOOTSTRAP_SERVERS or a
  * throwaway local one. `--quick` uses a fifth of the messages; `--memory` runs only the memory rows.
  *
@@ -38,6 +40,7 @@ if (positionals.length > 1 || (positionals.length && !flags.soak) || !(soakMinut
 }
 const scale = flags.quick ? 0.2 : 1;
 const CONCURRENCY = 100;
+const COMMIT_INTERVAL_MS = 1000; // the bridge's default, passed explicitly: exactly-once rows size their bursts by it
 
 const progress = (line: string) => Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[2K${line}`));
 const done = (line: string) => console.error(`\r\x1b[2K${line}`);
@@ -122,26 +125,35 @@ async function waitForTopic(topic: string): Promise<void> {
   await admin.disconnect();
 }
 
-/** Reads `topic` from the start until `count` records arrived; returns their timestamps and the source ones. */
+/**
+ * Reads `topic` from the start until `count` records arrived. Returns their timestamps, their
+ * latencies (timestamp minus source time) and, for a reader that is already caught up, the time
+ * they became visible to it minus source time.
+ */
 async function readReplies(
   topic: string,
   count: number,
   onProgress: (n: number) => void,
-): Promise<{ replyTimes: number[]; latencies: number[] }> {
+): Promise<{ replyTimes: number[]; latencies: number[]; visibleLatencies: number[] }> {
   await waitForTopic(topic);
-  const consumer = kafka.consumer({ groupId: `bench-reader-${id()}`, maxWaitTimeInMs: 200 });
+  // read_committed (kafkajs' default, spelled out): an exactly-once reply counts once its transaction
+  // commits, and one whose transaction aborted never does.
+  const consumer = kafka.consumer({ groupId: `bench-reader-${id()}`, maxWaitTimeInMs: 200, readUncommitted: false });
   const replyTimes: number[] = [];
   const latencies: number[] = [];
+  const visibleLatencies: number[] = [];
   const enough = Promise.withResolvers<void>();
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   await consumer.run({
     eachBatch: ({ batch }) => {
+      const seenAt = Date.now();
       for (const message of batch.messages) {
         const replyAt = Number(message.timestamp);
-        const envelope = JSON.parse(message.value!.toString());
+        const sourceAt = Date.parse(JSON.parse(message.value!.toString()).source.timestamp);
         replyTimes.push(replyAt);
-        latencies.push(replyAt - Date.parse(envelope.source.timestamp));
+        latencies.push(replyAt - sourceAt);
+        visibleLatencies.push(seenAt - sourceAt);
       }
       onProgress(replyTimes.length);
       if (replyTimes.length >= count) enough.resolve();
@@ -150,7 +162,7 @@ async function readReplies(
   });
   await enough.promise;
   await consumer.disconnect();
-  return { replyTimes, latencies };
+  return { replyTimes, latencies, visibleLatencies };
 }
 
 function percentile(values: number[], p: number): number {
@@ -178,8 +190,14 @@ interface BridgeResult {
   rssMiB: number;
 }
 
+type Guarantee = "at-least-once" | "exactly-once";
+
 /** Starts the bridge as a process consuming `topic` (a slow and a fast route), in a group of its own. */
-async function spawnBridge(topic: string, agentUrl: string): Promise<Deno.ChildProcess> {
+async function spawnBridge(
+  topic: string,
+  agentUrl: string,
+  guarantee: Guarantee = "at-least-once",
+): Promise<Deno.ChildProcess> {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(
     `${dir}/bench.yaml`,
@@ -188,7 +206,7 @@ source: { topics: [${topic}] }
 routes:
   - { name: slow, match: { fields: { slow: true } }, transform: { template: "{n}" }, invoke: { prompt_id: slow } }
   - { name: fast, transform: { template: "{n}" }, invoke: { prompt_id: fast } }
-delivery: { ordering: key, concurrency: ${CONCURRENCY} }
+delivery: { guarantee: ${guarantee}, ordering: key, concurrency: ${CONCURRENCY} }
 `,
   );
   return new Deno.Command(Deno.execPath(), {
@@ -211,6 +229,7 @@ delivery: { ordering: key, concurrency: ${CONCURRENCY} }
       ARCHESTRA_URL: agentUrl,
       LOG_LEVEL: "ERROR",
       MAX_IN_FLIGHT: "2000",
+      COMMIT_INTERVAL: `${COMMIT_INTERVAL_MS}ms`,
     },
     stdin: "null",
     stdout: "null",
@@ -219,20 +238,38 @@ delivery: { ordering: key, concurrency: ${CONCURRENCY} }
 }
 
 /**
+ * Replies per second from the first reply to the 95th percentile one: a handful of stragglers (the
+ * slow calls, and the messages queued behind them on their keys) does not stand for the rate. With
+ * `stepMs`, replies become visible in steps that far apart (exactly-once: one per commit), and whole
+ * steps are counted: those after the first step up to the 95th percentile one's, over the time
+ * between them. NaN when the 95% fit in one step.
+ */
+function burstRate(replyTimes: number[], stepMs = 0): number {
+  const times = [...replyTimes].sort((a, b) => a - b);
+  const rank = Math.floor(times.length * 0.95) - 1;
+  const seconds = (times[rank] - times[0]) / 1000;
+  if (!stepMs) return rank / seconds;
+  if (seconds * 1000 < stepMs / 2) return NaN;
+  const visibleBy = (t: number) => times.filter((time) => time <= t + stepMs / 2).length;
+  return (visibleBy(times[rank]) - visibleBy(times[0])) / seconds;
+}
+
+/**
  * Runs the bridge as a process: a warm-up message (so the group has joined), then `count` events
- * produced at once (throughput: replies per second from the first reply to the 95th percentile
- * one), then a paced run at half that rate (latency: reply time minus source time), then reads its
- * peak RSS.
+ * produced at once (throughput: {@link burstRate}), then a paced run at half that rate (latency:
+ * reply time minus source time), then reads its peak RSS. With exactly-once a reply is visible to
+ * the (read_committed) reader only once its transaction commits, which its timestamp does not
+ * tell: its latency is the time the reader, caught up beforehand, saw it minus source time.
  */
 async function runBridge(
   label: string,
   agentUrl: string,
   count: number,
-  { slowEvery = 0, paced = true } = {},
+  { slowEvery = 0, paced = true, guarantee = "at-least-once" as Guarantee } = {},
 ): Promise<BridgeResult> {
   const topic = `bench-${id()}`;
   await createTopic(topic);
-  const child = await spawnBridge(topic, agentUrl);
+  const child = await spawnBridge(topic, agentUrl, guarantee);
   try {
     await produceEvents(topic, 1, 0, -1);
     await readReplies(`${topic}.responses`, 1, () => {});
@@ -241,16 +278,20 @@ async function runBridge(
     const burst = await readReplies(`${topic}.responses`, count + 1, (n) => {
       progress(`${label}: ${n - 1}/${count} replies, ${((n - 1) / ((now() - start) / 1000)).toFixed(0)}/s`);
     });
-    // The rate at which the first 95% of the burst was answered: a handful of stragglers (the slow
-    // calls, and the messages queued behind them on their keys) does not stand for the rate.
-    const times = burst.replyTimes.slice(1).sort((a, b) => a - b);
-    const rank = Math.floor(times.length * 0.95) - 1;
-    const throughput = rank / ((times[rank] - times[0]) / 1000);
+    const exactlyOnce = guarantee === "exactly-once";
+    const throughput = burstRate(burst.replyTimes.slice(1), exactlyOnce ? COMMIT_INTERVAL_MS : 0);
     let latencies = burst.latencies.slice(1);
     if (paced) {
       // Paced at half the measured rate for a few seconds, so latency is not queueing in a backlog.
-      const rate = Math.max(1, Math.floor(throughput / 2));
+      const rate = Math.max(1, Math.floor(throughput / 2) || 0); // NaN: a burst too short to tell
       const pacedCount = Math.min(count, rate * 4);
+      // The reader catches up with the burst first, so that it sees each paced reply when it shows up.
+      const caughtUp = Promise.withResolvers<void>();
+      const reading = readReplies(`${topic}.responses`, count + 1 + pacedCount, (n) => {
+        if (n >= count + 1) caughtUp.resolve();
+        progress(`${label}: paced ${Math.max(0, n - count - 1)}/${pacedCount}`);
+      });
+      await Promise.race([caughtUp.promise, reading]);
       const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
       await producer.connect();
       const begin = now();
@@ -269,10 +310,8 @@ async function runBridge(
         if (due > now()) await new Promise((resolve) => setTimeout(resolve, due - now()));
       }
       await producer.disconnect();
-      const all = await readReplies(`${topic}.responses`, count + 1 + pacedCount, (n) => {
-        progress(`${label}: paced ${Math.max(0, n - count - 1)}/${pacedCount}`);
-      });
-      latencies = all.latencies.slice(count + 1);
+      const all = await reading;
+      latencies = (exactlyOnce ? all.visibleLatencies : all.latencies).slice(count + 1);
     }
     return {
       throughput,
@@ -555,6 +594,24 @@ interface Row {
   result: BridgeResult;
   old?: number;
   ceiling?: number;
+  atLeastOnce?: number; // the at-least-once row's throughput, for an exactly-once row
+}
+
+/**
+ * The exactly-once row beside an at-least-once one: the same agent and output partitions, replies
+ * visible to the (read_committed) reader only as each COMMIT_INTERVAL's transaction commits. The
+ * burst lasts about 8 commit intervals at the at-least-once rate, at least: a rate read from
+ * once-a-second steps needs several of them.
+ */
+async function exactlyOnceRow(latency: number, agentUrl: string, count: number, atLeastOnce: number): Promise<Row> {
+  const label = `${latency} ms agent, exactly-once`;
+  const burst = Math.max(count, Math.round((atLeastOnce * 8 * COMMIT_INTERVAL_MS) / 1000));
+  const result = await runBridge(label, agentUrl, burst, { guarantee: "exactly-once" });
+  done(
+    `${label}: ${result.throughput.toFixed(0)} msg/s (${(result.throughput / atLeastOnce).toFixed(2)} × ` +
+      `at-least-once), p99 ${result.p99.toFixed(0)} ms`,
+  );
+  return { scenario: `exactly-once, agent ${latency} ms${latency ? "" : " (instant)"}`, result, atLeastOnce };
 }
 
 const rows: Row[] = [];
@@ -569,6 +626,10 @@ for (const latency of flags.memory ? [] : [0, 50, 100, 200]) {
     const label = `${latency} ms agent`;
     const result = await runBridge(label, agent.url, count);
     done(`${label}: ${result.throughput.toFixed(0)} msg/s`);
+    // Right after the at-least-once run, on the same agent, so the ratio compares like with like.
+    const exactlyOnce = latency === 0 || latency === 100
+      ? await exactlyOnceRow(latency, agent.url, count, result.throughput)
+      : undefined;
     const ceiling = await bareLoop(agent.url, Math.min(count, n(5_000)));
     const old = await oldDesign(
       `${label}, old design`,
@@ -577,6 +638,7 @@ for (const latency of flags.memory ? [] : [0, 50, 100, 200]) {
     );
     done(`${label}: ceiling ${ceiling.toFixed(0)} msg/s, old design ${old.toFixed(1)} msg/s`);
     rows.push({ scenario: `agent ${latency} ms`, result, old, ceiling });
+    if (exactlyOnce) rows.push(exactlyOnce);
     if (latency === 100) {
       const mixed = await runBridge("100 ms, 1 in 100 takes 5 s", agent.url, count, { slowEvery: 100 });
       done(`100 ms with slow calls: ${mixed.throughput.toFixed(0)} msg/s`);
@@ -599,20 +661,22 @@ console.log(
   `\nagentstream benchmark, ${new Date().toISOString().slice(0, 10)}, ${Deno.build.target}, ` +
     `${navigator.hardwareConcurrency} cores, concurrency ${CONCURRENCY}, one partition, 997 keys\n`,
 );
-console.log("| scenario | msg/s | p50 ms | p99 ms | peak RSS MiB | × old design | ÷ ceiling (b) | ÷ Kafka pipe (c) |");
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
-for (const { scenario, result, old, ceiling } of rows) {
+console.log(
+  "| scenario | msg/s | p50 ms | p99 ms | peak RSS MiB | × old design | ÷ ceiling (b) | ÷ Kafka pipe (c) | ÷ at-least-once |",
+);
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const { scenario, result, old, ceiling, atLeastOnce } of rows) {
   console.log(
     `| ${scenario} | ${fmt(result.throughput)} | ${fmt(result.p50)} | ${fmt(result.p99)} | ${fmt(result.rssMiB)} | ` +
       `${old ? fmt(result.throughput / old, 1) : ""} | ${ceiling ? fmt(result.throughput / ceiling, 2) : ""} | ` +
-      `${fmt(result.throughput / pipe, 2)} |`,
+      `${fmt(result.throughput / pipe, 2)} | ${atLeastOnce ? fmt(result.throughput / atLeastOnce, 2) : ""} |`,
   );
 }
 console.log(
-  `| memory: ${n(5_000)} messages, instant agent | ${fmt(small.throughput)} | | | ${fmt(small.rssMiB)} | | | |`,
+  `| memory: ${n(5_000)} messages, instant agent | ${fmt(small.throughput)} | | | ${fmt(small.rssMiB)} | | | | |`,
 );
 console.log(
-  `| memory: ${n(50_000)} messages, instant agent | ${fmt(large.throughput)} | | | ${fmt(large.rssMiB)} | | | |`,
+  `| memory: ${n(50_000)} messages, instant agent | ${fmt(large.throughput)} | | | ${fmt(large.rssMiB)} | | | | |`,
 );
 
 if (flags.memory) {
