@@ -29,6 +29,7 @@ import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
 import { KafkaTaskRegistry } from "./kafka/task_registry.ts";
 import { TransactionalOutput } from "./kafka/transactions.ts";
 import { RecordLimits } from "./kafka/record_limits.ts";
+import { PartitionProducers } from "./kafka/partition_producers.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import { Ledger } from "./ledger.ts";
 import { type Job, type Pipeline, pipelineCap } from "./model.ts";
@@ -184,8 +185,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
   const commits = new Commits({
     ledger,
-    write: (commit) =>
-      transactional ? transactional.commit(commit.records, commit.offsets) : consumer.commit(commit.offsets),
+    write: (commit) => transactional ? transactional.commit(commit) : consumer.commit(commit.offsets),
     losesRecords: transactional !== undefined,
     fatal: (error) => void shutdown(new FatalError(errorMessage(error))),
     onCommitted: ({ offsets }) => metrics.committed(offsets),
@@ -227,7 +227,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const [kind, name] = [reason.slice(0, reason.indexOf(" ")), reason.slice(reason.indexOf(" ") + 1)];
       const reads = (pipeline: Pipeline) =>
         kind === "pipeline" ? pipeline.name === name : circuitKeys.get(pipeline.name)!.has(name);
-      if (reason === "in-flight") return consumer.topics;
+      if (reason === "in-flight" || reason === "claiming") return consumer.topics;
       return consumer.topics.filter((topic) => pipelinesFor(pipelines, topic).some(reads));
     },
     apply: (paused) => consumer.setPaused(paused),
@@ -272,12 +272,15 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       return { ...batch, ack };
     },
     room: roomFor,
-    onAssignmentChanged: (cause) => {
+    onAssignmentChanged: (cause, assigned) => {
       if (consumer.topics.length && (cause !== "joined the group" || joinedBefore)) stats.rebalances++;
       joinedBefore ||= cause === "joined the group";
       log.debug("assignment changed ({cause}): committing what is finished, dropping the rest", { cause });
       // Synchronously, before kafkajs fetches again: what is finished is committed, the rest dropped.
+      // With exactly-once, on the producers it was done with (fenced where its partition moved),
+      // before the claim below replaces them: never on the new owner's behalf.
       void commits.these(ledger.assignmentChanged());
+      if (transactional && assigned) void claim(assigned);
       metrics.forgetPartitions();
       checkCaps();
       flow.refresh();
@@ -290,6 +293,29 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     onSubscribe: (topics) => ensureOutputTopics(admin, pipelines, topics),
   });
+
+  /**
+   * Exactly-once, on joining the group: before fetching, take the assigned partitions' transactional
+   * ids over, which fences every earlier holder (a frozen member, a pod being replaced) and waits for
+   * its open transaction to end; then read the committed offsets again, which may have moved since
+   * kafkajs read them. Without KIP-447 (kafkajs has none) this is what keeps a member that lost a
+   * partition from committing replies that its new owner also writes.
+   */
+  let claims = 0;
+  const claim = async (assigned: { topic: string; partition: number }[]) => {
+    const mine = ++claims;
+    flow.set("claiming", true);
+    try {
+      // In the commits' turn: no transaction is under way on a producer being replaced.
+      await commits.exclusive(() => transactional!.claim(assigned));
+      await consumer.seekToCommitted(assigned);
+    } catch (error) {
+      // Without its partitions' transactional ids this member could commit nothing it does: stop.
+      void shutdown(new FatalError(`cannot take over the transactional ids of its partitions: ${errorMessage(error)}`));
+    } finally {
+      if (mine === claims) flow.set("claiming", false);
+    }
+  };
 
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
   const settle = (job: Job, outcome: Outcome) => {
@@ -341,7 +367,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       circuits.dispose();
       // Only what finished is committed; a failure above leaves the rest for the next run.
       await commits.now();
-      await Promise.allSettled([consumer.disconnect(), producer.disconnect(), admin.disconnect(), tasks.stop()]);
+      await Promise.allSettled([
+        consumer.disconnect(),
+        producer.disconnect(),
+        admin.disconnect(),
+        tasks.stop(),
+        transactional?.close(),
+      ]);
       const cause = reason ?? result;
       if (cause) throw cause instanceof FatalError ? cause : new FatalError(`stopped: ${errorMessage(cause)}`);
     })();
@@ -428,9 +460,9 @@ function logOutcome(job: Job, outcome: Outcome): void {
 }
 
 /**
- * The Kafka clients the bridge writes with: an admin, a producer (transactional when a pipeline
- * asks for exactly-once: offsets are per message, so one such pipeline makes the whole process
- * transactional) and the task registry.
+ * The Kafka clients the bridge writes with: an admin, a producer, the task registry, and with an
+ * exactly-once pipeline, transactional producers per input partition (offsets are per message, so
+ * one such pipeline makes the whole process transactional).
  */
 async function connectKafka(options: BridgeOptions) {
   const { kafka, pipelines, settings } = options;
@@ -439,17 +471,16 @@ async function connectKafka(options: BridgeOptions) {
   const producer: Producer = kafka.producer({
     allowAutoTopicCreation: true,
     createPartitioner: Partitioners.DefaultPartitioner,
-    ...(exactlyOnce
-      ? {
-        transactionalId: settings.transactionalId ?? `${settings.groupId}-${Deno.hostname()}`,
-        idempotent: true,
-        maxInFlightRequests: 1,
-      }
-      : {}),
   });
   // Transactions are sized to what the broker and the output topics take.
   const limits = new RecordLimits(admin);
-  const transactional = exactlyOnce ? new TransactionalOutput(producer, settings.groupId, limits) : undefined;
+  const transactional = exactlyOnce
+    ? new TransactionalOutput(
+      new PartitionProducers(kafka, settings.transactionalId ?? settings.groupId),
+      settings.groupId,
+      limits,
+    )
+    : undefined;
   const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
   try {
     await admin.connect();

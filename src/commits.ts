@@ -29,8 +29,8 @@ const log = getLogger(["agentstream", "commit"]);
 
 export interface CommitsOptions {
   ledger: Ledger;
-  /** Stores one commit in Kafka; rejects when it did not. */
-  write: (commit: Commit) => Promise<void>;
+  /** Stores one commit in Kafka, and resolves with what it stored when that is less; rejects when it did not. */
+  write: (commit: Commit) => Promise<Commit | void>;
   /** Whether a failed write loses what it carried (a transaction's records): then `fatal` is called. */
   losesRecords?: boolean;
   /** Called once when a commit failed in a way that must stop the process. */
@@ -59,6 +59,13 @@ export class Commits {
     return this.#enqueue(() => this.#options.ledger.take());
   }
 
+  /** Runs `task` in the commits' turn: no commit runs meanwhile. */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(task);
+    this.#queue = result.then(() => {}, () => {});
+    return result;
+  }
+
   /** Commits `commit`, taken earlier (what was finished when the assignment changed). */
   these(commit: Commit): Promise<void> {
     return this.#enqueue(() => commit);
@@ -85,7 +92,7 @@ export class Commits {
     this.checks++;
     if (this.#broken || (!commit.offsets.length && !commit.records.length)) return;
     try {
-      await this.#options.write(commit);
+      commit = (await this.#options.write(commit)) ?? commit;
     } catch (error) {
       if (this.#options.losesRecords) {
         // The records are gone with the aborted transaction: commit nothing else. Their messages

@@ -51,6 +51,8 @@ export const unledgered: Ack = { stale: false, split: (extra) => Array(extra).fi
 export interface Commit {
   readonly offsets: TopicPartitionOffset[];
   readonly records: StagedRecord[];
+  /** The same, per input partition: its new offset and the records of the messages it passes. */
+  readonly parts: { readonly offset: TopicPartitionOffset; readonly records: StagedRecord[] }[];
 }
 
 export interface LedgerOptions {
@@ -152,17 +154,16 @@ export class Ledger {
   /** What may be committed now: offsets that moved, with the records of the messages they pass. */
   take(): Commit {
     const offsets = this.#tracker.committable();
-    const records: StagedRecord[] = [];
-    for (const { topic, partition, offset } of offsets) {
-      const id = partitionId(topic, partition);
-      const point = BigInt(offset);
+    const parts = offsets.map((offset) => {
+      const id = partitionId(offset.topic, offset.partition);
+      const point = BigInt(offset.offset);
       const list = this.#staged.get(id) ?? [];
-      for (const message of list) if (message.offset < point) records.push(...message.records);
       const left = list.filter((message) => message.offset >= point);
       if (left.length) this.#staged.set(id, left);
       else this.#staged.delete(id);
-    }
-    return { offsets, records };
+      return { offset, records: list.filter((message) => message.offset < point).flatMap((m) => m.records) };
+    });
+    return { offsets, records: parts.flatMap((part) => part.records), parts };
   }
 
   /** Notes that `commit` is stored in Kafka, and forgets the agent tasks it settles. */

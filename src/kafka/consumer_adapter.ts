@@ -24,12 +24,15 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
-import type { Batch, HeaderValue, SourceRecord } from "../model.ts";
+import { type Batch, type HeaderValue, partitionId, type SourceRecord } from "../model.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import { Channel } from "../util/channel.ts";
 import { resolveTopics } from "./topics.ts";
 
 const log = getLogger(["agentstream", "consumer"]);
+
+/** How long the consumer keeps restarting while it cannot rejoin its group (the broker is gone) before the bridge stops. */
+const RESTART_FOR_MS = 5 * 60_000;
 const encoder = new TextEncoder();
 
 export interface ConsumerAdapterOptions {
@@ -59,7 +62,7 @@ export interface ConsumerAdapterOptions {
    * Called synchronously whenever kafkajs is about to fetch every partition from its committed
    * offset again (see the module comment), with what caused it.
    */
-  onAssignmentChanged?: (cause: string) => void;
+  onAssignmentChanged?: (cause: string, assigned?: { topic: string; partition: number }[]) => void;
   /** Called with fetching paused before a resubscribe: resolve once all queued work is committed. */
   drain: () => Promise<void>;
   /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
@@ -106,6 +109,8 @@ export class ConsumerAdapter {
   /** Topics flow control wants paused; applied again after every (re)start of kafkajs's runner. */
   #paused: ReadonlySet<string> = new Set();
   #joined = false;
+  /** When the consumer began to crash without joining its group in between. */
+  #crashingSince: number | undefined;
   /** Subscribing again: everything stays paused, whatever flow control says meanwhile. */
   #draining = false;
   /** Commits kafkajs reported as sent to the coordinator. */
@@ -122,15 +127,32 @@ export class ConsumerAdapter {
       heartbeatInterval: Math.min(3_000, Math.floor((options.sessionTimeoutMs ?? 30_000) / 10)),
       // A stop waits for the fetch in progress; a short long-poll keeps stopping quick.
       maxWaitTimeInMs: 1_000,
+      // kafkajs gives up for good on some errors a broker restart causes ("Failed to find group
+      // coordinator"): restart on every crash instead, until crashes go on for RESTART_FOR_MS.
+      retry: {
+        restartOnFailure: (error) => {
+          this.#crashingSince ??= Date.now();
+          const restart = Date.now() - this.#crashingSince < RESTART_FOR_MS;
+          log.warn("the consumer failed ({error}): {action}", {
+            error: error.message,
+            action: restart ? "restarting" : "giving up",
+          });
+          return Promise.resolve(restart);
+        },
+      },
     });
     const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT, COMMIT_OFFSETS } = this.#consumer.events;
     const changed = (cause: string) => options.onAssignmentChanged?.(cause);
-    this.#consumer.on(GROUP_JOIN, () => {
+    this.#consumer.on(GROUP_JOIN, ({ payload }) => {
       this.#joined = true;
+      this.#crashingSince = undefined;
       // Every join hands out partitions from their committed offsets, whether or not kafkajs said
       // REBALANCING first (it does not on a rejoin after UNKNOWN_MEMBER_ID or a restart).
-      changed("joined the group");
-      this.#applyPaused(new Set());
+      const assigned = Object.entries(payload.memberAssignment ?? {}).flatMap(([topic, partitions]) =>
+        (partitions as number[]).map((partition) => ({ topic, partition }))
+      );
+      options.onAssignmentChanged?.("joined the group", assigned);
+      this.#applyPaused();
     });
     for (const left of [CRASH, REBALANCING, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#joined = false);
     this.#consumer.on(CRASH, ({ payload }) => {
@@ -215,7 +237,7 @@ export class ConsumerAdapter {
       eachBatch: (payload) => this.#eachBatch(payload),
     });
     this.#running = true;
-    this.#applyPaused(new Set());
+    this.#applyPaused();
   }
 
   // kafkajs throws when its group is not set up (between stop and run, or restarting after a
@@ -234,15 +256,17 @@ export class ConsumerAdapter {
 
   /** Fetches only topics outside `paused` from now on (flow control's whole set, not a change). */
   setPaused(paused: ReadonlySet<string>): void {
-    const before = this.#paused;
     this.#paused = new Set(paused);
-    if (this.#running && !this.#closed && !this.#draining) this.#applyPaused(before);
+    if (this.#running && !this.#closed && !this.#draining) this.#applyPaused();
   }
 
-  /** Pauses and resumes what differs between `before` and the wanted set. */
-  #applyPaused(before: ReadonlySet<string>): void {
-    const pause = [...this.#paused].filter((topic) => !before.has(topic) && this.#subscribed.includes(topic));
-    const resume = [...before].filter((topic) => !this.#paused.has(topic) && this.#subscribed.includes(topic));
+  /**
+   * Pauses the wanted topics and resumes the others, all of them each time: kafkajs forgets its
+   * pauses when its runner restarts, and both calls are cheap and idempotent.
+   */
+  #applyPaused(): void {
+    const pause = this.#subscribed.filter((topic) => this.#paused.has(topic));
+    const resume = this.#subscribed.filter((topic) => !this.#paused.has(topic));
     if (pause.length) this.#try("pause", () => this.#consumer.pause(pause.map((topic) => ({ topic }))));
     if (resume.length) this.#try("resume", () => this.#consumer.resume(resume.map((topic) => ({ topic }))));
   }
@@ -282,6 +306,28 @@ export class ConsumerAdapter {
       if (first !== "tick") return first.value;
       await heartbeat();
     }
+  }
+
+  /**
+   * Moves the fetch position of `partitions` to their committed offsets as the group coordinator
+   * has them now (what kafkajs read when it joined may be older), dropping what was fetched since;
+   * then signals an assignment change, so work begun from the old position goes stale.
+   */
+  async seekToCommitted(partitions: readonly { topic: string; partition: number }[]): Promise<void> {
+    const topics = [...new Set(partitions.map((p) => p.topic))];
+    const wanted = new Set(partitions.map((p) => partitionId(p.topic, p.partition)));
+    for (
+      const { topic, partitions: offsets } of await this.#options.admin.fetchOffsets({
+        groupId: this.#options.groupId,
+        topics,
+      })
+    ) {
+      for (const { partition, offset } of offsets) {
+        if (!wanted.has(partitionId(topic, partition)) || BigInt(offset) < 0n) continue;
+        this.#try("seek", () => this.#consumer.seek({ topic, partition, offset }));
+      }
+    }
+    this.#options.onAssignmentChanged?.("moved to the committed offsets");
   }
 
   /**

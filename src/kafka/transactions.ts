@@ -1,22 +1,29 @@
 /**
  * @module
  * Exactly-once output: replies and DLQ records are staged in memory and written, together with the
- * consumed offsets they settle, in one Kafka transaction per commit interval. A reader with
- * `isolation.level=read_committed` sees each source message's outcome exactly once: a crash before
- * the commit aborts the records along with the offsets, and the messages are handled again.
+ * consumed offsets they settle, in Kafka transactions: each commit interval, one per input
+ * partition, on that partition's own transactional producer (see src/kafka/partition_producers.ts).
+ * A reader with `isolation.level=read_committed` sees each source message's outcome exactly once: a
+ * crash before the commit aborts the records along with the offsets, and the messages are handled
+ * again; a member that lost a partition is fenced by its new owner and cannot commit for it.
  *
  * @example
  * ```ts
- * import { TransactionalOutput } from "./transactions.ts";
- * // const output = new TransactionalOutput(producer, "my-group");
- * // publish(jobs, output.publishContext())                 // records wait on their jobs
- * // const commit = ledger.take();                           // the ledger stages them with their offsets
- * // await output.commit(commit.records, commit.offsets);    // one transaction
+ * import { fitting } from "./transactions.ts";
+ * // const output = new TransactionalOutput(new PartitionProducers(kafka, groupId), groupId, limits);
+ * // publish(jobs, output.publishContext())   // records wait on their jobs
+ * // await output.commit(ledger.take())        // a transaction per input partition
+ * const record = { key: null, value: new Uint8Array(600_000), headers: {} };
+ * if (fitting([record, record], 1_048_588).length !== 2) throw new Error("two sends: one batch would be too large");
  * ```
  */
-import type { Producer } from "kafkajs";
+import { getLogger } from "@logtape/logtape";
 import type { TopicPartitionOffset } from "../offsets.ts";
-import type { StagedRecord } from "../ledger.ts";
+import type { Commit, StagedRecord } from "../ledger.ts";
+import { errorMessage } from "../errors.ts";
+import { isFenced, type PartitionProducers } from "./partition_producers.ts";
+
+const log = getLogger(["agentstream", "transactions"]);
 import type { PublishContext } from "../stages/publish.ts";
 import { toKafkaMessage } from "./message.ts";
 import { batchBytes, recordBytes, type RecordLimits } from "./record_limits.ts";
@@ -29,13 +36,13 @@ export class RecordTooLarge extends Error {
 }
 
 export class TransactionalOutput {
-  readonly #producer: Producer;
+  readonly #producers: PartitionProducers;
   readonly #groupId: string;
   readonly #limits: RecordLimits | undefined;
 
   /** With `limits`, sends are split to fit the broker, and a record too large for its topic is refused at once. */
-  constructor(producer: Producer, groupId: string, limits?: RecordLimits) {
-    this.#producer = producer;
+  constructor(producers: PartitionProducers, groupId: string, limits?: RecordLimits) {
+    this.#producers = producers;
     this.#groupId = groupId;
     this.#limits = limits;
   }
@@ -59,14 +66,48 @@ export class TransactionalOutput {
     };
   }
 
+  /** Takes over the transactional ids of the partitions assigned now (see {@link PartitionProducers.claim}). */
+  claim(assigned: readonly { topic: string; partition: number }[]): Promise<void> {
+    return this.#producers.claim(assigned);
+  }
+
   /**
-   * Writes `records` and commits `offsets` in one transaction; on failure aborts it and throws.
-   * Records go out in sends that each fit their topic's limit: kafkajs puts one call's records for a
-   * partition in one record batch, which the broker refuses past `max.message.bytes`.
+   * Commits `commit`: one transaction per input partition, holding its records and its offset, on
+   * that partition's producer. A partition whose producer was fenced (or that this member has not
+   * claimed) belongs to another member now, which handles its messages again: it is left to it,
+   * and left out of what this returns, the offsets committed. Any other failure throws.
    */
-  async commit(records: readonly StagedRecord[], offsets: TopicPartitionOffset[]): Promise<void> {
-    if (!records.length && !offsets.length) return;
-    const transaction = await this.#producer.transaction();
+  async commit(commit: Commit): Promise<Commit> {
+    const failures: unknown[] = [];
+    const left = new Set<TopicPartitionOffset>();
+    await Promise.all(commit.parts.map(async ({ offset, records }) => {
+      try {
+        await this.#commitPart(offset, records);
+      } catch (error) {
+        if (!isFenced(error)) return void failures.push(error);
+        left.add(offset);
+        log.warn("{topic}/{partition} belongs to another member now: its transaction is left to it ({error})", {
+          topic: offset.topic,
+          partition: offset.partition,
+          error: errorMessage(error),
+        });
+        await this.#producers.release(offset.topic, offset.partition);
+      }
+    }));
+    if (failures.length) throw failures[0];
+    if (!left.size) return commit;
+    const parts = commit.parts.filter((part) => !left.has(part.offset));
+    return { offsets: parts.map((p) => p.offset), records: parts.flatMap((p) => p.records), parts };
+  }
+
+  /**
+   * One partition's transaction. Records go out in sends that each fit their topic's limit: kafkajs
+   * puts one send's records for a partition in one record batch, which the broker refuses past
+   * `max.message.bytes`.
+   */
+  async #commitPart(offset: TopicPartitionOffset, records: readonly StagedRecord[]): Promise<void> {
+    const producer = await this.#producers.claimed(offset.topic, offset.partition);
+    const transaction = await producer.transaction();
     try {
       for (const [topic, list] of Map.groupBy(records, (r) => r.topic)) {
         const limit = (await this.#limits?.of(topic)) ?? Number.POSITIVE_INFINITY;
@@ -74,21 +115,20 @@ export class TransactionalOutput {
           await transaction.sendBatch({ acks: -1, topicMessages: [{ topic, messages: chunk.map(toKafkaMessage) }] });
         }
       }
-      if (offsets.length) {
-        const byTopic = Map.groupBy(offsets, (o) => o.topic);
-        await transaction.sendOffsets({
-          consumerGroupId: this.#groupId,
-          topics: [...byTopic].map(([topic, list]) => ({
-            topic,
-            partitions: list.map(({ partition, offset }) => ({ partition, offset })),
-          })),
-        });
-      }
+      await transaction.sendOffsets({
+        consumerGroupId: this.#groupId,
+        topics: [{ topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] }],
+      });
       await transaction.commit();
     } catch (error) {
       await transaction.abort().catch(() => {});
       throw error;
     }
+  }
+
+  /** Closes every partition's producer. */
+  close(): Promise<void> {
+    return this.#producers.close();
   }
 }
 

@@ -2,8 +2,10 @@
 import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
-import { createTopics, produce, readAll, testKafka, uniqueId } from "../support/kafka.ts";
-import { until } from "../support/until.ts";
+import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import { until, within } from "../support/until.ts";
+import { testBroker } from "../support/broker.ts";
+import { type MainProcess, pipelineDir, startMain } from "../support/main_process.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -92,6 +94,120 @@ delivery: { guarantee: exactly-once }
       assert.deepEqual(replies.map((r) => r.key), ["small"]);
     } finally {
       await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+/** Two or more bridge processes of one exactly-once group, and what read_committed readers see at the end. */
+async function eosGroup(total: number) {
+  const topic = `eos-group-${uniqueId()}.events`;
+  const { kafka } = await testKafka();
+  await createTopics(kafka, [topic], 4);
+  await createTopics(kafka, [`${topic}.responses`, `${topic}.dlq`], 4);
+  // Slow enough that a member always holds replies not yet committed.
+  const agent = startDemoAgent({ latencyMs: 150 });
+  const env = {
+    PIPELINES_DIR: await pipelineDir(
+      `name: group\nsource: { topics: [${topic}] }\n` +
+        `routes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\n` +
+        `delivery: { guarantee: exactly-once, concurrency: 16 }\n`,
+    ),
+    KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+    KAFKA_GROUP_ID: `eos-group-${uniqueId()}`,
+    ARCHESTRA_URL: agent.url,
+    COMMIT_INTERVAL: "2s",
+    KAFKA_SESSION_TIMEOUT: "6s",
+    LOG_LEVEL: Deno.env.get("EOS_TEST_LOG_LEVEL") ?? "WARNING",
+  };
+  /** Produces the events 40 at a time, every 200 ms, so that work goes on while members come and go. */
+  const produceAll = async () => {
+    for (let from = 0; from < total; from += 40) {
+      const events = Array.from({ length: Math.min(40, total - from) }, (_, i) => from + i);
+      await produce(kafka, topic, events.map((n) => ({ key: `k${n}`, value: JSON.stringify({ n }) })));
+      await new Promise((resolve) => setTimeout(resolve, 200)); // a steady rate, not a synchronisation
+    }
+  };
+  const source = (r: { headers: Record<string, string> }) =>
+    `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`;
+  /** Waits until every event has a reply for read_committed readers; then checks there is only one each. */
+  const exactlyOnce = async () => {
+    await readRecords(kafka, [`${topic}.responses`], total, {
+      until: (records) => new Set(records.map(source)).size >= total,
+      timeoutMs: 120_000,
+    });
+    const replies = await readAll(kafka, `${topic}.responses`);
+    assert.equal(new Set(replies.map(source)).size, total, "every event has a reply");
+    const seen = new Map<string, number>();
+    for (const reply of replies) seen.set(source(reply), (seen.get(source(reply)) ?? 0) + 1);
+    const twice = [...seen].filter(([, n]) => n > 1).map(([at]) => at);
+    assert.equal(replies.length, total, `and only one, for read_committed readers (twice: ${twice.slice(0, 20)})`);
+  };
+  return { env, agent, produceAll, exactlyOnce };
+}
+
+/** Stops a member and keeps its output where EOS_TEST_LOG_LEVEL asks for it (to debug these tests). */
+async function stopMember(member: MainProcess, signal: Deno.Signal = "SIGTERM"): Promise<number> {
+  try {
+    member.child.kill(signal);
+  } catch {
+    // exited already
+  }
+  const { code, stdout, stderr } = await member.output;
+  if (Deno.env.get("EOS_TEST_LOG_LEVEL")) {
+    Deno.writeTextFileSync(`/tmp/eos-member-${member.child.pid}.log`, stdout + stderr);
+  }
+  return code;
+}
+
+Deno.test(
+  "exactly-once: a member frozen past its session timeout, then thawed, is fenced: each reply once",
+  integration,
+  async () => {
+    const { env, agent, produceAll, exactlyOnce } = await eosGroup(800);
+    const frozen = await startMain(env);
+    const other = await startMain(env);
+    try {
+      const producing = produceAll();
+      await within(agent.waitForRequests(120), "both members at work");
+      Deno.kill(frozen.child.pid, "SIGSTOP");
+      // The group gives up on it after its session timeout; the other member takes its partitions
+      // and handles again what it had not committed.
+      await producing;
+      await exactlyOnce();
+      Deno.kill(frozen.child.pid, "SIGCONT");
+      // Thawed, it learns it was dropped from the group, but first finishes its calls and tries to
+      // commit them, for partitions that are not its own any more: its transactions must fail.
+      await frozen.waitForLog((r) => /not aware of this member/.test(r.message), "the thawed member to rejoin");
+      // Stopped, both commit what they have left: nothing the zombie did may show.
+      assert.equal(await stopMember(frozen), 0);
+      assert.equal(await stopMember(other), 0);
+      await exactlyOnce();
+    } finally {
+      await stopMember(frozen, "SIGCONT");
+      await Promise.all([stopMember(frozen), stopMember(other)]);
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "exactly-once: a rolling restart, one member after the other, while events flow: each reply once",
+  integration,
+  async () => {
+    const { env, agent, produceAll, exactlyOnce } = await eosGroup(1_200);
+    const members = [await startMain(env), await startMain(env)];
+    try {
+      const producing = produceAll();
+      for (let i = 0; i < members.length; i++) {
+        await within(agent.waitForRequests(agent.requests.length + 60), `work before restarting member ${i}`);
+        assert.equal(await stopMember(members[i]), 0, "a clean stop");
+        members[i] = await startMain(env);
+      }
+      await producing;
+      await exactlyOnce();
+    } finally {
+      await Promise.all(members.map((member) => stopMember(member)));
       await agent.close();
     }
   },

@@ -81,7 +81,8 @@ export async function startMain(
     return text;
   };
   const output = capture
-    ? Promise.all([readAll(child.stdout, onLine), readAll(child.stderr), child.status])
+    // Log records come on both streams: the console sink writes warnings and errors to stderr.
+    ? Promise.all([readAll(child.stdout, onLine), readAll(child.stderr, onLine), child.status])
       .then(([stdout, stderr, status]) => ({ code: status.code, stdout, stderr }))
     : child.status.then((status) => ({ code: status.code, stdout: "", stderr: "" }));
 

@@ -1,0 +1,125 @@
+/**
+ * @module
+ * One transactional producer per input partition, with a transactional id derived from the group,
+ * the topic and the partition: how Kafka Streams kept exactly-once before KIP-447, which kafkajs
+ * 2.2.4 lacks (its `sendOffsets` carries no group generation). Whoever owns a partition now
+ * initialises that id, and the broker then fences every earlier holder of it and aborts its open
+ * transaction: a member that was frozen past its session timeout, or a pod that a rolling restart
+ * replaced under another host name, can no longer commit replies for a partition it lost.
+ *
+ * @example
+ * ```ts
+ * import { transactionalIdFor } from "./partition_producers.ts";
+ * if (transactionalIdFor("support", "orders", 3) !== "support-orders-3") throw new Error("group, topic, partition");
+ * ```
+ */
+import { getLogger } from "@logtape/logtape";
+import type { Kafka, Producer } from "kafkajs";
+import { Partitioners } from "kafkajs";
+import { errorMessage } from "../errors.ts";
+import { partitionId } from "../model.ts";
+
+const log = getLogger(["agentstream", "transactions"]);
+
+/** The transactional id of one input partition: the same on every process of the group. */
+export function transactionalIdFor(prefix: string, topic: string, partition: number): string {
+  return `${prefix}-${topic}-${partition}`;
+}
+
+/** A commit for a partition this process has not claimed: it belongs to another member (or did meanwhile). */
+export class NotClaimed extends Error {
+  override name = "NotClaimed";
+}
+
+/** Whether `error` says another producer took this transactional id over (this one is fenced). */
+export function isFenced(error: unknown): boolean {
+  if (error instanceof NotClaimed) return true;
+  for (let e = error as { type?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (["PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"].includes(e.type ?? "")) {
+      return true;
+    }
+  }
+  return /fenced|epoch/i.test(errorMessage(error));
+}
+
+export class PartitionProducers {
+  readonly #kafka: Kafka;
+  readonly #prefix: string;
+  readonly #producers = new Map<string, Promise<Producer>>();
+
+  /** `prefix` is the group id, or KAFKA_TRANSACTIONAL_ID where set. */
+  constructor(kafka: Kafka, prefix: string) {
+    this.#kafka = kafka;
+    this.#prefix = prefix;
+  }
+
+  /** Producers open now (one per partition this process owns or has committed for). */
+  get size(): number {
+    return this.#producers.size;
+  }
+
+  /**
+   * The producer of a partition this process claimed. Never made here: a member thawed after its
+   * partitions moved would take their ids back from the new owner.
+   */
+  claimed(topic: string, partition: number): Promise<Producer> {
+    const producer = this.#producers.get(partitionId(topic, partition));
+    if (!producer) return Promise.reject(new NotClaimed(`${topic}/${partition} is not claimed by this member`));
+    return producer;
+  }
+
+  /** The producer of one input partition, connected (which fences any earlier holder of its id). */
+  #connect(topic: string, partition: number): Promise<Producer> {
+    const id = partitionId(topic, partition);
+    let producer = this.#producers.get(id);
+    if (!producer) {
+      const created = this.#kafka.producer({
+        transactionalId: transactionalIdFor(this.#prefix, topic, partition),
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: true,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
+      // kafkajs's connect() initialises only its idempotent side; the transactional id is taken
+      // (InitProducerId, which fences earlier holders and ends their open transaction) on the first
+      // transaction. An empty one, aborted, takes it now and sends nothing else.
+      producer = created.connect()
+        .then(() => created.transaction())
+        .then((transaction) => transaction.abort())
+        .then(() => created);
+      producer.catch(() => this.#producers.delete(id));
+      this.#producers.set(id, producer);
+    }
+    return producer;
+  }
+
+  /**
+   * Takes the partitions `assigned` over now, with producers made afresh (one kept from before may
+   * have been fenced meanwhile): connecting them fences every earlier holder of their ids and waits
+   * for its open transaction to end. Producers of partitions no longer assigned are closed.
+   */
+  async claim(assigned: readonly { topic: string; partition: number }[]): Promise<void> {
+    await this.close();
+    await Promise.all(assigned.map(({ topic, partition }) => this.#connect(topic, partition)));
+  }
+
+  /** Closes one partition's producer (fenced, or the partition is gone). */
+  async release(topic: string, partition: number): Promise<void> {
+    await this.#close(partitionId(topic, partition));
+  }
+
+  async #close(id: string): Promise<void> {
+    const producer = this.#producers.get(id);
+    this.#producers.delete(id);
+    try {
+      await (await producer)?.disconnect();
+    } catch (error) {
+      log.debug("closing a transactional producer: {error}", { error: errorMessage(error) });
+    }
+  }
+
+  /** Closes every producer. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#producers.keys()].map((id) => this.#close(id)));
+  }
+}
