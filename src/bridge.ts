@@ -42,6 +42,7 @@ import { match } from "./stages/match.ts";
 import { type Outcome, publish } from "./stages/publish.ts";
 import { transform } from "./stages/transform.ts";
 import { pipe } from "./util/pipe.ts";
+import { abortableDelay } from "./util/abortable_delay.ts";
 
 const log = getLogger(["agentstream", "bridge"]);
 
@@ -153,7 +154,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     archestraApi: settings.archestraApi,
   };
   const limits = agentLimits(pipelines, archestra);
-  const { admin, producer, tasks, transactional } = await connectKafka(options);
+  // A fenced transaction is handled below (onFenced), once the rest is wired.
+  const { admin, producer, tasks, transactional } = await connectKafka(options, () => onFenced());
 
   const stats: BridgeStats = {
     consumed: 0,
@@ -273,7 +275,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     room: roomFor,
     onAssignmentChanged: (cause, assigned) => {
-      if (consumer.topics.length && (cause !== "joined the group" || joinedBefore)) stats.rebalances++;
+      const counted = cause !== "moved to the committed offsets" && (cause !== "joined the group" || joinedBefore);
+      if (consumer.topics.length && counted) stats.rebalances++;
       joinedBefore ||= cause === "joined the group";
       log.debug("assignment changed ({cause}): committing what is finished, dropping the rest", { cause });
       // Synchronously, before kafkajs fetches again: what is finished is committed, the rest dropped.
@@ -304,17 +307,46 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   let claims = 0;
   const claim = async (assigned: { topic: string; partition: number }[]) => {
     const mine = ++claims;
+    const current = () => mine === claims;
     flow.set("claiming", true);
     try {
-      // In the commits' turn: no transaction is under way on a producer being replaced.
-      await commits.exclusive(() => transactional!.claim(assigned));
-      await consumer.seekToCommitted(assigned);
+      // In the commits' turn, so no transaction is under way on a producer being replaced; and
+      // not at all once a newer join overtook this one (its claim is the one that counts).
+      await commits.exclusive(async () => {
+        for (let attempt = 1; current(); attempt++) {
+          try {
+            await transactional!.claim(assigned);
+            // Fenced commits before now (the old generation's, queued ahead of this) are answered by this join.
+            clearTimeout(fencedTimer);
+            fencedTimer = undefined;
+            await consumer.seekToCommitted(assigned);
+            return;
+          } catch (error) {
+            // Right after a broker restart the coordinator may not be there yet: try a few times.
+            if (attempt >= 4) throw error;
+            log.warn("could not take over the transactional ids of {assigned} yet: {error}", {
+              assigned,
+              error: errorMessage(error),
+            });
+            await abortableDelay(1_000 * attempt, stopping.signal);
+          }
+        }
+      });
     } catch (error) {
       // Without its partitions' transactional ids this member could commit nothing it does: stop.
-      void shutdown(new FatalError(`cannot take over the transactional ids of its partitions: ${errorMessage(error)}`));
+      if (current()) void shutdown(new FatalError(`cannot take over the transactional ids: ${errorMessage(error)}`));
     } finally {
-      if (mine === claims) flow.set("claiming", false);
+      if (current()) flow.set("claiming", false);
     }
+  };
+  // A commit left to another member ("fenced") while no rebalance followed: this member is not told
+  // it lost the partition, or its transaction timed out. Either way it cannot go on: stop after
+  // twice the session timeout without a join.
+  let fencedTimer: ReturnType<typeof setTimeout> | undefined;
+  const onFenced = () => {
+    fencedTimer ??= setTimeout(() => {
+      void shutdown(new FatalError("a transaction was fenced and no rebalance followed: restarting to rejoin"));
+    }, 2 * (settings.sessionTimeoutMs ?? 30_000));
   };
 
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
@@ -364,6 +396,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const result = await run.then(() => undefined, (error) => error);
       clearTimeout(grace);
       timers.forEach(clearInterval);
+      clearTimeout(fencedTimer);
       circuits.dispose();
       // Only what finished is committed; a failure above leaves the rest for the next run.
       await commits.now();
@@ -464,7 +497,7 @@ function logOutcome(job: Job, outcome: Outcome): void {
  * exactly-once pipeline, transactional producers per input partition (offsets are per message, so
  * one such pipeline makes the whole process transactional).
  */
-async function connectKafka(options: BridgeOptions) {
+async function connectKafka(options: BridgeOptions, onFenced: () => void) {
   const { kafka, pipelines, settings } = options;
   const exactlyOnce = pipelines.some((p) => p.delivery.guarantee === "exactly-once");
   const admin = kafka.admin();
@@ -479,6 +512,7 @@ async function connectKafka(options: BridgeOptions) {
       new PartitionProducers(kafka, settings.transactionalId ?? settings.groupId),
       settings.groupId,
       limits,
+      onFenced,
     )
     : undefined;
   const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });

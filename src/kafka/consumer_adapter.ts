@@ -127,8 +127,8 @@ export class ConsumerAdapter {
       heartbeatInterval: Math.min(3_000, Math.floor((options.sessionTimeoutMs ?? 30_000) / 10)),
       // A stop waits for the fetch in progress; a short long-poll keeps stopping quick.
       maxWaitTimeInMs: 1_000,
-      // kafkajs gives up for good on some errors a broker restart causes ("Failed to find group
-      // coordinator"): restart on every crash instead, until crashes go on for RESTART_FOR_MS.
+      // kafkajs restarts after a retriable crash, without end by default: a broker gone for good
+      // then hangs the bridge. Restart until crashes have gone on for RESTART_FOR_MS without a join.
       retry: {
         restartOnFailure: (error) => {
           this.#crashingSince ??= Date.now();

@@ -31,15 +31,17 @@ export class NotClaimed extends Error {
   override name = "NotClaimed";
 }
 
-/** Whether `error` says another producer took this transactional id over (this one is fenced). */
+/**
+ * Whether `error` says another producer took this transactional id over (this one is fenced):
+ * INVALID_PRODUCER_EPOCH, or PRODUCER_FENCED (code 90, which kafkajs 2.2.4 does not name), found
+ * on the error or its causes (kafkajs wraps it in KafkaJSNonRetriableError).
+ */
 export function isFenced(error: unknown): boolean {
   if (error instanceof NotClaimed) return true;
-  for (let e = error as { type?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (["PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"].includes(e.type ?? "")) {
-      return true;
-    }
+  for (let e = error as { type?: string; code?: number; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.type === "INVALID_PRODUCER_EPOCH" || e.type === "PRODUCER_FENCED" || e.code === 90) return true;
   }
-  return /fenced|epoch/i.test(errorMessage(error));
+  return false;
 }
 
 export class PartitionProducers {
@@ -87,7 +89,10 @@ export class PartitionProducers {
         .then(() => created.transaction())
         .then((transaction) => transaction.abort())
         .then(() => created);
-      producer.catch(() => this.#producers.delete(id));
+      producer.catch(() => {
+        this.#producers.delete(id);
+        void created.disconnect().catch(() => {});
+      });
       this.#producers.set(id, producer);
     }
     return producer;

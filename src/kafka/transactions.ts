@@ -39,12 +39,17 @@ export class TransactionalOutput {
   readonly #producers: PartitionProducers;
   readonly #groupId: string;
   readonly #limits: RecordLimits | undefined;
+  readonly #onFenced: () => void;
 
-  /** With `limits`, sends are split to fit the broker, and a record too large for its topic is refused at once. */
-  constructor(producers: PartitionProducers, groupId: string, limits?: RecordLimits) {
+  /**
+   * With `limits`, sends are split to fit the broker, and a record too large for its topic is
+   * refused at once. `onFenced` hears of every partition's commit left to another member.
+   */
+  constructor(producers: PartitionProducers, groupId: string, limits?: RecordLimits, onFenced: () => void = () => {}) {
     this.#producers = producers;
     this.#groupId = groupId;
     this.#limits = limits;
+    this.#onFenced = onFenced;
   }
 
   /**
@@ -86,6 +91,7 @@ export class TransactionalOutput {
       } catch (error) {
         if (!isFenced(error)) return void failures.push(error);
         left.add(offset);
+        this.#onFenced();
         log.warn("{topic}/{partition} belongs to another member now: its transaction is left to it ({error})", {
           topic: offset.topic,
           partition: offset.partition,
