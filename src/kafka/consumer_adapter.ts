@@ -53,7 +53,7 @@ export interface ConsumerAdapterOptions {
    */
   onBatch: (batch: Batch) => Batch;
   /**
-   * Resolves with how many more messages of `topic` may be taken in now; a fetched batch larger
+   * How many more messages of `topic` may be taken in now; a fetched batch larger
    * than that is taken in parts, so the in-flight caps hold however large fetches are. 0 means the
    * topic is paused: the rest of the batch is left, and fetched again when it resumes.
    */

@@ -58,13 +58,7 @@ Deno.test(
     const topic = `large-${uniqueId()}.events`;
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic]);
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({
-      topics: [{ topic: `${topic}.dlq`, configEntries: [{ name: "max.message.bytes", value: "20000" }] }],
-      waitForLeaders: true,
-    });
-    await admin.disconnect();
+    await createTopics(kafka, [`${topic}.dlq`], 1, { "max.message.bytes": "20000" });
     const agent = startDemoAgent();
     const bridge = await startTestBridge({
       pipelines: pipelinesFrom([`

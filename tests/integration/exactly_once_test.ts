@@ -58,13 +58,7 @@ Deno.test(
     const topic = `eos-large-${uniqueId()}.events`;
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic]);
-    const admin = kafka.admin();
-    await admin.connect();
-    await admin.createTopics({
-      topics: [{ topic: `${topic}.responses`, configEntries: [{ name: "max.message.bytes", value: "5000" }] }],
-      waitForLeaders: true,
-    });
-    await admin.disconnect();
+    await createTopics(kafka, [`${topic}.responses`], 1, { "max.message.bytes": "5000" });
     const agent = startDemoAgent();
     const bridge = await startTestBridge({
       pipelines: pipelinesFrom([`

@@ -16,13 +16,19 @@ export async function testKafka(): Promise<{ kafka: Kafka; brokers: string[] }> 
   return { kafka: createKafka(loadSettings({ KAFKA_CLIENT_ID: "agentstream-test" }), brokers), brokers };
 }
 
-/** Creates topics (with `partitions` each) and waits for their leaders. */
-export async function createTopics(kafka: Kafka, topics: string[], partitions = 1): Promise<void> {
+/** Creates topics (with `partitions` each, and topic `configs` such as `max.message.bytes`) and waits for their leaders. */
+export async function createTopics(
+  kafka: Kafka,
+  topics: string[],
+  partitions = 1,
+  configs: Record<string, string> = {},
+): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
+    const configEntries = Object.entries(configs).map(([name, value]) => ({ name, value }));
     await admin.createTopics({
-      topics: topics.map((topic) => ({ topic, numPartitions: partitions })),
+      topics: topics.map((topic) => ({ topic, numPartitions: partitions, configEntries })),
       waitForLeaders: true,
     });
   } finally {
