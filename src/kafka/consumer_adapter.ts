@@ -69,6 +69,26 @@ export interface ConsumerAdapterOptions {
   onSubscribe?: (topics: string[]) => Promise<void>;
   /** Batches buffered ahead of the pipeline. */
   capacity?: number;
+  /** The wait before the adapter restarts a consumer kafkajs left stopped (default 1 s). */
+  restartDelayMs?: number;
+}
+
+/**
+ * Errors no restart can cure (credentials or ACLs refused): the bridge stops and says why. kafkajs
+ * also deems others non-retriable that a broker restart causes, such as
+ * KafkaJSGroupCoordinatorNotFound; those are restarted.
+ */
+function isFatal(error: unknown): boolean {
+  const { name, type } = (error ?? {}) as { name?: string; type?: string };
+  return /SASL|AUTHENTICATION|AUTHORIZATION/i.test(`${name} ${type}`);
+}
+
+/** Whether kafkajs restarts this crash itself when `restartOnFailure` agrees (src/consumer/index.js). */
+function kafkajsRetries(error: unknown): boolean {
+  let cause = error as { name?: string; retriable?: boolean; cause?: unknown } | undefined;
+  if (cause?.name === "KafkaJSNumberOfRetriesExceeded") return true;
+  while ((cause as { cause?: unknown } | undefined)?.cause) cause = cause!.cause as typeof cause;
+  return cause?.retriable === true;
 }
 
 /** A header value as bytes; a header without a value (null on the wire) stays null. */
@@ -116,6 +136,7 @@ export class ConsumerAdapter {
   /** Commits kafkajs reported as sent to the coordinator. */
   #commitsSent = 0;
   #refreshing: Promise<void> = Promise.resolve();
+  #restartTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: ConsumerAdapterOptions) {
     this.#options = options;
@@ -130,15 +151,7 @@ export class ConsumerAdapter {
       // kafkajs restarts after a retriable crash, without end by default: a broker gone for good
       // then hangs the bridge. Restart until crashes have gone on for RESTART_FOR_MS without a join.
       retry: {
-        restartOnFailure: (error) => {
-          this.#crashingSince ??= Date.now();
-          const restart = Date.now() - this.#crashingSince < RESTART_FOR_MS;
-          log.warn("the consumer failed ({error}): {action}", {
-            error: error.message,
-            action: restart ? "restarting" : "giving up",
-          });
-          return Promise.resolve(restart);
-        },
+        restartOnFailure: (error) => Promise.resolve(this.#keepRestarting(error)),
       },
     });
     const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT, COMMIT_OFFSETS } = this.#consumer.events;
@@ -157,7 +170,15 @@ export class ConsumerAdapter {
     for (const left of [CRASH, REBALANCING, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#joined = false);
     this.#consumer.on(CRASH, ({ payload }) => {
       changed(`the consumer crashed: ${payload.error?.message ?? payload.error}`);
-      if (!payload.restart) this.#channel.fail(payload.error);
+      if (payload.restart || this.#closed) return;
+      // kafkajs has disconnected and will not restart: a retriable error it asked us about already
+      // (and we said no), a non-retriable one it never retries, though a broker restart causes some.
+      this.#running = false;
+      if (kafkajsRetries(payload.error) || isFatal(payload.error) || !this.#keepRestarting(payload.error)) {
+        this.#channel.fail(payload.error);
+      } else {
+        this.#restartLater();
+      }
     });
     this.#consumer.on(REBALANCING, () => {
       log.info("the consumer group is rebalancing");
@@ -229,6 +250,10 @@ export class ConsumerAdapter {
     }
     this.#subscribed = [...this.#subscribed, ...added].sort();
     log.info("consuming {topics}", { topics: this.#subscribed });
+    await this.#run();
+  }
+
+  async #run(): Promise<void> {
     await this.#consumer.run({
       autoCommit: false,
       // Offsets are resolved part by part as parts are queued: a batch left half-way (rebalance,
@@ -238,6 +263,39 @@ export class ConsumerAdapter {
     });
     this.#running = true;
     this.#applyPaused();
+  }
+
+  /**
+   * Whether to restart after `error`: yes until crashes have gone on for RESTART_FOR_MS without a
+   * join in between (a broker gone for good then stops the bridge instead of hanging it).
+   */
+  #keepRestarting(error: unknown): boolean {
+    this.#crashingSince ??= Date.now();
+    const restart = Date.now() - this.#crashingSince < RESTART_FOR_MS;
+    log.warn("the consumer failed ({error}): {action}", {
+      error: (error as Error)?.message ?? String(error),
+      action: restart ? "restarting" : "giving up",
+    });
+    return restart;
+  }
+
+  /** Connects and runs the consumer again after a while, in turn with subscription changes. */
+  #restartLater(): void {
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = setTimeout(() => {
+      this.#refreshing = this.#refreshing.then(async () => {
+        if (this.#closed || this.#running) return;
+        try {
+          await this.#consumer.connect();
+          // A run whose start fails crashes again (CRASH), which decides anew.
+          await this.#run();
+        } catch (error) {
+          if (this.#closed) return;
+          if (!isFatal(error) && this.#keepRestarting(error)) this.#restartLater();
+          else this.#channel.fail(error);
+        }
+      });
+    }, this.#options.restartDelayMs ?? 1_000);
   }
 
   // kafkajs throws when its group is not set up (between stop and run, or restarting after a
@@ -350,6 +408,7 @@ export class ConsumerAdapter {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#restartTimer);
     this.#channel.drain();
     this.#channel.close();
     if (this.#running) this.#pauseAll();
