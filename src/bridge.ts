@@ -19,6 +19,7 @@ import { type Kafka, Partitioners, type Producer } from "kafkajs";
 import { AgentCards } from "./a2a/agent_cards.ts";
 import { AgentCircuits } from "./a2a/agent_circuits.ts";
 import { AgentLimits } from "./a2a/agent_limits.ts";
+import { AgentConcurrency } from "./a2a/agent_concurrency.ts";
 import { Commits } from "./commits.ts";
 import type { Settings } from "./config/settings.ts";
 import { dispatch, pipelinesFor } from "./dispatch.ts";
@@ -35,6 +36,7 @@ import { Ledger } from "./ledger.ts";
 import { type Job, type Pipeline, pipelineCap } from "./model.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
+import { startSummary } from "./ops/summary.ts";
 import { decode } from "./stages/decode.ts";
 import { fanOut } from "./stages/fan_out.ts";
 import { agentEndpoint, invoke } from "./stages/invoke.ts";
@@ -51,22 +53,24 @@ export interface BridgeOptions {
   /** For messages only: where the kafka client connects. */
   brokers: readonly string[];
   pipelines: readonly Pipeline[];
-  settings: Pick<
-    Settings,
-    | "groupId"
-    | "topics"
-    | "autoOffsetReset"
-    | "topicRefreshMs"
-    | "sessionTimeoutMs"
-    | "commitIntervalMs"
-    | "archestraToken"
-    | "archestraApi"
-    | "maxInFlight"
-    | "shutdownGraceMs"
-    | "circuitFailures"
-    | "transactionalId"
-    | "tasksTopic"
-  >;
+  settings:
+    & Pick<
+      Settings,
+      | "groupId"
+      | "topics"
+      | "autoOffsetReset"
+      | "topicRefreshMs"
+      | "sessionTimeoutMs"
+      | "commitIntervalMs"
+      | "archestraToken"
+      | "archestraApi"
+      | "maxInFlight"
+      | "shutdownGraceMs"
+      | "circuitFailures"
+      | "transactionalId"
+      | "tasksTopic"
+    >
+    & Partial<Pick<Settings, "summaryIntervalMs">>;
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
   probeDelayMs?: number;
@@ -223,6 +227,25 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       ),
     ),
   ]));
+  // Adaptive limits: a gauge each, and a log line when one has doubled or halved since the last
+  // line, at most every 10 s (the gauge has every move).
+  const logged = new Map<string, { limit: number; at: number }>();
+  const concurrency = new AgentConcurrency({
+    capOf: (url) => limits.concurrencyOf(url),
+    onChange: ({ label, limit, previous, floorMs }) => {
+      metrics.concurrencyLimit(label, limit);
+      const last = logged.get(label);
+      const moved = !last || limit >= 2 * last.limit || 2 * limit <= last.limit;
+      if (!moved || (last && Date.now() - last.at < 10_000)) return;
+      logged.set(label, { limit, at: Date.now() });
+      log.info("agent {agent}: {limit} calls at once (was {previous}; its latency floor {floorMs} ms)", {
+        agent: label,
+        limit,
+        previous,
+        floorMs: floorMs === undefined ? "not measured yet" : Math.round(floorMs),
+      });
+    },
+  });
   const caps = new Map(pipelines.map((p) => [p.name, pipelineCap(p, pipelines.length, settings.maxInFlight)]));
   const flow = new FlowControl({
     topicsOf: (reason) => {
@@ -377,6 +400,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         refusalFor: circuits.refusal,
         tasks,
         limits,
+        concurrency,
         cards: new AgentCards(),
       }),
     (jobs) => publish(jobs, transactional?.publishContext() ?? kafkaPublisher(producer)),
@@ -396,8 +420,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const result = await run.then(() => undefined, (error) => error);
       clearTimeout(grace);
       timers.forEach(clearInterval);
+      stopSummary();
       clearTimeout(fencedTimer);
       circuits.dispose();
+      concurrency.dispose();
       // Only what finished is committed; a failure above leaves the rest for the next run.
       await commits.now();
       await Promise.allSettled([
@@ -420,6 +446,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
   timers.push(setInterval(() => void commits.now(), settings.commitIntervalMs));
+  const stopSummary = startSummary(() => stats, () => ledger.pending, settings.summaryIntervalMs ?? 30_000);
   // Log end offsets come with each fetch; while fetching is paused (an agent outage, backpressure)
   // they are asked for, so consumer lag keeps growing where it grows.
   timers.push(setInterval(async () => {
@@ -464,12 +491,16 @@ const OUTCOME_STAT = {
   dropped: "dropped",
 } as const satisfies Record<Outcome, keyof BridgeStats>;
 
-/** One log line per outcome: INFO for a reply, WARN for a DLQ record, ERROR for a record the DLQ refused. */
+/**
+ * One log line per outcome: DEBUG for a reply (the progress line counts them at INFO), WARN for a DLQ
+ * record, ERROR for a record the DLQ refused.
+ */
 function logOutcome(job: Job, outcome: Outcome): void {
+  if (outcome === "replied" && !log.isEnabledFor("debug")) return;
   const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset: job.ctx.offset };
   switch (outcome) {
     case "replied":
-      log.info("reply from {route} for {topic}@{offset} in {latencyMs} ms: {preview}", {
+      log.debug("reply from {route} for {topic}@{offset} in {latencyMs} ms: {preview}", {
         ...where,
         partition: job.ctx.partition,
         latencyMs: job.reply!.latencyMs,

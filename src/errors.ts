@@ -48,6 +48,11 @@ export interface StageFailure {
   readonly attempts: number;
   /** For transient failures: how long the other side asked us to wait (HTTP `Retry-After`). */
   readonly retryAfterMs?: number;
+  /**
+   * For transient failures: the agent is at its capacity (a timeout, HTTP 429/503/504, JSON-RPC
+   * `-32603`), which makes an adaptive concurrency limit shrink.
+   */
+  readonly overload?: boolean;
   /** The agent's task, when the failure is about one. */
   readonly taskId?: string;
 }
@@ -57,9 +62,17 @@ export function failure(
   stage: StageName,
   failureClass: FailureClass,
   message: string,
-  extra: { attempts?: number; retryAfterMs?: number; taskId?: string } = {},
+  extra: { attempts?: number; retryAfterMs?: number; taskId?: string; overload?: boolean } = {},
 ): StageFailure {
-  return { stage, class: failureClass, message: redact(message), attempts: extra.attempts ?? 0, ...extra };
+  const { overload, ...rest } = extra;
+  return {
+    stage,
+    class: failureClass,
+    message: redact(message),
+    attempts: extra.attempts ?? 0,
+    ...rest,
+    ...(overload ? { overload } : {}),
+  };
 }
 
 /**

@@ -107,7 +107,8 @@ export interface Job {
  * cap shared evenly among `pipelines`, and never below its concurrency (its agent calls need them).
  */
 export function pipelineCap(pipeline: Pipeline, pipelines: number, maxInFlight: number): number {
-  return pipeline.delivery.maxInFlight ?? Math.max(pipeline.delivery.concurrency, Math.floor(maxInFlight / pipelines));
+  return pipeline.delivery.maxInFlight ??
+    Math.max(pipeline.delivery.maxConcurrency, Math.floor(maxInFlight / pipelines));
 }
 
 /**
@@ -194,7 +195,10 @@ export interface Pipeline {
   readonly delivery: {
     readonly guarantee: "at-least-once" | "exactly-once";
     readonly ordering: "key" | "partition" | "none";
-    readonly concurrency: number;
+    /** A fixed cap on calls in flight, or `auto`: a limit per agent endpoint found from its answers. */
+    readonly concurrency: number | "auto";
+    /** The most calls in flight this pipeline makes: the fixed cap, or the highest an `auto` limit may reach. */
+    readonly maxConcurrency: number;
     /** Its own cap on unfinished messages; by default a share of the process's (see {@link pipelineCap}). */
     readonly maxInFlight?: number;
     readonly retries: { readonly max: number; readonly backoffMs: number; readonly maxBackoffMs: number };

@@ -33,6 +33,11 @@ export class AgentLimits {
     return true;
   }
 
+  /** The calls in flight the agent at `url` allows at once, if it has such a limit. */
+  concurrencyOf(url: string): number | undefined {
+    return this.#queues.get(url)?.limit.concurrency;
+  }
+
   /**
    * Runs `call` when the agent's limits allow; at once for an agent without limits. Rejects with
    * `signal`'s reason if it aborts while the call waits.

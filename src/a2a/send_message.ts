@@ -208,8 +208,13 @@ export function classifyStatus(status: number): FailureClass {
 
 function rpcFailure(error: { code?: number; message?: string }): StageFailure {
   const message = `JSON-RPC error ${error.code ?? "?"}: ${error.message ?? "no message"}`;
-  return failure("invoke", classifyRpcError(error.code, String(error.message ?? "")), message);
+  return failure("invoke", classifyRpcError(error.code, String(error.message ?? "")), message, {
+    overload: error.code === -32603,
+  });
 }
+
+/** HTTP statuses that say the agent (or what is in front of it) is at its capacity. */
+const OVERLOAD_STATUSES = new Set([429, 503, 504]);
 
 /**
  * One JSON-RPC call, cut off at `deadline` or when `request.signal` aborts. The timer and the
@@ -265,7 +270,8 @@ async function call(
       signal,
     });
   } catch (error) {
-    return { failure: failure("invoke", "transient", cutShort("cannot reach the agent", error)) };
+    const reason = cutShort("cannot reach the agent", error);
+    return { failure: failure("invoke", "transient", reason, { overload: timeout.aborted }) };
   }
   if (response.ok && (response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     return await readStream(request, response.body!, signal, timeout);
@@ -274,13 +280,16 @@ async function call(
   try {
     body = await response.text();
   } catch (error) {
-    return { failure: failure("invoke", "transient", cutShort("answer cut off", error)) };
+    return {
+      failure: failure("invoke", "transient", cutShort("answer cut off", error), { overload: timeout.aborted }),
+    };
   }
   if (!response.ok) {
     const reason = `HTTP ${response.status} ${response.statusText}${body ? `: ${excerpt(body)}` : ""}`;
     return {
       failure: failure("invoke", classifyStatus(response.status), reason, {
         retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+        overload: OVERLOAD_STATUSES.has(response.status),
       }),
     };
   }
@@ -337,7 +346,7 @@ async function readStream(
       : signal.aborted
       ? "call cancelled"
       : `stream cut off: ${errorMessage(error)}`;
-    return { failure: failure("invoke", "transient", reason) };
+    return { failure: failure("invoke", "transient", reason, { overload: timeout.aborted }) };
   }
   if (!result) return { failure: failure("invoke", "permanent", "the agent's stream ended without a result") };
   return { result };

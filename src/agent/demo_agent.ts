@@ -10,7 +10,8 @@
  *
  * It answers deterministically ({@link demoReply}), and each prompt id can be given a behaviour:
  * slow, failing with an HTTP status or with `-32603` a number of times, refusing the token while a
- * file exists, answering with a task (where the protocol has them) or a stream.
+ * file exists, answering with a task (where the protocol has them) or a stream, serving a limited
+ * number of calls at once (refusing the rest as a rate limit, or queueing them).
  *
  * @example
  * ```ts
@@ -53,6 +54,13 @@ export const FLAVOURS: readonly Flavour[] = ["archestra-v1", "a2a-1.0", "a2a-0.3
 export interface Behaviour {
   /** Wait this long before answering. */
   latencyMs?: number;
+  /**
+   * Serve at most this many calls at once; answer the others at once with `-32603` (as Archestra
+   * reports its LLM provider's rate limit).
+   */
+  capacity?: number;
+  /** Serve at most this many calls at once; the others wait their turn (latency grows with load). */
+  workers?: number;
   /** Answer `failStatus` (default 503) this many times per message id before succeeding. */
   failTimes?: number;
   failStatus?: number;
@@ -148,6 +156,8 @@ export interface DemoAgent {
   waitForRequests(count: number): Promise<void>;
   /** The most calls to `promptId` it was answering at once. */
   peakInFlight(promptId: string): number;
+  /** Calls to `promptId` refused for its `capacity`. */
+  overCapacity(promptId: string): number;
   /** Changes the behaviour of a prompt id from now on. */
   setBehaviour(promptId: string, behaviour: Behaviour | undefined): void;
   close(): Promise<void>;
@@ -202,6 +212,20 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
   const waiters: { count: number; resolve: () => void }[] = [];
   const inFlight = new Map<string, number>();
   const peaks = new Map<string, number>();
+  const refusedForCapacity = new Map<string, number>();
+  /** Per prompt id with `workers`: calls being served, and the starters of those waiting. */
+  const pools = new Map<string, { busy: number; waiting: (() => void)[] }>();
+  const worker = async (promptId: string, workers: number): Promise<() => void> => {
+    let pool = pools.get(promptId);
+    if (!pool) pools.set(promptId, pool = { busy: 0, waiting: [] });
+    if (pool.busy >= workers) await new Promise<void>((resolve) => pool!.waiting.push(resolve));
+    else pool.busy++;
+    return () => {
+      const next = pool!.waiting.shift();
+      if (next) next(); // the slot passes straight on
+      else pool!.busy--;
+    };
+  };
   let baseUrl = "";
   const endpoint = (api: string, promptId: string) => `${baseUrl}/${api}/a2a/${encodeURIComponent(promptId)}`;
 
@@ -274,6 +298,14 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       );
     }
     if (request.method === "GET" && url.pathname === "/health") return json({ status: "ok" });
+    // For benchmarks that run the agent as a process of its own: what it saw, per prompt id.
+    if (request.method === "GET" && url.pathname === "/stats") {
+      return json({
+        received,
+        peakInFlight: Object.fromEntries(peaks),
+        overCapacity: Object.fromEntries(refusedForCapacity),
+      });
+    }
     const card = /^\/(v1|v2)\/a2a\/([^/]+)\/\.well-known\/(agent(?:-card)?\.json)$/.exec(url.pathname);
     if (request.method === "GET" && card) {
       return cardOf(request, card[1] as "v1" | "v2", decodeURIComponent(card[2]), card[3]);
@@ -290,9 +322,9 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     } catch {
       return json({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "parse error" } });
     }
-    const received = record(request, api, promptId, protocol, body);
+    const incoming = record(request, api, promptId, protocol, body);
     // Archestra answers a refused token and an unknown agent at HTTP 200; A2A servers with a status.
-    const refused = refusal(promptId, received.authorization);
+    const refused = refusal(promptId, incoming.authorization);
     if (refused) {
       return protocol === "archestra" ? json(archestraError(body.id, -32600, refused)) : json({ error: refused }, 401);
     }
@@ -303,11 +335,18 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     }
     // Counted while answering, to show how many calls a caller keeps in flight.
     const now = (inFlight.get(promptId) ?? 0) + 1;
+    const { capacity, workers } = behaviourOf(promptId);
+    if (capacity !== undefined && now > capacity) {
+      refusedForCapacity.set(promptId, (refusedForCapacity.get(promptId) ?? 0) + 1);
+      return json(archestraError(body.id, -32603, "LLM provider error: 429 rate limit exceeded, retry later"));
+    }
     inFlight.set(promptId, now);
     peaks.set(promptId, Math.max(peaks.get(promptId) ?? 0, now));
+    const done = workers === undefined ? undefined : await worker(promptId, workers);
     try {
-      return await answer(request, body, received, protocol, api);
+      return await answer(request, body, incoming, protocol, api);
     } finally {
+      done?.();
       inFlight.set(promptId, inFlight.get(promptId)! - 1);
     }
   };
@@ -372,6 +411,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     waitForRequests: (count) =>
       count <= received ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve })),
     peakInFlight: (promptId) => peaks.get(promptId) ?? 0,
+    overCapacity: (promptId) => refusedForCapacity.get(promptId) ?? 0,
     setBehaviour: (promptId, behaviour) => {
       if (behaviour) behaviours.set(promptId, behaviour);
       else behaviours.delete(promptId);

@@ -179,6 +179,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       guarantee: spec.delivery.guarantee,
       ordering: spec.delivery.ordering,
       concurrency: spec.delivery.concurrency,
+      maxConcurrency: spec.delivery.concurrency === "auto" ? spec.delivery.max_concurrency : spec.delivery.concurrency,
       ...(spec.delivery.max_in_flight ? { maxInFlight: spec.delivery.max_in_flight } : {}),
       retries: {
         max: spec.delivery.retries.max ?? defaults.maxRetries,

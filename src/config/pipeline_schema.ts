@@ -168,11 +168,15 @@ export const PipelineFileSchema = z.strictObject({
       ),
     ordering: z.enum(["key", "partition", "none"]).default("key")
       .describe("Messages handled one after another: with the same key, in the same partition, or none."),
-    concurrency: z.int().min(1).max(10_000).default(16)
-      .describe("Agent calls in flight at once for this pipeline."),
+    concurrency: z.union([z.literal("auto"), z.int().min(1).max(10_000)]).default("auto")
+      .describe(
+        "Agent calls in flight at once. auto: a limit per agent endpoint that follows its capacity (see Throughput); a number: a fixed cap.",
+      ),
+    max_concurrency: z.int().min(1).max(10_000).default(256)
+      .describe("With concurrency auto: the most calls in flight at once it may reach (agent_limits cap it too)."),
     max_in_flight: z.int().min(1).max(1_000_000).optional()
       .describe(
-        "Jobs of this pipeline consumed and not yet finished (a message fanned out to n agents counts n); at this many its topics pause, so one slow agent cannot hold the process's whole MAX_IN_FLIGHT. Default: MAX_IN_FLIGHT shared evenly among the pipelines, at least concurrency.",
+        "Jobs of this pipeline consumed and not yet finished (a message fanned out to n agents counts n); at this many its topics pause, so one slow agent cannot hold the process's whole MAX_IN_FLIGHT. Default: MAX_IN_FLIGHT shared evenly among the pipelines, at least concurrency (max_concurrency with auto).",
       ),
     retries: RetriesSchema.prefault({}).describe("Retries of transient agent failures (timeouts, 429, 5xx)."),
   }).prefault({}).describe("How messages are worked on."),

@@ -81,6 +81,10 @@ export const SettingsSchema = z.object({
     }
     return level;
   }),
+  LOG_SUMMARY_INTERVAL: durationMs("30s", true)
+    .describe(
+      "How often a progress line (replies, DLQ records, rate) is logged at INFO; 0: never. Lines per message are DEBUG.",
+    ),
   LOG_FORMAT: z.enum(["json", "pretty"]).optional()
     .describe("json lines, or readable lines; unset: pretty on a terminal, json otherwise."),
   MAX_RETRIES: z.coerce.number().int().min(0).max(100).default(3)
@@ -137,6 +141,7 @@ export interface Settings {
   routesConfigFile?: string;
   pipelinesDir: string;
   commitIntervalMs: number;
+  summaryIntervalMs: number;
   maxInFlight: number;
   shutdownGraceMs: number;
   circuitFailures: number;
@@ -192,6 +197,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     routesConfigFile: s.ROUTES_CONFIG_FILE,
     pipelinesDir: s.PIPELINES_DIR,
     commitIntervalMs: s.COMMIT_INTERVAL,
+    summaryIntervalMs: s.LOG_SUMMARY_INTERVAL,
     maxInFlight: s.MAX_IN_FLIGHT,
     shutdownGraceMs: s.SHUTDOWN_GRACE,
     circuitFailures: s.CIRCUIT_FAILURES,

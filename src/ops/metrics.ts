@@ -36,6 +36,8 @@ export interface Metrics {
   circuit(agent: string, state: CircuitState): void;
   /** Where the in-flight gauge reads its value. */
   inFlightFrom(read: () => number): void;
+  /** An agent endpoint's adaptive concurrency limit (`delivery.concurrency: auto`) is now `limit`. */
+  concurrencyLimit(agent: string, limit: number): void;
 }
 
 /** Agent latency buckets, in seconds: calls take from milliseconds (demo) to minutes (LLM tools). */
@@ -131,6 +133,13 @@ export function createMetrics(): Metrics {
     labelNames: ["agent"],
     registers,
   });
+  const concurrencyLimit = new Gauge({
+    name: "agentstream_agent_concurrency_limit",
+    help:
+      "Calls an agent endpoint may have in flight at once, as its adaptive limit (delivery.concurrency: auto) has it now.",
+    labelNames: ["agent"],
+    registers,
+  });
   // Lag = log end offset − committed offset, per partition, as Kafka's own tools count it.
   const ends = new Map<string, { topic: string; partition: number; end: bigint }>();
   const commits = new Map<string, bigint>();
@@ -190,5 +199,6 @@ export function createMetrics(): Metrics {
     inFlightFrom(read) {
       readInFlight = read;
     },
+    concurrencyLimit: (agent, limit) => concurrencyLimit.set({ agent }, limit),
   };
 }

@@ -1,8 +1,10 @@
 /**
  * @module
- * invoke: sends each job's text to its route's agent (A2A `message/send`). Per pipeline, up to
- * `delivery.concurrency` calls run at once, and jobs with the same ordering key (`delivery.ordering`)
- * run one after another while other keys go on. Transient failures are retried with exponential
+ * invoke: sends each job's text to its route's agent (A2A `message/send`). With
+ * `delivery.concurrency: auto` (the default) each agent endpoint admits as many calls at once as its
+ * adaptive limit allows (see {@link AdaptiveLimit}), at most `max_concurrency` per pipeline; a number
+ * is a fixed cap per pipeline. Jobs with the same ordering key (`delivery.ordering`) run one after
+ * another while other keys go on. Transient failures are retried with exponential
  * backoff and jitter (honouring `Retry-After`) and end `exhausted` when the retries are spent;
  * while the agent's circuit is open (see {@link Circuit}) calls wait instead, without spending
  * retries. A call that takes more than four times the pipeline's median (at least 250 ms) stops
@@ -27,6 +29,8 @@ import { type AgentTarget, isLive, type Job, jobAgent, orderingKey, type Pipelin
 import { Circuit } from "../a2a/circuit.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
+import type { AgentConcurrency } from "../a2a/agent_concurrency.ts";
+import type { AdaptiveLimit, LimitSample } from "../a2a/adaptive_limit.ts";
 import { sendMessage } from "../a2a/send_message.ts";
 import type { A2AVersion, OutgoingMessage } from "../a2a/dialect.ts";
 import { abortableDelay } from "../util/abortable_delay.ts";
@@ -58,6 +62,8 @@ export interface InvokeContext {
   readonly cards?: AgentCards;
   /** Limits on agents, shared by every pipeline (calls wait here until their agent allows them). */
   readonly limits?: AgentLimits;
+  /** Adaptive limits per agent endpoint, for pipelines with `delivery.concurrency: auto`; by default none. */
+  readonly concurrency?: AgentConcurrency;
   /** Where tasks the agent is still working on are recorded, to be resumed after a restart. */
   readonly tasks?: TaskRegistry;
   /** For tests: waits between retries. */
@@ -125,6 +131,21 @@ export function backoffDelay(
 
 const noCircuit = new Circuit({ threshold: Number.POSITIVE_INFINITY });
 
+/** What a call's outcome says about the agent's capacity: its latency, or that it was overloaded. */
+export function limitSample(
+  outcome: { reply: unknown } | { failure: { overload?: boolean } },
+  latencyMs: number,
+): LimitSample | undefined {
+  if ("reply" in outcome) return { latencyMs, overload: false };
+  return outcome.failure.overload ? { latencyMs, overload: true } : undefined;
+}
+
+/** The adaptive limit a job's calls go through, if its pipeline has `concurrency: auto`. */
+function adaptiveLimit(job: Job, url: string, ctx: InvokeContext): AdaptiveLimit | undefined {
+  const { concurrency, maxConcurrency } = job.pipeline.delivery;
+  return concurrency === "auto" ? ctx.concurrency?.limitFor(url, maxConcurrency) : undefined;
+}
+
 /** Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`. */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const route = job.route!;
@@ -134,10 +155,13 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const sleep = ctx.sleep ?? abortableDelay;
   const circuit = ctx.circuitFor?.(url) ?? noCircuit;
   const refusal = ctx.refusalFor?.(url) ?? noCircuit;
+  // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
+  const adaptive = route.longRunning ? undefined : adaptiveLimit(job, url, ctx);
   const message = buildMessage(job);
   const taskKey = job.ctx.messageId;
   const stream = route.stream && ctx.cards !== undefined && await ctx.cards.streams(url, token);
-  const started = performance.now();
+  // From the first call made: waiting for a circuit or a concurrency slot is ours, not the agent's.
+  let started: number | undefined;
   const successesBefore = circuit.successes;
   for (let attempt = 1;;) {
     // Past a refusal first (per endpoint), then past an outage (per host).
@@ -177,7 +201,16 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
             stream,
             onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
           }));
-      outcome = await (ctx.limits ? ctx.limits.run(url, call, ctx.signal) : call());
+      await adaptive?.acquire(ctx.signal);
+      const callStarted = performance.now();
+      started ??= callStarted;
+      let sample: LimitSample | undefined;
+      try {
+        outcome = await (ctx.limits ? ctx.limits.run(url, call, ctx.signal) : call());
+        sample = limitSample(outcome, performance.now() - callStarted);
+      } finally {
+        adaptive?.release(sample);
+      }
     } catch (error) {
       handOn();
       if (!ctx.signal?.aborted) throw error;
@@ -188,7 +221,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     if ("reply" in outcome) {
       circuit.succeeded();
       refusal.succeeded();
-      job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started), url };
+      job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started!), url };
       return job;
     }
     const problem = outcome.failure;
@@ -270,7 +303,7 @@ export function invoke(jobs: AsyncIterable<Job>, ctx: InvokeContext): AsyncItera
   const laneFor = (pipeline: Pipeline) => {
     let lane = lanes.get(pipeline.name);
     if (!lane) {
-      lane = { queue: new KeyedQueue(pipeline.delivery.concurrency), latency: new LatencyWindow() };
+      lane = { queue: new KeyedQueue(pipeline.delivery.maxConcurrency), latency: new LatencyWindow() };
       lanes.set(pipeline.name, lane);
     }
     return lane;

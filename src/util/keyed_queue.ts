@@ -8,6 +8,11 @@
  * fewer than `concurrency` tasks are detached: one slow call in a hundred then does not cost a
  * hundredth of the throughput per second it takes.
  *
+ * It is on every message's path twice (invoke and publish), so it is a counter and two FIFOs
+ * rather than a general queue (p-queue cost a tenth of the bridge's CPU with an instant agent),
+ * and slow tasks are found by one sweep timer that runs only while tasks wait for a slot, not by
+ * a timer per task.
+ *
  * @example
  * ```ts
  * import { KeyedQueue } from "./keyed_queue.ts";
@@ -19,18 +24,31 @@
  * ]);
  * ```
  */
-import PQueue from "p-queue";
+
+/** A task holding a slot, as the sweep sees it. */
+interface Running {
+  readonly startedAt: number;
+  readonly detachAfterMs: number;
+  release(): void;
+}
+
+/** How often waiting tasks look for a slot held past its `detachAfterMs`. */
+const SWEEP_MS = 25;
 
 export class KeyedQueue {
-  readonly #slots: PQueue;
-  readonly #maxDetached: number;
+  readonly #concurrency: number;
+  #running = 0;
   #detached = 0;
+  /** Starters of tasks waiting for a slot, first come first served. */
+  readonly #waitingForSlot: (() => void)[] = [];
+  /** Tasks holding a slot that may detach. */
+  readonly #detachable = new Set<Running>();
+  #sweep: ReturnType<typeof setInterval> | undefined;
   /** Per busy key: the starters of the tasks waiting behind the running one. */
   readonly #waiting = new Map<string, (() => void)[]>();
 
   constructor(concurrency: number) {
-    this.#slots = new PQueue({ concurrency });
-    this.#maxDetached = concurrency;
+    this.#concurrency = concurrency;
   }
 
   /** Tasks running without a slot, past their `detachAfterMs`. */
@@ -40,46 +58,70 @@ export class KeyedQueue {
 
   /** Runs `task` once its key is free and a slot is; `undefined` keys are never ordered. */
   add<T>(key: string | undefined, task: () => Promise<T>, detachAfterMs?: number): Promise<T> {
-    const run = () => this.#run(task, detachAfterMs);
-    if (key === undefined) return run();
+    if (key === undefined) return this.#whenSlot(task, detachAfterMs);
+    const queue = this.#waiting.get(key);
+    if (!queue) {
+      this.#waiting.set(key, []);
+      return this.#whenSlot(task, detachAfterMs).finally(() => this.#nextOf(key));
+    }
     return new Promise<T>((resolve, reject) => {
-      const start = () => run().then(resolve, reject).finally(() => this.#next(key));
-      const queue = this.#waiting.get(key);
-      if (queue) {
-        queue.push(start);
-      } else {
-        this.#waiting.set(key, []);
-        start();
-      }
+      queue.push(() => void this.#whenSlot(task, detachAfterMs).then(resolve, reject).finally(() => this.#nextOf(key)));
+    });
+  }
+
+  #whenSlot<T>(task: () => Promise<T>, detachAfterMs: number | undefined): Promise<T> {
+    if (this.#running < this.#concurrency) return this.#start(task, detachAfterMs);
+    return new Promise<T>((resolve, reject) => {
+      this.#waitingForSlot.push(() => void this.#start(task, detachAfterMs).then(resolve, reject));
+      this.#sweep ??= setInterval(() => this.#detachSlow(), SWEEP_MS);
     });
   }
 
   /** Holds a slot until the task ends or detaches; resolves when the task ends. */
-  #run<T>(task: () => Promise<T>, detachAfterMs: number | undefined): Promise<T> {
-    let finished!: Promise<T>;
-    const slot = this.#slots.add((): Promise<unknown> => {
-      finished = task();
-      return detachAfterMs === undefined
-        ? finished
-        : Promise.race([finished, this.#detachAfter(finished, detachAfterMs)]);
-    });
-    return slot.then(() => finished);
-  }
-
-  /** Resolves after `ms` if the detached budget has room then (and counts the task as detached). */
-  #detachAfter(finished: Promise<unknown>, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        if (this.#detached >= this.#maxDetached) return;
+  async #start<T>(task: () => Promise<T>, detachAfterMs: number | undefined): Promise<T> {
+    this.#running++;
+    let held = true;
+    const running: Running | undefined = detachAfterMs === undefined ? undefined : {
+      startedAt: performance.now(),
+      detachAfterMs,
+      release: () => {
+        held = false;
         this.#detached++;
-        finished.finally(() => this.#detached--).catch(() => {});
-        resolve();
-      }, ms);
-      finished.finally(() => clearTimeout(timer)).catch(() => {});
-    });
+        this.#freeSlot();
+      },
+    };
+    if (running) this.#detachable.add(running);
+    try {
+      return await task();
+    } finally {
+      if (running) this.#detachable.delete(running);
+      if (held) this.#freeSlot();
+      else this.#detached--;
+    }
   }
 
-  #next(key: string): void {
+  #freeSlot(): void {
+    this.#running--;
+    const next = this.#waitingForSlot.shift();
+    if (next) next();
+    if (!this.#waitingForSlot.length && this.#sweep !== undefined) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
+  }
+
+  /** Gives the slots of tasks past their `detachAfterMs` to waiting tasks, within the detached budget. */
+  #detachSlow(): void {
+    const now = performance.now();
+    for (const running of this.#detachable) {
+      if (!this.#waitingForSlot.length || this.#detached >= this.#concurrency) return;
+      if (now - running.startedAt < running.detachAfterMs) continue;
+      this.#detachable.delete(running);
+      running.release();
+    }
+  }
+
+  #nextOf(key: string): void {
     const queue = this.#waiting.get(key)!;
     const start = queue.shift();
     if (start) start();

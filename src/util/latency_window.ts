@@ -1,6 +1,7 @@
 /**
  * @module
- * The median of the last `size` durations recorded, for "slow compared with usual" decisions.
+ * The median of the last `size` durations recorded, for "slow compared with usual" decisions. It is
+ * asked for once per message, so it is sorted afresh only after a tenth of the window is new.
  *
  * @example
  * ```ts
@@ -13,6 +14,9 @@
 export class LatencyWindow {
   readonly #samples: number[] = [];
   #next = 0;
+  #median: number | undefined;
+  /** Samples recorded since the median was last sorted out. */
+  #fresh = 0;
 
   constructor(readonly size = 100) {}
 
@@ -20,12 +24,17 @@ export class LatencyWindow {
     if (this.#samples.length < this.size) this.#samples.push(ms);
     else this.#samples[this.#next] = ms;
     this.#next = (this.#next + 1) % this.size;
+    this.#fresh++;
   }
 
   /** The median, or `undefined` before the first sample. */
   median(): number | undefined {
     if (!this.#samples.length) return undefined;
-    const sorted = [...this.#samples].sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)];
+    if (this.#median === undefined || this.#fresh * 10 >= this.#samples.length) {
+      const sorted = [...this.#samples].sort((a, b) => a - b);
+      this.#median = sorted[Math.floor(sorted.length / 2)];
+      this.#fresh = 0;
+    }
+    return this.#median;
   }
 }

@@ -11,6 +11,7 @@ import { invokeJob } from "../../src/stages/invoke.ts";
 import { readyJob } from "../unit/helpers.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
+import { sample } from "../support/prometheus.ts";
 import { until } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -207,6 +208,49 @@ for (const agent of AGENTS) {
         await bridge.stop();
         await server.close();
         await Deno.remove(refuse).catch(() => {});
+      }
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "nothing dead-lettered");
+      assert.equal(bridge.stats.deadLettered, 0);
+    },
+  );
+
+  Deno.test(
+    `${agent.name}: concurrency auto finds an agent that serves 8 calls at once and refuses more with -32603`,
+    integration,
+    async () => {
+      const topic = `adaptive-${uniqueId()}.events`;
+      const total = 400;
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [topic], 2);
+      const server = startDemoAgent({ flavour: agent.flavour, behaviours: { p: { capacity: 8, latencyMs: 40 } } });
+      // Nothing about concurrency configured: `auto` is the default.
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([
+          `name: adaptive\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n` +
+          `delivery: { retries: { max: 5, backoff: 200ms } }\n`,
+        ]),
+        archestraUrl: server.url,
+        archestraApi: agent.api,
+      });
+      try {
+        await produce(
+          kafka,
+          topic,
+          Array.from({ length: total }, (_, n) => ({ key: `k${n % 97}`, value: JSON.stringify({ n }) })),
+        );
+        const replies = await readRecords(kafka, [`${topic}.responses`], total);
+        assert.equal(
+          new Set(replies.map((r) => r.headers["x-source-offset"] + r.headers["x-source-partition"])).size,
+          total,
+        );
+        const refused = server.overCapacity("p");
+        assert.ok(refused <= 0.1 * total, `${refused} calls refused for ${total} messages`);
+        assert.ok(server.peakInFlight("p") <= 8);
+        const limit = sample(await bridge.metrics.registry.metrics(), "agentstream_agent_concurrency_limit");
+        assert.ok(limit !== undefined && limit >= 4 && limit <= 10, `limit ${limit}`);
+      } finally {
+        await bridge.stop();
+        await server.close();
       }
       assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "nothing dead-lettered");
       assert.equal(bridge.stats.deadLettered, 0);

@@ -1,0 +1,129 @@
+/**
+ * The adaptive limit against simulated agents on a simulated clock: a backlog of calls, each started
+ * as soon as the limit allows, answered as the agent model says.
+ */
+import assert from "node:assert/strict";
+import { AdaptiveLimit } from "../../src/a2a/adaptive_limit.ts";
+
+/**
+ * How an agent answers a call started while it serves `serving` calls (this one included; refused
+ * calls are not served), at `now`, with `jitter` in [0.8, 1.2) to scale its latency by.
+ */
+type Agent = (serving: number, now: number, jitter: number) => { latencyMs: number; overload: boolean };
+
+/** A seeded pseudo-random source (mulberry32): runs are repeatable. */
+function seeded(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Run {
+  limit: AdaptiveLimit;
+  calls: number;
+  overloads: number;
+  /** Latencies of the answered calls in the last half of the run. */
+  lateLatencies: number[];
+  /** Answered calls per second over the last half of the run. */
+  lateRate: number;
+}
+
+/** Keeps the limit full for `seconds` of simulated time, with at most `backlog` calls ready at once. */
+function simulate(agent: Agent, seconds: number, options: { max?: number; backlog?: number } = {}): Run {
+  let now = 0;
+  const limit = new AdaptiveLimit({ max: options.max ?? 256, now: () => now });
+  const running: { end: number; latencyMs: number; overload: boolean }[] = [];
+  const backlog = options.backlog ?? Number.POSITIVE_INFINITY;
+  const run: Run = { limit, calls: 0, overloads: 0, lateLatencies: [], lateRate: 0 };
+  const random = seeded(7);
+  let lateAnswers = 0;
+  let serving = 0;
+  const endMs = seconds * 1000;
+  while (now < endMs) {
+    while (limit.inFlight < limit.limit && running.length < backlog) {
+      void limit.acquire(); // room: it starts at once
+      const answer = agent(serving + 1, now, 0.8 + 0.4 * random());
+      if (!answer.overload) serving++;
+      running.push({ end: now + answer.latencyMs, ...answer });
+      run.calls++;
+    }
+    running.sort((a, b) => a.end - b.end);
+    const call = running.shift()!;
+    now = call.end;
+    limit.release({ latencyMs: call.latencyMs, overload: call.overload });
+    if (!call.overload) serving--;
+    if (call.overload) run.overloads++;
+    else if (now > endMs / 2) {
+      lateAnswers++;
+      run.lateLatencies.push(call.latencyMs);
+    }
+  }
+  run.lateRate = lateAnswers / (seconds / 2);
+  return run;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+Deno.test("an agent with ample capacity: the limit grows to its maximum", () => {
+  const run = simulate((_, __, jitter) => ({ latencyMs: 100 * jitter, overload: false }), 20);
+  assert.equal(run.limit.limit, 256);
+  assert.ok(run.lateRate > 0.95 * 2560, `rate ${run.lateRate}`);
+});
+
+Deno.test("an agent that refuses calls beyond 40 at once: the limit hugs 40, with few refusals", () => {
+  const run = simulate(
+    (serving, _, jitter) =>
+      serving > 40 ? { latencyMs: 2 * jitter, overload: true } : { latencyMs: 100 * jitter, overload: false },
+    120,
+  );
+  assert.ok(run.lateRate >= 0.85 * 400, `rate ${run.lateRate} (K ÷ latency: 400)`);
+  assert.ok(run.overloads / run.calls <= 0.02, `${run.overloads} of ${run.calls} calls refused`);
+  assert.ok(run.limit.limit >= 30 && run.limit.limit <= 42, `limit ${run.limit.limit}`);
+});
+
+Deno.test("an agent that queues beyond 20 calls: latency stays within 2× its own, throughput near its capacity", () => {
+  // 20 workers of 100 ms each: beyond 20 calls at once, each waits its turn.
+  const run = simulate(
+    (serving, _, jitter) => ({ latencyMs: 100 * jitter * Math.max(1, serving / 20), overload: false }),
+    120,
+  );
+  const p99 = percentile(run.lateLatencies, 99);
+  assert.ok(p99 <= 200, `p99 ${p99} ms (unloaded: 100 ms)`);
+  assert.ok(run.lateRate >= 0.85 * 200, `rate ${run.lateRate} (capacity: 200/s)`);
+});
+
+Deno.test("an agent that became slower for good: the floor is measured again and the limit recovers", () => {
+  // 100 ms for a minute, then 300 ms with ample capacity: the limit must not stay held down.
+  const run = simulate((_, now, jitter) => ({ latencyMs: (now < 60_000 ? 100 : 300) * jitter, overload: false }), 240);
+  assert.ok((run.limit.floorMs ?? 0) >= 240, `floor ${run.limit.floorMs}`);
+  assert.equal(run.limit.limit, 256);
+});
+
+Deno.test("calls that never fill half the limit do not make it grow", () => {
+  const run = simulate((_, __, jitter) => ({ latencyMs: 100 * jitter, overload: false }), 20, { backlog: 1 });
+  assert.ok(run.limit.limit <= 4, `limit ${run.limit.limit}`);
+});
+
+Deno.test("calls over the limit wait in order, and one whose signal aborts leaves the line", async () => {
+  const limit = new AdaptiveLimit({ initial: 1, max: 1 });
+  await limit.acquire();
+  const order: string[] = [];
+  const controller = new AbortController();
+  const second = limit.acquire().then(() => order.push("second"));
+  const aborted = limit.acquire(controller.signal).then(() => order.push("aborted"), () => order.push("left"));
+  const third = limit.acquire().then(() => order.push("third"));
+  controller.abort();
+  await aborted;
+  limit.release();
+  await second;
+  limit.release();
+  await third;
+  assert.deepEqual(order, ["left", "second", "third"]);
+  assert.equal(limit.inFlight, 1);
+});
