@@ -450,7 +450,11 @@ async function consumeProduceLoop(
     autoCommit: false,
     eachBatch: async ({ batch }) => {
       if (!first) first = now();
-      await producer.send({ topic: `${topic}.out`, acks: -1, messages: await reply(batch.messages) });
+      const replies = await reply(batch.messages);
+      // In sends of 1,000: a whole fetch of replies can be more than the broker takes in one request.
+      for (let start = 0; start < replies.length; start += 1_000) {
+        await producer.send({ topic: `${topic}.out`, acks: -1, messages: replies.slice(start, start + 1_000) });
+      }
       await consumer.commitOffsets([{
         topic,
         partition: batch.partition,
@@ -477,17 +481,25 @@ function kafkaPipe(count: number): Promise<number> {
 }
 
 /**
- * (d) A hand-written kafkajs loop: consume a batch, call the agent for all of its messages at once,
+ * (d) A hand-written kafkajs loop: consume a batch, call the agent for its messages, 100 at a time,
  * produce the replies, commit. No ordering, DLQ, retries or envelope: the least any bridge must do
  * in one process, so the bound of this machine for consuming, calling and producing together.
  */
 function handLoop(agentUrl: string, count: number): Promise<number> {
-  return consumeProduceLoop(
-    "loop",
-    count,
-    (messages) =>
-      Promise.all(messages.map(async (m) => ({ key: m.key, value: await callAgent(agentUrl, m.value!.toString()) }))),
-  );
+  return consumeProduceLoop("loop", count, async (messages) => {
+    const replies: { key: Buffer | null; value: string }[] = [];
+    for (let start = 0; start < messages.length; start += CONCURRENCY) {
+      replies.push(
+        ...await Promise.all(
+          messages.slice(start, start + CONCURRENCY).map(async (m) => ({
+            key: m.key,
+            value: await callAgent(agentUrl, m.value!.toString()),
+          })),
+        ),
+      );
+    }
+    return replies;
+  });
 }
 
 // ---------- soak ----------

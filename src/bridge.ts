@@ -187,6 +187,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   // Aborted after the grace period: calls still running are abandoned.
   const abort = new AbortController();
   let shutdown: (reason?: unknown) => Promise<void> = () => Promise.resolve();
+  // Set once consuming has started; a start that fails stops without it.
+  let stopSummary = () => {};
   let joinedBefore = false;
 
   const commits = new Commits({
@@ -446,7 +448,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     throw new FatalError(`cannot consume from Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
   timers.push(setInterval(() => void commits.now(), settings.commitIntervalMs));
-  const stopSummary = startSummary(() => stats, () => ledger.pending, settings.summaryIntervalMs ?? 30_000);
+  stopSummary = startSummary(() => stats, () => ledger.pending, settings.summaryIntervalMs ?? 30_000);
   // Log end offsets come with each fetch; while fetching is paused (an agent outage, backpressure)
   // they are asked for, so consumer lag keeps growing where it grows.
   timers.push(setInterval(async () => {

@@ -104,11 +104,13 @@ export interface Job {
 
 /**
  * A pipeline's cap on unfinished messages: its own `delivery.max_in_flight`, else the process's
- * cap shared evenly among `pipelines`, and never below its concurrency (its agent calls need them).
+ * cap shared evenly among `pipelines`, and never below a fixed concurrency (its agent calls need
+ * them; an `auto` limit stays under the share instead).
  */
 export function pipelineCap(pipeline: Pipeline, pipelines: number, maxInFlight: number): number {
-  return pipeline.delivery.maxInFlight ??
-    Math.max(pipeline.delivery.maxConcurrency, Math.floor(maxInFlight / pipelines));
+  const share = Math.max(1, Math.floor(maxInFlight / pipelines));
+  const { concurrency } = pipeline.delivery;
+  return pipeline.delivery.maxInFlight ?? (concurrency === "auto" ? share : Math.max(concurrency, share));
 }
 
 /**

@@ -182,14 +182,14 @@ export class AdaptiveLimit {
 
   #record({ latencyMs, overload }: LimitSample): void {
     const now = this.#now();
-    if (now - latencyMs < this.#changedAt) return;
     if (overload) {
+      // Whenever the call began: a timeout comes back a long time after its start.
       this.#overloads++;
       this.#slowStart = false;
-      if (now - this.#overloadAt < (this.#floor ?? 0)) {
-        // More refusals within the round trip of a cut: calls sent before it. Each gives its slot
-        // up, so it is not handed straight to another call to refuse.
-        this.#set(this.#limit - 1, this.#changedAt);
+      if (now - this.#overloadAt < Math.max(MIN_WINDOW_MS, this.#floor ?? 0)) {
+        // More refusals within a round trip of a cut: each gives its slot up, so it is not handed
+        // straight to another call to refuse.
+        this.#set(this.#limit - 1, now);
         return;
       }
       this.#overloadAt = now;
@@ -198,6 +198,7 @@ export class AdaptiveLimit {
       this.#newWindow(now);
       return;
     }
+    if (now - latencyMs < this.#changedAt) return; // it shows the limit before the last change
     this.#latencies.push(latencyMs);
     const samples = this.#latencies.length + this.#overloads;
     // About one round trip's worth of calls: a change of the limit shows in latency a round trip later.
@@ -269,8 +270,8 @@ export class AdaptiveLimit {
   #set(next: number, now: number): void {
     const previous = this.limit;
     this.#limit = clamp(next, this.min, this.max);
-    this.#changedAt = now;
     if (this.limit !== previous) {
+      this.#changedAt = now;
       this.#onChange?.(this.limit, previous);
       this.#wake();
     }

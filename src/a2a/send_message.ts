@@ -113,7 +113,11 @@ async function settle(request: SendMessageRequest, speak: Dialect, deadline: num
     if ("failure" in polled) {
       // A refusal is about the caller (waited out like any other), and a stop is a stop.
       if (request.signal?.aborted || polled.failure.class === "refused") return polled;
-      return { failure: failure("invoke", "transient", `polling task ${result.id}: ${polled.failure.message}`) };
+      return {
+        failure: failure("invoke", "transient", `polling task ${result.id}: ${polled.failure.message}`, {
+          overload: polled.failure.overload,
+        }),
+      };
     }
     try {
       result = readTask(polled.result);
@@ -206,10 +210,22 @@ export function classifyStatus(status: number): FailureClass {
   return status === 408 || status === 429 || status >= 500 ? "transient" : "permanent";
 }
 
-function rpcFailure(error: { code?: number; message?: string }): StageFailure {
+/**
+ * What a `-32603` says when it is about capacity: Archestra passes on the LLM provider's rate limit,
+ * overload or timeout this way, in the message or its `data`. Other `-32603`s (JSON-RPC's generic
+ * internal error) are about the message, and must not shrink an adaptive limit.
+ */
+const OVERLOAD_TEXT =
+  /rate.?limit|too many|\b429\b|\b5(03|29)\b|overload|capacity|quota|throttl|timed? ?out|timeout|busy|unavailable/i;
+
+function rpcFailure(error: { code?: number; message?: string; data?: unknown }): StageFailure {
   const message = `JSON-RPC error ${error.code ?? "?"}: ${error.message ?? "no message"}`;
+  let details = String(error.message ?? "");
+  try {
+    details += ` ${JSON.stringify(error.data ?? "")}`;
+  } catch { /* data that cannot be written out says nothing */ }
   return failure("invoke", classifyRpcError(error.code, String(error.message ?? "")), message, {
-    overload: error.code === -32603,
+    overload: error.code === -32603 && OVERLOAD_TEXT.test(details),
   });
 }
 

@@ -155,8 +155,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const sleep = ctx.sleep ?? abortableDelay;
   const circuit = ctx.circuitFor?.(url) ?? noCircuit;
   const refusal = ctx.refusalFor?.(url) ?? noCircuit;
-  // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
-  const adaptive = route.longRunning ? undefined : adaptiveLimit(job, url, ctx);
+  const adaptive = adaptiveLimit(job, url, ctx);
   const message = buildMessage(job);
   const taskKey = job.ctx.messageId;
   const stream = route.stream && ctx.cards !== undefined && await ctx.cards.streams(url, token);
@@ -202,12 +201,24 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
             onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
           }));
       await adaptive?.acquire(ctx.signal);
-      const callStarted = performance.now();
-      started ??= callStarted;
       let sample: LimitSample | undefined;
       try {
-        outcome = await (ctx.limits ? ctx.limits.run(url, call, ctx.signal) : call());
-        sample = limitSample(outcome, performance.now() - callStarted);
+        // The assignment may have changed while the call waited for its slot.
+        if (job.ack.stale) {
+          handOn();
+          job.abandoned = true;
+          return job;
+        }
+        // Timed from when the call goes out: waiting for a slot or for agent_limits is ours.
+        let callStarted = 0;
+        const timed = () => {
+          callStarted = performance.now();
+          started ??= callStarted;
+          return call();
+        };
+        outcome = await (ctx.limits ? ctx.limits.run(url, timed, ctx.signal) : timed());
+        // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
+        if (!route.longRunning) sample = limitSample(outcome, performance.now() - callStarted);
       } finally {
         adaptive?.release(sample);
       }
@@ -320,6 +331,8 @@ export function invoke(jobs: AsyncIterable<Job>, ctx: InvokeContext): AsyncItera
         const done = await invokeJob(job, ctx);
         if (done.reply) latency.record(done.reply.latencyMs);
         return done;
-      }), slowAfter(latency.median()));
+        // With `auto`, a call waiting for the agent's limit is not slow, and a slow one holds the
+        // agent's slot anyway: only a fixed cap lets slow calls give their slot back.
+      }), job.pipeline.delivery.concurrency === "auto" ? undefined : slowAfter(latency.median()));
   });
 }

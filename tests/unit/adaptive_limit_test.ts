@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { AdaptiveLimit } from "../../src/a2a/adaptive_limit.ts";
+import { sendMessage } from "../../src/a2a/send_message.ts";
+import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 
 /**
  * How an agent answers a call started while it serves `serving` calls (this one included; refused
@@ -126,4 +128,48 @@ Deno.test("calls over the limit wait in order, and one whose signal aborts leave
   await third;
   assert.deepEqual(order, ["left", "second", "third"]);
   assert.equal(limit.inFlight, 1);
+});
+
+Deno.test("a timeout counts however long before the last change its call began", () => {
+  let now = 0;
+  const limit = new AdaptiveLimit({ initial: 64, max: 64, now: () => now });
+  void limit.acquire(); // the call that will time out, begun at 0
+  // Busy windows at the maximum, 100 ms each: the limit stays where it is.
+  for (let i = 0; i < 300; i++) {
+    void limit.acquire();
+    now += 100;
+    limit.release({ latencyMs: 100, overload: false });
+  }
+  assert.equal(limit.limit, 64);
+  limit.release({ latencyMs: now, overload: true });
+  assert.ok(limit.limit < 64, `limit ${limit.limit} after a timeout`);
+});
+
+Deno.test("overload is a timeout, HTTP 429/503, or a -32603 about capacity; not a -32603 about the message", async () => {
+  const agent = startDemoAgent({
+    behaviours: {
+      limited: { rpcFailTimes: 1 }, // "LLM provider error: 429 rate limit exceeded, retry later"
+      broken: { rpcError: { code: -32603, message: "Internal error: cannot render the prompt" } },
+      busy: { failTimes: 1, failStatus: 503 },
+      slow: { latencyMs: 200 },
+    },
+  });
+  const send = async (promptId: string, timeoutMs = 5_000) => {
+    const outcome = await sendMessage({
+      url: `${agent.url}/v1/a2a/${promptId}`,
+      token: undefined,
+      version: "0.3",
+      message: { messageId: crypto.randomUUID(), text: "hi", metadata: {} },
+      timeoutMs,
+    });
+    return "failure" in outcome ? outcome.failure.overload === true : "answered";
+  };
+  try {
+    assert.equal(await send("limited"), true);
+    assert.equal(await send("broken"), false);
+    assert.equal(await send("busy"), true);
+    assert.equal(await send("slow", 20), true);
+  } finally {
+    await agent.close();
+  }
 });
