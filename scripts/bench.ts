@@ -794,7 +794,7 @@ if (!flags.memory) {
   const ceiling = await bareLoop(agent.url, n(10_000), MAX_CONCURRENCY);
   await agent.stop();
   done(`ample capacity, 100 ms: bare loop with ${MAX_CONCURRENCY} calls at once ${ceiling.toFixed(0)} msg/s`);
-  ample = { ...await adaptiveScenario("ample capacity, 100 ms", { latencyMs: 100 }, n(15_000)), ceiling };
+  ample = { ...await adaptiveScenario("ample capacity, 100 ms", { latencyMs: 100 }, n(40_000)), ceiling };
   rateLimited = await adaptiveScenario("40 at once, -32603 beyond, 100 ms", { latencyMs: 100, capacity: 40 }, n(6_000));
   queueing = await adaptiveScenario("20 workers, the rest queue, 100 ms", { latencyMs: 100, workers: 20 }, n(4_000));
   rows.push(
