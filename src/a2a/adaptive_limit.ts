@@ -15,9 +15,9 @@
  *   to another call to refuse; of the calls in flight, because those are about what the agent took
  *   (after a slow start overshot, far fewer than the limit). Each further refusal within that round
  *   trip takes one more slot away, so that slots freed by refusals are not refilled with calls to refuse.
- * - **Queueing**: with `floor` the lowest window median seen lately (the agent's unloaded latency)
- *   and `median` this window's, about `limit × (1 − (1.1 × floor + 10 ms) / median)` calls are
- *   queued at the agent (1.1: medians scatter, and the floor, their minimum, sits below the agent's
+ * - **Queueing**: with `floor` the lowest window latency seen lately (the agent's unloaded latency)
+ *   and `latency` this window's (the mean without its slowest tenth), about `limit × (1 − (1.1 × floor + 10 ms) / latency)` calls are
+ *   queued at the agent (1.1: window latencies scatter, and the floor, their minimum, sits below the agent's
  *   own latency; 10 ms, plus how late the event loop runs now: the bridge's own event loop, busy
  *   with Kafka, delays answers that much, and a saturated one more).
  *   Above `beta` the limit drops to what fits the floor; below `alpha` it grows, and in between it
@@ -25,7 +25,7 @@
  *   double, because the refusals of an overshoot each cost a retry); then by
  *   `beta` while no queue shows, or by `log10(limit)` while a small one does; and by one within 30 s
  *   of a refusal, so that it hugs a rate limit with few refused calls instead of overshooting it.
- *   Medians, not single calls, because LLM latencies vary per prompt.
+ *   Windows, not single calls, because LLM latencies vary per prompt.
  * - **Not using the limit** (fewer than half its calls in flight): no growth, so an idle agent's
  *   limit does not drift up unearned.
  * - The floor is measured again every 30 s (at least 30 windows): one window runs at half the limit,
@@ -81,7 +81,7 @@ const FLOOR_TTL_MS = 30_000;
 const FLOOR_TTL_WINDOWS = 30;
 const BACKOFF = 0.9;
 /**
- * Latency within this factor of the floor counts as no queue: window medians scatter around the
+ * Latency within this factor of the floor counts as no queue: window latencies scatter around the
  * agent's own latency, and the floor, their minimum, sits below it.
  */
 const TOLERANCE = 1.1;
@@ -211,21 +211,21 @@ export class AdaptiveLimit {
   }
 
   #closeWindow(now: number): void {
-    const median = this.#latencies.length ? typicalOf(this.#latencies) : undefined;
+    const latency = this.#latencies.length ? typicalOf(this.#latencies) : undefined;
     const busy = this.#busiest * 2 >= this.#limit;
     this.#newWindow(now);
     this.#windowsSinceFloor++;
 
     if (this.#restore !== undefined) {
-      // The window at half the limit: its median is the agent's latency without our queue.
+      // The window at half the limit: its latency is the agent's own, without our queue.
       const restore = this.#restore;
       this.#restore = undefined;
-      if (median !== undefined) this.#setFloor(median, now);
+      if (latency !== undefined) this.#setFloor(latency, now);
       this.#set(restore, now);
       return;
     }
-    if (median === undefined) return;
-    if (this.#floor === undefined || median < this.#floor) this.#setFloor(median, now);
+    if (latency === undefined) return;
+    if (this.#floor === undefined || latency < this.#floor) this.#setFloor(latency, now);
     const floor = this.#floor!;
     if (now - this.#floorAt > FLOOR_TTL_MS && this.#windowsSinceFloor >= FLOOR_TTL_WINDOWS) {
       this.#restore = this.#limit;
@@ -236,11 +236,11 @@ export class AdaptiveLimit {
     const alpha = 3 * log10;
     const beta = 6 * log10;
     const expected = floor * TOLERANCE + SLACK_MS + this.#lagMs();
-    const queued = Math.max(0, this.#limit * (1 - expected / median));
+    const queued = Math.max(0, this.#limit * (1 - expected / latency));
     if (queued > log10) this.#slowStart = false;
     if (queued > beta) {
       // Down to what the agent serves at its floor latency, plus a small queue; at most halved.
-      this.#set(Math.max(this.#limit / 2, this.#limit * (expected / median) + alpha), now);
+      this.#set(Math.max(this.#limit / 2, this.#limit * (expected / latency) + alpha), now);
     } else if (queued < alpha && busy) {
       const step = this.#slowStart
         ? this.#limit / 2
