@@ -29,6 +29,21 @@ async function main(): Promise<number> {
   const env = { ...await readDotEnv(".env"), ...Deno.env.toObject() };
   const settings = loadSettings(env);
   await setupLogging({ level: settings.logLevel, format: settings.logFormat });
+  // From the start: a SIGTERM while still starting (a pod replaced early) is a clean stop too, not
+  // death by signal. Before the bridge runs, it stops the start; after, it drains the bridge.
+  const started: { bridge?: Bridge } = {};
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) {
+      log.warn("second signal: exiting now; unfinished messages stay uncommitted");
+      Deno.exit(130);
+    }
+    log.info("stopping: finishing messages in flight (signal again to exit at once)");
+    void started.bridge?.stop();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  const stopping = () => signals > 0;
   const demoAgent = settings.archestraUrl === undefined;
   const pipelines = await loadPipelines(
     { routesFile: settings.routesConfigFile, dir: settings.pipelinesDir },
@@ -44,7 +59,6 @@ async function main(): Promise<number> {
   // Up before anything slow, so that a starting bridge is alive (/healthz) but not yet ready. It
   // lives as long as the process: Deno.exit ends it.
   const metrics = createMetrics();
-  const started: { bridge?: Bridge } = {};
   const ops = startOpsServer({
     port: settings.metricsPort,
     hostname: settings.metricsHost,
@@ -89,6 +103,11 @@ async function main(): Promise<number> {
 
   const kafka = createKafka(settings, brokers);
   if (!settings.bootstrapServers) await createDemoTopics(kafka, pipelines.flatMap((p) => p.topics));
+  if (stopping()) {
+    await agent?.close();
+    log.info("stopped before consuming anything");
+    return 0;
+  }
   const bridge = started.bridge = await startBridge({
     kafka,
     brokers,
@@ -98,17 +117,8 @@ async function main(): Promise<number> {
     metrics,
   });
 
-  let signals = 0;
-  const onSignal = () => {
-    if (++signals > 1) {
-      log.warn("second signal: exiting now; unfinished messages stay uncommitted");
-      Deno.exit(130);
-    }
-    log.info("stopping: finishing messages in flight (signal again to exit at once)");
-    void bridge.stop();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  // A signal while it started: stop now that there is something to stop.
+  if (stopping()) void bridge.stop();
   try {
     await bridge.done;
     log.info("stopped: {stats}", { stats: bridge.stats });

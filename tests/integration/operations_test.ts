@@ -115,3 +115,32 @@ Deno.test(
     assert.equal(everything.includes(token), false, "the token appears in what the run wrote");
   },
 );
+
+Deno.test(
+  "a SIGTERM while the bridge is still starting stops it cleanly (exit 0), as a pod being replaced expects",
+  integration,
+  async () => {
+    const topic = `ops-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const agent = startDemoAgent();
+    const bridge = await startMain({
+      PIPELINES_DIR: await pipelineDir(
+        `name: early\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n`,
+      ),
+      KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+      KAFKA_GROUP_ID: `ops-${uniqueId()}`,
+      ARCHESTRA_URL: agent.url,
+      LOG_LEVEL: "INFO",
+    });
+    try {
+      // Its first line, before the metrics port, the agents' cards and Kafka: far from started.
+      await bridge.waitForLog((r) => r.message.startsWith("agentstream:"), "the pipelines line");
+      bridge.child.kill("SIGTERM");
+      const { code } = await bridge.output;
+      assert.equal(code, 0, "a clean stop, not death by signal (143)");
+    } finally {
+      await agent.close();
+    }
+  },
+);
