@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Admin, Kafka } from "kafkajs";
-import { ConsumerAdapter } from "../../src/kafka/consumer_adapter.ts";
+import { ConsumerAdapter, type ConsumerAdapterOptions } from "../../src/kafka/consumer_adapter.ts";
 
 function standIn() {
   const listeners = new Map<string, (event: unknown) => void>();
@@ -55,9 +55,8 @@ function standIn() {
   return { kafka, admin, emit, calls, setRunnerUp: (up: boolean) => runnerUp = up };
 }
 
-Deno.test("a commit kafkajs skips while its runner restarts is an error, and a crash is an assignment change", async () => {
-  const { kafka, admin, emit, setRunnerUp } = standIn();
-  const changes: string[] = [];
+/** An adapter on the stand-in, subscribed to "t", started. */
+async function startAdapter(kafka: Kafka, admin: Admin, options: Partial<ConsumerAdapterOptions> = {}) {
   const adapter = new ConsumerAdapter({
     kafka,
     admin,
@@ -67,10 +66,17 @@ Deno.test("a commit kafkajs skips while its runner restarts is an error, and a c
     fromBeginning: true,
     refreshMs: 60_000,
     onBatch: (batch) => batch,
-    onAssignmentChanged: (cause) => changes.push(cause),
     drain: () => Promise.resolve(),
+    ...options,
   });
   await adapter.start();
+  return adapter;
+}
+
+Deno.test("a commit kafkajs skips while its runner restarts is an error, and a crash is an assignment change", async () => {
+  const { kafka, admin, emit, setRunnerUp } = standIn();
+  const changes: string[] = [];
+  const adapter = await startAdapter(kafka, admin, { onAssignmentChanged: (cause) => changes.push(cause) });
   try {
     await adapter.commit([{ topic: "t", partition: 0, offset: "1" }]);
     emit("crash", { error: new Error("coordinator went away"), restart: true });
@@ -89,19 +95,7 @@ Deno.test("a commit kafkajs skips while its runner restarts is an error, and a c
 
 Deno.test("a crash kafkajs will not restart (no group coordinator after a broker restart) is restarted by the adapter", async () => {
   const { kafka, admin, emit, calls } = standIn();
-  const adapter = new ConsumerAdapter({
-    kafka,
-    admin,
-    groupId: "g",
-    subscriptions: ["t"],
-    isOutput: () => false,
-    fromBeginning: true,
-    refreshMs: 60_000,
-    onBatch: (batch) => batch,
-    drain: () => Promise.resolve(),
-    restartDelayMs: 1,
-  });
-  await adapter.start();
+  const adapter = await startAdapter(kafka, admin, { restartDelayMs: 1 });
   const failed = (async () => {
     for await (const _ of adapter.batches()) { /* none come */ }
   })();
@@ -126,19 +120,7 @@ Deno.test("a crash kafkajs will not restart (no group coordinator after a broker
 
 Deno.test("a crash the adapter cannot help (authorization refused) still ends the batches with its error", async () => {
   const { kafka, admin, emit } = standIn();
-  const adapter = new ConsumerAdapter({
-    kafka,
-    admin,
-    groupId: "g",
-    subscriptions: ["t"],
-    isOutput: () => false,
-    fromBeginning: true,
-    refreshMs: 60_000,
-    onBatch: (batch) => batch,
-    drain: () => Promise.resolve(),
-    restartDelayMs: 1,
-  });
-  await adapter.start();
+  const adapter = await startAdapter(kafka, admin, { restartDelayMs: 1 });
   try {
     const error = Object.assign(new Error("Not authorized to access group: g"), {
       name: "KafkaJSProtocolError",
