@@ -145,31 +145,42 @@ Deno.test("a timeout counts however long before the last change its call began",
   assert.ok(limit.limit < 64, `limit ${limit.limit} after a timeout`);
 });
 
-Deno.test("overload is a timeout, HTTP 429/503, or a -32603 about capacity; not a -32603 about the message", async () => {
-  const agent = startDemoAgent({
-    behaviours: {
-      limited: { rpcFailTimes: 1 }, // "LLM provider error: 429 rate limit exceeded, retry later"
-      broken: { rpcError: { code: -32603, message: "Internal error: cannot render the prompt" } },
-      busy: { failTimes: 1, failStatus: 503 },
-      slow: { latencyMs: 200 },
-    },
-  });
-  const send = async (promptId: string, timeoutMs = 5_000) => {
-    const outcome = await sendMessage({
-      url: `${agent.url}/v1/a2a/${promptId}`,
-      token: undefined,
-      version: "0.3",
-      message: { messageId: crypto.randomUUID(), text: "hi", metadata: {} },
-      timeoutMs,
+// Every kind of agent there is: Archestra's /v1 and /v2, an SDK 1.x server, the SDK's 0.3 layer.
+const FLAVOURS = [
+  { name: "Archestra /v1", flavour: "archestra-v1", api: "v1", version: "0.3" },
+  { name: "Archestra /v2", flavour: "archestra-v1", api: "v2", version: "1.0" },
+  { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2", version: "1.0" },
+  { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1", version: "0.3" },
+] as const;
+
+for (const { name, flavour, api, version } of FLAVOURS) {
+  Deno.test(`${name}: overload is a timeout, HTTP 429/503, or a -32603 about capacity; not a -32603 about the message`, async () => {
+    const agent = startDemoAgent({
+      flavour,
+      behaviours: {
+        limited: { rpcFailTimes: 1 }, // "LLM provider error: 429 rate limit exceeded, retry later"
+        broken: { rpcError: { code: -32603, message: "Internal error: cannot render the prompt" } },
+        busy: { failTimes: 1, failStatus: 503 },
+        slow: { latencyMs: 200 },
+      },
     });
-    return "failure" in outcome ? outcome.failure.overload === true : "answered";
-  };
-  try {
-    assert.equal(await send("limited"), true);
-    assert.equal(await send("broken"), false);
-    assert.equal(await send("busy"), true);
-    assert.equal(await send("slow", 20), true);
-  } finally {
-    await agent.close();
-  }
-});
+    const send = async (promptId: string, timeoutMs = 5_000) => {
+      const outcome = await sendMessage({
+        url: `${agent.url}/${api}/a2a/${promptId}`,
+        token: undefined,
+        version,
+        message: { messageId: crypto.randomUUID(), text: "hi", metadata: {} },
+        timeoutMs,
+      });
+      return "failure" in outcome ? outcome.failure.overload === true : "answered";
+    };
+    try {
+      assert.equal(await send("limited"), true);
+      assert.equal(await send("broken"), false);
+      assert.equal(await send("busy"), true);
+      assert.equal(await send("slow", 20), true);
+    } finally {
+      await agent.close();
+    }
+  });
+}
