@@ -37,9 +37,25 @@ export class NotClaimed extends Error {
  * on the error or its causes (kafkajs wraps it in KafkaJSNonRetriableError).
  */
 export function isFenced(error: unknown): boolean {
-  if (error instanceof NotClaimed) return true;
-  for (let e = error as { type?: string; code?: number; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.type === "INVALID_PRODUCER_EPOCH" || e.type === "PRODUCER_FENCED" || e.code === 90) return true;
+  return error instanceof NotClaimed ||
+    hasCause(error, (e) => e.type === "INVALID_PRODUCER_EPOCH" || e.type === "PRODUCER_FENCED" || e.code === 90);
+}
+
+/**
+ * Whether `error` is CONCURRENT_TRANSACTIONS (code 51): the coordinator is still completing a
+ * transaction of this id, our last one or one that a new owner's claim is aborting. kafkajs 2.2.4
+ * retries it nowhere but in InitProducerId.
+ */
+export function isConcurrent(error: unknown): boolean {
+  return hasCause(error, (e) => e.type === "CONCURRENT_TRANSACTIONS" || e.code === 51);
+}
+
+type KafkaError = { type?: string; code?: number; cause?: unknown };
+
+/** Whether `error` or one of its causes passes `test` (kafkajs wraps errors in others). */
+function hasCause(error: unknown, test: (e: KafkaError) => boolean): boolean {
+  for (let e = error as KafkaError | undefined; e; e = e.cause as KafkaError | undefined) {
+    if (test(e)) return true;
   }
   return false;
 }

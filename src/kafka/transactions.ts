@@ -21,7 +21,7 @@ import { getLogger } from "@logtape/logtape";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import type { Commit, StagedRecord } from "../ledger.ts";
 import { errorMessage } from "../errors.ts";
-import { isFenced, type PartitionProducers } from "./partition_producers.ts";
+import { isConcurrent, isFenced, type PartitionProducers } from "./partition_producers.ts";
 
 const log = getLogger(["agentstream", "transactions"]);
 import type { PublishContext } from "../stages/publish.ts";
@@ -89,7 +89,9 @@ export class TransactionalOutput {
       try {
         await this.#commitPart(offset, records);
       } catch (error) {
-        if (!isFenced(error)) return void failures.push(error);
+        // Still concurrent after the retries (or at EndTxn, which cannot be sent again): a new owner's
+        // claim is aborting this transaction. Either way it did not commit; the producer is closed.
+        if (!isFenced(error) && !isConcurrent(error)) return void failures.push(error);
         left.add(offset);
         this.#onFenced();
         log.warn("{topic}/{partition} belongs to another member now: its transaction is left to it ({error})", {
@@ -121,10 +123,12 @@ export class TransactionalOutput {
           await transaction.sendBatch({ acks: -1, topicMessages: [{ topic, messages: chunk.map(toKafkaMessage) }] });
         }
       }
-      await transaction.sendOffsets({
-        consumerGroupId: this.#groupId,
-        topics: [{ topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] }],
-      });
+      await whileConcurrent(() =>
+        transaction.sendOffsets({
+          consumerGroupId: this.#groupId,
+          topics: [{ topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] }],
+        })
+      );
       await transaction.commit();
     } catch (error) {
       await transaction.abort().catch(() => {});
@@ -135,6 +139,23 @@ export class TransactionalOutput {
   /** Closes every partition's producer. */
   close(): Promise<void> {
     return this.#producers.close();
+  }
+}
+
+/**
+ * Runs `step` again while the coordinator answers CONCURRENT_TRANSACTIONS (it is writing the markers
+ * of the last transaction), for about 10 s: as the Java client does, and kafkajs does not for
+ * AddOffsetsToTxn. A step that fails so changes nothing in kafkajs's transaction state.
+ */
+async function whileConcurrent(step: () => Promise<void>): Promise<void> {
+  for (let delay = 50, waited = 0;; waited += delay, delay = Math.min(2 * delay, 1_000)) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!isConcurrent(error) || waited >= 10_000) throw error;
+      log.debug("the transaction coordinator is busy with this id: sending again in {delay} ms", { delay });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 }
 

@@ -140,16 +140,30 @@ async function eosGroup(total: number) {
   return { env, agent, produceAll, exactlyOnce };
 }
 
-/** Stops a member and keeps its output where EOS_TEST_LOG_LEVEL asks for it (to debug these tests). */
+/**
+ * Stops a member and keeps its output where EOS_TEST_LOG_LEVEL asks for it (to debug these tests).
+ * One that has not exited a minute after the signal is killed (a hung stop fails, not hangs, the test).
+ */
 async function stopMember(member: MainProcess, signal: Deno.Signal = "SIGTERM"): Promise<number> {
-  try {
-    member.child.kill(signal);
-  } catch {
-    // exited already
-  }
-  const { code, stdout, stderr } = await member.output;
+  const kill = (signal: Deno.Signal) => {
+    try {
+      member.child.kill(signal);
+    } catch {
+      // exited already
+    }
+  };
+  kill(signal);
+  const hung = setTimeout(() => kill("SIGKILL"), 60_000);
+  const { code, stdout, stderr } = await member.output.finally(() => clearTimeout(hung));
   if (Deno.env.get("EOS_TEST_LOG_LEVEL")) {
     Deno.writeTextFileSync(`/tmp/eos-member-${member.child.pid}.log`, stdout + stderr);
+  }
+  // A stop that was not clean says why in the test's output: its last lines (warnings and errors at least).
+  if (code !== 0 && signal === "SIGTERM") {
+    console.error(
+      `member ${member.child.pid} exited ${code}; its last output:\n` +
+        (stdout + stderr).trimEnd().split("\n").slice(-30).join("\n"),
+    );
   }
   return code;
 }
@@ -178,7 +192,11 @@ Deno.test(
       assert.equal(await stopMember(other), 0);
       await exactlyOnce();
     } finally {
-      await stopMember(frozen, "SIGCONT");
+      try {
+        Deno.kill(frozen.child.pid, "SIGCONT");
+      } catch {
+        // exited already
+      }
       await Promise.all([stopMember(frozen), stopMember(other)]);
       await agent.close();
     }

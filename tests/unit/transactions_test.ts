@@ -1,0 +1,69 @@
+/**
+ * Exactly-once commits against a stand-in for kafkajs's transactional producer, for what the
+ * broker answers while another member takes a partition over (or finishes the last transaction).
+ */
+import assert from "node:assert/strict";
+import type { Commit } from "../../src/ledger.ts";
+import type { PartitionProducers } from "../../src/kafka/partition_producers.ts";
+import { TransactionalOutput } from "../../src/kafka/transactions.ts";
+
+/** What the broker answers while the transaction coordinator is still completing a transaction of this id. */
+const concurrent = () =>
+  Object.assign(
+    new Error(
+      "The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing",
+    ),
+    { type: "CONCURRENT_TRANSACTIONS", code: 51, retriable: true },
+  );
+
+/** A partition's producer whose transactions fail as `fail` says, step by step (`offsets`, `commit`). */
+function standIn(fail: { offsets?: number; commit?: number }) {
+  const calls: string[] = [];
+  const released: string[] = [];
+  const step = (name: "offsets" | "commit") => {
+    calls.push(name);
+    if ((fail[name] ?? 0) > 0) {
+      fail[name]!--;
+      return Promise.reject(concurrent());
+    }
+    return Promise.resolve();
+  };
+  const transaction = {
+    sendBatch: () => (calls.push("send"), Promise.resolve()),
+    sendOffsets: () => step("offsets"),
+    commit: () => step("commit"),
+    abort: () => (calls.push("abort"), Promise.resolve()),
+  };
+  const producers = {
+    claimed: () => Promise.resolve({ transaction: () => Promise.resolve(transaction) }),
+    release: (topic: string, partition: number) => (released.push(`${topic}/${partition}`), Promise.resolve()),
+  } as unknown as PartitionProducers;
+  return { producers, calls, released };
+}
+
+const offset = { topic: "t", partition: 0, offset: "5" };
+const commit: Commit = {
+  offsets: [offset],
+  records: [],
+  parts: [{ offset, records: [{ topic: "t.responses", record: { key: null, value: new Uint8Array(), headers: {} } }] }],
+};
+
+Deno.test("offsets refused as concurrent (the last transaction still completing) are sent again", async () => {
+  const { producers, calls } = standIn({ offsets: 2 });
+  let fenced = 0;
+  const output = new TransactionalOutput(producers, "g", undefined, () => fenced++);
+  assert.deepEqual(await output.commit(commit), commit);
+  assert.deepEqual(calls, ["send", "offsets", "offsets", "offsets", "commit"]);
+  assert.equal(fenced, 0);
+});
+
+Deno.test("a commit refused as concurrent (another member is taking the partition over) is left to it, not fatal", async () => {
+  const { producers, calls, released } = standIn({ commit: 1 });
+  let fenced = 0;
+  const output = new TransactionalOutput(producers, "g", undefined, () => fenced++);
+  const stored = await output.commit(commit);
+  assert.deepEqual(stored.offsets, [], "nothing committed for that partition");
+  assert.deepEqual(calls, ["send", "offsets", "commit", "abort"]);
+  assert.deepEqual(released, ["t/0"], "its producer, broken now, closed");
+  assert.equal(fenced, 1);
+});
