@@ -1,7 +1,7 @@
 /**
  * @module
  * The bridge: wiring and lifecycle. The consumer adapter feeds the stages (dispatch → decode →
- * match → transform → fan-out → invoke → publish); each outcome settles its job's ack in the ledger;
+ * match → window → transform → fan-out → invoke → publish); each outcome settles its job's ack in the ledger;
  * commits store what the ledger says is done; flow control pauses the topics that a full in-flight
  * cap or an open agent circuit covers. When the assignment changes, what is finished is committed
  * and the rest dropped, which Kafka then delivers again.
@@ -43,6 +43,7 @@ import { agentEndpoint, invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
 import { type Outcome, publish } from "./stages/publish.ts";
 import { transform } from "./stages/transform.ts";
+import { window } from "./stages/window.ts";
 import { pipe } from "./util/pipe.ts";
 import { abortableDelay } from "./util/abortable_delay.ts";
 
@@ -374,12 +375,24 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     }, 2 * (settings.sessionTimeoutMs ?? 30_000));
   };
 
+  /**
+   * Whether a pipeline's open windows should close early: its cap (or the process's) is full and
+   * they hold at least half of it, so waiting for them to fill would only stall it.
+   */
+  const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
+  const crowded = (pipeline: string, held: number) => {
+    const cap = caps.get(pipeline)!;
+    if (ledger.pending >= settings.maxInFlight) return 2 * held >= settings.maxInFlight;
+    return ledger.inFlight(pipeline) >= cap && 2 * held >= cap;
+  };
+
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
   const settle = (job: Job, outcome: Outcome) => {
     metrics.outcome(job, outcome);
     endMessageSpan(job, outcome);
     logOutcome(job, outcome);
-    stats[OUTCOME_STAT[outcome]]++;
+    // A window's events count one each, except in replies: one per window.
+    stats[OUTCOME_STAT[outcome]] += outcome === "replied" ? 1 : job.window?.members.length ?? 1;
     if (outcome !== "abandoned") {
       // Its agent task, if it had one, is over: forgotten once the offset is committed.
       job.ack.done(job.staged, tasks.get(job.ctx.messageId) ? job.ctx.messageId : undefined);
@@ -392,6 +405,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     (batches) => dispatch(batches, pipelines),
     decode,
     match,
+    // Without a windowed route, no stage: every job would only pass through it.
+    (jobs) => windowed ? window(jobs, { crowded }) : jobs,
     transform,
     fanOut,
     (jobs) =>
@@ -499,7 +514,10 @@ const OUTCOME_STAT = {
  */
 function logOutcome(job: Job, outcome: Outcome): void {
   if (outcome === "replied" && !log.isEnabledFor("debug")) return;
-  const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset: job.ctx.offset };
+  const members = job.window?.members;
+  // A window's offsets as first..last of its partition.
+  const offset = members ? `${members[0].ctx.offset}..${members[members.length - 1].ctx.offset}` : job.ctx.offset;
+  const where = { pipeline: job.ctx.pipeline, route: job.route?.name, topic: job.ctx.topic, offset };
   switch (outcome) {
     case "replied":
       log.debug("reply from {route} for {topic}@{offset} in {latencyMs} ms: {preview}", {

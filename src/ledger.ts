@@ -47,6 +47,28 @@ export interface Ack {
 /** An ack tied to no ledger: for jobs run outside the bridge (examples, tests). Never stale. */
 export const unledgered: Ack = { stale: false, split: (extra) => Array(extra).fill(unledgered), done: () => {} };
 
+/**
+ * One ack for several messages of one partition, in offset order (a window's events): stale when
+ * any is, split into joint acks, and done all at once, with the records staged on the last, so the
+ * transaction that commits the highest offset (and with it every other) carries them.
+ */
+export function jointAck(acks: readonly Ack[]): Ack {
+  const last = acks.length - 1;
+  return {
+    get stale() {
+      return acks.some((ack) => ack.stale);
+    },
+    split: (extra) => {
+      // Acks go stale together (a new generation); checked first so that none is split in vain.
+      if (acks.some((ack) => ack.stale)) return undefined;
+      const parts = acks.map((ack) => ack.split(extra));
+      if (parts.some((part) => part === undefined)) return undefined;
+      return Array.from({ length: extra }, (_, index) => jointAck(parts.map((part) => part![index])));
+    },
+    done: (staged, taskKey) => acks.forEach((ack, i) => i === last ? ack.done(staged, taskKey) : ack.done()),
+  };
+}
+
 /** What one commit carries: the offsets that became committable, and the records they settle. */
 export interface Commit {
   readonly offsets: TopicPartitionOffset[];

@@ -100,6 +100,28 @@ export interface Job {
   span?: Span;
   /** With exactly-once delivery: the records written for this job, waiting for its transaction. */
   staged?: StagedRecord[];
+  /** A window's job: the events it holds (see src/stages/window.ts). */
+  window?: WindowOf;
+}
+
+/** What a window's job carries besides its first event's context. */
+export interface WindowOf {
+  /** The window key: the events' Kafka key (`by: key`), or their partition number (`by: partition`). */
+  readonly key: string | null;
+  /** When it opened (its first event came) and closed, ISO 8601. */
+  readonly start: string;
+  readonly end: string;
+  /** Its events in offset order, each a job of its own with its own ack. */
+  readonly members: readonly Job[];
+  /** The members rendered (`transform.each`), one per line: set by transform. */
+  events?: string;
+}
+
+/** A route's tumbling windows: per key or per partition, closed after `sizeMs` or at `maxEvents`. */
+export interface WindowSpec {
+  readonly by: "key" | "partition";
+  readonly sizeMs: number;
+  readonly maxEvents: number;
 }
 
 /**
@@ -170,6 +192,10 @@ export interface Route {
     readonly fields?: Readonly<Record<string, string | number | boolean | null>>;
   };
   readonly template?: Template;
+  /** With a window: how each event becomes a line of `{$events}` (default: its JSON). */
+  readonly each?: Template;
+  /** Many events, one call: see src/stages/window.ts. */
+  readonly window?: WindowSpec;
   readonly onMissing: "error" | "empty";
   /** One agent, or several called in parallel (each reply published on its own). */
   readonly agents: readonly AgentTarget[];

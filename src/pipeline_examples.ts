@@ -17,31 +17,53 @@ import { unledgered } from "./ledger.ts";
 import { isLive, type Job, type Pipeline, type SourceRecord } from "./model.ts";
 import { decodeJob } from "./stages/decode.ts";
 import { matchJob } from "./stages/match.ts";
-import { transformJob } from "./stages/transform.ts";
+import { transformJob, transformWindow } from "./stages/transform.ts";
+import { windowJob } from "./stages/window.ts";
+import { failure } from "./errors.ts";
 import { isGlob, topicMatches } from "./util/glob.ts";
 
 const encoder = new TextEncoder();
 
-/** The source record an example stands for. */
-export function exampleRecord(example: PipelineExample, topic: string): SourceRecord {
-  const value = typeof example.value === "string" ? example.value : JSON.stringify(example.value);
-  return {
+/** The source records an example stands for: its value, or its window's events (offsets 0, 1, …). */
+export function exampleRecords(example: PipelineExample, topic: string): SourceRecord[] {
+  return (example.events ?? [example.value]).map((event, index) => ({
     topic,
     partition: 0,
-    offset: "0",
+    offset: String(index),
     key: example.key == null ? null : encoder.encode(example.key),
-    value: encoder.encode(value),
+    value: encoder.encode(typeof event === "string" ? event : JSON.stringify(event)),
     headers: Object.fromEntries(Object.entries(example.headers ?? {}).map(([k, v]) => [k, encoder.encode(v)])),
     timestamp: "0",
-  };
+  }));
 }
 
-/** Runs one example through decode, match and transform. */
-export function runExample(pipeline: Pipeline, record: SourceRecord): Job {
-  const job: Job = { record, ctx: contextFor(pipeline, record), pipeline, ack: unledgered };
-  for (const step of [decodeJob, matchJob, transformJob]) {
-    if (isLive(job)) step(job);
+/** When an example's window opens and closes: a fixed time, so that its expected text can name it. */
+export const EXAMPLE_WINDOW_TIME = new Date(0);
+
+/**
+ * Runs one example through decode, match and transform; several records (or one, for a route with
+ * a window) make one window, as if it had closed at {@link EXAMPLE_WINDOW_TIME}. The job returned is
+ * the window's, or the first event that failed on its own.
+ */
+export function runExample(pipeline: Pipeline, records: readonly SourceRecord[]): Job {
+  const jobs = records.map((record): Job => ({ record, ctx: contextFor(pipeline, record), pipeline, ack: unledgered }));
+  for (const job of jobs) {
+    if (isLive(job)) decodeJob(job);
+    if (isLive(job)) matchJob(job);
   }
+  const stopped = jobs.find((job) => !isLive(job));
+  if (stopped) return stopped;
+  const [first] = jobs;
+  if (!first.route!.window) {
+    if (jobs.length > 1) {
+      return { ...first, failure: failure("match", "permanent", "events are for a route with a window") };
+    }
+    transformJob(first);
+    return first;
+  }
+  const other = jobs.find((job) => job.route !== first.route);
+  if (other) return { ...other, failure: failure("match", "permanent", "the events match different routes") };
+  const [job] = transformWindow(windowJob(jobs, EXAMPLE_WINDOW_TIME, EXAMPLE_WINDOW_TIME));
   return job;
 }
 
@@ -54,7 +76,7 @@ export function exampleProblems(pipeline: Pipeline): string[] {
     if (!pipeline.topics.some((pattern) => topicMatches(pattern, topic))) {
       return [`${at(".topic")}: "${topic}" is not one of the pipeline's source topics`];
     }
-    const job = runExample(pipeline, exampleRecord(example, topic));
+    const job = runExample(pipeline, exampleRecords(example, topic));
     const { expect } = example;
     if (job.failure && job.failure.stage !== expect.failure) {
       return [`${at("")}: failed in ${job.failure.stage}: ${job.failure.message}`];

@@ -4,6 +4,9 @@
  * `$partition`, `$offset`, `$timestamp`, `$pipeline`, `$route`, `$value`, `$headers.name`), any
  * other path reads the decoded value. Used by templates and by output topic names.
  *
+ * A window's job also has `$events` (its events rendered, one per line), `$count`, `$window.start`
+ * and `$window.end`; `$key` is the window key, and the other names read its first event.
+ *
  * @example
  * ```ts
  * import { lookup } from "./placeholders.ts";
@@ -23,8 +26,8 @@ export function asText(value: unknown): string | undefined {
 }
 
 /** Resolves one placeholder path for `job`, or `undefined` when it has no value. */
-export function lookup(job: Pick<Job, "ctx" | "value" | "route">, path: string): string | undefined {
-  const { ctx } = job;
+export function lookup(job: Pick<Job, "ctx" | "value" | "route" | "window">, path: string): string | undefined {
+  const { ctx, window } = job;
   if (path.startsWith("$headers.")) return ctx.headers[path.slice("$headers.".length)];
   switch (path) {
     case "$topic":
@@ -43,6 +46,14 @@ export function lookup(job: Pick<Job, "ctx" | "value" | "route">, path: string):
       return job.route?.name;
     case "$value":
       return asText(job.value);
+    case "$events":
+      return window?.events;
+    case "$count":
+      return window && String(window.members.length);
+    case "$window.start":
+      return window?.start;
+    case "$window.end":
+      return window?.end;
   }
   return path.startsWith("$") ? undefined : asText(getPath(job.value, path));
 }

@@ -17,7 +17,7 @@
  * @module
  */
 import type { Behaviour } from "./demo_agent.ts";
-import { demoReply, demoSeverity } from "./demo_reply.ts";
+import { demoAnswer } from "./demo_reply.ts";
 
 interface RpcBody {
   id?: unknown;
@@ -37,8 +37,9 @@ export function archestraV1Reply(body: RpcBody, promptId: string, behaviour: Beh
     part && typeof part === "object" && part.kind === "text" && typeof part.text === "string" ? [part.text] : []
   ).join("\n");
   if (!text) return archestraError(body.id, -32602, "No message content provided");
-  const replyParts: unknown[] = [{ kind: "text", text: demoReply(promptId, text) }];
-  if (behaviour.classify) replyParts.push({ kind: "data", data: { severity: demoSeverity(text) } });
+  const answer = demoAnswer(promptId, text, behaviour);
+  const replyParts: unknown[] = [{ kind: "text", text: answer.text }];
+  if (answer.data) replyParts.push({ kind: "data", data: answer.data });
   return {
     jsonrpc: "2.0",
     id: body.id ?? 1,

@@ -32,7 +32,7 @@
  */
 import { archestraError, archestraV1Card, archestraV1Reply } from "./archestra_v1.ts";
 import { SdkAgent, sdkCardJson } from "./sdk_agent.ts";
-export { demoReply, demoSeverity } from "./demo_reply.ts";
+export { demoReply, demoSeverity, demoTrends } from "./demo_reply.ts";
 
 /** Prompt ids the shipped pipelines use when they run against the demo agent (ARCHESTRA_URL unset). */
 export const DEMO_PROMPT_IDS = {
@@ -41,10 +41,18 @@ export const DEMO_PROMPT_IDS = {
   ANALYTICS_PROMPT_ID: "analytics",
   /** For the chaining example (pipelines/examples/chaining). */
   ESCALATION_PROMPT_ID: "escalation",
+  /** For the windows example (pipelines/examples/windows). */
+  TRENDS_PROMPT_ID: "trends",
 };
 
-/** How the embedded demo agent answers the shipped prompts: support replies carry a severity. */
-export const DEMO_BEHAVIOURS: Record<string, Behaviour> = { "customer-support": { classify: true } };
+/**
+ * How the embedded demo agent answers the shipped prompts: support replies carry a severity, and
+ * the trends agent sums up the readings of a window.
+ */
+export const DEMO_BEHAVIOURS: Record<string, Behaviour> = {
+  "customer-support": { classify: true },
+  trends: { trends: true },
+};
 
 /** The kinds of agent the demo agent can be. */
 export type Flavour = "archestra-v1" | "a2a-1.0" | "a2a-0.3";
@@ -86,6 +94,8 @@ export interface Behaviour {
   stream?: boolean;
   /** Add a data part `{ severity }` to each reply: `critical` when the text speaks of money or outages. */
   classify?: boolean;
+  /** Answer with a window's readings summed up (range, mean, trend, anomalies): see `demoTrends`. */
+  trends?: boolean;
   /** Hold every answer until this settles: lets a test act while a call is in flight. */
   gate?: Promise<unknown>;
   /** Answer with this as the JSON-RPC `result`, whatever it is (a broken agent). */

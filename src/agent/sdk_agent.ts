@@ -44,7 +44,7 @@ import {
 } from "@a2a-js/sdk/server";
 import { LegacyJsonRpcTransportHandler } from "@a2a-js/sdk/compat/v0_3/server";
 import type { Behaviour } from "./demo_agent.ts";
-import { demoReply, demoSeverity } from "./demo_reply.ts";
+import { demoAnswer } from "./demo_reply.ts";
 
 /** The A2A versions the SDK flavours speak. */
 export type SdkVersion = "0.3" | "1.0";
@@ -183,8 +183,9 @@ function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
       const text = request.userMessage.parts.flatMap((part) =>
         part.content?.$case === "text" ? [part.content.value] : []
       ).join("\n");
-      const parts = [textPart(demoReply(promptId, text))];
-      if (behaviour().classify) parts.push(dataPart({ severity: demoSeverity(text) }));
+      const answer = demoAnswer(promptId, text, behaviour());
+      const parts = [textPart(answer.text)];
+      if (answer.data) parts.push(dataPart(answer.data));
       const { task, stream } = behaviour();
       if (!task && !stream) {
         bus.publish(AgentEvent.message(agentMessage(parts, contextId)));

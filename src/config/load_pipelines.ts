@@ -154,6 +154,10 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       name: route.name,
       match: route.match ?? {},
       template: route.transform.template === undefined ? undefined : template(route.transform.template),
+      ...(route.transform.each === undefined ? {} : { each: template(route.transform.each) }),
+      ...(route.window
+        ? { window: { by: route.window.by, sizeMs: route.window.size, maxEvents: route.window.max_events } }
+        : {}),
       onMissing: route.transform.on_missing,
       agents: route.invoke.url !== undefined
         ? [route.invoke.url].flat().map((url) => ({ url: registerUrlSecrets(url), token: secret(route.invoke.token) }))

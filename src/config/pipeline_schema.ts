@@ -55,9 +55,31 @@ const MatchSchema = z.strictObject({
 const TransformSchema = z.strictObject({
   template: TemplateText.optional()
     .describe("The agent's input text; `{field}`, `{a.b}`, `{$topic}`, `{$key}`, `{$headers.x}`…"),
+  each: TemplateText.optional().describe(
+    "With a window: how each event becomes one line of `{$events}` (default: its JSON).",
+  ),
   on_missing: z.enum(["error", "empty"]).default("error")
     .describe("A placeholder with no value: send the message to the DLQ, or render it empty."),
 });
+
+const WindowSchema = z.strictObject({
+  by: z.enum(["key", "partition"]).default("key")
+    .describe("One window per Kafka key, or per partition (windows never span partitions)."),
+  size: Duration.refine((ms) => ms > 0 && ms <= 86_400_000, "must be more than 0 and at most 24h")
+    .describe("How long a window stays open after its first event."),
+  max_events: z.int().min(1).max(100_000).default(100)
+    .describe("A window closes at this many events, if before `size`."),
+});
+
+/** Placeholders only a window's job has. */
+const WINDOW_PLACEHOLDERS = ["$events", "$count", "$window.start", "$window.end"];
+
+/** The window placeholders a template uses. */
+function windowPlaceholders(source: string | undefined): string[] {
+  const parsed = source === undefined ? undefined : parseTemplate(source);
+  if (!parsed || "error" in parsed) return [];
+  return parsed.parts.flatMap((part) => "path" in part && WINDOW_PLACEHOLDERS.includes(part.path) ? [part.path] : []);
+}
 
 const Url = z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" });
 const oneOrMore = <T extends z.ZodType>(item: T) => z.union([item, z.array(item).min(1).max(16)]);
@@ -94,8 +116,31 @@ const InvokeSchema = z.strictObject({
 const RouteSchema = z.strictObject({
   name: Name.describe("The route's name, in the reply envelope and DLQ headers."),
   match: MatchSchema.optional().describe("All that is given must match; nothing means match all."),
+  window: WindowSchema.optional().describe(
+    "Many events, one call: the route's events are gathered per key (or partition) and sent together when the window closes.",
+  ),
   transform: TransformSchema.prefault({}).describe("How the message becomes the agent's input text."),
   invoke: InvokeSchema.describe("Which agent gets the text."),
+}).superRefine((route, ctx) => {
+  if (!route.window) {
+    for (const path of windowPlaceholders(route.transform.template)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["transform", "template"],
+        message: `{${path}} is there only for a route with a window`,
+      });
+    }
+    if (route.transform.each !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["transform", "each"], message: "each is for a route with a window" });
+    }
+  }
+  for (const path of windowPlaceholders(route.transform.each)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["transform", "each"],
+      message: `{${path}} is the window's: each renders one event (use it in transform.template)`,
+    });
+  }
 });
 
 const RetriesSchema = z.strictObject({
@@ -110,14 +155,20 @@ const ExampleSchema = z.strictObject({
     .describe("The source topic; by default the pipeline's first topic that is not a glob."),
   key: z.string().nullable().optional().describe("The Kafka key (default none)."),
   headers: z.record(z.string(), z.string()).optional().describe("Kafka headers."),
-  value: z.unknown().describe("The event: an object or array is written as JSON, a string as it is."),
+  value: z.unknown().optional().describe("The event: an object or array is written as JSON, a string as it is."),
+  events: z.array(z.unknown()).min(1).optional().describe(
+    "Instead of value, for a route with a window: the events of one window, in order (sharing key and headers).",
+  ),
   expect: z.strictObject({
     route: z.string().nullable().describe("The route that must match; null: no route matches."),
     text: z.string().optional().describe("The agent text the route must produce, exactly."),
     failure: z.enum(["decode", "match", "transform"]).optional()
       .describe("The stage that must send the event to the DLQ instead."),
   }).describe("What decode, match and transform must make of the event."),
-}).refine((example) => example.value !== undefined, { message: "an example needs a value", path: ["value"] });
+}).refine((example) => (example.value === undefined) !== (example.events === undefined), {
+  message: "an example needs a value (or, for a window, events), not both",
+  path: ["value"],
+});
 
 const AgentLimitSchema = z.strictObject({
   prompt_id: z.string().min(1).optional().describe("The agent, by Archestra prompt id…"),
@@ -185,6 +236,14 @@ export const PipelineFileSchema = z.strictObject({
 }).superRefine((pipeline, ctx) => {
   const seen = new Set<string>();
   pipeline.routes.forEach((route, index) => {
+    const cap = pipeline.delivery.max_in_flight;
+    if (route.window && cap !== undefined && route.window.max_events > cap) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["routes", index, "window", "max_events"],
+        message: `${route.window.max_events} is more than delivery.max_in_flight (${cap}): a window could never fill`,
+      });
+    }
     if (seen.has(route.name)) {
       ctx.addIssue({
         code: "custom",

@@ -169,7 +169,9 @@ export function createMetrics(): Metrics {
       const agent = jobAgent(job);
       const agentLabels = { ...labels, agent: agent ? agent.promptId ?? redact(agent.url) : "" };
       // A fanned-out message is matched once (its first part), and reaches each agent once.
-      if (job.route && (!job.agent || job.agent === job.route.agents[0])) matched.inc(labels);
+      // A window's events count one each, except in replies: one per window.
+      const events = job.window?.members.length ?? 1;
+      if (job.route && (!job.agent || job.agent === job.route.agents[0])) matched.inc(labels, events);
       const attempts = job.reply?.attempts ?? job.failure?.attempts ?? 0;
       if (attempts > 0) invoked.inc(agentLabels);
       if (attempts > 1) retries.inc(agentLabels, attempts - 1);
@@ -178,7 +180,7 @@ export function createMetrics(): Metrics {
         latency.observe(agentLabels, job.reply!.latencyMs / 1000);
       } else {
         const counter = outcome === "dropped" ? dropped : deadLettered;
-        counter.inc({ ...agentLabels, stage: job.failure!.stage, class: job.failure!.class });
+        counter.inc({ ...agentLabels, stage: job.failure!.stage, class: job.failure!.class }, events);
       }
     },
     highWatermark(topic, partition, offset) {

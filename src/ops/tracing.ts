@@ -67,7 +67,10 @@ export function withJobSpan<T>(job: Job, call: () => T): T {
 
 /** Ends the job's span with its route, agent and outcome. */
 export function endMessageSpan(job: Job, outcome: Outcome): void {
+  // A window's events end with it (once: its fanned-out copies share them).
+  for (const member of job.window?.members ?? []) endMessageSpan(member, outcome);
   const span: Span | undefined = job.span;
+  job.span = undefined;
   if (!span) return;
   const agent = jobAgent(job);
   span.setAttributes({

@@ -8,6 +8,9 @@
  * A DLQ record too large for its topic goes out with its value cut (`x-value-truncated` gives the
  * original length); one refused even then is `dropped`: logged, counted, and the process goes on.
  *
+ * A window's reply envelope adds `window: {start, end, count, first, last}`; a failed window puts
+ * each of its events in the DLQ, as if it had failed alone, with `x-window-events` and `x-window-count`.
+ *
  * @example
  * ```ts
  * import { publish } from "./publish.ts";
@@ -110,7 +113,15 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
     },
     attempts: reply?.attempts ?? 0,
     latency_ms: reply?.latencyMs ?? 0,
+    ...(job.window ? { window: windowSummary(job) } : {}),
   };
+}
+
+/** A window's span and events, as the envelope gives them: where its first and last event are. */
+function windowSummary(job: Job): Record<string, unknown> {
+  const { start, end, members } = job.window!;
+  const at = (event: Job) => ({ partition: event.ctx.partition, offset: event.ctx.offset });
+  return { start, end, count: members.length, first: at(members[0]), last: at(members[members.length - 1]) };
 }
 
 /**
@@ -199,7 +210,28 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
     const reply = await writeReply(job, ctx);
     if (reply) return { job, outcome: "replied" };
   }
-  return { job, outcome: await deadLetter(job, ctx) };
+  return { job, outcome: job.window ? await deadLetterWindow(job, ctx) : await deadLetter(job, ctx) };
+}
+
+/**
+ * A failed window: each event to the DLQ as if it had failed alone (its own bytes, headers and
+ * source offset, so replay works per event), with the window's error and where the window was.
+ * Its records are staged on the window's job, whose ack settles every event.
+ */
+async function deadLetterWindow(job: Job, ctx: PublishContext): Promise<"dead-lettered" | "dropped"> {
+  const { members } = job.window!;
+  const span = `${members[0].ctx.partition}@${members[0].ctx.offset}..${members[members.length - 1].ctx.offset}`;
+  let outcome: "dead-lettered" | "dropped" = "dead-lettered";
+  for (const event of members) {
+    const alone: Job = { ...event, route: job.route, failure: job.failure, span: job.span, staged: undefined };
+    if (
+      await deadLetter(alone, ctx, { "x-window-events": span, "x-window-count": String(members.length) }) === "dropped"
+    ) {
+      outcome = "dropped";
+    }
+    if (alone.staged) (job.staged ??= []).push(...alone.staged);
+  }
+  return outcome;
 }
 
 /** Writes the reply; false (with the job failed) when it cannot be built or the topic never takes it. */
@@ -233,7 +265,11 @@ const attemptsOf = (job: Job) => job.reply?.attempts ?? 0;
  * Writes the DLQ record, with its value cut as far as the topic needs. A DLQ topic a template
  * cannot name for this message falls back to `{source topic}.dlq`.
  */
-async function deadLetter(job: Job, ctx: PublishContext): Promise<"dead-lettered" | "dropped"> {
+async function deadLetter(
+  job: Job,
+  ctx: PublishContext,
+  headers: Record<string, string> = {},
+): Promise<"dead-lettered" | "dropped"> {
   let topic: string;
   try {
     topic = outputTopic(job.pipeline.publish.dlq, job);
@@ -241,6 +277,7 @@ async function deadLetter(job: Job, ctx: PublishContext): Promise<"dead-lettered
     topic = `${job.ctx.topic}.dlq`;
   }
   const record = dlqRecord(job);
+  Object.assign(record.headers, headers);
   let error: unknown;
   try {
     await ctx.send(topic, record, job);

@@ -2,7 +2,9 @@
  * @module
  * transform: renders the route's template into the text the agent receives. Without a template
  * the value itself is sent (text as is, anything else as indented JSON). A placeholder with no
- * value is a permanent failure unless the route says `on_missing: empty`.
+ * value is a permanent failure unless the route says `on_missing: empty`. A window's job is
+ * rendered from its events: each one by `transform.each` (default: its JSON) into `{$events}`, then
+ * the template (default: `{$events}` alone).
  *
  * @example
  * ```ts
@@ -20,11 +22,12 @@
  * for await (const job of transform(match(decode(jobs)))) if (job.text !== "Order A-1") throw new Error(job.text);
  * ```
  */
-import { failure } from "../errors.ts";
-import type { Job } from "../model.ts";
+import { failure, type StageFailure } from "../errors.ts";
+import { jointAck } from "../ledger.ts";
+import { isLive, type Job, type Route } from "../model.ts";
 import { renderTemplate } from "../template.ts";
 import { lookup } from "../placeholders.ts";
-import { perJob } from "./stage.ts";
+import { contain } from "./stage.ts";
 import { jsonText } from "../util/json_text.ts";
 
 /**
@@ -40,24 +43,76 @@ function indentedJson(value: unknown): string {
   }
 }
 
-/** Transforms one job in place. */
+/** The failure of a template that has no value for `missing`. */
+function missingFields(missing: readonly string[], where = "template"): StageFailure {
+  return failure(
+    "transform",
+    "permanent",
+    `${where} field${missing.length > 1 ? "s" : ""} missing: ${missing.join(", ")}`,
+  );
+}
+
+/** Transforms one job in place (a window's job: see {@link transformWindow}). */
 export function transformJob(job: Job): void {
   const route = job.route!;
   if (!route.template) {
-    job.text = typeof job.value === "string" ? job.value : indentedJson(job.value);
+    job.text = job.window ? job.window.events : typeof job.value === "string" ? job.value : indentedJson(job.value);
     return;
   }
   const { text, missing } = renderTemplate(route.template, (path) => lookup(job, path));
   if (missing.length && route.onMissing === "error") {
-    job.failure = failure(
-      "transform",
-      "permanent",
-      `template field${missing.length > 1 ? "s" : ""} missing: ${missing.join(", ")}`,
-    );
+    job.failure = missingFields(missing);
     return;
   }
   job.text = text;
 }
 
+/** One event of a window as a line of `{$events}`: `transform.each`, else its value as JSON. */
+function eventLine(route: Route, event: Job): { text: string; missing: string[] } {
+  if (!route.each) return { text: jsonText(event.value ?? null), missing: [] };
+  return renderTemplate(route.each, (path) => lookup(event, path));
+}
+
+/**
+ * Transforms a window's job: renders each event (`transform.each`) and then the text. An event
+ * `transform.each` has no value for fails on its own (its DLQ record is its own) and leaves the
+ * window, which goes on with the rest; the jobs returned are those failed events and the window.
+ */
+export function transformWindow(job: Job): Job[] {
+  const route = job.route!;
+  const lines: string[] = [];
+  const kept: Job[] = [];
+  const failed: Job[] = [];
+  for (const event of job.window!.members) {
+    const { text, missing } = eventLine(route, event);
+    if (missing.length && route.onMissing === "error") {
+      event.failure = missingFields(missing, "transform.each");
+      failed.push(event);
+    } else {
+      lines.push(text);
+      kept.push(event);
+    }
+  }
+  if (!kept.length) return failed;
+  const window = { ...job.window!, members: kept, events: lines.join("\n") };
+  const rest = failed.length ? { ...job, ack: jointAck(kept.map((event) => event.ack)), window } : job;
+  rest.window = window;
+  transformJob(rest);
+  return [...failed, rest];
+}
+
 /** The transform stage. */
-export const transform = perJob("transform", transformJob);
+export async function* transform(jobs: AsyncIterable<Job>): AsyncIterable<Job> {
+  for await (const job of jobs) {
+    let out = [job];
+    if (isLive(job)) {
+      try {
+        if (job.window) out = transformWindow(job);
+        else transformJob(job);
+      } catch (error) {
+        contain(job, "transform", error);
+      }
+    }
+    yield* out;
+  }
+}

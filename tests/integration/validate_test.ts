@@ -23,6 +23,15 @@ Deno.test("validate passes the shipped pipelines and their examples, with nothin
   assert.equal(code, 0);
 });
 
+Deno.test("validate passes the shipped examples' pipelines (chaining, windows), as the README runs them", async () => {
+  const { code, stdout, stderr } = await validate([], {
+    PIPELINES_DIR: "pipelines,pipelines/examples/chaining,pipelines/examples/windows",
+  });
+  assert.equal(stderr, "");
+  assert.equal(stdout, "validate: ok (5 files, 5 pipelines, 10 examples)\n");
+  assert.equal(code, 0);
+});
+
 Deno.test("validate prints file:path: reason for broken files and failing examples, and exits 1", async () => {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(

@@ -1,0 +1,151 @@
+/**
+ * @module
+ * window: many events, one agent call. A route with `window: {by, size, max_events}` gathers its
+ * events in tumbling windows, one per key (or per partition) of each partition: the first event
+ * opens a window, which closes `size` later or at `max_events`, whichever comes first. A closed
+ * window goes on as one job (see {@link windowJob}) whose ack is all of its events' acks, so none
+ * of them is committed before the window's reply, or its DLQ records, are durable. Events of other
+ * keys, of routes without a window, and failed or skipped ones flow past.
+ *
+ * Windows never span partitions: a window's reply and the offsets it settles then commit together
+ * (in one transaction with exactly-once), and a partition that moves takes its uncommitted events to
+ * its new owner, which windows them again. A window whose events went stale (the assignment
+ * changed) is dropped; at a stop, open windows are left uncommitted for the next run.
+ *
+ * @example
+ * ```ts
+ * import { window } from "./window.ts";
+ * import { match } from "./match.ts";
+ * import { decode } from "./decode.ts";
+ * import { contextFor } from "../dispatch.ts";
+ * import { unledgered } from "../ledger.ts";
+ * import { parsePipelineText } from "../config/load_pipelines.ts";
+ * const yaml = "name: p\nsource: {topics: [t]}\n" +
+ *   "routes: [{name: r, window: {size: 1m, max_events: 2}, invoke: {prompt_id: x}}]\n";
+ * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
+ * const event = (offset: string, key: string) => {
+ *   const value = new TextEncoder().encode(`{"n":${offset}}`);
+ *   const record = { topic: "t", partition: 0, offset, key: new TextEncoder().encode(key), value, headers: {}, timestamp: "0" };
+ *   return { record, ctx: contextFor(p, record), pipeline: p, ack: unledgered };
+ * };
+ * const jobs = ReadableStream.from([event("0", "a"), event("1", "b"), event("2", "a")]);
+ * const out = await Array.fromAsync(window(match(decode(jobs))));
+ * // a's window closed at max_events; b's was still open when the input ended: left for the next run.
+ * if (out[0].window?.members.length !== 2 || out[0].ctx.key !== "a") throw new Error("a's two events");
+ * if (!out[1].abandoned || out[1].ctx.key !== "b") throw new Error("b's event, uncommitted");
+ * ```
+ */
+import { messageIdFor } from "../dispatch.ts";
+import { jointAck } from "../ledger.ts";
+import { isLive, type Job, type WindowSpec } from "../model.ts";
+import { startMessageSpan } from "../ops/tracing.ts";
+import { Channel } from "../util/channel.ts";
+
+const encoder = new TextEncoder();
+
+export interface WindowOptions {
+  /**
+   * Whether `pipeline` has no room for more events while its open windows hold `held` of them:
+   * then its oldest window closes early, so that windows waiting to fill cannot stall it.
+   */
+  crowded?: (pipeline: string, held: number) => boolean;
+}
+
+interface OpenWindow {
+  readonly id: string;
+  readonly pipeline: string;
+  readonly members: Job[];
+  readonly start: Date;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/** Which window an event of a windowed route belongs to: its route, partition, and key if by key. */
+function windowId(job: Job, spec: WindowSpec): string {
+  const { ctx } = job;
+  const where = `${ctx.pipeline}\u0000${job.route!.name}\u0000${ctx.topic}\u0000${ctx.partition}`;
+  if (spec.by === "partition") return where;
+  return ctx.key === null ? `${where}\u0001` : `${where}\u0000${ctx.key}`;
+}
+
+/** The window stage. */
+export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): AsyncIterable<Job> {
+  const out = new Channel<Job>();
+  // In the order they opened: the first of a pipeline is its oldest.
+  const open = new Map<string, OpenWindow>();
+  const held = new Map<string, number>();
+  const hold = (pipeline: string, change: number) => held.set(pipeline, (held.get(pipeline) ?? 0) + change);
+
+  const close = (win: OpenWindow) => {
+    if (open.get(win.id) !== win) return;
+    open.delete(win.id);
+    clearTimeout(win.timer);
+    hold(win.pipeline, -win.members.length);
+    // Stale events are delivered again by Kafka (to whichever member owns their partition now).
+    if (win.members[0].ack.stale) abandon(win);
+    else void out.send(windowJob(win.members, win.start, new Date()));
+  };
+  /** Passes the window's events on unfinished: they stay uncommitted, and come again. */
+  const abandon = (win: OpenWindow) => {
+    clearTimeout(win.timer);
+    for (const member of win.members) void out.send(Object.assign(member, { abandoned: true }));
+  };
+
+  (async () => {
+    try {
+      for await (const job of jobs) {
+        const spec = isLive(job) ? job.route?.window : undefined;
+        if (!spec) {
+          void out.send(job);
+          continue;
+        }
+        const id = windowId(job, spec);
+        let win = open.get(id);
+        if (win && win.members[0].ack.stale) close(win);
+        win = open.get(id);
+        if (!win) {
+          const opened: OpenWindow = { id, pipeline: job.ctx.pipeline, members: [], start: new Date() };
+          opened.timer = setTimeout(() => close(opened), spec.sizeMs);
+          open.set(id, win = opened);
+        }
+        win.members.push(job);
+        hold(win.pipeline, 1);
+        if (win.members.length >= spec.maxEvents) close(win);
+        else if (options.crowded?.(win.pipeline, held.get(win.pipeline)!)) {
+          close([...open.values()].find((w) => w.pipeline === job.ctx.pipeline)!);
+        }
+      }
+      // The input ended: the bridge is stopping. Open windows are left for the next run.
+      for (const win of open.values()) abandon(win);
+      open.clear();
+      out.close();
+    } catch (error) {
+      for (const win of open.values()) clearTimeout(win.timer);
+      out.fail(error);
+    }
+  })();
+  return out;
+}
+
+/**
+ * The job of a closed window: its first event's context, with the window key as its key (the
+ * partition number for `by: partition`), a message id of its own (the same whenever the same events
+ * form it again), and one ack for every event.
+ */
+export function windowJob(members: readonly Job[], start: Date, end: Date): Job {
+  const [first, last] = [members[0], members[members.length - 1]];
+  const byKey = first.route!.window!.by === "key";
+  const key = byKey ? first.ctx.key : String(first.ctx.partition);
+  const range = { ...first.record, offset: `${first.ctx.offset}-${last.ctx.offset}` };
+  const messageId = messageIdFor(first.pipeline.name, range);
+  const job: Job = {
+    record: { ...first.record, key: byKey ? first.record.key : encoder.encode(key!) },
+    ctx: { ...first.ctx, key, messageId, correlationId: first.ctx.headers["x-correlation-id"] ?? messageId },
+    pipeline: first.pipeline,
+    route: first.route,
+    value: first.value,
+    ack: jointAck(members.map((member) => member.ack)),
+    window: { key, start: start.toISOString(), end: end.toISOString(), members },
+  };
+  startMessageSpan(job);
+  return job;
+}

@@ -1,0 +1,280 @@
+/**
+ * Windows on a real broker, against real agents: many events, one call, nothing lost. Each window's
+ * request text is `{$key}|` and its events' `n`, one per line, so a reply says which events it holds.
+ */
+import assert from "node:assert/strict";
+import { type Flavour, startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { demoTrends } from "../../src/agent/demo_reply.ts";
+import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import {
+  committedOffsets,
+  createTopics,
+  produce,
+  readAll,
+  type ReadRecord,
+  readRecords,
+  testKafka,
+  topicSize,
+  uniqueId,
+} from "../support/kafka.ts";
+import { testBroker } from "../support/broker.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
+import { until, within } from "../support/until.ts";
+
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+/** A pipeline whose route windows events of `topic`, each window's text naming its key and events. */
+function windowsPipeline(topic: string, window: string, delivery = "{}"): string {
+  return `
+name: windows
+source: { topics: [${topic}] }
+routes:
+  - name: w
+    window: ${window}
+    transform: { each: "{n}", template: "{$key}|{$events}" }
+    invoke: { prompt_id: trends }
+delivery: ${delivery}
+`;
+}
+
+/** The envelope of a reply record. */
+const envelopeOf = (record: ReadRecord) => JSON.parse(record.value!.toString());
+
+/** The key and event numbers a window's request text names. */
+function eventsOf(record: ReadRecord): { key: string; events: number[] } {
+  const [key, ...lines] = envelopeOf(record).request.text.split(/[|\n]/);
+  return { key, events: lines.map(Number) };
+}
+
+const FLAVOURS: { name: string; flavour: Flavour; api: "v1" | "v2" }[] = [
+  { name: "Archestra /v1", flavour: "archestra-v1", api: "v1" },
+  { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2" },
+  { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1" },
+];
+
+for (const { name, flavour, api } of FLAVOURS) {
+  Deno.test(
+    `${name}: windows close at max_events, one reply each, keyed by the window key; interleaved keys never mix`,
+    integration,
+    async () => {
+      const topic = `win-count-${uniqueId()}.events`;
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [topic], 2);
+      const agent = startDemoAgent({ flavour, behaviours: { trends: { trends: true } } });
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([windowsPipeline(topic, "{ by: key, size: 1h, max_events: 3 }")]),
+        archestraUrl: agent.url,
+        archestraApi: api,
+      });
+      try {
+        // Four keys, interleaved, six events each: two windows per key.
+        const keys = ["cpu", "mem", "disk", "net"];
+        await produce(kafka, topic, Array.from({ length: 24 }, (_, n) => ({ key: keys[n % 4], value: `{"n":${n}}` })));
+        const replies = await readRecords(kafka, [`${topic}.responses`], 8);
+        for (const reply of replies) {
+          const { key, events } = eventsOf(reply);
+          assert.equal(reply.key, key, "keyed by the window key");
+          assert.equal(events.length, 3);
+          assert.ok(events.every((n) => keys[n % 4] === key), `only ${key}'s events: ${events}`);
+          const envelope = envelopeOf(reply);
+          assert.equal(envelope.window.count, 3);
+          assert.deepEqual(envelope.window.first, { partition: reply.partition, offset: envelope.source.offset });
+          assert.equal(envelope.reply.text, demoTrends(envelope.request.text), "the agent answered on what it got");
+        }
+        const answered = replies.flatMap((reply) => eventsOf(reply).events).sort((a, b) => a - b);
+        assert.deepEqual(answered, Array.from({ length: 24 }, (_, n) => n), "every event in one window");
+        // Per key, the second window after the first: order holds across windows.
+        for (const key of keys) {
+          const ofKey = replies.filter((reply) => reply.key === key).map((reply) => eventsOf(reply).events[0]);
+          assert.deepEqual(ofKey, [...ofKey].sort((a, b) => a - b), `${key}'s windows in order`);
+        }
+        await until(async () => {
+          const committed = await committedOffsets(kafka, bridge.groupId, topic);
+          return Object.values(committed).reduce((sum, o) => sum + Number(o), 0) === 24;
+        }, "every event committed");
+        assert.equal(agent.requests.length, 8, "one call per window");
+      } finally {
+        await bridge.stop();
+        await agent.close();
+      }
+    },
+  );
+}
+
+Deno.test("a window closes after its size when its key gets no more events", integration, async () => {
+  const topic = `win-size-${uniqueId()}.events`;
+  const { kafka } = await testKafka();
+  await createTopics(kafka, [topic]);
+  const agent = startDemoAgent();
+  const bridge = await startTestBridge({
+    pipelines: pipelinesFrom([windowsPipeline(topic, "{ size: 700ms, max_events: 100 }")]),
+    archestraUrl: agent.url,
+  });
+  try {
+    await produce(kafka, topic, [{ key: "a", value: '{"n":1}' }, { key: "b", value: '{"n":2}' }]);
+    await produce(kafka, topic, [{ key: "a", value: '{"n":3}' }]);
+    const replies = await readRecords(kafka, [`${topic}.responses`], 2);
+    const byKey = Object.fromEntries(replies.map((reply) => [reply.key, eventsOf(reply).events]));
+    assert.deepEqual(byKey, { a: [1, 3], b: [2] });
+    for (const reply of replies) {
+      const { start, end } = envelopeOf(reply).window;
+      assert.ok(Date.parse(end) - Date.parse(start) >= 700, `open for its size: ${start} to ${end}`);
+    }
+  } finally {
+    await bridge.stop();
+    await agent.close();
+  }
+});
+
+Deno.test(
+  "a failed window dead-letters every event, with its own bytes and offset and the window's error",
+  integration,
+  async () => {
+    const topic = `win-dlq-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const agent = startDemoAgent({
+      behaviours: { trends: { rpcError: { code: -32602, message: "Invalid params: too many readings" } } },
+    });
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([windowsPipeline(topic, "{ size: 1h, max_events: 3 }")]),
+      archestraUrl: agent.url,
+    });
+    try {
+      const values = ['{"n":1}', '{"n":2, "extra": true}', '{"n":3}'];
+      await produce(kafka, topic, values.map((value) => ({ key: "cpu", value, headers: { "x-origin": "probe" } })));
+      const dead = await readRecords(kafka, [`${topic}.dlq`], 3);
+      assert.deepEqual(dead.map((r) => r.value!.toString()), values, "each event's original bytes");
+      assert.deepEqual(dead.map((r) => r.headers["x-source-offset"]), ["0", "1", "2"]);
+      for (const record of dead) {
+        assert.equal(record.key, "cpu");
+        assert.equal(record.headers["x-origin"], "probe");
+        assert.equal(record.headers["x-error-stage"], "invoke");
+        assert.match(record.headers["x-error-message"], /too many readings/);
+        assert.equal(record.headers["x-window-events"], "0@0..2");
+        assert.equal(record.headers["x-window-count"], "3");
+      }
+      await until(() => bridge.stats.deadLettered === 3, "three events counted as dead-lettered");
+      await until(async () => (await committedOffsets(kafka, bridge.groupId, topic))[0] === "3", "all committed");
+      assert.equal(agent.requests.length, 1, "one call for the window");
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "a stop leaves open windows uncommitted; the next run windows their events again",
+  integration,
+  async () => {
+    const topic = `win-stop-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const agent = startDemoAgent();
+    const groupId = `win-stop-${uniqueId()}`;
+    const first = await startTestBridge({
+      pipelines: pipelinesFrom([windowsPipeline(topic, "{ size: 1h, max_events: 10 }")]),
+      archestraUrl: agent.url,
+      groupId,
+    });
+    try {
+      await produce(kafka, topic, [1, 2, 3].map((n) => ({ key: "a", value: `{"n":${n}}` })));
+      await until(() => first.stats.consumed === 3, "three events in an open window");
+      await first.stop();
+      const committed = await committedOffsets(kafka, groupId, topic);
+      assert.ok(Number(committed[0] ?? -1) <= 0, `nothing committed: ${JSON.stringify(committed)}`);
+      assert.equal(agent.requests.length, 0);
+      const second = await startTestBridge({
+        pipelines: pipelinesFrom([windowsPipeline(topic, "{ size: 1h, max_events: 3 }")]),
+        archestraUrl: agent.url,
+        groupId,
+      });
+      try {
+        const [reply] = await readRecords(kafka, [`${topic}.responses`], 1);
+        assert.deepEqual(eventsOf(reply).events, [1, 2, 3]);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.stop();
+      await agent.close();
+    }
+  },
+);
+
+/**
+ * kill -9 three times while windows are open and calls under way, then a last run: every event is
+ * in a reply. With exactly-once, in exactly one reply that read_committed readers see; with
+ * at-least-once, events answered twice are only those of windows answered before a kill and not
+ * yet committed.
+ */
+function killWithWindows(guarantee: "at-least-once" | "exactly-once") {
+  return async () => {
+    const topic = `win-kill-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic], 2);
+    const agent = startDemoAgent({ latencyMs: 100 });
+    const total = 300;
+    const env = {
+      PIPELINES_DIR: await pipelineDir(
+        windowsPipeline(topic, "{ by: key, size: 1s, max_events: 4 }", `{ guarantee: ${guarantee}, concurrency: 8 }`),
+      ),
+      KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+      KAFKA_GROUP_ID: `win-kill-${uniqueId()}`,
+      KAFKA_TRANSACTIONAL_ID: `win-kill-${uniqueId()}`,
+      ARCHESTRA_URL: agent.url,
+      COMMIT_INTERVAL: "300ms",
+      MAX_IN_FLIGHT: "40",
+      KAFKA_SESSION_TIMEOUT: "6s", // a killed member's partitions move on soon
+      LOG_LEVEL: "WARNING",
+    };
+    try {
+      const keys = Array.from({ length: 9 }, (_, k) => `k${k}`);
+      await produce(kafka, topic, Array.from({ length: total }, (_, n) => ({ key: keys[n % 9], value: `{"n":${n}}` })));
+      for (let kill = 0; kill < 3; kill++) {
+        const { child } = await startMain(env, { capture: false });
+        const wanted = agent.requests.length + 15;
+        await within(agent.waitForRequests(wanted), `${wanted} windows sent (run ${kill + 1})`);
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      const last = await startMain(env, { capture: false });
+      const answered = (records: ReadRecord[]) => new Set(records.flatMap((r) => eventsOf(r).events));
+      await readRecords(kafka, [`${topic}.responses`], 0, {
+        until: (records) => answered(records).size >= total,
+        timeoutMs: 120_000,
+      });
+      last.child.kill("SIGTERM");
+      assert.equal((await last.child.status).code, 0);
+      const replies = await readAll(kafka, `${topic}.responses`);
+      assert.equal(answered(replies).size, total, "every event is in a reply");
+      for (const reply of replies) {
+        const { key, events } = eventsOf(reply);
+        assert.ok(events.every((n) => keys[n % 9] === key), "a window re-formed after a kill holds one key too");
+      }
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "no DLQ records");
+      const times = replies.flatMap((reply) => eventsOf(reply).events).length;
+      if (guarantee === "exactly-once") {
+        assert.equal(times, total, "each event in exactly one reply, for read_committed readers");
+      } else {
+        // Only events not yet committed at a kill come again: never more than MAX_IN_FLIGHT a kill.
+        assert.ok(times - total <= 3 * 40, `${times - total} events answered twice`);
+      }
+    } finally {
+      await agent.close();
+    }
+  };
+}
+
+Deno.test(
+  "kill -9 with windows open, three times: every event answered, nothing lost",
+  integration,
+  killWithWindows("at-least-once"),
+);
+
+Deno.test(
+  "exactly-once with windows: kill -9 three times, each event in exactly one committed reply",
+  integration,
+  killWithWindows("exactly-once"),
+);
