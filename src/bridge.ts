@@ -376,23 +376,47 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   };
 
   /**
-   * Whether a pipeline's open windows should close early: its cap (or the process's) is full and
-   * they hold at least half of it, so waiting for them to fill would only stall it.
+   * When open windows close early: a cap (the pipeline's or the process's) is full and they hold at
+   * least half of it, so waiting for them to fill would only stall it; or one holds back too many
+   * finished messages of its partition from being committed.
    */
   const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
-  const crowded = (pipeline: string, held: number) => {
-    const cap = caps.get(pipeline)!;
-    if (ledger.pending >= settings.maxInFlight) return 2 * held >= settings.maxInFlight;
-    return ledger.inFlight(pipeline) >= cap && 2 * held >= cap;
+  const windowing = {
+    crowded: (pipeline: string, held: number) =>
+      ledger.inFlight(pipeline) >= caps.get(pipeline)! && 2 * held >= caps.get(pipeline)!,
+    full: (held: number) => ledger.pending >= settings.maxInFlight && 2 * held >= settings.maxInFlight,
+    // As many finished messages waiting on one window as the process may have unfinished.
+    pinned: (topic: string, partition: number) => {
+      const { head, finished } = ledger.behind(topic, partition);
+      return finished >= settings.maxInFlight ? head : undefined;
+    },
   };
+  for (const pipeline of pipelines) {
+    for (const route of pipeline.routes) {
+      if (route.window && route.window.maxEvents > caps.get(pipeline.name)!) {
+        log.warn(
+          "{file}: route {route} windows up to {max} events, more than its pipeline may hold ({cap}): its windows close at their size or when the cap is full",
+          {
+            file: pipeline.file,
+            route: route.name,
+            max: route.window.maxEvents,
+            cap: caps.get(pipeline.name),
+          },
+        );
+      }
+    }
+  }
 
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
   const settle = (job: Job, outcome: Outcome) => {
-    metrics.outcome(job, outcome);
     endMessageSpan(job, outcome);
-    logOutcome(job, outcome);
-    // A window's events count one each, except in replies: one per window.
-    stats[OUTCOME_STAT[outcome]] += outcome === "replied" ? 1 : job.window?.members.length ?? 1;
+    // A failed window's events went to the DLQ one by one: each is counted and logged as its own.
+    for (const one of job.window?.dead ?? [{ job, outcome }]) {
+      metrics.outcome(one.job, one.outcome);
+      logOutcome(one.job, one.outcome);
+      // A window's events count one each, except in replies: one per window.
+      stats[OUTCOME_STAT[one.outcome]] += one.outcome === "replied" ? 1 : one.job.window?.members.length ?? 1;
+    }
     if (outcome !== "abandoned") {
       // Its agent task, if it had one, is over: forgotten once the offset is committed.
       job.ack.done(job.staged, tasks.get(job.ctx.messageId) ? job.ctx.messageId : undefined);
@@ -406,7 +430,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     decode,
     match,
     // Without a windowed route, no stage: every job would only pass through it.
-    (jobs) => windowed ? window(jobs, { crowded }) : jobs,
+    (jobs) => windowed ? window(jobs, windowing) : jobs,
     transform,
     fanOut,
     (jobs) =>

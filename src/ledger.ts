@@ -112,6 +112,14 @@ export class Ledger {
     this.#inFlight.set(pipeline, this.inFlight(pipeline) + change);
   }
 
+  /**
+   * A partition's lowest unfinished offset, and how many finished messages wait behind it (their
+   * offsets, and with exactly-once their records, are held until it is done).
+   */
+  behind(topic: string, partition: number): { head: string | undefined; finished: number } {
+    return this.#tracker.behind(topic, partition);
+  }
+
   /** Resolves once no message is pending, or at once when `signal` aborts. */
   idle(signal?: AbortSignal): Promise<void> {
     return this.#tracker.idle(signal);

@@ -115,6 +115,8 @@ export interface WindowOf {
   readonly members: readonly Job[];
   /** The members rendered (`transform.each`), one per line: set by transform. */
   events?: string;
+  /** A failed window's events as each went to the DLQ (or was dropped): set by publish. */
+  dead?: { readonly job: Job; readonly outcome: "dead-lettered" | "dropped" }[];
 }
 
 /** A route's tumbling windows: per key or per partition, closed after `sizeMs` or at `maxEvents`. */

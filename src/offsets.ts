@@ -34,6 +34,8 @@ interface PartitionState {
   offsets: bigint[];
   remaining: Map<bigint, number>;
   head: number;
+  /** Offsets of this partition registered and not yet finished. */
+  pending: number;
   next: bigint | undefined;
   committed: bigint | undefined;
 }
@@ -74,7 +76,16 @@ export class OffsetTracker {
     const id = partitionId(topic, partition);
     let state = this.#partitions.get(id);
     if (!state) {
-      state = { topic, partition, offsets: [], remaining: new Map(), head: 0, next: undefined, committed: undefined };
+      state = {
+        topic,
+        partition,
+        offsets: [],
+        remaining: new Map(),
+        head: 0,
+        pending: 0,
+        next: undefined,
+        committed: undefined,
+      };
       this.#partitions.set(id, state);
     }
     return state;
@@ -96,6 +107,7 @@ export class OffsetTracker {
     state.remaining.set(at, (left ?? 0) + outcomes);
     if (left !== undefined) return;
     this.#pending++;
+    state.pending++;
     const last = state.offsets.at(-1);
     if (last === undefined || at > last) {
       state.offsets.push(at);
@@ -121,6 +133,7 @@ export class OffsetTracker {
     }
     state.remaining.delete(at);
     this.#pending--;
+    state.pending--;
     this.#advance(state);
     if (this.#pending === 0) this.#wakeIdle();
   }
@@ -132,6 +145,16 @@ export class OffsetTracker {
       state.offsets = state.offsets.slice(state.head);
       state.head = 0;
     }
+  }
+
+  /**
+   * A partition's lowest unfinished offset (none: nothing is pending), and how many finished
+   * messages wait behind it to be committed.
+   */
+  behind(topic: string, partition: number): { head: string | undefined; finished: number } {
+    const state = this.#partitions.get(partitionId(topic, partition));
+    if (!state || state.head >= state.offsets.length) return { head: undefined, finished: 0 };
+    return { head: String(state.offsets[state.head]), finished: state.offsets.length - state.head - state.pending };
   }
 
   /** Outcomes a registered message still waits for (0 once it is finished). */

@@ -134,6 +134,14 @@ const RouteSchema = z.strictObject({
       ctx.addIssue({ code: "custom", path: ["transform", "each"], message: "each is for a route with a window" });
     }
   }
+  if (route.window && route.invoke.long_running) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["invoke", "long_running"],
+      message:
+        "not with a window: a window formed again after a restart may hold other events, so its task could not be resumed",
+    });
+  }
   for (const path of windowPlaceholders(route.transform.each)) {
     ctx.addIssue({
       code: "custom",

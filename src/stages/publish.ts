@@ -221,17 +221,15 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
 async function deadLetterWindow(job: Job, ctx: PublishContext): Promise<"dead-lettered" | "dropped"> {
   const { members } = job.window!;
   const span = `${members[0].ctx.partition}@${members[0].ctx.offset}..${members[members.length - 1].ctx.offset}`;
-  let outcome: "dead-lettered" | "dropped" = "dead-lettered";
+  const dead: NonNullable<Job["window"]>["dead"] = [];
   for (const event of members) {
     const alone: Job = { ...event, route: job.route, failure: job.failure, span: job.span, staged: undefined };
-    if (
-      await deadLetter(alone, ctx, { "x-window-events": span, "x-window-count": String(members.length) }) === "dropped"
-    ) {
-      outcome = "dropped";
-    }
+    const headers = { "x-window-events": span, "x-window-count": String(members.length) };
+    dead.push({ job: alone, outcome: await deadLetter(alone, ctx, headers) });
     if (alone.staged) (job.staged ??= []).push(...alone.staged);
   }
-  return outcome;
+  job.window!.dead = dead;
+  return dead.every((one) => one.outcome === "dropped") ? "dropped" : "dead-lettered";
 }
 
 /** Writes the reply; false (with the job failed) when it cannot be built or the topic never takes it. */

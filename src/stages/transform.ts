@@ -93,7 +93,10 @@ export function transformWindow(job: Job): Job[] {
       kept.push(event);
     }
   }
-  if (!kept.length) return failed;
+  if (!kept.length) {
+    job.span?.end(); // the window's: its events end their own
+    return failed;
+  }
   const window = { ...job.window!, members: kept, events: lines.join("\n") };
   const rest = failed.length ? { ...job, ack: jointAck(kept.map((event) => event.ack)), window } : job;
   rest.window = window;

@@ -46,9 +46,17 @@ const encoder = new TextEncoder();
 export interface WindowOptions {
   /**
    * Whether `pipeline` has no room for more events while its open windows hold `held` of them:
-   * then its oldest window closes early, so that windows waiting to fill cannot stall it.
+   * then its oldest windows close early, so that windows waiting to fill cannot stall it.
    */
   crowded?: (pipeline: string, held: number) => boolean;
+  /** The same for the whole process: `held` events in open windows of every pipeline. */
+  full?: (held: number) => boolean;
+  /**
+   * The partition's lowest unfinished offset when too many finished messages wait behind it to be
+   * committed (their offsets, and with exactly-once their replies, are held in memory): a window
+   * that starts there closes early.
+   */
+  pinned?: (topic: string, partition: number) => string | undefined;
 }
 
 interface OpenWindow {
@@ -62,7 +70,7 @@ interface OpenWindow {
 /** Which window an event of a windowed route belongs to: its route, partition, and key if by key. */
 function windowId(job: Job, spec: WindowSpec): string {
   const { ctx } = job;
-  const where = `${ctx.pipeline}\u0000${job.route!.name}\u0000${ctx.topic}\u0000${ctx.partition}`;
+  const where = `${job.route!.name}\u0000${ctx.topic}\u0000${ctx.partition}`;
   if (spec.by === "partition") return where;
   return ctx.key === null ? `${where}\u0001` : `${where}\u0000${ctx.key}`;
 }
@@ -70,14 +78,24 @@ function windowId(job: Job, spec: WindowSpec): string {
 /** The window stage. */
 export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): AsyncIterable<Job> {
   const out = new Channel<Job>();
-  // In the order they opened: the first of a pipeline is its oldest.
-  const open = new Map<string, OpenWindow>();
+  // Per pipeline, in the order they opened: the first is the oldest.
+  const open = new Map<string, Map<string, OpenWindow>>();
   const held = new Map<string, number>();
-  const hold = (pipeline: string, change: number) => held.set(pipeline, (held.get(pipeline) ?? 0) + change);
+  let total = 0;
+  const hold = (pipeline: string, change: number) => {
+    held.set(pipeline, (held.get(pipeline) ?? 0) + change);
+    total += change;
+  };
+  const oldest = (pipeline?: string): OpenWindow | undefined => {
+    if (pipeline !== undefined) return open.get(pipeline)?.values().next().value;
+    const firsts = [...open.values()].flatMap((windows) => [...windows.values()].slice(0, 1));
+    return firsts.reduce<OpenWindow | undefined>((a, b) => (!a || b.start < a.start ? b : a), undefined);
+  };
 
   const close = (win: OpenWindow) => {
-    if (open.get(win.id) !== win) return;
-    open.delete(win.id);
+    const windows = open.get(win.pipeline);
+    if (windows?.get(win.id) !== win) return;
+    windows.delete(win.id);
     clearTimeout(win.timer);
     hold(win.pipeline, -win.members.length);
     // Stale events are delivered again by Kafka (to whichever member owns their partition now).
@@ -89,6 +107,20 @@ export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): A
     clearTimeout(win.timer);
     for (const member of win.members) void out.send(Object.assign(member, { abandoned: true }));
   };
+  /** Closes early what holds back its pipeline, the process, or the commits of `job`'s partition. */
+  const relieve = (job: Job) => {
+    const pipeline = job.ctx.pipeline;
+    for (let win; options.crowded?.(pipeline, held.get(pipeline) ?? 0) && (win = oldest(pipeline));) close(win);
+    for (let win; options.full?.(total) && (win = oldest());) close(win);
+    const { topic, partition } = job.ctx;
+    const head = total ? options.pinned?.(topic, partition) : undefined;
+    if (head === undefined) return;
+    // The pin, if a window holds it, is that window's first event (of any pipeline reading the topic).
+    const pin = [...open.values()].flatMap((windows) => [...windows.values()]).find(({ members: [first] }) =>
+      first.ctx.offset === head && first.ctx.partition === partition && first.ctx.topic === topic
+    );
+    if (pin) close(pin);
+  };
 
   (async () => {
     try {
@@ -96,30 +128,30 @@ export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): A
         const spec = isLive(job) ? job.route?.window : undefined;
         if (!spec) {
           void out.send(job);
+          relieve(job);
           continue;
         }
         const id = windowId(job, spec);
-        let win = open.get(id);
+        const windows = open.get(job.ctx.pipeline) ?? open.set(job.ctx.pipeline, new Map()).get(job.ctx.pipeline)!;
+        let win = windows.get(id);
         if (win && win.members[0].ack.stale) close(win);
-        win = open.get(id);
+        win = windows.get(id);
         if (!win) {
           const opened: OpenWindow = { id, pipeline: job.ctx.pipeline, members: [], start: new Date() };
           opened.timer = setTimeout(() => close(opened), spec.sizeMs);
-          open.set(id, win = opened);
+          windows.set(id, win = opened);
         }
         win.members.push(job);
         hold(win.pipeline, 1);
         if (win.members.length >= spec.maxEvents) close(win);
-        else if (options.crowded?.(win.pipeline, held.get(win.pipeline)!)) {
-          close([...open.values()].find((w) => w.pipeline === job.ctx.pipeline)!);
-        }
+        relieve(job);
       }
       // The input ended: the bridge is stopping. Open windows are left for the next run.
-      for (const win of open.values()) abandon(win);
+      for (const windows of open.values()) windows.forEach(abandon);
       open.clear();
       out.close();
     } catch (error) {
-      for (const win of open.values()) clearTimeout(win.timer);
+      for (const windows of open.values()) windows.forEach((win) => clearTimeout(win.timer));
       out.fail(error);
     }
   })();
