@@ -203,6 +203,43 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "a rebalance drops open windows and their events come again: each window forms anew, with no event twice",
+  integration,
+  async () => {
+    const topic = `win-rebalance-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic], 2);
+    const agent = startDemoAgent();
+    const groupId = `win-rebalance-${uniqueId()}`;
+    const options = {
+      pipelines: pipelinesFrom([windowsPipeline(topic, "{ size: 1h, max_events: 3 }")]),
+      archestraUrl: agent.url,
+      groupId,
+    };
+    const first = await startTestBridge(options);
+    let second: Awaited<ReturnType<typeof startTestBridge>> | undefined;
+    const event = (key: string, n: number) => ({ key, value: `{"n":${n}}`, partition: key === "a" ? 0 : 1 });
+    try {
+      await produce(kafka, topic, [event("a", 1), event("a", 2), event("b", 4), event("b", 5)]);
+      await until(() => first.stats.consumed === 4, "two open windows of two events each");
+      second = await startTestBridge(options);
+      await until(() => first.stats.rebalances >= 1 && second!.readiness().kafka, "the second bridge in the group");
+      await produce(kafka, topic, [event("a", 3), event("b", 6)]);
+      const replies = await readRecords(kafka, [`${topic}.responses`], 2);
+      const windows = Object.fromEntries(replies.map((reply) => [reply.key, eventsOf(reply).events]));
+      assert.deepEqual(windows, { a: [1, 2, 3], b: [4, 5, 6] });
+      await first.stop();
+      await second.stop();
+      assert.equal(await topicSize(kafka, `${topic}.responses`), 2, "no other reply");
+    } finally {
+      await first.stop();
+      await second?.stop();
+      await agent.close();
+    }
+  },
+);
+
 /**
  * kill -9 three times while windows are open and calls under way, then a last run: every event is
  * in a reply. With exactly-once, in exactly one reply that read_committed readers see; with
