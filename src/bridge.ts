@@ -43,7 +43,7 @@ import { agentEndpoint, invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
 import { type Outcome, publish } from "./stages/publish.ts";
 import { transform } from "./stages/transform.ts";
-import { window } from "./stages/window.ts";
+import { window, type WindowStage } from "./stages/window.ts";
 import { pipe } from "./util/pipe.ts";
 import { abortableDelay } from "./util/abortable_delay.ts";
 
@@ -262,6 +262,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   });
   // The caps, checked whenever work is taken in or settled. The process's cap resumes as soon as it
   // has room: messages parked behind an open circuit count against it, and may never drain to half.
+  // The window stage, once the pipelines have a windowed route (see `windowing` below).
+  let windows: WindowStage | undefined;
   const checkCaps = () => {
     let paused = flow.cap("in-flight", ledger.pending, settings.maxInFlight, settings.maxInFlight - 1);
     for (const [name, cap] of caps) paused = flow.cap(`pipeline ${name}`, ledger.inFlight(name), cap) || paused;
@@ -269,6 +271,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       stats.backpressurePauses++;
       log.debug("in-flight cap reached: pausing {reasons}", { reasons: [...flow.reasons] });
     }
+    // While a cap holds, windows waiting to fill it would stall it: whatever changed, look again.
+    if (flow.reasons.size) windows?.relieve();
   };
   /** How many more messages of `topic` may be taken in now: 0 while it is paused. */
   const roomFor = (topic: string) => {
@@ -376,15 +380,15 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   };
 
   /**
-   * When open windows close early: a cap (the pipeline's or the process's) is full and they hold at
-   * least half of it, so waiting for them to fill would only stall it; or one holds back too many
-   * finished messages of its partition from being committed.
+   * When open windows close early: a cap (the pipeline's or the process's) has paused its topics and
+   * they hold at least half of it, so that it could never resume (at half) while they wait to fill;
+   * or one holds back too many finished messages of its partition from being committed.
    */
   const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
   const windowing = {
     crowded: (pipeline: string, held: number) =>
-      ledger.inFlight(pipeline) >= caps.get(pipeline)! && 2 * held >= caps.get(pipeline)!,
-    full: (held: number) => ledger.pending >= settings.maxInFlight && 2 * held >= settings.maxInFlight,
+      flow.reasons.has(`pipeline ${pipeline}`) && 2 * held >= caps.get(pipeline)!,
+    full: (held: number) => flow.reasons.has("in-flight") && 2 * held >= settings.maxInFlight,
     // As many finished messages waiting on one window as the process may have unfinished.
     pinned: (topic: string, partition: number) => {
       const { head, finished } = ledger.behind(topic, partition);
@@ -409,13 +413,14 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
   const settle = (job: Job, outcome: Outcome) => {
-    endMessageSpan(job, outcome);
     // A failed window's events went to the DLQ one by one: each is counted and logged as its own.
-    for (const one of job.window?.dead ?? [{ job, outcome }]) {
-      metrics.outcome(one.job, one.outcome);
-      logOutcome(one.job, one.outcome);
+    const events = job.eventOutcomes;
+    metrics.outcome(job, outcome, events?.filter((event) => event.outcome === "dropped").length);
+    endMessageSpan(job, outcome);
+    for (const event of events ?? [{ job, outcome }]) {
+      logOutcome(event.job, event.outcome);
       // A window's events count one each, except in replies: one per window.
-      stats[OUTCOME_STAT[one.outcome]] += one.outcome === "replied" ? 1 : one.job.window?.members.length ?? 1;
+      stats[OUTCOME_STAT[event.outcome]] += event.outcome === "replied" ? 1 : event.job.window?.members.length ?? 1;
     }
     if (outcome !== "abandoned") {
       // Its agent task, if it had one, is over: forgotten once the offset is committed.
@@ -430,7 +435,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     decode,
     match,
     // Without a windowed route, no stage: every job would only pass through it.
-    (jobs) => windowed ? window(jobs, windowing) : jobs,
+    (jobs) => windowed ? windows = window(jobs, windowing) : jobs,
     transform,
     fanOut,
     (jobs) =>

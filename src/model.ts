@@ -102,6 +102,8 @@ export interface Job {
   staged?: StagedRecord[];
   /** A window's job: the events it holds (see src/stages/window.ts). */
   window?: WindowOf;
+  /** A failed window's job: its events, each as it went to the DLQ (or was dropped). Set by publish. */
+  eventOutcomes?: { readonly job: Job; readonly outcome: "dead-lettered" | "dropped" }[];
 }
 
 /** What a window's job carries besides its first event's context. */
@@ -115,8 +117,6 @@ export interface WindowOf {
   readonly members: readonly Job[];
   /** The members rendered (`transform.each`), one per line: set by transform. */
   events?: string;
-  /** A failed window's events as each went to the DLQ (or was dropped): set by publish. */
-  dead?: { readonly job: Job; readonly outcome: "dead-lettered" | "dropped" }[];
 }
 
 /** A route's tumbling windows: per key or per partition, closed after `sizeMs` or at `maxEvents`. */

@@ -24,8 +24,11 @@ export interface Metrics {
   readonly registry: Registry;
   /** Messages taken from Kafka for a pipeline. */
   consumed(pipeline: string, count: number): void;
-  /** A job's settled outcome: matched, skipped, invoked, retried, replied or dead-lettered. */
-  outcome(job: Job, outcome: Outcome): void;
+  /**
+   * A job's settled outcome: matched, skipped, invoked, retried, replied or dead-lettered. A failed
+   * window's events count one each, `dropped` of them dropped (the DLQ refused their records).
+   */
+  outcome(job: Job, outcome: Outcome, dropped?: number): void;
   /** The partition's log end offset as the last fetch saw it. */
   highWatermark(topic: string, partition: number, offset: string): void;
   /** Offsets just committed (the next offset to read, per partition). */
@@ -161,7 +164,7 @@ export function createMetrics(): Metrics {
   return {
     registry,
     consumed: (pipeline, count) => consumed.inc({ pipeline }, count),
-    outcome(job, outcome) {
+    outcome(job, outcome, droppedEvents) {
       if (outcome === "abandoned") return; // not finished: it is consumed and counted again
       const pipeline = job.pipeline.name;
       if (outcome === "skipped") return skipped.inc({ pipeline });
@@ -179,8 +182,10 @@ export function createMetrics(): Metrics {
         replied.inc(agentLabels);
         latency.observe(agentLabels, job.reply!.latencyMs / 1000);
       } else {
-        const counter = outcome === "dropped" ? dropped : deadLettered;
-        counter.inc({ ...agentLabels, stage: job.failure!.stage, class: job.failure!.class }, events);
+        const failed = { ...agentLabels, stage: job.failure!.stage, class: job.failure!.class };
+        const lost = droppedEvents ?? (outcome === "dropped" ? events : 0);
+        if (events > lost) deadLettered.inc(failed, events - lost);
+        if (lost) dropped.inc(failed, lost);
       }
     },
     highWatermark(topic, partition, offset) {

@@ -221,15 +221,22 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
 async function deadLetterWindow(job: Job, ctx: PublishContext): Promise<"dead-lettered" | "dropped"> {
   const { members } = job.window!;
   const span = `${members[0].ctx.partition}@${members[0].ctx.offset}..${members[members.length - 1].ctx.offset}`;
-  const dead: NonNullable<Job["window"]>["dead"] = [];
+  // On the job, not the window: a fanned-out window's copies share their window.
+  const outcomes: NonNullable<Job["eventOutcomes"]> = job.eventOutcomes = [];
   for (const event of members) {
-    const alone: Job = { ...event, route: job.route, failure: job.failure, span: job.span, staged: undefined };
+    const alone: Job = {
+      ...event,
+      route: job.route,
+      agent: job.agent,
+      failure: job.failure,
+      span: job.span,
+      staged: undefined,
+    };
     const headers = { "x-window-events": span, "x-window-count": String(members.length) };
-    dead.push({ job: alone, outcome: await deadLetter(alone, ctx, headers) });
+    outcomes.push({ job: alone, outcome: await deadLetter(alone, ctx, headers) });
     if (alone.staged) (job.staged ??= []).push(...alone.staged);
   }
-  job.window!.dead = dead;
-  return dead.every((one) => one.outcome === "dropped") ? "dropped" : "dead-lettered";
+  return outcomes.every((one) => one.outcome === "dropped") ? "dropped" : "dead-lettered";
 }
 
 /** Writes the reply; false (with the job failed) when it cannot be built or the topic never takes it. */

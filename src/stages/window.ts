@@ -45,18 +45,24 @@ const encoder = new TextEncoder();
 
 export interface WindowOptions {
   /**
-   * Whether `pipeline` has no room for more events while its open windows hold `held` of them:
-   * then its oldest windows close early, so that windows waiting to fill cannot stall it.
+   * Whether `pipeline` is paused at its cap while its open windows hold `held` events: then its
+   * oldest windows close until it is not, so that windows waiting to fill cannot stall it.
    */
   crowded?: (pipeline: string, held: number) => boolean;
   /** The same for the whole process: `held` events in open windows of every pipeline. */
   full?: (held: number) => boolean;
   /**
    * The partition's lowest unfinished offset when too many finished messages wait behind it to be
-   * committed (their offsets, and with exactly-once their replies, are held in memory): a window
-   * that starts there closes early.
+   * committed (their offsets, and with exactly-once their replies, are held in memory): windows that
+   * start there close early.
    */
   pinned?: (topic: string, partition: number) => string | undefined;
+}
+
+/** The window stage's output, and a way to close early what the caps need closed. */
+export interface WindowStage extends AsyncIterable<Job> {
+  /** Closes the oldest windows of every pipeline (or of the process) that `crowded` (`full`) says is stalled. */
+  relieve(): void;
 }
 
 interface OpenWindow {
@@ -76,7 +82,7 @@ function windowId(job: Job, spec: WindowSpec): string {
 }
 
 /** The window stage. */
-export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): AsyncIterable<Job> {
+export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): WindowStage {
   const out = new Channel<Job>();
   // Per pipeline, in the order they opened: the first is the oldest.
   const open = new Map<string, Map<string, OpenWindow>>();
@@ -107,44 +113,32 @@ export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): A
     clearTimeout(win.timer);
     for (const member of win.members) void out.send(Object.assign(member, { abandoned: true }));
   };
-  /** Closes early what holds back its pipeline, the process, or the commits of `job`'s partition. */
-  const relieve = (job: Job) => {
-    const pipeline = job.ctx.pipeline;
-    for (let win; options.crowded?.(pipeline, held.get(pipeline) ?? 0) && (win = oldest(pipeline));) close(win);
+  /** Closes the oldest windows while a cap they fill is stalled (level-triggered: any change may call it). */
+  const relieve = () => {
+    for (const pipeline of open.keys()) {
+      for (let win; options.crowded?.(pipeline, held.get(pipeline) ?? 0) && (win = oldest(pipeline));) close(win);
+    }
     for (let win; options.full?.(total) && (win = oldest());) close(win);
-    const { topic, partition } = job.ctx;
+  };
+  /** Closes the windows that start at the offset holding back `job`'s partition's commits, if too much waits. */
+  const unpin = ({ ctx: { topic, partition } }: Job) => {
     const head = total ? options.pinned?.(topic, partition) : undefined;
     if (head === undefined) return;
-    // The pin, if a window holds it, is that window's first event (of any pipeline reading the topic).
-    const pin = [...open.values()].flatMap((windows) => [...windows.values()]).find(({ members: [first] }) =>
+    // A window holding the lowest unfinished offset starts there (of every pipeline reading the topic).
+    const pins = [...open.values()].flatMap((windows) => [...windows.values()]).filter(({ members: [first] }) =>
       first.ctx.offset === head && first.ctx.partition === partition && first.ctx.topic === topic
     );
-    if (pin) close(pin);
+    pins.forEach(close);
   };
 
   (async () => {
     try {
       for await (const job of jobs) {
         const spec = isLive(job) ? job.route?.window : undefined;
-        if (!spec) {
-          void out.send(job);
-          relieve(job);
-          continue;
-        }
-        const id = windowId(job, spec);
-        const windows = open.get(job.ctx.pipeline) ?? open.set(job.ctx.pipeline, new Map()).get(job.ctx.pipeline)!;
-        let win = windows.get(id);
-        if (win && win.members[0].ack.stale) close(win);
-        win = windows.get(id);
-        if (!win) {
-          const opened: OpenWindow = { id, pipeline: job.ctx.pipeline, members: [], start: new Date() };
-          opened.timer = setTimeout(() => close(opened), spec.sizeMs);
-          windows.set(id, win = opened);
-        }
-        win.members.push(job);
-        hold(win.pipeline, 1);
-        if (win.members.length >= spec.maxEvents) close(win);
-        relieve(job);
+        if (spec) add(job, spec);
+        else void out.send(job);
+        relieve();
+        unpin(job);
       }
       // The input ended: the bridge is stopping. Open windows are left for the next run.
       for (const windows of open.values()) windows.forEach(abandon);
@@ -155,7 +149,24 @@ export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): A
       out.fail(error);
     }
   })();
-  return out;
+
+  function add(job: Job, spec: WindowSpec): void {
+    const id = windowId(job, spec);
+    const windows = open.get(job.ctx.pipeline) ?? open.set(job.ctx.pipeline, new Map()).get(job.ctx.pipeline)!;
+    let win = windows.get(id);
+    if (win && win.members[0].ack.stale) close(win);
+    win = windows.get(id);
+    if (!win) {
+      const opened: OpenWindow = { id, pipeline: job.ctx.pipeline, members: [], start: new Date() };
+      opened.timer = setTimeout(() => close(opened), spec.sizeMs);
+      windows.set(id, win = opened);
+    }
+    win.members.push(job);
+    hold(win.pipeline, 1);
+    if (win.members.length >= spec.maxEvents) close(win);
+  }
+
+  return Object.assign(out, { relieve });
 }
 
 /**

@@ -127,6 +127,37 @@ Deno.test("a window closes after its size when its key gets no more events", int
 });
 
 Deno.test(
+  "windows waiting to fill never stall a full cap: 40 keys go through 10 in flight, their windows closed early",
+  integration,
+  async () => {
+    const topic = `win-cap-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([windowsPipeline(topic, "{ size: 1h, max_events: 100 }")]),
+      archestraUrl: agent.url,
+      maxInFlight: 10,
+    });
+    try {
+      await produce(kafka, topic, Array.from({ length: 40 }, (_, n) => ({ key: `k${n}`, value: `{"n":${n}}` })));
+      // Each key's window would wait an hour; the cap is full at 10. Closed early, they make room
+      // until the topic is read to its end, where fewer than half the cap may stay open.
+      const answered = (records: ReadRecord[]) => new Set(records.flatMap((r) => eventsOf(r).events));
+      const replies = await readRecords(kafka, [`${topic}.responses`], 0, {
+        until: (records) => answered(records).size >= 35,
+      });
+      await until(() => bridge.stats.consumed === 40, "every event consumed");
+      assert.ok(replies.every((reply) => eventsOf(reply).events.length === 1), "one key per window");
+      assert.ok(bridge.stats.backpressurePauses > 0, "the cap was reached");
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
   "a failed window dead-letters every event, with its own bytes and offset and the window's error",
   integration,
   async () => {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { parsePipelineText } from "../../src/config/load_pipelines.ts";
 import { contextFor } from "../../src/dispatch.ts";
-import { Ledger } from "../../src/ledger.ts";
+import { Ledger, unledgered } from "../../src/ledger.ts";
 import type { Ack } from "../../src/ledger.ts";
 import type { Job, Pipeline } from "../../src/model.ts";
 import { exampleProblems } from "../../src/pipeline_examples.ts";
@@ -11,6 +11,7 @@ import { match } from "../../src/stages/match.ts";
 import { type OutRecord, publishJob, replyEnvelope } from "../../src/stages/publish.ts";
 import { transform, transformWindow } from "../../src/stages/transform.ts";
 import { window, windowJob } from "../../src/stages/window.ts";
+import { fanOut } from "../../src/stages/fan_out.ts";
 import { Channel } from "../../src/util/channel.ts";
 import { collect, from, pipeline, record } from "./helpers.ts";
 
@@ -39,11 +40,7 @@ function event(
     {},
 ): Job {
   const r = record(value, { topic: "m", partition, offset: String(offset), key, headers });
-  const ack: Ack = ledger ? ledger.receive("m", partition, [r.offset], [p.name])(r.offset, p.name) : {
-    stale: false,
-    split: () => [],
-    done: () => {},
-  };
+  const ack: Ack = ledger ? ledger.receive("m", partition, [r.offset], [p.name])(r.offset, p.name) : unledgered;
   return { record: r, ctx: contextFor(p, r), pipeline: p, ack };
 }
 
@@ -226,6 +223,25 @@ Deno.test("a failed window puts each event in the DLQ with its own bytes and the
     assert.equal(text(record.key), "cpu");
   }
   assert.equal(text(sent[1].record.headers["x-mine"] as Uint8Array), "yes");
+});
+
+Deno.test("fanned out, a failed window's copy dead-letters its events; the other copy's reply is its own", async () => {
+  const p = pipeline(`
+name: metrics
+source: { topics: [m] }
+routes: [{ name: trends, window: { size: 1h, max_events: 2 }, invoke: { prompt_id: [a, b] } }]
+`);
+  const [a, b] = await collect(fanOut(transform(stage([event(p, 0), event(p, 1)]))));
+  a.failure = { stage: "invoke", class: "permanent", message: "a said no", attempts: 1 };
+  b.reply = { text: "ok", parts: [], taskId: null, contextId: null, attempts: 1, latencyMs: 5, url: "http://b" };
+  const send = () => Promise.resolve();
+  assert.equal((await publishJob(a, { send })).outcome, "dead-lettered");
+  assert.equal((await publishJob(b, { send })).outcome, "replied");
+  assert.deepEqual(a.eventOutcomes?.map((e) => [e.job.ctx.offset, e.job.agent?.promptId, e.outcome]), [
+    ["0", "a", "dead-lettered"],
+    ["1", "a", "dead-lettered"],
+  ]);
+  assert.equal(b.eventOutcomes, undefined, "copies share their window, not their outcomes");
 });
 
 Deno.test("a window's reply envelope says where its events were", async () => {
