@@ -14,6 +14,10 @@
  * The bridge and the agent run as separate processes; the broker is KAFKA_BOOTSTRAP_SERVERS or a
  * throwaway local one. `--quick` uses a fifth of the messages; `--memory` runs only the memory rows.
  *
+ * `deno task bench --windows` runs only the windows rows: 10,000 events on 100 keys against a 100 ms
+ * agent, answered one call per event and in windows of up to 20 per key (`size: 1s`): events per
+ * second from the first event produced to the last answered, and agent calls per event.
+ *
  * `deno task bench --soak [minutes]` (default 10, at least 1) runs only a soak: one bridge process fed
  * a steady 200 msg/s by a 20 ms agent for that long, its RSS sampled every 10 s. PASS (exit 0) when
  * the RSS at the end (median of the last 3 samples) is ≤ 1.10 × the RSS after warm-up (the first
@@ -36,13 +40,14 @@ const { values: flags, positionals } = parseArgs({
     memory: { type: "boolean", default: false },
     adaptive: { type: "boolean", default: false },
     soak: { type: "boolean", default: false },
+    windows: { type: "boolean", default: false },
   },
   allowPositionals: true, // the soak's minutes: `--soak 2`
 });
 const soakMinutes = Number(positionals[0] ?? 10);
 if (positionals.length > 1 || (positionals.length && !flags.soak) || !(soakMinutes >= 1)) {
   console.error(
-    "usage: deno task bench [--quick] [--memory | --adaptive] | deno task bench --soak [minutes ≥ 1, default 10]",
+    "usage: deno task bench [--quick] [--memory | --adaptive | --windows] | deno task bench --soak [minutes ≥ 1, default 10]",
   );
   Deno.exit(2);
 }
@@ -107,8 +112,8 @@ async function createTopic(topic: string): Promise<void> {
   await admin.disconnect();
 }
 
-/** Produces `count` events with many keys; every `slowEvery`-th one asks for the slow route. */
-async function produceEvents(topic: string, count: number, slowEvery = 0, from = 0): Promise<void> {
+/** Produces `count` events on `keys` keys; every `slowEvery`-th one asks for the slow route. */
+async function produceEvents(topic: string, count: number, slowEvery = 0, from = 0, keys = 997): Promise<void> {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   for (let start = from; start < from + count; start += 1000) {
@@ -119,7 +124,7 @@ async function produceEvents(topic: string, count: number, slowEvery = 0, from =
       messages: Array.from({ length: end - start }, (_, i) => {
         const n = start + i;
         return {
-          key: `key-${n % 997}`,
+          key: `key-${n % keys}`,
           value: Buffer.from(JSON.stringify({ n, slow: slowEvery > 0 && n % slowEvery === slowEvery / 2 })),
         };
       }),
@@ -229,15 +234,18 @@ async function spawnBridge(
   agentUrl: string,
   guarantee: Guarantee = "at-least-once",
   concurrency: Concurrency = "auto",
+  window?: string,
 ): Promise<Deno.ChildProcess> {
   const dir = await Deno.makeTempDir();
+  // With `window`, the fast route answers windows: each event's n on a line of its own.
+  const fast = window ? `window: ${window}, transform: { each: "{n}" }` : `transform: { template: "{n}" }`;
   await Deno.writeTextFile(
     `${dir}/bench.yaml`,
     `name: bench
 source: { topics: [${topic}] }
 routes:
   - { name: slow, match: { fields: { slow: true } }, transform: { template: "{n}" }, invoke: { prompt_id: slow } }
-  - { name: fast, transform: { template: "{n}" }, invoke: { prompt_id: fast } }
+  - { name: fast, ${fast}, invoke: { prompt_id: fast } }
 delivery: { guarantee: ${guarantee}, ordering: key, concurrency: ${concurrency} }
 `,
   );
@@ -742,6 +750,83 @@ async function adaptiveScenario(
   } finally {
     await agent.stop();
   }
+}
+
+/**
+ * Events per second through the bridge, from the first event produced to the last one answered (a
+ * window's reply answers its `window.count` events), and agent calls per event.
+ */
+async function eventsThrough(label: string, agentUrl: string, count: number, window?: string) {
+  const topic = `bench-${id()}`;
+  await createTopic(topic);
+  const child = await spawnBridge(topic, agentUrl, "at-least-once", "auto", window);
+  try {
+    // Warm-up: one event answered (alone, or in a window after its size), so the group has joined.
+    await produceEvents(topic, 1, 0, -1);
+    await readReplies(`${topic}.responses`, 1, () => {});
+    const calls = (await agentStats(agentUrl)).received;
+    const start = now();
+    await produceEvents(topic, count, 0, 0, 100);
+    const answered = await countEvents(`${topic}.responses`, count + 1, (events) => {
+      progress(
+        `${label}: ${events - 1}/${count} events answered, ${((events - 1) / ((now() - start) / 1000)).toFixed(0)}/s`,
+      );
+    });
+    const perEvent = ((await agentStats(agentUrl)).received - calls) / count;
+    return { eventsPerSecond: count / ((answered - start) / 1000), callsPerEvent: perEvent };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+}
+
+/** Reads `topic` from the start until replies answer `count` events; returns when (`now()`). */
+async function countEvents(topic: string, count: number, onProgress: (events: number) => void): Promise<number> {
+  await waitForTopic(topic);
+  const consumer = kafka.consumer({ groupId: `bench-reader-${id()}`, maxWaitTimeInMs: 200 });
+  const enough = Promise.withResolvers<number>();
+  let events = 0;
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachBatch: ({ batch }) => {
+      for (const message of batch.messages) events += JSON.parse(message.value!.toString()).window?.count ?? 1;
+      onProgress(events);
+      if (events >= count) enough.resolve(now());
+      return Promise.resolve();
+    },
+  });
+  const at = await enough.promise;
+  await consumer.disconnect();
+  return at;
+}
+
+if (flags.windows) {
+  const agent = await startAgent(100);
+  try {
+    const count = 10_000;
+    const single = await eventsThrough("one call per event", agent.url, count);
+    done(`one call per event: ${single.eventsPerSecond.toFixed(0)} events/s`);
+    const windowed = await eventsThrough("windows of 20", agent.url, count, "{ by: key, size: 1s, max_events: 20 }");
+    done(`windows of up to 20: ${windowed.eventsPerSecond.toFixed(0)} events/s`);
+    console.log(
+      `\nwindows, ${new Date().toISOString().slice(0, 10)}, ${navigator.hardwareConcurrency} cores, ` +
+        `agent 100 ms, ${count} events on 100 keys, one partition, concurrency auto\n`,
+    );
+    console.log("| scenario | events/s | agent calls per event | ÷ one call per event |\n| --- | --- | --- | --- |");
+    for (
+      const [name, result] of [["one call per event", single], ["windows by key, up to 20, size 1s", windowed]] as const
+    ) {
+      console.log(
+        `| ${name} | ${result.eventsPerSecond.toFixed(0)} | ${result.callsPerEvent.toFixed(3)} | ` +
+          `${(result.eventsPerSecond / single.eventsPerSecond).toFixed(2)} |`,
+      );
+    }
+  } finally {
+    await agent.stop();
+    await stopBroker();
+  }
+  Deno.exit(0);
 }
 
 const rows: Row[] = [];
