@@ -260,10 +260,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     apply: (paused) => consumer.setPaused(paused),
   });
-  // The caps, checked whenever work is taken in or settled. The process's cap resumes as soon as it
-  // has room: messages parked behind an open circuit count against it, and may never drain to half.
   // The window stage, once the pipelines have a windowed route (see `windowing` below).
   let windows: WindowStage | undefined;
+  // The caps, checked whenever work is taken in or settled. The process's cap resumes as soon as it
+  // has room: messages parked behind an open circuit count against it, and may never drain to half.
   const checkCaps = () => {
     let paused = flow.cap("in-flight", ledger.pending, settings.maxInFlight, settings.maxInFlight - 1);
     for (const [name, cap] of caps) paused = flow.cap(`pipeline ${name}`, ledger.inFlight(name), cap) || paused;
@@ -379,12 +379,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     }, 2 * (settings.sessionTimeoutMs ?? 30_000));
   };
 
+  const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
   /**
    * When open windows close early: a cap (the pipeline's or the process's) has paused its topics and
    * they hold at least half of it, so that it could never resume (at half) while they wait to fill;
    * or one holds back too many finished messages of its partition from being committed.
    */
-  const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
   const windowing = {
     crowded: (pipeline: string, held: number) =>
       flow.reasons.has(`pipeline ${pipeline}`) && 2 * held >= caps.get(pipeline)!,
