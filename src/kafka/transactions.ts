@@ -80,7 +80,7 @@ export class TransactionalOutput {
    * Commits `commit`: one transaction per input partition, holding its records and its offset, on
    * that partition's producer. A partition whose producer was fenced (or that this member has not
    * claimed) belongs to another member now, which handles its messages again: it is left to it,
-   * and left out of what this returns, the offsets committed. Any other failure throws.
+   * and left out of what this returns, the offsets committed. A transaction that fails before its EndTxn is aborted and sent again (three tries); any other failure throws.
    */
   async commit(commit: Commit): Promise<Commit> {
     const failures: unknown[] = [];
@@ -115,24 +115,36 @@ export class TransactionalOutput {
    */
   async #commitPart(offset: TopicPartitionOffset, records: readonly StagedRecord[]): Promise<void> {
     const producer = await this.#producers.claimed(offset.topic, offset.partition);
-    const transaction = await producer.transaction();
-    try {
-      for (const [topic, list] of Map.groupBy(records, (r) => r.topic)) {
-        const limit = (await this.#limits?.of(topic)) ?? Number.POSITIVE_INFINITY;
-        for (const chunk of fitting(list.map((r) => r.record), limit)) {
-          await transaction.sendBatch({ acks: -1, topicMessages: [{ topic, messages: chunk.map(toKafkaMessage) }] });
+    for (let attempt = 1;; attempt++) {
+      const transaction = await producer.transaction();
+      try {
+        for (const [topic, list] of Map.groupBy(records, (r) => r.topic)) {
+          const limit = (await this.#limits?.of(topic)) ?? Number.POSITIVE_INFINITY;
+          for (const chunk of fitting(list.map((r) => r.record), limit)) {
+            await transaction.sendBatch({ acks: -1, topicMessages: [{ topic, messages: chunk.map(toKafkaMessage) }] });
+          }
         }
+        await whileConcurrent(() =>
+          transaction.sendOffsets({
+            consumerGroupId: this.#groupId,
+            topics: [{ topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] }],
+          })
+        );
+        await transaction.commit();
+        return;
+      } catch (error) {
+        // Aborted, the transaction left nothing behind, and its records and offset are still here:
+        // it can be sent again. kafkajs refuses to abort after a failed EndTxn, whose outcome is
+        // unknown (it may have committed): that, a fence, or a third failure is the caller's.
+        const aborted = await transaction.abort().then(() => true, () => false);
+        if (!aborted || attempt >= 3 || isFenced(error) || isConcurrent(error)) throw error;
+        log.warn("a transaction for {topic}/{partition} failed and was aborted: sending it again ({error})", {
+          topic: offset.topic,
+          partition: offset.partition,
+          error: errorMessage(error),
+        });
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
       }
-      await whileConcurrent(() =>
-        transaction.sendOffsets({
-          consumerGroupId: this.#groupId,
-          topics: [{ topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] }],
-        })
-      );
-      await transaction.commit();
-    } catch (error) {
-      await transaction.abort().catch(() => {});
-      throw error;
     }
   }
 

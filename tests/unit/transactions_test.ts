@@ -16,23 +16,43 @@ const concurrent = () =>
     { type: "CONCURRENT_TRANSACTIONS", code: 51, retriable: true },
   );
 
-/** A partition's producer whose transactions fail as `fail` says, step by step (`offsets`, `commit`). */
-function standIn(fail: { offsets?: number; commit?: number }) {
+/** What the broker answers when a request met an error it did not expect. */
+const unknown = () =>
+  Object.assign(new Error("The server experienced an unexpected error when processing the request"), {
+    type: "UNKNOWN_SERVER_ERROR",
+    code: -1,
+    retriable: false,
+  });
+
+/**
+ * A partition's producer whose transactions fail as `fail` says, step by step (`send`, `offsets`,
+ * `commit`: that many times, with `error`); its abort fails after a failed commit, as kafkajs's does
+ * (its state machine is left in COMMITTING).
+ */
+function standIn(fail: { send?: number; offsets?: number; commit?: number }, error = concurrent) {
   const calls: string[] = [];
   const released: string[] = [];
-  const step = (name: "offsets" | "commit") => {
+  let committing = false;
+  const step = (name: "send" | "offsets" | "commit") => {
     calls.push(name);
+    if (name === "commit") committing = true;
     if ((fail[name] ?? 0) > 0) {
       fail[name]!--;
-      return Promise.reject(concurrent());
+      return Promise.reject(error());
     }
+    committing = false;
     return Promise.resolve();
   };
   const transaction = {
-    sendBatch: () => (calls.push("send"), Promise.resolve()),
+    sendBatch: () => step("send"),
     sendOffsets: () => step("offsets"),
     commit: () => step("commit"),
-    abort: () => (calls.push("abort"), Promise.resolve()),
+    abort: () => {
+      calls.push("abort");
+      return committing
+        ? Promise.reject(new Error("Transaction state exception: Invalid state COMMITTING"))
+        : Promise.resolve();
+    },
   };
   const producers = {
     claimed: () => Promise.resolve({ transaction: () => Promise.resolve(transaction) }),
@@ -66,4 +86,25 @@ Deno.test("a commit refused as concurrent (another member is taking the partitio
   assert.deepEqual(calls, ["send", "offsets", "commit", "abort"]);
   assert.deepEqual(released, ["t/0"], "its producer, broken now, closed");
   assert.equal(fenced, 1);
+});
+
+Deno.test("a transaction that failed before its commit, and was aborted, is sent again", async () => {
+  const { producers, calls } = standIn({ send: 1 }, unknown);
+  const output = new TransactionalOutput(producers, "g");
+  assert.deepEqual(await output.commit(commit), commit);
+  assert.deepEqual(calls, ["send", "abort", "send", "offsets", "commit"]);
+});
+
+Deno.test("a commit that failed in EndTxn is not sent again: it may have committed, so it is fatal", async () => {
+  const { producers, calls } = standIn({ commit: 1 }, unknown);
+  const output = new TransactionalOutput(producers, "g");
+  await assert.rejects(output.commit(commit), /unexpected error/);
+  assert.deepEqual(calls, ["send", "offsets", "commit", "abort"]);
+});
+
+Deno.test("a transaction that keeps failing before its commit is fatal after three tries", async () => {
+  const { producers, calls } = standIn({ send: 5 }, unknown);
+  const output = new TransactionalOutput(producers, "g");
+  await assert.rejects(output.commit(commit), /unexpected error/);
+  assert.deepEqual(calls, ["send", "abort", "send", "abort", "send", "abort"]);
 });
