@@ -80,7 +80,8 @@ export class TransactionalOutput {
    * Commits `commit`: one transaction per input partition, holding its records and its offset, on
    * that partition's producer. A partition whose producer was fenced (or that this member has not
    * claimed) belongs to another member now, which handles its messages again: it is left to it,
-   * and left out of what this returns, the offsets committed. A transaction that fails before its EndTxn is aborted and sent again (three tries); any other failure throws.
+   * and left out of what this returns, the offsets committed. A transaction that fails before its
+   * EndTxn is aborted and sent again (three tries); any other failure throws.
    */
   async commit(commit: Commit): Promise<Commit> {
     const failures: unknown[] = [];
