@@ -48,6 +48,7 @@ function eventsOf(record: ReadRecord): { key: string; events: number[] } {
 
 const FLAVOURS: { name: string; flavour: Flavour; api: "v1" | "v2" }[] = [
   { name: "Archestra /v1", flavour: "archestra-v1", api: "v1" },
+  { name: "Archestra /v2", flavour: "archestra-v1", api: "v2" },
   { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2" },
   { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1" },
 ];
