@@ -33,7 +33,7 @@ import { RecordLimits } from "./kafka/record_limits.ts";
 import { PartitionProducers } from "./kafka/partition_producers.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import { Ledger } from "./ledger.ts";
-import { type Job, type Pipeline, pipelineCap } from "./model.ts";
+import { eventCount, type Job, type Pipeline, pipelineCap } from "./model.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
 import { startSummary } from "./ops/summary.ts";
@@ -420,7 +420,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     for (const event of events ?? [{ job, outcome }]) {
       logOutcome(event.job, event.outcome);
       // A window's events count one each, except in replies: one per window.
-      stats[OUTCOME_STAT[event.outcome]] += event.outcome === "replied" ? 1 : event.job.window?.members.length ?? 1;
+      stats[OUTCOME_STAT[event.outcome]] += event.outcome === "replied" ? 1 : eventCount(event.job);
     }
     if (outcome !== "abandoned") {
       // Its agent task, if it had one, is over: forgotten once the offset is committed.

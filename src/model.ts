@@ -151,6 +151,11 @@ export function jobAgent(job: Job): AgentTarget | undefined {
   return job.agent ?? job.route?.agents[0];
 }
 
+/** How many source events a job stands for: a window's events, else its one message. */
+export function eventCount(job: Job): number {
+  return job.window?.members.length ?? 1;
+}
+
 /** Whether a job still has work ahead of it (not failed, skipped or abandoned). */
 export function isLive(job: Job): boolean {
   return job.failure === undefined && !job.skipped && !job.abandoned;

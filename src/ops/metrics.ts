@@ -14,7 +14,7 @@
  * ```
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { type Job, jobAgent, partitionId } from "../model.ts";
+import { eventCount, type Job, jobAgent, partitionId } from "../model.ts";
 import { redact } from "../secrets.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import type { Outcome } from "../stages/publish.ts";
@@ -173,7 +173,7 @@ export function createMetrics(): Metrics {
       const agentLabels = { ...labels, agent: agent ? agent.promptId ?? redact(agent.url) : "" };
       // A fanned-out message is matched once (its first part), and reaches each agent once.
       // A window's events count one each, except in replies: one per window.
-      const events = job.window?.members.length ?? 1;
+      const events = eventCount(job);
       if (job.route && (!job.agent || job.agent === job.route.agents[0])) matched.inc(labels, events);
       const attempts = job.reply?.attempts ?? job.failure?.attempts ?? 0;
       if (attempts > 0) invoked.inc(agentLabels);

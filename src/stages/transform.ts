@@ -98,7 +98,8 @@ export function transformWindow(job: Job): Job[] {
     return failed;
   }
   const window = { ...job.window!, members: kept, events: lines.join("\n") };
-  const rest = failed.length ? { ...job, ack: jointAck(kept.map((event) => event.ack)), window } : job;
+  // With events gone, a job of its own: its ack is the remaining events'.
+  const rest = failed.length ? { ...job, ack: jointAck(kept.map((event) => event.ack)) } : job;
   rest.window = window;
   transformJob(rest);
   return [...failed, rest];
