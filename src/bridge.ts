@@ -206,18 +206,23 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     threshold: settings.circuitFailures,
     probeDelayMs: options.probeDelayMs,
     maxProbeDelayMs: options.maxProbeDelayMs,
-    onChange: ({ label, state, reason }) => {
+    onChange: ({ key, label, state, reason }) => {
       if (state === "down") stats.circuitOpenings++;
       if (state === "refused") stats.refusals++;
       metrics.circuit(label, state);
+      const host = key.startsWith("host ");
       if (state === "refused") {
         log.error("agent {agent} refuses the bridge ({reason}): its routes wait, probing until it accepts", {
           agent: label,
           reason,
         });
+      } else if (state === "down" && host) {
+        log.warn("several agents on {agent} cannot be reached: pausing every route that calls it, probing", {
+          agent: label,
+        });
       } else if (state === "down") {
         log.warn("agent {agent} is failing every call: pausing its routes, probing", { agent: label });
-      } else log.warn("agent {agent} answers again: resuming", { agent: label });
+      } else log.warn("{what} {agent} answers again: resuming", { what: host ? "host" : "agent", agent: label });
     },
     // Paused while messages wait on the circuit; with none waiting, the next message comes in to probe.
     onHolding: (key, holding) => flow.set(`circuit ${key}`, holding),
@@ -442,8 +447,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       invoke(jobs, {
         ...archestra,
         signal: abort.signal,
-        circuitFor: circuits.outage,
-        refusalFor: circuits.refusal,
+        circuitFor: circuits.agent,
+        hostCircuitFor: circuits.host,
+        stopping: stopping.signal,
         tasks,
         limits,
         concurrency,

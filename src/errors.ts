@@ -8,6 +8,8 @@
  * - `exhausted`: a transient failure that outlived its retries.
  * - `refused`: the agent refuses the caller, not the message (a token it does not accept, an agent
  *   it does not know): never dead-lettered; the agent's routes wait until it accepts again.
+ * - `seen`: the agent refuses a message id it has already answered (Archestra's `/v2`, after a
+ *   redelivery): never dead-lettered; invoke sends the message again under a new id.
  * - `timeout`: a long-running task still unfinished at its route's timeout (x-task-id names it).
  * - `input-required`, `auth-required`: the agent's task stopped to ask for more (x-task-id names it).
  * - `loop`: a chain of pipelines went deeper than its limit (x-hop-count).
@@ -22,13 +24,14 @@ export type FailureClass =
   | "transient"
   | "exhausted"
   | "refused"
+  | "seen"
   | "timeout"
   | "input-required"
   | "auth-required"
   | "loop"
   | "internal";
 
-/** The classes a DLQ record can carry (`transient` is retried, `refused` waits: neither is dead-lettered). */
+/** The classes a DLQ record can carry (`transient` is retried, `refused` waits, `seen` is sent anew: none is dead-lettered). */
 export const DEAD_LETTER_CLASSES: readonly FailureClass[] = [
   "permanent",
   "exhausted",
@@ -53,6 +56,11 @@ export interface StageFailure {
    * `-32603`), which makes an adaptive concurrency limit shrink.
    */
   readonly overload?: boolean;
+  /**
+   * For transient failures: the agent could not be reached at all (connection refused, no answer in
+   * time, HTTP 5xx), as opposed to an answer that this call failed (`-32603`, HTTP 429).
+   */
+  readonly unreachable?: boolean;
   /** The agent's task, when the failure is about one. */
   readonly taskId?: string;
 }
@@ -62,9 +70,9 @@ export function failure(
   stage: StageName,
   failureClass: FailureClass,
   message: string,
-  extra: { attempts?: number; retryAfterMs?: number; taskId?: string; overload?: boolean } = {},
+  extra: { attempts?: number; retryAfterMs?: number; taskId?: string; overload?: boolean; unreachable?: boolean } = {},
 ): StageFailure {
-  const { overload, ...rest } = extra;
+  const { overload, unreachable, ...rest } = extra;
   return {
     stage,
     class: failureClass,
@@ -72,6 +80,7 @@ export function failure(
     attempts: extra.attempts ?? 0,
     ...rest,
     ...(overload ? { overload } : {}),
+    ...(unreachable ? { unreachable } : {}),
   };
 }
 

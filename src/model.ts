@@ -68,6 +68,8 @@ export interface AgentReply {
   readonly attempts: number;
   readonly latencyMs: number;
   readonly url: string;
+  /** Times the message was sent again under a new id because the agent had already seen its id. */
+  readonly resent?: number;
 }
 
 /** A record to produce: a reply envelope or a DLQ record. */

@@ -98,7 +98,10 @@ export class AdaptiveLimit {
   readonly max: number;
   #limit: number;
   #inFlight = 0;
+  /** Calls waiting for a slot: retries first (in their order), then first calls. */
   readonly #waiting: (() => void)[] = [];
+  /** How many of `#waiting`, from its head, are retries. */
+  #retriesWaiting = 0;
   #slowStart = true;
   #floor: number | undefined;
   #floorAt = 0;
@@ -141,8 +144,13 @@ export class AdaptiveLimit {
     return this.#floor;
   }
 
-  /** Resolves when a call may start; rejects with `signal`'s reason if it aborts first. */
-  acquire(signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves when a call may start; rejects with `signal`'s reason if it aborts first. A `retry` (a
+   * message that already failed once) goes before every first call waiting: under a burst that the
+   * agent rate-limits, first calls queued for slots would otherwise keep every retry, and so every
+   * answer, waiting until the last of them had failed.
+   */
+  acquire(signal?: AbortSignal, options: { retry?: boolean } = {}): Promise<void> {
     if (this.#inFlight < this.limit && !this.#waiting.length) {
       this.#start();
       return Promise.resolve();
@@ -157,10 +165,12 @@ export class AdaptiveLimit {
       const abort = () => {
         const at = this.#waiting.indexOf(start);
         if (at >= 0) this.#waiting.splice(at, 1);
+        if (at >= 0 && at < this.#retriesWaiting) this.#retriesWaiting--;
         reject(signal!.reason);
       };
       signal?.addEventListener("abort", abort, { once: true });
-      this.#waiting.push(start);
+      if (options.retry) this.#waiting.splice(this.#retriesWaiting++, 0, start);
+      else this.#waiting.push(start);
     });
   }
 
@@ -177,7 +187,10 @@ export class AdaptiveLimit {
   }
 
   #wake(): void {
-    while (this.#waiting.length && this.#inFlight < this.limit) this.#waiting.shift()!();
+    while (this.#waiting.length && this.#inFlight < this.limit) {
+      if (this.#retriesWaiting) this.#retriesWaiting--;
+      this.#waiting.shift()!();
+    }
   }
 
   #record({ latencyMs, overload }: LimitSample): void {

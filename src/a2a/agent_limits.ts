@@ -40,10 +40,10 @@ export class AgentLimits {
 
   /**
    * Runs `call` when the agent's limits allow; at once for an agent without limits. Rejects with
-   * `signal`'s reason if it aborts while the call waits.
+   * `signal`'s reason if it aborts while the call waits. A `retry` goes before first calls waiting.
    */
-  run<T>(url: string, call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  run<T>(url: string, call: () => Promise<T>, signal?: AbortSignal, options: { retry?: boolean } = {}): Promise<T> {
     const entry = this.#queues.get(url);
-    return entry ? entry.queue.add(call, { signal }) as Promise<T> : call();
+    return entry ? entry.queue.add(call, { signal, priority: options.retry ? 1 : 0 }) as Promise<T> : call();
   }
 }

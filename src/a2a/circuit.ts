@@ -1,10 +1,17 @@
 /**
  * @module
- * A circuit breaker for one agent endpoint. After `threshold` transient failures in a row (and no
- * success between them) the agent is taken to be down: the circuit opens, callers wait instead of
- * spending their retries, and one probe call at a time is let through, with doubling pauses, until
- * one succeeds and the circuit closes. So an outage stalls the pipeline; it does not empty the topic
- * into the DLQ.
+ * A circuit breaker for one agent endpoint (or one host). After `threshold` transient failures in a
+ * row that are evidence of an outage (and no success between them) the agent is taken to be down:
+ * the circuit opens, callers wait instead of calling, and one probe call at a time is let through,
+ * with doubling pauses, until one succeeds and the circuit closes. So an outage stalls the pipeline;
+ * it does not empty the topic into the DLQ.
+ *
+ * Not every failure is evidence. A message's first call that the agent answers with an error about
+ * that call (a provider's rate limit passed on as `-32603`, an HTTP 429) says nothing of the others:
+ * in a burst every first call may fail that way while every retry succeeds. Such failures slow the
+ * adaptive limit, and count here only once the same message fails again. Probes are chosen among
+ * the waiting retries first, for the same reason: a message that already failed once is the one
+ * whose next call says most, and any success closes the circuit.
  *
  * An agent that refuses the caller (a token it does not accept, an agent it does not know) opens
  * the circuit at once, in the `refused` state: every message would be refused the same way until a
@@ -41,6 +48,17 @@ export interface CircuitOptions {
   onHolding?: (holding: boolean) => void;
 }
 
+/** What a failed call says about the agent. */
+export interface FailureEvidence {
+  /** Whether it counts towards opening the circuit (default true); see the module's doc. */
+  evidence?: boolean;
+  /**
+   * The agent could not be reached at all (connection refused, no answer in time, HTTP 5xx): the
+   * kind of failure a whole host shows when it is down, unlike one agent's run failing.
+   */
+  unreachable?: boolean;
+}
+
 export class Circuit {
   readonly #threshold: number;
   readonly #firstDelay: number;
@@ -50,13 +68,16 @@ export class Circuit {
   #holding = false;
   #holdingCheck: ReturnType<typeof setTimeout> | undefined;
   #failures = 0;
+  /** Whether every failure counted since the last success was `unreachable`. */
+  #allUnreachable = true;
+  #downUnreachable = false;
   #successes = 0;
   #state: CircuitState = "closed";
   #delay: number;
   #probing = false;
   #probeTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Callers waiting while open; the first is woken as the probe. */
-  #waiting: { resolve: (role: "call" | "probe") => void }[] = [];
+  /** Callers waiting while open; the first retry (else the first) is woken as the probe. */
+  #waiting: { resolve: (role: "call" | "probe") => void; retry: boolean }[] = [];
 
   constructor(options: CircuitOptions = {}) {
     this.#threshold = options.threshold ?? 5;
@@ -94,6 +115,11 @@ export class Circuit {
     return this.#state;
   }
 
+  /** Whether the circuit is down because the agent could not be reached (not because its calls failed). */
+  get unreachable(): boolean {
+    return this.#state === "down" && this.#downUnreachable;
+  }
+
   /** Calls that got an answer so far; a caller compares two readings to see if the agent answered meanwhile. */
   get successes(): number {
     return this.#successes;
@@ -105,6 +131,7 @@ export class Circuit {
    */
   trip(): void {
     if (this.open) return;
+    this.#downUnreachable = true;
     this.#set("down");
   }
 
@@ -113,17 +140,18 @@ export class Circuit {
    * in the `refused` state; a refused probe waits twice as long before the next.
    */
   refused(role: "call" | "probe" = "call", reason?: string): void {
-    this.#failures = 0;
+    this.#reset();
     if (this.#state !== "refused") this.#set("refused", reason);
     if (role === "probe") this.#backOff();
   }
 
   /**
    * Resolves when a call may be made: at once while closed (`"call"`), else when this caller is
-   * chosen as the next probe (`"probe"`) or the circuit closes. An aborted signal resolves `"call"`
-   * at once, so the caller can notice the abort itself.
+   * chosen as the next probe (`"probe"`) or the circuit closes. A `retry` (a message that already
+   * failed once) is chosen as the probe before first calls. An aborted signal resolves `"call"` at
+   * once, so the caller can notice the abort itself.
    */
-  acquire(signal?: AbortSignal): Promise<"call" | "probe"> {
+  acquire(signal?: AbortSignal, options: { retry?: boolean } = {}): Promise<"call" | "probe"> {
     if (!this.open || signal?.aborted) return Promise.resolve("call");
     return new Promise((resolve) => {
       const onAbort = () => {
@@ -137,6 +165,7 @@ export class Circuit {
           signal?.removeEventListener("abort", onAbort);
           resolve(role);
         },
+        retry: options.retry === true,
       };
       this.#waiting.push(waiter);
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -148,7 +177,7 @@ export class Circuit {
   /** A call got an answer (a reply, or an error the agent made on purpose): the agent is up. */
   succeeded(): void {
     this.#successes++;
-    this.#failures = 0;
+    this.#reset();
     this.#probing = false;
     if (!this.open) return;
     this.#delay = this.#firstDelay;
@@ -158,15 +187,39 @@ export class Circuit {
     for (const waiter of this.#waiting.splice(0)) waiter.resolve("call");
   }
 
-  /** A call failed transiently (timeout, refused, 429/5xx); `role` is what {@link acquire} said. */
-  failed(role: "call" | "probe" = "call"): void {
-    this.#failures++;
+  /**
+   * A call failed transiently (timeout, connection refused, 429/5xx, `-32603`); `role` is what
+   * {@link acquire} said. A failed probe always backs off; other calls count only as `evidence`.
+   */
+  failed(role: "call" | "probe" = "call", { evidence = true, unreachable = false }: FailureEvidence = {}): void {
     if (this.open) {
       // A call that was already in flight when the circuit opened says nothing new.
       if (role === "probe") this.#backOff();
       return;
     }
-    if (this.#failures >= this.#threshold) this.#set("down");
+    if (!evidence) return;
+    this.#failures++;
+    this.#allUnreachable &&= unreachable;
+    if (this.#failures < this.#threshold) return;
+    this.#downUnreachable = this.#allUnreachable;
+    this.#set("down");
+  }
+
+  /**
+   * A caller chosen by {@link acquire} will not call after all (it stopped, or its message went
+   * stale): a probe passes to the next waiter at the same pause, so the circuit is never left with
+   * a probe nobody makes.
+   */
+  skipped(role: "call" | "probe"): void {
+    if (role !== "probe" || !this.#probing) return;
+    this.#probing = false;
+    this.#checkHolding();
+    this.#scheduleProbe();
+  }
+
+  #reset(): void {
+    this.#failures = 0;
+    this.#allUnreachable = true;
   }
 
   #set(state: CircuitState, reason?: string): void {
@@ -187,7 +240,8 @@ export class Circuit {
     if (this.#probing || this.#probeTimer !== undefined || !this.#waiting.length) return;
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;
-      const probe = this.#waiting.shift();
+      const at = Math.max(0, this.#waiting.findIndex((waiter) => waiter.retry));
+      const [probe] = this.#waiting.splice(at, 1);
       if (!probe) return;
       this.#probing = true;
       probe.resolve("probe");

@@ -116,6 +116,7 @@ async function settle(request: SendMessageRequest, speak: Dialect, deadline: num
       return {
         failure: failure("invoke", "transient", `polling task ${result.id}: ${polled.failure.message}`, {
           overload: polled.failure.overload,
+          unreachable: polled.failure.unreachable,
         }),
       };
     }
@@ -186,7 +187,19 @@ function readReply(result: Message | Task): Outcome {
  * What a JSON-RPC error means for the caller. Archestra answers every error at HTTP 200, so the
  * code is all there is: `-32603` is the run failing (usually the LLM provider's rate limit,
  * overload or timeout), worth retrying; a refused token, an unknown agent or method, or an
- * unsupported version is about the caller, not the message (`refused`); the rest is permanent.
+ * unsupported version is about the caller, not the message (`refused`); a message id the agent
+ * has already answered (Archestra's `/v2` after a redelivery) is `seen`; the rest is permanent.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { classifyRpcError } from "./send_message.ts";
+ * // Archestra's /v2, as its router answers
+ * assert.equal(classifyRpcError(-32602, "Failed to resolve actor from token"), "refused");
+ * assert.equal(classifyRpcError(-32006, "Agent not found"), "refused");
+ * assert.equal(classifyRpcError(-32602, "A message with the given ID already exists"), "seen");
+ * assert.equal(classifyRpcError(-32602, "Context not found"), "permanent");
+ * ```
  */
 export function classifyRpcError(code: number | undefined, message: string): FailureClass {
   switch (code) {
@@ -194,15 +207,22 @@ export function classifyRpcError(code: number | undefined, message: string): Fai
       return "transient";
     case -32601: // method not found: the agent speaks another version, or is not an A2A agent
     case -32009: // A2A version not supported
+    case -32006: // Archestra's /v2: agent not found
       return "refused";
     case -32600:
-      return /auth|token|credential|forbidden|permission/i.test(message) ? "refused" : "permanent";
+      return REFUSAL_TEXT.test(message) ? "refused" : "permanent";
     case -32602:
-      return /agent.*not found|not an? .*agent|unknown agent/i.test(message) ? "refused" : "permanent";
+      if (/message with the given id already exists/i.test(message)) return "seen";
+      return REFUSAL_TEXT.test(message) || /agent.*not found|not an? .*agent|unknown agent/i.test(message)
+        ? "refused"
+        : "permanent";
     default:
       return "permanent";
   }
 }
+
+/** What an error about the caller's credentials says (Archestra `/v2`: "Failed to resolve actor from token"). */
+const REFUSAL_TEXT = /auth|token|credential|forbidden|permission|resolve actor/i;
 
 /** What an HTTP error status means: the caller refused (401, 403, 404), worth a retry, or permanent. */
 export function classifyStatus(status: number): FailureClass {
@@ -287,7 +307,7 @@ async function call(
     });
   } catch (error) {
     const reason = cutShort("cannot reach the agent", error);
-    return { failure: failure("invoke", "transient", reason, { overload: timeout.aborted }) };
+    return { failure: failure("invoke", "transient", reason, { overload: timeout.aborted, unreachable: true }) };
   }
   if (response.ok && (response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     return await readStream(request, response.body!, signal, timeout);
@@ -297,7 +317,10 @@ async function call(
     body = await response.text();
   } catch (error) {
     return {
-      failure: failure("invoke", "transient", cutShort("answer cut off", error), { overload: timeout.aborted }),
+      failure: failure("invoke", "transient", cutShort("answer cut off", error), {
+        overload: timeout.aborted,
+        unreachable: true,
+      }),
     };
   }
   if (!response.ok) {
@@ -306,6 +329,7 @@ async function call(
       failure: failure("invoke", classifyStatus(response.status), reason, {
         retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
         overload: OVERLOAD_STATUSES.has(response.status),
+        unreachable: response.status >= 500,
       }),
     };
   }
@@ -362,7 +386,7 @@ async function readStream(
       : signal.aborted
       ? "call cancelled"
       : `stream cut off: ${errorMessage(error)}`;
-    return { failure: failure("invoke", "transient", reason, { overload: timeout.aborted }) };
+    return { failure: failure("invoke", "transient", reason, { overload: timeout.aborted, unreachable: true }) };
   }
   if (!result) return { failure: failure("invoke", "permanent", "the agent's stream ended without a result") };
   return { result };

@@ -4,7 +4,9 @@
  *
  * - `archestra-v1` (the default, and the embedded default of `deno task start`): `/v1` answers as
  *   Archestra's legacy endpoint does (bare Message with no `kind`, errors at HTTP 200, card behind
- *   the token, no tasks; see `archestra_v1.ts`), and `/v2` speaks A2A 1.0, as Archestra's does.
+ *   the token, no tasks; see `archestra_v1.ts`), and `/v2` speaks A2A 1.0 as Archestra's does:
+ *   errors at HTTP 200 in its words, a message id it answered refused, only contexts it minted
+ *   accepted (see `archestra_v2.ts`).
  * - `a2a-1.0`: a strict `@a2a-js/sdk` 1.x server on both paths (see `sdk_agent.ts`).
  * - `a2a-0.3`: the same SDK's 0.3 compatibility layer on both paths.
  *
@@ -31,6 +33,7 @@
  * @module
  */
 import { archestraError, archestraV1Card, archestraV1Reply } from "./archestra_v1.ts";
+import { ArchestraV2, archestraV2Refusal, archestraV2RunFailed, archestraV2UnknownAgent } from "./archestra_v2.ts";
 import { SdkAgent, sdkCardJson } from "./sdk_agent.ts";
 export { demoReply, demoSeverity, demoTrends } from "./demo_reply.ts";
 
@@ -173,7 +176,8 @@ export interface DemoAgent {
   close(): Promise<void>;
 }
 
-type Protocol = "archestra" | "1.0" | "0.3";
+/** `archestra`: Archestra's `/v1`; `archestra-v2`: its `/v2` (A2A 1.0 with Archestra's errors and ids). */
+type Protocol = "archestra" | "archestra-v2" | "1.0" | "0.3";
 interface RpcBody {
   id?: unknown;
   method?: unknown;
@@ -191,9 +195,9 @@ const OPERATIONS: Record<string, Operation> = {
   CancelTask: "cancel",
 };
 
-/** What a path speaks: Archestra's `/v1` is its own; its `/v2` and every SDK flavour's paths are A2A. */
+/** What a path speaks: Archestra's `/v1` and `/v2` are its own; every SDK flavour's paths are plain A2A. */
 function protocolOf(flavour: Flavour, api: "v1" | "v2"): Protocol {
-  if (flavour === "archestra-v1") return api === "v1" ? "archestra" : "1.0";
+  if (flavour === "archestra-v1") return api === "v1" ? "archestra" : "archestra-v2";
   return flavour === "a2a-1.0" ? "1.0" : "0.3";
 }
 
@@ -209,12 +213,24 @@ function exists(path: string): boolean {
   }
 }
 
+/** A provider's rate limit as the protocol passes it on: Archestra's `-32603`, with `data.reason` on `/v2`. */
+function providerRateLimit(protocol: Protocol, id: unknown) {
+  const reason = "LLM provider error: 429 rate limit exceeded, retry later";
+  return protocol === "archestra-v2" ? archestraV2RunFailed(id, reason) : archestraError(id, -32603, reason);
+}
+
 /** Starts the agent on `hostname:port` (port 0: any free port). */
 export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
   const flavour = options.flavour ?? "archestra-v1";
   const behaviours = new Map(Object.entries(options.behaviours ?? {}));
   const behaviourOf = (promptId: string): Behaviour => behaviours.get(promptId) ?? { latencyMs: options.latencyMs };
   const sdkAgents = new Map<string, SdkAgent>();
+  const v2Agents = new Map<string, ArchestraV2>();
+  const v2Agent = (promptId: string) => {
+    let agent = v2Agents.get(promptId);
+    if (!agent) v2Agents.set(promptId, agent = new ArchestraV2());
+    return agent;
+  };
   const failures = new Map<string, number>();
   const requests: ReceivedRequest[] = [];
   const keep = options.keep ?? 10_000;
@@ -268,7 +284,8 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     if (protocol === "archestra") {
       return file === "agent.json" ? json(archestraV1Card(endpoint(api, promptId))) : json({ error: "not found" }, 404);
     }
-    return json(sdkCardJson(protocol, endpoint(api, promptId), behaviourOf(promptId).stream === true));
+    const sdk = protocol === "archestra-v2" ? "1.0" : protocol;
+    return json(sdkCardJson(sdk, endpoint(api, promptId), behaviourOf(promptId).stream === true));
   };
 
   const record = (request: Request, api: "v1" | "v2", promptId: string, protocol: Protocol, body: RpcBody) => {
@@ -336,19 +353,23 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     // Archestra answers a refused token and an unknown agent at HTTP 200; A2A servers with a status.
     const refused = refusal(promptId, incoming.authorization);
     if (refused) {
+      if (protocol === "archestra-v2") return json(archestraV2Refusal(body.id, incoming.authorization));
       return protocol === "archestra" ? json(archestraError(body.id, -32600, refused)) : json({ error: refused }, 401);
     }
     if (!known(promptId)) {
+      if (protocol === "archestra-v2") return json(archestraV2UnknownAgent(body.id));
       return protocol === "archestra"
         ? json(archestraError(body.id, -32602, "Agent not found"))
         : json({ error: "unknown agent" }, 404);
     }
+    const v2Refusal = protocol === "archestra-v2" ? v2Agent(promptId).refuse(body) : undefined;
+    if (v2Refusal) return json(v2Refusal);
     // Counted while answering, to show how many calls a caller keeps in flight.
     const now = (inFlight.get(promptId) ?? 0) + 1;
     const { capacity, workers } = behaviourOf(promptId);
     if (capacity !== undefined && now > capacity) {
       refusedForCapacity.set(promptId, (refusedForCapacity.get(promptId) ?? 0) + 1);
-      return json(archestraError(body.id, -32603, "LLM provider error: 429 rate limit exceeded, retry later"));
+      return json(providerRateLimit(protocol, body.id));
     }
     inFlight.set(promptId, now);
     peaks.set(promptId, Math.max(peaks.get(promptId) ?? 0, now));
@@ -394,7 +415,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       return json({ error }, behaviour.failStatus ?? 503, headers);
     }
     if (sending && failsAgain("rpc", messageId, behaviour.rpcFailTimes)) {
-      return json(archestraError(body.id, -32603, "LLM provider error: 429 rate limit exceeded, retry later"));
+      return json(providerRateLimit(protocol, body.id));
     }
     if (behaviour.rpcError) return json(archestraError(body.id, behaviour.rpcError.code, behaviour.rpcError.message));
     if ("rawResult" in behaviour) return json({ jsonrpc: "2.0", id: body.id ?? null, result: behaviour.rawResult });
@@ -403,7 +424,13 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
       return new Response(stream, { headers: { "content-type": "application/json" } });
     }
     if (protocol === "archestra") return json(archestraV1Reply(body, promptId, behaviour));
-    return await sdkAgent(protocol, api, promptId).handle(body, request.headers.get("a2a-version") ?? undefined);
+    const version = request.headers.get("a2a-version") ?? undefined;
+    if (protocol !== "archestra-v2") return await sdkAgent(protocol, api, promptId).handle(body, version);
+    const response = await sdkAgent("1.0", api, promptId).handle(body, version);
+    if (!(response.headers.get("content-type") ?? "").startsWith("application/json")) return response;
+    const reply = await response.json();
+    v2Agent(promptId).answered(body, reply);
+    return json(reply);
   };
 
   const server = Deno.serve({

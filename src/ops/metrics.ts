@@ -83,6 +83,12 @@ export function createMetrics(): Metrics {
     labelNames: byAgent,
     registers,
   });
+  const resent = new Counter({
+    name: "agentstream_messages_resent_total",
+    help: "Messages sent again under a new id because the agent had already seen their id (a redelivery).",
+    labelNames: byAgent,
+    registers,
+  });
   const replied = new Counter({
     name: "agentstream_messages_replied_total",
     help: "Replies written to a responses topic and acknowledged.",
@@ -180,6 +186,7 @@ export function createMetrics(): Metrics {
       if (attempts > 1) retries.inc(agentLabels, attempts - 1);
       if (outcome === "replied") {
         replied.inc(agentLabels);
+        if (job.reply!.resent) resent.inc(agentLabels);
         latency.observe(agentLabels, job.reply!.latencyMs / 1000);
       } else {
         const failed = { ...agentLabels, stage: job.failure!.stage, class: job.failure!.class };

@@ -49,15 +49,21 @@ export interface InvokeContext {
   readonly archestraToken?: string;
   /** Archestra's endpoint for prompt ids: `v1` (A2A 0.3 shapes, the default) or `v2` (A2A 1.0). */
   readonly archestraApi?: "v1" | "v2";
-  /** Cancels calls and retry waits at shutdown; the jobs cut short are marked `abandoned`. */
+  /** Cancels calls at the end of a stop's grace period; the jobs cut short are marked `abandoned`. */
   readonly signal?: AbortSignal;
-  /** The circuit of an agent's host, which opens while it fails every call; by default none (never opens). */
-  readonly circuitFor?: (url: string) => Circuit;
   /**
-   * The circuit of one agent endpoint, which opens while the agent refuses the caller (a token or
-   * agent id it does not accept); by default none, and a refusal fails the job as `refused`.
+   * Fires when a stop begins: every wait ends (for a circuit, a slot, a retry) and no new call is
+   * made; calls already made run on until `signal`. By default `signal`.
    */
-  readonly refusalFor?: (url: string) => Circuit;
+  readonly stopping?: AbortSignal;
+  /**
+   * The circuit of one agent endpoint, which opens while the agent fails every call or refuses the
+   * caller (a token or agent id it does not accept); by default none: it never opens, and a
+   * refusal fails the job as `refused`.
+   */
+  readonly circuitFor?: (url: string) => Circuit;
+  /** The circuit of an agent's host, which opens while several of its agents cannot be reached; by default none. */
+  readonly hostCircuitFor?: (url: string) => Circuit;
   /** Agent cards: whether an agent streams, its A2A version, and whether it is up. */
   readonly cards?: AgentCards;
   /** Limits on agents, shared by every pipeline (calls wait here until their agent allows them). */
@@ -146,36 +152,74 @@ function adaptiveLimit(job: Job, url: string, ctx: InvokeContext): AdaptiveLimit
   return concurrency === "auto" ? ctx.concurrency?.limitFor(url, maxConcurrency) : undefined;
 }
 
-/** Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`. */
+/** The most times a message the agent has already seen is sent again under a new id. */
+export const MAX_RESENDS = 10;
+
+/**
+ * The id under which a message is sent again when the agent has already seen its id (a redelivery
+ * after a crash, to Archestra's `/v2`): derived from the original id and how many times it was sent
+ * again, so a second crash meets the same ids again, in the same order.
+ *
+ * @example
+ * ```ts
+ * import { resentMessageId } from "./invoke.ts";
+ * const id = "2c8b4f0a-1f1e-8c3d-9a7b-5e6f7a8b9c0d";
+ * if (resentMessageId(id, 1) !== resentMessageId(id, 1) || resentMessageId(id, 1) === resentMessageId(id, 2)) {
+ *   throw new Error("stable, and new for each resend");
+ * }
+ * ```
+ */
+export function resentMessageId(messageId: string, resend: number): string {
+  return nameBasedUuid(`resent\n${resend}\n`, messageId);
+}
+
+/**
+ * Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`.
+ *
+ * Every call passes the host's circuit, then the agent's (see {@link AgentCircuits}), then the
+ * adaptive limit and the agent's limits. While a circuit is open only its probe goes out: a call
+ * that got its slot after the circuit opened goes back to wait with the others, so a burst of first
+ * calls queued for slots cannot keep the probe (ideally a retry) from being made.
+ */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const route = job.route!;
   const endpoint = agentEndpoint(jobAgent(job)!, ctx);
   const { url, token } = endpoint;
   const retries = job.pipeline.delivery.retries;
   const sleep = ctx.sleep ?? abortableDelay;
-  const circuit = ctx.circuitFor?.(url) ?? noCircuit;
-  const refusal = ctx.refusalFor?.(url) ?? noCircuit;
+  const host = ctx.hostCircuitFor?.(url) ?? noCircuit;
+  const agent = ctx.circuitFor?.(url) ?? noCircuit;
   const adaptive = adaptiveLimit(job, url, ctx);
-  const message = buildMessage(job);
+  // Waiting (for a circuit, a slot, a retry) ends at a stop; a call already made may finish.
+  const waits = ctx.stopping ?? ctx.signal;
+  const stopped = () => waits?.aborted || ctx.signal?.aborted;
+  const original = buildMessage(job);
+  let message = original;
+  let resent = 0;
   const taskKey = job.ctx.messageId;
   const stream = route.stream && ctx.cards !== undefined && await ctx.cards.streams(url, token);
   // From the first call made: waiting for a circuit or a concurrency slot is ours, not the agent's.
   let started: number | undefined;
-  const successesBefore = circuit.successes;
+  const successesBefore = agent.successes;
+  const abandon = () => {
+    job.abandoned = true;
+    return job;
+  };
   for (let attempt = 1;;) {
-    // Past a refusal first (per endpoint), then past an outage (per host).
-    const asked = await refusal.acquire(ctx.signal);
-    const role = await circuit.acquire(ctx.signal);
-    // A call that will not be made hands the probe on: a probe never answered would keep the circuit shut.
-    const handOn = () => {
-      if (role === "probe") circuit.failed("probe");
-      if (asked === "probe") refusal.failed("probe");
+    // Past the host's circuit first, then the agent's; a message that failed before is the better probe.
+    const retry = attempt > 1;
+    const hostRole = await host.acquire(waits, { retry });
+    const role = await agent.acquire(waits, { retry });
+    const probing = hostRole === "probe" || role === "probe";
+    // A call that will not be made hands its probe on: a probe never made would keep a circuit shut.
+    const skip = () => {
+      host.skipped(hostRole);
+      agent.skipped(role);
     };
     // Shutting down, or the assignment changed (Kafka delivers the message again): no more calls.
-    if (ctx.signal?.aborted || job.ack.stale) {
-      handOn();
-      job.abandoned = true;
-      return job;
+    if (stopped() || job.ack.stale) {
+      skip();
+      return abandon();
     }
     let outcome: Awaited<ReturnType<typeof sendMessage>>;
     try {
@@ -185,13 +229,14 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       // polled, not started again.
       const running = ctx.tasks?.get(taskKey);
       const resumeTaskId = running?.url === url ? running.taskId : undefined;
+      const sent = message;
       const call = () =>
         withJobSpan(job, () =>
           sendMessage({
             url,
             token,
             version,
-            message,
+            message: sent,
             timeoutMs: route.timeoutMs,
             longRunning: route.longRunning,
             signal: ctx.signal,
@@ -200,14 +245,18 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
             stream,
             onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
           }));
-      await adaptive?.acquire(ctx.signal);
+      await adaptive?.acquire(waits, { retry });
       let sample: LimitSample | undefined;
       try {
-        // The assignment may have changed while the call waited for its slot.
-        if (job.ack.stale) {
-          handOn();
-          job.abandoned = true;
-          return job;
+        // The assignment may have changed, or a stop begun, while the call waited for its slot.
+        if (job.ack.stale || stopped()) {
+          skip();
+          return abandon();
+        }
+        // A circuit that opened meanwhile holds this call back with the others.
+        if ((hostRole === "call" && host.open) || (role === "call" && agent.open)) {
+          skip();
+          continue;
         }
         // Timed from when the call goes out: waiting for a slot or for agent_limits is ours.
         let callStarted = 0;
@@ -216,67 +265,83 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
           started ??= callStarted;
           return call();
         };
-        outcome = await (ctx.limits ? ctx.limits.run(url, timed, ctx.signal) : timed());
+        outcome = await (ctx.limits ? ctx.limits.run(url, timed, waits, { retry }) : timed());
         // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
         if (!route.longRunning) sample = limitSample(outcome, performance.now() - callStarted);
       } finally {
         adaptive?.release(sample);
       }
     } catch (error) {
-      handOn();
-      if (!ctx.signal?.aborted) throw error;
+      skip();
+      if (!stopped()) throw error;
       // Stopped while waiting for the agent's limits: the next run handles the message.
-      job.abandoned = true;
-      return job;
+      return abandon();
     }
     if ("reply" in outcome) {
-      circuit.succeeded();
-      refusal.succeeded();
-      job.reply = { ...outcome.reply, attempts: attempt, latencyMs: Math.round(performance.now() - started!), url };
+      host.succeeded();
+      agent.succeeded();
+      job.reply = {
+        ...outcome.reply,
+        attempts: attempt,
+        latencyMs: Math.round(performance.now() - started!),
+        url,
+        ...(resent ? { resent } : {}),
+      };
       return job;
     }
     const problem = outcome.failure;
-    if (ctx.signal?.aborted) {
-      // Shutting down: the call was cut short, so leave the message for the next run.
-      job.abandoned = true;
-      return job;
+    // Cut short by the end of the grace period: the next run handles the message.
+    if (ctx.signal?.aborted) return abandon();
+    if (problem.class === "seen" && resent < MAX_RESENDS) {
+      // The agent has answered this id before (the message is delivered again after a crash) and
+      // keeps no answer to give back: the message goes again as a new one, spending no retry.
+      host.succeeded();
+      agent.succeeded();
+      resent++;
+      message = { ...original, messageId: resentMessageId(original.messageId, resent) };
+      continue;
     }
-    if (problem.class === "refused" && ctx.refusalFor) {
+    if (problem.class === "refused" && ctx.circuitFor) {
       // The agent refuses the caller, not this message: wait with every other call to it, spending
       // no retry, until a probe is accepted (see Circuit). Its host answered: it is up.
-      circuit.succeeded();
-      refusal.refused(asked, problem.message);
+      host.succeeded();
+      agent.refused(role, problem.message);
       continue;
     }
     if (problem.class !== "transient") {
-      refusal.succeeded();
-      circuit.succeeded(); // the agent answered: it is up, it just refused this message
+      // The agent answered: it is up, it just refused this message.
+      host.succeeded();
+      agent.succeeded();
       job.failure = { ...problem, attempts: attempt };
       return job;
     }
-    circuit.failed(role);
-    // A probe of a refusing agent that met an outage instead says nothing yet: probe again later.
-    if (asked === "probe") refusal.failed("probe");
+    // A first call's own failure (a rate limit passed on as -32603, an HTTP 429) is not evidence
+    // of an outage; the same message failing again, or an agent that cannot be reached, is.
+    const unreachable = problem.unreachable === true;
+    agent.failed(role, { evidence: unreachable || retry || probing, unreachable });
+    host.failed(hostRole);
     const spent = attempt > retries.max;
-    if (spent && ctx.circuitFor && (role === "probe" || circuit.successes === successesBefore)) {
-      // Nobody got an answer while this message spent its retries: is the agent down, or is it this
-      // message? An agent whose card answers is up, so the message ends here.
+    if (spent && ctx.circuitFor && (probing || agent.successes === successesBefore)) {
+      // Nobody got an answer from this agent while this message spent its retries: is the agent
+      // down, or is it this message? An agent whose card answers is up, so the message ends here.
       if (await ctx.cards?.answers(url, token)) {
-        if (role === "probe") circuit.succeeded();
+        if (role === "probe") agent.succeeded();
+        if (hostRole === "probe") host.succeeded();
         job.failure = failure(
           "invoke",
           "exhausted",
           `${problem.message} (after ${attempt} attempts; the agent is up)`,
-          {
-            attempts: attempt,
-          },
+          { attempts: attempt },
         );
         return job;
       }
-      circuit.trip();
+      agent.trip();
     }
-    // While the agent is down, waiting for it is not this message's fault: no retry is spent.
-    if (circuit.open) continue;
+    // While the agent is down its callers wait; a probe is this message's retry, and spends one.
+    if (host.open || agent.open) {
+      if (probing && !spent) attempt++;
+      continue;
+    }
     if (spent) {
       job.failure = failure("invoke", "exhausted", `${problem.message} (after ${attempt} attempts)`, {
         attempts: attempt,
@@ -287,7 +352,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     const retryAfter = Math.min(problem.retryAfterMs ?? 0, retries.maxBackoffMs);
     const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), retryAfter);
     attempt++;
-    await sleep(delay, ctx.signal);
+    await sleep(delay, waits);
   }
 }
 

@@ -293,7 +293,7 @@ Deno.test("a refused agent's circuit holds its calls until a probe is accepted, 
   });
   try {
     const calls = [1, 2, 3].map(() =>
-      invokeJob(readyJob("p"), { archestraUrl: server.url, refusalFor: () => circuit })
+      invokeJob(readyJob("p"), { archestraUrl: server.url, circuitFor: () => circuit })
     );
     await until(() => server.requests.length >= 5, "probes");
     assert.deepEqual(states, ["refused"]);

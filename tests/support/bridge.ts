@@ -31,6 +31,8 @@ export interface TestBridgeOptions {
   maxProbeDelayMs?: number;
   /** COMMIT_INTERVAL (default 200 ms: tests see commits soon). */
   commitIntervalMs?: number;
+  /** SHUTDOWN_GRACE (default 5 s). */
+  shutdownGraceMs?: number;
 }
 
 /** Starts a bridge; `stop()` it at the end of the test. */
@@ -49,7 +51,7 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
       archestraToken: options.archestraToken,
       topicRefreshMs: options.topicRefreshMs ?? 60_000,
       commitIntervalMs: options.commitIntervalMs ?? 200,
-      shutdownGraceMs: 5_000,
+      shutdownGraceMs: options.shutdownGraceMs ?? 5_000,
       maxInFlight: options.maxInFlight ?? settings.maxInFlight,
     },
     archestraUrl: options.archestraUrl,

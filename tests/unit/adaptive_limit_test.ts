@@ -130,6 +130,28 @@ Deno.test("calls over the limit wait in order, and one whose signal aborts leave
   assert.equal(limit.inFlight, 1);
 });
 
+Deno.test("a retry waiting for a slot goes before every first call, after the retries before it", async () => {
+  const limit = new AdaptiveLimit({ initial: 1, max: 1 });
+  await limit.acquire();
+  const order: string[] = [];
+  const controller = new AbortController();
+  const waiting = [
+    limit.acquire().then(() => order.push("first 1")),
+    limit.acquire().then(() => order.push("first 2")),
+    limit.acquire(undefined, { retry: true }).then(() => order.push("retry 1")),
+    limit.acquire(controller.signal, { retry: true }).then(() => order.push("retry 2"), () => order.push("left")),
+    limit.acquire(undefined, { retry: true }).then(() => order.push("retry 3")),
+  ];
+  controller.abort();
+  await waiting[3];
+  for (let n = 0; n < 4; n++) {
+    limit.release();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await Promise.all(waiting);
+  assert.deepEqual(order, ["left", "retry 1", "retry 3", "first 1", "first 2"]);
+});
+
 Deno.test("a timeout counts however long before the last change its call began", () => {
   let now = 0;
   const limit = new AdaptiveLimit({ initial: 64, max: 64, now: () => now });

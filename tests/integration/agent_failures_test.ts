@@ -1,0 +1,187 @@
+/**
+ * How agents really fail, on every agent flavour: a provider that rate-limits each request's first
+ * call, one agent of a host failing every call while the others are fine, a stop in the middle of
+ * it all, and (Archestra's `/v2`) a message id the agent has already answered.
+ */
+import assert from "node:assert/strict";
+import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import { AGENT_FLAVOURS } from "../support/flavours.ts";
+import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
+import { sample } from "../support/prometheus.ts";
+import { until } from "../support/until.ts";
+
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+/** `count` events on `topic`, keyed apart. */
+const events = (count: number, tag = "e") =>
+  Array.from({ length: count }, (_, n) => ({ key: `${tag}${n}`, value: JSON.stringify({ n }) }));
+
+const pipeline = (name: string, topic: string, promptId: string, extra = "") =>
+  `name: ${name}\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: ${promptId} } }]\n${extra}`;
+
+for (const agent of AGENT_FLAVOURS) {
+  Deno.test(
+    `${agent.name}: a burst whose provider rate-limits each request once is answered, retries first, no outage`,
+    integration,
+    async () => {
+      const topic = `burst-${uniqueId()}.events`;
+      const total = 200;
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [topic]);
+      // Each message's first call answers -32603 "429 rate limit", its retry succeeds (FAKE_LLM_FAIL_FIRST).
+      const server = startDemoAgent({ flavour: agent.flavour, behaviours: { p: { rpcFailTimes: 1, latencyMs: 10 } } });
+      await produce(kafka, topic, events(total));
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([pipeline("burst", topic, "p", "delivery: { retries: { max: 3, backoff: 50ms } }\n")]),
+        archestraUrl: server.url,
+        archestraApi: agent.api,
+      });
+      try {
+        const replies = await readRecords(kafka, [`${topic}.responses`], total);
+        assert.equal(new Set(replies.map((r) => r.key)).size, total, "every event answered once");
+        assert.equal(bridge.stats.circuitOpenings, 0, "a failure of one request is no outage");
+        // A retry goes before first calls waiting for a slot: answers come from the start of the
+        // burst, not after its last first call has failed.
+        const sends = server.requests.filter((r) => r.op === "send");
+        const seen = new Set<string>();
+        const firstRetry = sends.findIndex((r) => seen.has(r.message!.messageId!) || !seen.add(r.message!.messageId!));
+        assert.ok(firstRetry >= 0 && firstRetry < 50, `the first retry was call ${firstRetry} of ${sends.length}`);
+        assert.equal(sends.length, 2 * total, "one rate-limited call and one answered call per event");
+      } finally {
+        await bridge.stop();
+        await server.close();
+      }
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "nothing dead-lettered");
+    },
+  );
+
+  Deno.test(
+    `${agent.name}: one agent failing every call pauses only its own pipeline; the others are answered, its events end in the DLQ`,
+    integration,
+    async () => {
+      const id = uniqueId();
+      const [support, orders, broken] = ["support", "orders", "broken"].map((name) => `${name}-${id}.events`);
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [support, orders, broken]);
+      // One Archestra serves every prompt; "broken"'s LLM provider fails every call (a revoked key).
+      const server = startDemoAgent({ flavour: agent.flavour, behaviours: { broken: { rpcFailTimes: 1_000_000 } } });
+      const retries = "delivery: { retries: { max: 2, backoff: 20ms } }\n";
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([
+          pipeline("support", support, "support", retries),
+          pipeline("orders", orders, "orders", retries),
+          pipeline("broken", broken, "broken", retries),
+        ]),
+        archestraUrl: server.url,
+        archestraApi: agent.api,
+        probeDelayMs: 50,
+        maxProbeDelayMs: 100,
+      });
+      try {
+        await produce(kafka, broken, events(20, "b"));
+        await until(() => bridge.stats.circuitOpenings >= 1, "the broken agent's circuit to open");
+        // Produced while the broken agent's circuit is open: the other pipelines flow.
+        await produce(kafka, support, events(40, "s"));
+        await produce(kafka, orders, events(40, "o"));
+        const replies = await readRecords(kafka, [`${support}.responses`, `${orders}.responses`], 80);
+        assert.equal(new Set(replies.map((r) => `${r.topic} ${r.key}`)).size, 80);
+        const dead = await readRecords(kafka, [`${broken}.dlq`], 20);
+        assert.equal(new Set(dead.map((r) => r.key)).size, 20, "each of the broken agent's events once");
+        assert.ok(dead.every((r) => r.headers["x-error-class"] === "exhausted"), "exhausted, its card answering");
+        assert.ok(dead.every((r) => Number(r.headers["x-error-attempts"]) <= 3), "within its retries");
+        const metrics = await bridge.metrics.registry.metrics();
+        const hostLabel = new URL(server.url).origin;
+        assert.notEqual(sample(metrics, "agentstream_circuit_open", { agent: hostLabel }), 1, "the host never closed");
+        for (const healthy of ["support", "orders"]) {
+          const label = `${server.url}/${agent.api}/a2a/${healthy}`;
+          assert.equal(
+            sample(metrics, "agentstream_circuit_open", { agent: label }),
+            undefined,
+            `${healthy} never opened`,
+          );
+        }
+      } finally {
+        await bridge.stop();
+        await server.close();
+      }
+      assert.equal(await topicSize(kafka, `${support}.dlq`), 0);
+      assert.equal(await topicSize(kafka, `${orders}.dlq`), 0);
+    },
+  );
+}
+
+Deno.test(
+  "a stop in the middle of a rate-limited burst ends every wait at once: the bridge stops within its grace period",
+  integration,
+  async () => {
+    const topic = `stop-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const server = startDemoAgent({ behaviours: { p: { rpcFailTimes: 1, latencyMs: 300 } } });
+    await produce(kafka, topic, events(200));
+    const grace = 30_000;
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([pipeline("stop", topic, "p", "delivery: { retries: { max: 3, backoff: 50ms } }\n")]),
+      archestraUrl: server.url,
+      shutdownGraceMs: grace,
+    });
+    let stoppedIn = Number.POSITIVE_INFINITY;
+    try {
+      await until(() => bridge.stats.replied >= 5, "the first replies");
+      const began = performance.now();
+      await bridge.stop();
+      stoppedIn = performance.now() - began;
+    } finally {
+      await bridge.stop();
+      await server.close();
+    }
+    // Calls already made may finish (300 ms each); nothing waits for a slot or a retry meanwhile.
+    assert.ok(stoppedIn < grace / 3, `stopped in ${Math.round(stoppedIn)} ms (grace ${grace} ms)`);
+    assert.ok(bridge.stats.replied < 200, "stopped in the middle");
+    assert.equal(bridge.stats.deadLettered, 0, "nothing failed for the stop");
+  },
+);
+
+Deno.test(
+  "Archestra /v2: events it has answered before (a redelivery) are sent again under new ids and answered, none dead-lettered",
+  integration,
+  async () => {
+    const topic = `seen-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const server = startDemoAgent({ flavour: "archestra-v1" });
+    await produce(kafka, topic, events(10));
+    const run = async () => {
+      // Another group reads the same offsets: the same message ids, as a redelivery after a crash has.
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([pipeline("seen", topic, "p")]),
+        archestraUrl: server.url,
+        archestraApi: "v2",
+      });
+      try {
+        await until(() => bridge.stats.replied + bridge.stats.deadLettered >= 10, "ten outcomes");
+        return {
+          replied: bridge.stats.replied,
+          resent: sample(await bridge.metrics.registry.metrics(), "agentstream_messages_resent_total", {
+            pipeline: "seen",
+            route: "r",
+            agent: "p",
+          }),
+        };
+      } finally {
+        await bridge.stop();
+      }
+    };
+    try {
+      assert.deepEqual(await run(), { replied: 10, resent: undefined });
+      assert.deepEqual(await run(), { replied: 10, resent: 10 }, "every id seen: each sent again, once");
+      const refusals = server.requests.filter((r) => r.api === "v2").length;
+      assert.equal(refusals, 30, "ten answered, ten refused as seen, ten answered under new ids");
+    } finally {
+      await server.close();
+    }
+    assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "nothing dead-lettered");
+    assert.equal(await topicSize(kafka, `${topic}.responses`), 20);
+  },
+);
