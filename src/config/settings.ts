@@ -99,7 +99,9 @@ export const SettingsSchema = z.object({
   SHUTDOWN_GRACE: durationMs("30s", true)
     .describe("On SIGTERM, how long calls in flight may finish; the rest stay uncommitted for the next run."),
   CIRCUIT_FAILURES: z.coerce.number().int().min(1).default(5)
-    .describe("Transient failures in a row from one agent host that open its circuit (consumption pauses)."),
+    .describe(
+      "Failures in a row from one agent endpoint, that are evidence of an outage, that open its circuit (its topics pause).",
+    ),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464)
     .describe("Port for /metrics (Prometheus), /healthz and /readyz; 0: any free port (logged)."),
   METRICS_HOST: z.string().default("0.0.0.0").describe("Address the metrics port listens on."),

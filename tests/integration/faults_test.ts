@@ -28,70 +28,76 @@ async function spawnBridge(env: Record<string, string>): Promise<Deno.ChildProce
   return (await startMain({ LOG_LEVEL: "WARNING", ...env }, { capture: false })).child;
 }
 
-Deno.test(
-  "kill -9 of the bridge mid-stream, three times: every message answered, few duplicates",
-  integration,
-  async () => {
-    const topic = `kill-${uniqueId()}.events`;
-    const total = 300;
-    const cap = 40;
-    const { kafka } = await testKafka();
-    await createTopics(kafka, [topic], 3);
-    const agent = startDemoAgent({ latencyMs: 20 });
-    const dir = await pipelineDir(
-      `name: kill\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 16 }\n`,
-    );
-    const env = {
-      PIPELINES_DIR: dir,
-      KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
-      KAFKA_GROUP_ID: `kill-${uniqueId()}`,
-      ARCHESTRA_URL: agent.url,
-      MAX_IN_FLIGHT: String(cap),
-      COMMIT_INTERVAL: "200ms",
-      // The killed member's partitions move once the group gives up on it (6 s: the broker's minimum).
-      KAFKA_SESSION_TIMEOUT: "6s",
-    };
-    try {
-      await produce(
-        kafka,
-        topic,
-        Array.from({ length: total }, (_, n) => ({ key: `k${n % 37}`, value: JSON.stringify({ n }) })),
+// Archestra's /v1 runs a message id it has seen again; its /v2 refuses one it has answered, so every
+// message redelivered after a kill is sent again under a new id (and none is dead-lettered).
+for (const api of ["v1", "v2"] as const) {
+  Deno.test(
+    `kill -9 of the bridge mid-stream, three times (Archestra /${api}): every message answered, few duplicates, no DLQ`,
+    integration,
+    async () => {
+      const topic = `kill-${uniqueId()}.events`;
+      const total = 300;
+      const cap = 40;
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [topic], 3);
+      const agent = startDemoAgent({ latencyMs: 20 });
+      const dir = await pipelineDir(
+        `name: kill\nsource: { topics: [${topic}] }\nroutes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }]\ndelivery: { concurrency: 16 }\n`,
       );
-      for (let kill = 0; kill < 3; kill++) {
-        const child = await spawnBridge(env);
-        // Kill it while it is busy: once it has sent 30 more calls than before.
-        const wanted = agent.requests.length + 30;
-        await within(agent.waitForRequests(wanted), `${wanted} agent calls (restart ${kill + 1})`);
-        child.kill("SIGKILL");
-        await child.status;
-      }
-      const last = await spawnBridge(env);
-      const seen = (records: { headers: Record<string, string> }[]) =>
-        new Set(records.map((r) => `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`));
-      const replies = await readRecords(kafka, [`${topic}.responses`], total, {
-        until: (records) => seen(records).size >= total,
-        timeoutMs: 120_000,
-      });
-      last.kill("SIGTERM");
-      assert.equal((await last.status).code, 0);
+      const env = {
+        PIPELINES_DIR: dir,
+        KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
+        KAFKA_GROUP_ID: `kill-${uniqueId()}`,
+        ARCHESTRA_URL: agent.url,
+        ARCHESTRA_A2A_API: api,
+        MAX_IN_FLIGHT: String(cap),
+        COMMIT_INTERVAL: "200ms",
+        // The killed member's partitions move once the group gives up on it (6 s: the broker's minimum).
+        KAFKA_SESSION_TIMEOUT: "6s",
+      };
+      try {
+        await produce(
+          kafka,
+          topic,
+          Array.from({ length: total }, (_, n) => ({ key: `k${n % 37}`, value: JSON.stringify({ n }) })),
+        );
+        for (let kill = 0; kill < 3; kill++) {
+          const child = await spawnBridge(env);
+          // Kill it while it is busy: once it has sent 30 more calls than before.
+          const wanted = agent.requests.length + 30;
+          await within(agent.waitForRequests(wanted), `${wanted} agent calls (restart ${kill + 1})`);
+          child.kill("SIGKILL");
+          await child.status;
+        }
+        const last = await spawnBridge(env);
+        const seen = (records: { headers: Record<string, string> }[]) =>
+          new Set(records.map((r) => `${r.headers["x-source-partition"]}@${r.headers["x-source-offset"]}`));
+        const replies = await readRecords(kafka, [`${topic}.responses`], total, {
+          until: (records) => seen(records).size >= total,
+          timeoutMs: 120_000,
+        });
+        last.kill("SIGTERM");
+        assert.equal((await last.status).code, 0);
 
-      assert.equal(seen(replies).size, total, "every source offset has a reply");
-      const answered = new Set(replies.map((r) => JSON.parse(r.value!.toString()).request.text));
-      assert.equal(answered.size, total);
-      const duplicates = replies.length - total;
-      assert.ok(duplicates <= 3 * cap, `${duplicates} duplicates, at most the in-flight cap per kill`);
-      assert.ok(agent.requests.length >= total);
-    } finally {
-      await agent.close();
-    }
-  },
-);
+        assert.equal(seen(replies).size, total, "every source offset has a reply");
+        const answered = new Set(replies.map((r) => JSON.parse(r.value!.toString()).request.text));
+        assert.equal(answered.size, total);
+        const duplicates = replies.length - total;
+        assert.ok(duplicates <= 3 * cap, `${duplicates} duplicates, at most the in-flight cap per kill`);
+        assert.ok(agent.requests.length >= total);
+      } finally {
+        await agent.close();
+      }
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "nothing dead-lettered");
+    },
+  );
+}
 
 /**
  * Kill -9 three times under exactly-once delivery; each source message must end with exactly one
  * reply per agent of its route for read_committed readers.
  */
-function killExactlyOnce(prompts: string[], total: number) {
+function killExactlyOnce(prompts: string[], total: number, api: "v1" | "v2" = "v1") {
   return async () => {
     const topic = `eos-${uniqueId()}.events`;
     const { kafka } = await testKafka();
@@ -111,6 +117,7 @@ function killExactlyOnce(prompts: string[], total: number) {
       KAFKA_GROUP_ID: `eos-${uniqueId()}`,
       KAFKA_TRANSACTIONAL_ID: `eos-${uniqueId()}`, // the same across restarts: a restart fences its zombie
       ARCHESTRA_URL: agent.url,
+      ARCHESTRA_A2A_API: api,
       MAX_IN_FLIGHT: "40",
       COMMIT_INTERVAL: "300ms",
       KAFKA_SESSION_TIMEOUT: "6s",
@@ -161,6 +168,7 @@ function killExactlyOnce(prompts: string[], total: number) {
     } finally {
       await agent.close();
     }
+    assert.equal(await topicSize(kafka, `${topic}.dlq`), 0, "nothing dead-lettered");
   };
 }
 
@@ -168,6 +176,12 @@ Deno.test(
   "exactly-once: kill -9 three times, read_committed readers see each message's reply exactly once",
   integration,
   killExactlyOnce(["p"], 200),
+);
+
+Deno.test(
+  "exactly-once on Archestra /v2 (which refuses a message id it has answered): kill -9 three times, one reply each",
+  integration,
+  killExactlyOnce(["p"], 200, "v2"),
 );
 
 Deno.test(
