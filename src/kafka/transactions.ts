@@ -92,7 +92,13 @@ export class TransactionalOutput {
       } catch (error) {
         // Still concurrent after the retries (or at EndTxn, which cannot be sent again): a new owner's
         // claim is aborting this transaction. Either way it did not commit; the producer is closed.
-        if (!isFenced(error) && !isConcurrent(error)) return void failures.push(error);
+        // An EndTxn whose outcome is unknown is left the same way: the broker answers one that meets
+        // a new owner's claim (its epoch fence) with UNKNOWN_SERVER_ERROR. Whoever owns the partition
+        // next reads its committed offset, so it is handled once whether it committed or not; if no
+        // rebalance follows, `onFenced` restarts the member.
+        if (!isFenced(error) && !isConcurrent(error) && !(error instanceof OutcomeUnknown)) {
+          return void failures.push(error);
+        }
         left.add(offset);
         this.#onFenced();
         log.warn("{topic}/{partition} belongs to another member now: its transaction is left to it ({error})", {
@@ -138,6 +144,7 @@ export class TransactionalOutput {
         // it can be sent again. kafkajs refuses to abort after a failed EndTxn, whose outcome is
         // unknown (it may have committed): that, a fence, or a third failure is the caller's.
         const aborted = await transaction.abort().then(() => true, () => false);
+        if (!aborted && !isFenced(error) && !isConcurrent(error)) throw new OutcomeUnknown(error);
         if (!aborted || attempt >= 3 || isFenced(error) || isConcurrent(error)) throw error;
         log.warn("a transaction for {topic}/{partition} failed and was aborted: sending it again ({error})", {
           topic: offset.topic,
@@ -152,6 +159,14 @@ export class TransactionalOutput {
   /** Closes every partition's producer. */
   close(): Promise<void> {
     return this.#producers.close();
+  }
+}
+
+/** A transaction's EndTxn failed and could not be aborted: it may or may not have committed. */
+class OutcomeUnknown extends Error {
+  constructor(cause: unknown) {
+    super(`the transaction's commit failed, with an unknown outcome: ${errorMessage(cause)}`, { cause });
+    this.name = "OutcomeUnknown";
   }
 }
 

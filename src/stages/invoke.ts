@@ -261,11 +261,14 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
         // Timed from when the call goes out: waiting for a slot or for agent_limits is ours.
         let callStarted = 0;
         const timed = () => {
+          // A stop began while the call waited for the agent's limits: it is not made.
+          if (stopped()) return Promise.reject(new Error("stopping"));
           callStarted = performance.now();
           started ??= callStarted;
           return call();
         };
-        outcome = await (ctx.limits ? ctx.limits.run(url, timed, waits, { retry }) : timed());
+        // p-queue's signal also ends a call under way: only the end of the grace period may do that.
+        outcome = await (ctx.limits ? ctx.limits.run(url, timed, ctx.signal, { retry }) : timed());
         // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
         if (!route.longRunning) sample = limitSample(outcome, performance.now() - callStarted);
       } finally {
@@ -292,11 +295,16 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     const problem = outcome.failure;
     // Cut short by the end of the grace period: the next run handles the message.
     if (ctx.signal?.aborted) return abandon();
-    if (problem.class === "seen" && resent < MAX_RESENDS) {
+    if (problem.class === "seen") {
       // The agent has answered this id before (the message is delivered again after a crash) and
       // keeps no answer to give back: the message goes again as a new one, spending no retry.
       host.succeeded();
       agent.succeeded();
+      if (resent === MAX_RESENDS) {
+        const why = `${problem.message} (and for each of ${MAX_RESENDS} new ids)`;
+        job.failure = failure("invoke", "permanent", why, { attempts: attempt });
+        return job;
+      }
       resent++;
       message = { ...original, messageId: resentMessageId(original.messageId, resent) };
       continue;

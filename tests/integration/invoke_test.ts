@@ -1,7 +1,7 @@
 /** invoke against a real A2A server (the demo agent, over HTTP): results, failure classes, retries. */
 import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
-import { backoffDelay, invokeJob } from "../../src/stages/invoke.ts";
+import { backoffDelay, invokeJob, MAX_RESENDS, resentMessageId } from "../../src/stages/invoke.ts";
 import { parseRetryAfter } from "../../src/a2a/send_message.ts";
 import { readyJob as ready } from "../unit/helpers.ts";
 import { Circuit } from "../../src/a2a/circuit.ts";
@@ -189,6 +189,25 @@ Deno.test("a job whose ack went stale stops retrying: its message is delivered a
     });
     assert.equal(done.abandoned, true);
     assert.equal(agent.requests.length, 1, "no call after the job went stale");
+  } finally {
+    await agent.close();
+  }
+});
+
+Deno.test("a message id the agent has seen is sent again under new ids, each derived from the original, and no more than MAX_RESENDS times", async () => {
+  const seen = { code: -32602, message: "A message with the given ID already exists" };
+  const agent = startDemoAgent({ behaviours: { always: { rpcError: seen } } });
+  try {
+    const job = ready("always");
+    const done = await invokeJob(job, { archestraUrl: agent.url, sleep: () => Promise.resolve() });
+    assert.equal(done.failure?.class, "permanent", "not a class of its own in the DLQ");
+    assert.match(done.failure!.message, /already exists \(and for each of 10 new ids\)/);
+    const ids = agent.requests.map((r) => r.message?.messageId);
+    assert.deepEqual(ids, [
+      job.ctx.messageId,
+      ...Array.from({ length: MAX_RESENDS }, (_, n) => resentMessageId(job.ctx.messageId, n + 1)),
+    ]);
+    assert.equal(new Set(ids).size, MAX_RESENDS + 1);
   } finally {
     await agent.close();
   }
