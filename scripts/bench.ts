@@ -18,6 +18,11 @@
  * agent, answered one call per event and in windows of up to 20 per key (`size: 1s`): events per
  * second from the first event produced to the last answered, and agent calls per event.
  *
+ * `deno task bench --isolation` runs only the isolation rows: 10,000 events on 100 keys against a
+ * 100 ms agent, alone and again while another prompt of the same agent host (one Archestra serves
+ * every prompt) fails every call with `-32603` (a revoked provider key) and 500 of its events wait on
+ * its open circuit: events per second, the second as a ratio to the first (target ≥ 0.90).
+ *
  * `deno task bench --soak [minutes]` (default 10, at least 1) runs only a soak: one bridge process fed
  * a steady 200 msg/s by a 20 ms agent for that long, its RSS sampled every 10 s. PASS (exit 0) when
  * the RSS at the end (median of the last 3 samples) is ≤ 1.10 × the RSS after warm-up (the first
@@ -41,13 +46,14 @@ const { values: flags, positionals } = parseArgs({
     adaptive: { type: "boolean", default: false },
     soak: { type: "boolean", default: false },
     windows: { type: "boolean", default: false },
+    isolation: { type: "boolean", default: false },
   },
   allowPositionals: true, // the soak's minutes: `--soak 2`
 });
 const soakMinutes = Number(positionals[0] ?? 10);
 if (positionals.length > 1 || (positionals.length && !flags.soak) || !(soakMinutes >= 1)) {
   console.error(
-    "usage: deno task bench [--quick] [--memory | --adaptive | --windows] | deno task bench --soak [minutes ≥ 1, default 10]",
+    "usage: deno task bench [--quick] [--memory | --adaptive | --windows | --isolation] | deno task bench --soak [minutes ≥ 1, default 10]",
   );
   Deno.exit(2);
 }
@@ -228,15 +234,20 @@ interface BridgeResult {
 type Guarantee = "at-least-once" | "exactly-once";
 type Concurrency = number | "auto";
 
-/** Starts the bridge as a process consuming `topic` (a slow and a fast route), in a group of its own. */
+/**
+ * Starts the bridge as a process consuming `topic` (a slow and a fast route), in a group of its own;
+ * `extra` is one more pipeline file's text.
+ */
 async function spawnBridge(
   topic: string,
   agentUrl: string,
   guarantee: Guarantee = "at-least-once",
   concurrency: Concurrency = "auto",
   window?: string,
+  extra?: string,
 ): Promise<Deno.ChildProcess> {
   const dir = await Deno.makeTempDir();
+  if (extra) await Deno.writeTextFile(`${dir}/extra.yaml`, extra);
   // With `window`, the fast route answers windows: each event's n on a line of its own.
   const fast = window ? `window: ${window}, transform: { each: "{n}" }` : `transform: { template: "{n}" }`;
   await Deno.writeTextFile(
@@ -756,14 +767,21 @@ async function adaptiveScenario(
  * Events per second through the bridge, from the first event produced to the last one answered (a
  * window's reply answers its `window.count` events), and agent calls per event.
  */
-async function eventsThrough(label: string, agentUrl: string, count: number, window?: string) {
+async function eventsThrough(
+  label: string,
+  agentUrl: string,
+  count: number,
+  window?: string,
+  besides?: { pipeline: string; before: () => Promise<void> },
+) {
   const topic = `bench-${id()}`;
   await createTopic(topic);
-  const child = await spawnBridge(topic, agentUrl, "at-least-once", "auto", window);
+  const child = await spawnBridge(topic, agentUrl, "at-least-once", "auto", window, besides?.pipeline);
   try {
     // Warm-up: one event answered (alone, or in a window after its size), so the group has joined.
     await produceEvents(topic, 1, 0, -1);
     await readReplies(`${topic}.responses`, 1, () => {});
+    await besides?.before();
     const calls = (await agentStats(agentUrl)).received;
     const start = now();
     await produceEvents(topic, count, 0, 0, 100);
@@ -799,6 +817,44 @@ async function countEvents(topic: string, count: number, onProgress: (events: nu
   const at = await enough.promise;
   await consumer.disconnect();
   return at;
+}
+
+if (flags.isolation) {
+  // One Archestra serves every prompt: "broken"'s provider fails every call, the others are fine.
+  const agent = await startAgent(100, { broken: { rpcFailTimes: 1_000_000_000, latencyMs: 100 } });
+  try {
+    const count = Math.round(10_000 * scale);
+    const alone = await eventsThrough("healthy prompt alone", agent.url, count);
+    done(`healthy prompt alone: ${alone.eventsPerSecond.toFixed(0)} events/s`);
+    const broken = `broken-${id()}`;
+    await createTopic(broken);
+    const beside = await eventsThrough("healthy prompt, another failing", agent.url, count, undefined, {
+      pipeline: `name: broken\nsource: { topics: [${broken}] }\n` +
+        `routes: [{ name: r, invoke: { prompt_id: broken } }]\ndelivery: { retries: { max: 3, backoff: 1s } }\n`,
+      // Its events first, until the agent has failed enough calls for its circuit to open.
+      before: async () => {
+        const calls = (await agentStats(agent.url)).received;
+        await produceEvents(broken, 500);
+        while ((await agentStats(agent.url)).received < calls + 50) await new Promise((r) => setTimeout(r, 100));
+      },
+    });
+    done(`healthy prompt, another failing: ${beside.eventsPerSecond.toFixed(0)} events/s`);
+    const ratio = beside.eventsPerSecond / alone.eventsPerSecond;
+    console.log(
+      `\nisolation, ${new Date().toISOString().slice(0, 10)}, ${navigator.hardwareConcurrency} cores, ` +
+        `agent 100 ms, ${count} events on 100 keys, one partition, concurrency auto\n`,
+    );
+    console.log("| scenario | events/s | ÷ alone | target |\n| --- | --- | --- | --- |");
+    console.log(`| healthy prompt alone | ${alone.eventsPerSecond.toFixed(0)} | 1.00 | |`);
+    console.log(
+      `| healthy prompt, another prompt of the host failing every call | ${beside.eventsPerSecond.toFixed(0)} | ` +
+        `${ratio.toFixed(2)} | ≥ 0.90: ${ratio >= 0.9 ? "met" : "not met"} |`,
+    );
+  } finally {
+    await agent.stop();
+    await stopBroker();
+  }
+  Deno.exit(0);
 }
 
 if (flags.windows) {
