@@ -76,8 +76,8 @@ export class Circuit {
   #delay: number;
   #probing = false;
   #probeTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Callers waiting while open; the first retry (else the first) is woken as the probe. */
-  #waiting: { resolve: (role: "call" | "probe") => void; retry: boolean }[] = [];
+  /** Callers waiting while open; see {@link acquire} for which is woken as the probe. */
+  #waiting: { resolve: (role: "call" | "probe") => void; retry: boolean; ready: () => boolean }[] = [];
 
   constructor(options: CircuitOptions = {}) {
     this.#threshold = options.threshold ?? 5;
@@ -147,11 +147,16 @@ export class Circuit {
 
   /**
    * Resolves when a call may be made: at once while closed (`"call"`), else when this caller is
-   * chosen as the next probe (`"probe"`) or the circuit closes. A `retry` (a message that already
-   * failed once) is chosen as the probe before first calls. An aborted signal resolves `"call"` at
-   * once, so the caller can notice the abort itself.
+   * chosen as the next probe (`"probe"`) or the circuit closes. The probe is the first caller that
+   * is `ready` (nothing else holds it back: a host's circuit asks whether the caller's own agent
+   * circuit is closed), a `retry` (a message that already failed once) before a first call; then
+   * the first retry, then the first caller. An aborted signal resolves `"call"` at once, so the
+   * caller can notice the abort itself.
    */
-  acquire(signal?: AbortSignal, options: { retry?: boolean } = {}): Promise<"call" | "probe"> {
+  acquire(
+    signal?: AbortSignal,
+    options: { retry?: boolean; ready?: () => boolean } = {},
+  ): Promise<"call" | "probe"> {
     if (!this.open || signal?.aborted) return Promise.resolve("call");
     return new Promise((resolve) => {
       const onAbort = () => {
@@ -166,6 +171,7 @@ export class Circuit {
           resolve(role);
         },
         retry: options.retry === true,
+        ready: options.ready ?? (() => true),
       };
       this.#waiting.push(waiter);
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -193,8 +199,12 @@ export class Circuit {
    */
   failed(role: "call" | "probe" = "call", { evidence = true, unreachable = false }: FailureEvidence = {}): void {
     if (this.open) {
-      // A call that was already in flight when the circuit opened says nothing new.
-      if (role === "probe") this.#backOff();
+      // A call that was already in flight when the circuit opened says nothing new; a probe says
+      // how the agent fails now.
+      if (role === "probe") {
+        if (this.#state === "down") this.#downUnreachable = unreachable;
+        this.#backOff();
+      }
       return;
     }
     if (!evidence) return;
@@ -240,7 +250,9 @@ export class Circuit {
     if (this.#probing || this.#probeTimer !== undefined || !this.#waiting.length) return;
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;
-      const at = Math.max(0, this.#waiting.findIndex((waiter) => waiter.retry));
+      const ready = this.#waiting.filter((waiter) => waiter.ready());
+      const best = ready.find((waiter) => waiter.retry) ?? ready[0] ?? this.#waiting.find((waiter) => waiter.retry);
+      const at = best ? this.#waiting.indexOf(best) : 0;
       const [probe] = this.#waiting.splice(at, 1);
       if (!probe) return;
       this.#probing = true;

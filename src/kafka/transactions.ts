@@ -101,11 +101,10 @@ export class TransactionalOutput {
         }
         left.add(offset);
         this.#onFenced();
-        log.warn("{topic}/{partition} belongs to another member now: its transaction is left to it ({error})", {
-          topic: offset.topic,
-          partition: offset.partition,
-          error: errorMessage(error),
-        });
+        const why = error instanceof OutcomeUnknown
+          ? "{topic}/{partition}: its transaction's commit failed with an unknown outcome; left to the group, which reads what is committed ({error})"
+          : "{topic}/{partition} belongs to another member now: its transaction is left to it ({error})";
+        log.warn(why, { topic: offset.topic, partition: offset.partition, error: errorMessage(error) });
         await this.#producers.release(offset.topic, offset.partition);
       }
     }));
@@ -124,6 +123,7 @@ export class TransactionalOutput {
     const producer = await this.#producers.claimed(offset.topic, offset.partition);
     for (let attempt = 1;; attempt++) {
       const transaction = await producer.transaction();
+      let ending = false;
       try {
         for (const [topic, list] of Map.groupBy(records, (r) => r.topic)) {
           const limit = (await this.#limits?.of(topic)) ?? Number.POSITIVE_INFINITY;
@@ -137,6 +137,7 @@ export class TransactionalOutput {
             topics: [{ topic: offset.topic, partitions: [{ partition: offset.partition, offset: offset.offset }] }],
           })
         );
+        ending = true;
         await transaction.commit();
         return;
       } catch (error) {
@@ -144,7 +145,7 @@ export class TransactionalOutput {
         // it can be sent again. kafkajs refuses to abort after a failed EndTxn, whose outcome is
         // unknown (it may have committed): that, a fence, or a third failure is the caller's.
         const aborted = await transaction.abort().then(() => true, () => false);
-        if (!aborted && !isFenced(error) && !isConcurrent(error)) throw new OutcomeUnknown(error);
+        if (!aborted && ending && !isFenced(error) && !isConcurrent(error)) throw new OutcomeUnknown(error);
         if (!aborted || attempt >= 3 || isFenced(error) || isConcurrent(error)) throw error;
         log.warn("a transaction for {topic}/{partition} failed and was aborted: sending it again ({error})", {
           topic: offset.topic,

@@ -208,7 +208,8 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   for (let attempt = 1;;) {
     // Past the host's circuit first, then the agent's; a message that failed before is the better probe.
     const retry = attempt > 1;
-    const hostRole = await host.acquire(waits, { retry });
+    // The host's probe is best made by a message whose own agent's circuit is closed.
+    const hostRole = await host.acquire(waits, { retry, ready: () => !agent.open });
     const role = await agent.acquire(waits, { retry });
     const probing = hostRole === "probe" || role === "probe";
     // A call that will not be made hands its probe on: a probe never made would keep a circuit shut.
@@ -267,10 +268,18 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
           started ??= callStarted;
           return call();
         };
-        // p-queue's signal also ends a call under way: only the end of the grace period may do that.
-        outcome = await (ctx.limits ? ctx.limits.run(url, timed, ctx.signal, { retry }) : timed());
+        outcome = await (ctx.limits
+          ? throughLimits(ctx.limits, url, timed, {
+            retry,
+            waits,
+            signal: ctx.signal,
+            running: () => callStarted > 0,
+          })
+          : timed());
         // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
-        if (!route.longRunning) sample = limitSample(outcome, performance.now() - callStarted);
+        if (!route.longRunning) {
+          sample = limitSample(outcome, performance.now() - callStarted);
+        }
       } finally {
         adaptive?.release(sample);
       }
@@ -327,13 +336,16 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     // of an outage; the same message failing again, or an agent that cannot be reached, is.
     const unreachable = problem.unreachable === true;
     agent.failed(role, { evidence: unreachable || retry || probing, unreachable });
-    host.failed(hostRole);
+    // Whatever the agent answered, its host answered: only an unreachable agent says the host is down.
+    if (unreachable) host.failed(hostRole);
+    else host.succeeded();
     const spent = attempt > retries.max;
     if (spent && ctx.circuitFor && (probing || agent.successes === successesBefore)) {
       // Nobody got an answer from this agent while this message spent its retries: is the agent
       // down, or is it this message? An agent whose card answers is up, so the message ends here.
       if (await ctx.cards?.answers(url, token)) {
-        if (role === "probe") agent.succeeded();
+        // Its circuit stays as it is: a card that answers is no call that succeeded, and closing it
+        // would let every waiting message out to fail, and out of the card check.
         if (hostRole === "probe") host.succeeded();
         job.failure = failure(
           "invoke",
@@ -361,6 +373,32 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), retryAfter);
     attempt++;
     await sleep(delay, waits);
+  }
+}
+
+/**
+ * Runs a call through the agent's limits (p-queue). Its wait ends when `waits` aborts (a stop);
+ * p-queue's signal would also end the call once under way, so it aborts then only while the call
+ * has not started, and at the end of the grace period (`signal`) as every call does.
+ */
+async function throughLimits<T>(
+  limits: AgentLimits,
+  url: string,
+  run: () => Promise<T>,
+  options: { retry: boolean; waits?: AbortSignal; signal?: AbortSignal; running: () => boolean },
+): Promise<T> {
+  const { waits, signal, running, retry } = options;
+  const queued = new AbortController();
+  const stop = () => running() || queued.abort();
+  const end = () => queued.abort();
+  waits?.addEventListener("abort", stop);
+  signal?.addEventListener("abort", end);
+  if (waits?.aborted || signal?.aborted) queued.abort();
+  try {
+    return await limits.run(url, run, queued.signal, { retry });
+  } finally {
+    waits?.removeEventListener("abort", stop);
+    signal?.removeEventListener("abort", end);
   }
 }
 

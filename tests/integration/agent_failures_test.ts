@@ -4,12 +4,15 @@
  * it all, and (Archestra's `/v2`) a message id the agent has already answered.
  */
 import assert from "node:assert/strict";
-import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { AgentCircuits } from "../../src/a2a/agent_circuits.ts";
+import { invokeJob } from "../../src/stages/invoke.ts";
+import { readyJob } from "../unit/helpers.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { AGENT_FLAVOURS } from "../support/flavours.ts";
 import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { sample } from "../support/prometheus.ts";
-import { until } from "../support/until.ts";
+import { until, within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -92,7 +95,11 @@ for (const agent of AGENT_FLAVOURS) {
         assert.ok(dead.every((r) => Number(r.headers["x-error-attempts"]) <= 3), "within its retries");
         const metrics = await bridge.metrics.registry.metrics();
         const hostLabel = new URL(server.url).origin;
-        assert.notEqual(sample(metrics, "agentstream_circuit_open", { agent: hostLabel }), 1, "the host never closed");
+        assert.equal(
+          sample(metrics, "agentstream_circuit_open", { agent: hostLabel }),
+          undefined,
+          "the host never opened",
+        );
         for (const healthy of ["support", "orders"]) {
           const label = `${server.url}/${agent.api}/a2a/${healthy}`;
           assert.equal(
@@ -111,37 +118,52 @@ for (const agent of AGENT_FLAVOURS) {
   );
 }
 
-Deno.test(
-  "a stop in the middle of a rate-limited burst ends every wait at once: the bridge stops within its grace period",
-  integration,
-  async () => {
-    const topic = `stop-${uniqueId()}.events`;
-    const { kafka } = await testKafka();
-    await createTopics(kafka, [topic]);
-    const server = startDemoAgent({ behaviours: { p: { rpcFailTimes: 1, latencyMs: 300 } } });
-    await produce(kafka, topic, events(200));
-    const grace = 30_000;
-    const bridge = await startTestBridge({
-      pipelines: pipelinesFrom([pipeline("stop", topic, "p", "delivery: { retries: { max: 3, backoff: 50ms } }\n")]),
-      archestraUrl: server.url,
-      shutdownGraceMs: grace,
-    });
-    let stoppedIn = Number.POSITIVE_INFINITY;
-    try {
-      await until(() => bridge.stats.replied >= 5, "the first replies");
-      const began = performance.now();
-      await bridge.stop();
-      stoppedIn = performance.now() - began;
-    } finally {
-      await bridge.stop();
-      await server.close();
-    }
-    // Calls already made may finish (300 ms each); nothing waits for a slot or a retry meanwhile.
-    assert.ok(stoppedIn < grace / 3, `stopped in ${Math.round(stoppedIn)} ms (grace ${grace} ms)`);
-    assert.ok(bridge.stats.replied < 200, "stopped in the middle");
-    assert.equal(bridge.stats.deadLettered, 0, "nothing failed for the stop");
-  },
-);
+// With agent_limits of 2 calls a second and a fixed concurrency of 100, most calls wait in its queue.
+for (const limits of [false, true]) {
+  Deno.test(
+    `a stop in the middle of a rate-limited burst ends every wait at once${
+      limits ? ", in agent_limits too" : ""
+    }: the bridge stops well within its grace`,
+    integration,
+    async () => {
+      const topic = `stop-${uniqueId()}.events`;
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [topic]);
+      const server = startDemoAgent({ behaviours: { p: { rpcFailTimes: 1, latencyMs: 300 } } });
+      await produce(kafka, topic, events(200));
+      const grace = 30_000;
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([
+          pipeline(
+            "stop",
+            topic,
+            "p",
+            limits
+              ? "delivery: { retries: { max: 3, backoff: 50ms }, concurrency: 100 }\n" +
+                "agent_limits: [{ prompt_id: p, rate: { calls: 2, per: 1s } }]\n"
+              : "delivery: { retries: { max: 3, backoff: 50ms } }\n",
+          ),
+        ]),
+        archestraUrl: server.url,
+        shutdownGraceMs: grace,
+      });
+      let stoppedIn = Number.POSITIVE_INFINITY;
+      try {
+        await until(() => bridge.stats.replied >= 2, "the first replies");
+        const began = performance.now();
+        await bridge.stop();
+        stoppedIn = performance.now() - began;
+      } finally {
+        await bridge.stop();
+        await server.close();
+      }
+      // Calls already made may finish (300 ms each); nothing waits for a slot or a retry meanwhile.
+      assert.ok(stoppedIn < grace / 3, `stopped in ${Math.round(stoppedIn)} ms (grace ${grace} ms)`);
+      assert.ok(bridge.stats.replied < 200, "stopped in the middle");
+      assert.equal(bridge.stats.deadLettered, 0, "nothing failed for the stop");
+    },
+  );
+}
 
 Deno.test(
   "Archestra /v2: events it has answered before (a redelivery) are sent again under new ids and answered, none dead-lettered",
@@ -185,3 +207,49 @@ Deno.test(
     assert.equal(await topicSize(kafka, `${topic}.responses`), 20);
   },
 );
+
+Deno.test("two agents of a host that cannot be reached open its circuit; a healthy agent there is its probe, and flows", async () => {
+  // "a" and "b" answer 502 (as a proxy in front of a host that is down would); "c" is fine.
+  const server = startDemoAgent({
+    behaviours: { a: { failTimes: 1_000_000, failStatus: 502 }, b: { failTimes: 1_000_000, failStatus: 502 } },
+  });
+  const changes: string[] = [];
+  const circuits = new AgentCircuits({
+    threshold: 1,
+    probeDelayMs: 20,
+    maxProbeDelayMs: 50,
+    onChange: ({ key, state }) => changes.push(`${key.split(" ")[0]} ${state}`),
+    onHolding: () => {},
+  });
+  const stopping = new AbortController();
+  const context = {
+    archestraUrl: server.url,
+    circuitFor: circuits.agent,
+    hostCircuitFor: circuits.host,
+    stopping: stopping.signal,
+    sleep: () => Promise.resolve(),
+  };
+  try {
+    // Retries of "a" and "b" keep waiting on the host's circuit (their agents stay down).
+    const failing = ["a", "b", "a", "b"].map((id) => invokeJob(readyJob(id, { retries: 100 }), context));
+    const host = circuits.host(`${server.url}/v1/a2a/c`);
+    await until(() => host.open, "the host's circuit to open");
+    // Its first call is the host's probe (its own agent's circuit is closed, unlike the retries of
+    // "a" and "b" waiting there too): answered, it closes the host's circuit.
+    for (let n = 0; n < 3; n++) {
+      const healthy = await within(invokeJob(readyJob("c"), context), "a healthy agent's call on the host", 10_000);
+      assert.equal(healthy.reply?.text, demoReply("c", "hello agent"), healthy.failure?.message);
+      assert.equal(host.open, false, "the host answered");
+    }
+    const [a, b] = ["a", "b"].map((id) => circuits.agent(`${server.url}/v1/a2a/${id}`));
+    assert.ok(a.open && b.open, "the agents that cannot be reached stay paused on their own circuits");
+    assert.ok(changes.includes("host down"), changes.join());
+    stopping.abort();
+    const stopped = await Promise.all(failing);
+    assert.ok(stopped.every((job) => job.abandoned && !job.failure), "the unreachable agents' messages wait, not fail");
+  } finally {
+    stopping.abort();
+    circuits.dispose();
+    await server.close();
+  }
+});

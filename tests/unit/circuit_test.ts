@@ -208,3 +208,29 @@ Deno.test("AgentCircuits: one agent failing every call opens its own circuit; se
   assert.equal(circuits.host(url("healthy")).open, false, "any answer closes the host's circuit");
   circuits.dispose();
 });
+
+Deno.test("a host's Circuit probes with a caller whose own agent's circuit is closed, before any retry held back by its own", async () => {
+  const clock = FakeTimers.withGlobal(globalThis).install({ toFake: ["setTimeout", "clearTimeout"] });
+  try {
+    const host = new Circuit({ threshold: 1, probeDelayMs: 100 });
+    host.failed("call", { unreachable: true });
+    const roles: string[] = [];
+    const held = host.acquire(undefined, { retry: true, ready: () => false }).then((r) => roles.push(`held:${r}`));
+    const free = host.acquire(undefined, { ready: () => true }).then((r) => roles.push(`free:${r}`));
+    await clock.tickAsync(100);
+    assert.deepEqual(roles, ["free:probe"]);
+    host.succeeded();
+    await Promise.all([held, free]);
+  } finally {
+    clock.uninstall();
+  }
+});
+
+Deno.test("a probe answered with another kind of failure says the agent is no longer unreachable", () => {
+  const circuit = new Circuit({ threshold: 1 });
+  circuit.failed("call", { unreachable: true });
+  assert.equal(circuit.unreachable, true);
+  circuit.failed("probe", { unreachable: false });
+  assert.equal(circuit.open && !circuit.unreachable, true);
+  circuit.dispose();
+});
