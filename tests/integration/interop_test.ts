@@ -4,34 +4,27 @@
  * compatibility layer. Each row of the README's interoperability table is a test here.
  */
 import assert from "node:assert/strict";
-import { demoReply, type Flavour, startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { AgentCards } from "../../src/a2a/agent_cards.ts";
 import { Circuit } from "../../src/a2a/circuit.ts";
 import { invokeJob } from "../../src/stages/invoke.ts";
 import { readyJob } from "../unit/helpers.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import { AGENT_FLAVOURS } from "../support/flavours.ts";
 import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { sample } from "../support/prometheus.ts";
 import { until } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
-interface Agent {
-  name: string;
-  flavour: Flavour;
-  /** ARCHESTRA_A2A_API the bridge uses for it. */
-  api: "v1" | "v2";
-  tasks: boolean;
-  /** How long the token stays refused in the bridge test (Archestra /v1, the main target: the twelve seconds). */
-  refusedMs: number;
-}
-
-const AGENTS: Agent[] = [
-  { name: "Archestra /v1", flavour: "archestra-v1", api: "v1", tasks: false, refusedMs: 12_000 },
-  { name: "Archestra /v2", flavour: "archestra-v1", api: "v2", tasks: true, refusedMs: 1_000 },
-  { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2", tasks: true, refusedMs: 1_000 },
-  { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1", tasks: true, refusedMs: 1_000 },
-];
+/** Each flavour, with whether it has tasks and how long the bridge test refuses its token. */
+const AGENTS = AGENT_FLAVOURS.map((flavour) => ({
+  ...flavour,
+  // Archestra's /v1 has no tasks.
+  tasks: flavour.name !== "Archestra /v1",
+  // Archestra /v1, the main target: the twelve seconds.
+  refusedMs: flavour.name === "Archestra /v1" ? 12_000 : 1_000,
+}));
 
 const noWait = (ms: number) => (void ms, Promise.resolve());
 

@@ -3,9 +3,10 @@
  * request text is `{$key}|` and its events' `n`, one per line, so a reply says which events it holds.
  */
 import assert from "node:assert/strict";
-import { type Flavour, startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { demoTrends } from "../../src/agent/demo_reply.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import { AGENT_FLAVOURS } from "../support/flavours.ts";
 import {
   committedOffsets,
   createTopics,
@@ -46,14 +47,7 @@ function eventsOf(record: ReadRecord): { key: string; events: number[] } {
   return { key, events: lines.map(Number) };
 }
 
-const FLAVOURS: { name: string; flavour: Flavour; api: "v1" | "v2" }[] = [
-  { name: "Archestra /v1", flavour: "archestra-v1", api: "v1" },
-  { name: "Archestra /v2", flavour: "archestra-v1", api: "v2" },
-  { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2" },
-  { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1" },
-];
-
-for (const { name, flavour, api } of FLAVOURS) {
+for (const { name, flavour, api } of AGENT_FLAVOURS) {
   Deno.test(
     `${name}: windows close at max_events, one reply each, keyed by the window key; interleaved keys never mix`,
     integration,

@@ -6,12 +6,14 @@ export interface AgentFlavour {
   flavour: Flavour;
   /** ARCHESTRA_A2A_API the bridge uses for it. */
   api: "v1" | "v2";
+  /** The A2A version it speaks there. */
+  version: "0.3" | "1.0";
 }
 
 /** Archestra's `/v1` (bare Message, errors at HTTP 200), its `/v2` (A2A 1.0, its own errors and ids), the SDK 1.x and 0.3. */
 export const AGENT_FLAVOURS: readonly AgentFlavour[] = [
-  { name: "Archestra /v1", flavour: "archestra-v1", api: "v1" },
-  { name: "Archestra /v2", flavour: "archestra-v1", api: "v2" },
-  { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2" },
-  { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1" },
+  { name: "Archestra /v1", flavour: "archestra-v1", api: "v1", version: "0.3" },
+  { name: "Archestra /v2", flavour: "archestra-v1", api: "v2", version: "1.0" },
+  { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2", version: "1.0" },
+  { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1", version: "0.3" },
 ];

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { AdaptiveLimit } from "../../src/a2a/adaptive_limit.ts";
 import { sendMessage } from "../../src/a2a/send_message.ts";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { AGENT_FLAVOURS } from "../support/flavours.ts";
 
 /**
  * How an agent answers a call started while it serves `serving` calls (this one included; refused
@@ -168,14 +169,7 @@ Deno.test("a timeout counts however long before the last change its call began",
 });
 
 // Every kind of agent there is: Archestra's /v1 and /v2, an SDK 1.x server, the SDK's 0.3 layer.
-const FLAVOURS = [
-  { name: "Archestra /v1", flavour: "archestra-v1", api: "v1", version: "0.3" },
-  { name: "Archestra /v2", flavour: "archestra-v1", api: "v2", version: "1.0" },
-  { name: "SDK 1.x", flavour: "a2a-1.0", api: "v2", version: "1.0" },
-  { name: "SDK 0.3", flavour: "a2a-0.3", api: "v1", version: "0.3" },
-] as const;
-
-for (const { name, flavour, api, version } of FLAVOURS) {
+for (const { name, flavour, api, version } of AGENT_FLAVOURS) {
   Deno.test(`${name}: overload is a timeout, HTTP 429/503, or a -32603 about capacity; not a -32603 about the message`, async () => {
     const agent = startDemoAgent({
       flavour,
