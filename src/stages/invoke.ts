@@ -205,10 +205,15 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     job.abandoned = true;
     return job;
   };
+  // The agent answered (a reply, or an error it made on purpose): it and its host are up.
+  const answered = () => {
+    host.succeeded();
+    agent.succeeded();
+  };
   for (let attempt = 1;;) {
-    // Past the host's circuit first, then the agent's; a message that failed before is the better probe.
+    // Past the host's circuit first, then the agent's. A message that failed before is the better
+    // probe of its agent; the host's is best made by one whose own agent's circuit is closed.
     const retry = attempt > 1;
-    // The host's probe is best made by a message whose own agent's circuit is closed.
     const hostRole = await host.acquire(waits, { retry, ready: () => !agent.open });
     const role = await agent.acquire(waits, { retry });
     const probing = hostRole === "probe" || role === "probe";
@@ -290,8 +295,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       return abandon();
     }
     if ("reply" in outcome) {
-      host.succeeded();
-      agent.succeeded();
+      answered();
       job.reply = {
         ...outcome.reply,
         attempts: attempt,
@@ -307,8 +311,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     if (problem.class === "seen") {
       // The agent has answered this id before (the message is delivered again after a crash) and
       // keeps no answer to give back: the message goes again as a new one, spending no retry.
-      host.succeeded();
-      agent.succeeded();
+      answered();
       if (resent === MAX_RESENDS) {
         const why = `${problem.message} (and for each of ${MAX_RESENDS} new ids)`;
         job.failure = failure("invoke", "permanent", why, { attempts: attempt });
@@ -326,9 +329,8 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       continue;
     }
     if (problem.class !== "transient") {
-      // The agent answered: it is up, it just refused this message.
-      host.succeeded();
-      agent.succeeded();
+      // The agent is up: it just refused this message.
+      answered();
       job.failure = { ...problem, attempts: attempt };
       return job;
     }

@@ -8,20 +8,13 @@ import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { AgentCircuits } from "../../src/a2a/agent_circuits.ts";
 import { invokeJob } from "../../src/stages/invoke.ts";
 import { readyJob } from "../unit/helpers.ts";
-import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import { onePromptPipeline, pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { AGENT_FLAVOURS } from "../support/flavours.ts";
-import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
+import { createTopics, keyedEvents, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { sample } from "../support/prometheus.ts";
 import { until, within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
-
-/** `count` events on `topic`, keyed apart. */
-const events = (count: number, tag = "e") =>
-  Array.from({ length: count }, (_, n) => ({ key: `${tag}${n}`, value: JSON.stringify({ n }) }));
-
-const pipeline = (name: string, topic: string, promptId: string, extra = "") =>
-  `name: ${name}\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: ${promptId} } }]\n${extra}`;
 
 for (const agent of AGENT_FLAVOURS) {
   Deno.test(
@@ -34,9 +27,11 @@ for (const agent of AGENT_FLAVOURS) {
       await createTopics(kafka, [topic]);
       // Each message's first call answers -32603 "429 rate limit", its retry succeeds (FAKE_LLM_FAIL_FIRST).
       const server = startDemoAgent({ flavour: agent.flavour, behaviours: { p: { rpcFailTimes: 1, latencyMs: 10 } } });
-      await produce(kafka, topic, events(total));
+      await produce(kafka, topic, keyedEvents(total));
       const bridge = await startTestBridge({
-        pipelines: pipelinesFrom([pipeline("burst", topic, "p", "delivery: { retries: { max: 3, backoff: 50ms } }\n")]),
+        pipelines: pipelinesFrom([
+          onePromptPipeline("burst", topic, "p", "delivery: { retries: { max: 3, backoff: 50ms } }\n"),
+        ]),
         archestraUrl: server.url,
         archestraApi: agent.api,
       });
@@ -72,9 +67,9 @@ for (const agent of AGENT_FLAVOURS) {
       const retries = "delivery: { retries: { max: 2, backoff: 20ms } }\n";
       const bridge = await startTestBridge({
         pipelines: pipelinesFrom([
-          pipeline("support", support, "support", retries),
-          pipeline("orders", orders, "orders", retries),
-          pipeline("broken", broken, "broken", retries),
+          onePromptPipeline("support", support, "support", retries),
+          onePromptPipeline("orders", orders, "orders", retries),
+          onePromptPipeline("broken", broken, "broken", retries),
         ]),
         archestraUrl: server.url,
         archestraApi: agent.api,
@@ -82,11 +77,11 @@ for (const agent of AGENT_FLAVOURS) {
         maxProbeDelayMs: 100,
       });
       try {
-        await produce(kafka, broken, events(20, "b"));
+        await produce(kafka, broken, keyedEvents(20, "b"));
         await until(() => bridge.stats.circuitOpenings >= 1, "the broken agent's circuit to open");
         // Produced while the broken agent's circuit is open: the other pipelines flow.
-        await produce(kafka, support, events(40, "s"));
-        await produce(kafka, orders, events(40, "o"));
+        await produce(kafka, support, keyedEvents(40, "s"));
+        await produce(kafka, orders, keyedEvents(40, "o"));
         const replies = await readRecords(kafka, [`${support}.responses`, `${orders}.responses`], 80);
         assert.equal(new Set(replies.map((r) => `${r.topic} ${r.key}`)).size, 80);
         const dead = await readRecords(kafka, [`${broken}.dlq`], 20);
@@ -130,11 +125,11 @@ for (const limits of [false, true]) {
       const { kafka } = await testKafka();
       await createTopics(kafka, [topic]);
       const server = startDemoAgent({ behaviours: { p: { rpcFailTimes: 1, latencyMs: 300 } } });
-      await produce(kafka, topic, events(200));
+      await produce(kafka, topic, keyedEvents(200));
       const grace = 30_000;
       const bridge = await startTestBridge({
         pipelines: pipelinesFrom([
-          pipeline(
+          onePromptPipeline(
             "stop",
             topic,
             "p",
@@ -173,11 +168,11 @@ Deno.test(
     const { kafka } = await testKafka();
     await createTopics(kafka, [topic]);
     const server = startDemoAgent({ flavour: "archestra-v1" });
-    await produce(kafka, topic, events(10));
+    await produce(kafka, topic, keyedEvents(10));
     const run = async () => {
       // Another group reads the same offsets: the same message ids, as a redelivery after a crash has.
       const bridge = await startTestBridge({
-        pipelines: pipelinesFrom([pipeline("seen", topic, "p")]),
+        pipelines: pipelinesFrom([onePromptPipeline("seen", topic, "p")]),
         archestraUrl: server.url,
         archestraApi: "v2",
       });

@@ -9,9 +9,9 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { exampleEvents } from "../../src/demo_events.ts";
 import { archestraReal, failingAgent, fakeLlmCalls, withFailFirst } from "../support/archestra_real.ts";
-import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import { onePromptPipeline, pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { testBroker } from "../support/broker.ts";
-import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
+import { createTopics, keyedEvents, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { pipelineDir, startMain } from "../support/main_process.ts";
 import { until } from "../support/until.ts";
 
@@ -24,12 +24,8 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
 /** What the fake LLM answers every call it does not fail. */
 const FAKE_REPLY = "Hello from the fake LLM.";
 
-/** `count` events on `topic`, keyed apart. */
-const events = (count: number, tag = "e") =>
-  Array.from({ length: count }, (_, n) => ({ key: `${tag}${n}`, value: JSON.stringify({ n, tag }) }));
-
-const pipeline = (name: string, topic: string, agentId: string, extra = "") =>
-  `name: ${name}\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: ${agentId}, timeout: 60s } }]\n${extra}`;
+const pipeline = (name: string, topic: string, promptId: string, extra = "") =>
+  onePromptPipeline(name, topic, promptId, extra, "timeout: 60s");
 
 const replyTexts = (records: { value: Uint8Array | null }[]) =>
   records.map((r) => JSON.parse(new TextDecoder().decode(r.value!)).reply.text);
@@ -100,7 +96,7 @@ for (const api of ["v1", "v2"] as const) {
     });
     await Deno.writeTextFile(real.failFile, "");
     try {
-      await produce(kafka, topic, events(3, `limit-${topic}-`));
+      await produce(kafka, topic, keyedEvents(3, `limit-${topic}-`));
       // Lifted once every event's first call has met it (Archestra tries its provider 9 times per call).
       const before = await fakeLlmCalls(real);
       await until(async () => await fakeLlmCalls(real) >= before + 3 * 9, "each event's first call refused", 60_000);
@@ -133,7 +129,7 @@ for (const api of ["v1", "v2"] as const) {
         KAFKA_SESSION_TIMEOUT: "6s",
         LOG_LEVEL: "WARNING",
       };
-      await produce(kafka, topic, events(total));
+      await produce(kafka, topic, keyedEvents(total));
       const first = await startMain(env, { capture: false });
       // Killed once about a third is answered: replies written but not committed, calls under way.
       await readRecords(kafka, [`${topic}.responses`], 10, { timeoutMs: 120_000 });
@@ -176,9 +172,9 @@ for (const api of ["v1", "v2"] as const) {
         maxProbeDelayMs: 200,
       });
       try {
-        await produce(kafka, failing, events(10, "f"));
+        await produce(kafka, failing, keyedEvents(10, "f"));
         await until(() => bridge.stats.circuitOpenings >= 1, "the failing agent's circuit to open", 60_000);
-        await produce(kafka, healthy, events(20, "h"));
+        await produce(kafka, healthy, keyedEvents(20, "h"));
         const replies = await readRecords(kafka, [`${healthy}.responses`], 20, { timeoutMs: 120_000 });
         assert.equal(new Set(replies.map((r) => r.key)).size, 20);
         const dead = await readRecords(kafka, [`${failing}.dlq`], 10, { timeoutMs: 120_000 });
@@ -201,7 +197,7 @@ for (const api of ["v1", "v2"] as const) {
       const { kafka } = await testKafka();
       await createTopics(kafka, [topic]);
       const pipelines = pipelinesFrom([pipeline("token", topic, real.agents.customerSupport)]);
-      await produce(kafka, topic, events(5));
+      await produce(kafka, topic, keyedEvents(5));
       const refused = await startTestBridge({
         pipelines,
         groupId,
@@ -254,7 +250,7 @@ for (const api of ["v1", "v2"] as const) {
           archestraApi: api,
         });
         try {
-          await produce(kafka, topic, events(total, `burst-${topic}-`));
+          await produce(kafka, topic, keyedEvents(total, `burst-${topic}-`));
           const replies = await readRecords(kafka, [`${topic}.responses`], total, { timeoutMs: 240_000 });
           assert.equal(new Set(replies.map((r) => r.key)).size, total);
           assert.equal(bridge.stats.circuitOpenings, 0, "each request's own rate limit is no outage");

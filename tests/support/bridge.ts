@@ -18,6 +18,16 @@ export function pipelinesFrom(texts: string[], env: Record<string, string> = {})
   });
 }
 
+/**
+ * A pipeline file's text: `topic` sent as it is to one agent (`prompt_id`), with `invoke` options
+ * (e.g. `timeout: 60s`) and `extra` top-level lines (delivery, agent_limits).
+ */
+export function onePromptPipeline(name: string, topic: string, promptId: string, extra = "", invoke = ""): string {
+  const options = invoke ? `, ${invoke}` : "";
+  return `name: ${name}\nsource: { topics: [${topic}] }\n` +
+    `routes: [{ name: r, invoke: { prompt_id: ${promptId}${options} } }]\n${extra}`;
+}
+
 export interface TestBridgeOptions {
   pipelines: Pipeline[];
   archestraUrl: string;

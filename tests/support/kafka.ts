@@ -43,6 +43,11 @@ export interface TestMessage {
   partition?: number;
 }
 
+/** `count` JSON events `{n, tag}`, keyed apart (`${tag}${n}`): a tag makes their texts this test's own. */
+export function keyedEvents(count: number, tag = "e"): TestMessage[] {
+  return Array.from({ length: count }, (_, n) => ({ key: `${tag}${n}`, value: JSON.stringify({ n, tag }) }));
+}
+
 /** Produces messages to `topic`, acknowledged by the broker. */
 export async function produce(kafka: Kafka, topic: string, messages: TestMessage[]): Promise<void> {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
