@@ -27,7 +27,9 @@ import { errorMessage, FatalError } from "./errors.ts";
 import { FlowControl } from "./flow_control.ts";
 import { ConsumerAdapter } from "./kafka/consumer_adapter.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
-import { KafkaTaskRegistry } from "./kafka/task_registry.ts";
+import { KafkaTable } from "./kafka/compacted_table.ts";
+import { TaskRegistry } from "./a2a/task_registry.ts";
+import { Conversations } from "./a2a/conversations.ts";
 import { TransactionalOutput } from "./kafka/transactions.ts";
 import { RecordLimits } from "./kafka/record_limits.ts";
 import { PartitionProducers } from "./kafka/partition_producers.ts";
@@ -160,7 +162,10 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   };
   const limits = agentLimits(pipelines, archestra);
   // A fenced transaction is handled below (onFenced), once the rest is wired.
-  const { admin, producer, tasks, transactional } = await connectKafka(options, () => onFenced());
+  const { admin, producer, table, transactional } = await connectKafka(options, () => onFenced());
+  // Running tasks and keys' conversations, kept in one compacted topic shared by the replicas.
+  const tasks = new TaskRegistry(table);
+  const conversations = new Conversations(table);
 
   const stats: BridgeStats = {
     consumed: 0,
@@ -451,6 +456,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         hostCircuitFor: circuits.host,
         stopping: stopping.signal,
         tasks,
+        conversations,
         limits,
         concurrency,
         cards: new AgentCards(),
@@ -482,7 +488,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         consumer.disconnect(),
         producer.disconnect(),
         admin.disconnect(),
-        tasks.stop(),
+        table.stop(),
         transactional?.close(),
       ]);
       const cause = reason ?? result;
@@ -601,15 +607,15 @@ async function connectKafka(options: BridgeOptions, onFenced: () => void) {
       onFenced,
     )
     : undefined;
-  const tasks = new KafkaTaskRegistry({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
+  const table = new KafkaTable({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
   try {
     await admin.connect();
     await producer.connect();
-    await tasks.start();
+    await table.start();
     if (exactlyOnce) await limits.start();
   } catch (error) {
-    await Promise.allSettled([admin.disconnect(), producer.disconnect(), tasks.stop()]);
+    await Promise.allSettled([admin.disconnect(), producer.disconnect(), table.stop()]);
     throw new FatalError(`cannot reach Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
-  return { admin, producer, tasks, transactional };
+  return { admin, producer, table, transactional };
 }

@@ -10,6 +10,8 @@
  *   it does not know): never dead-lettered; the agent's routes wait until it accepts again.
  * - `seen`: the agent refuses a message id it has already answered (Archestra's `/v2`, after a
  *   redelivery): never dead-lettered; invoke sends the message again under a new id.
+ * - `context-lost`: the agent does not know the conversation (contextId) sent: invoke starts a new
+ *   one for the key (see `a2a/conversations.ts`); never dead-lettered.
  * - `timeout`: a long-running task still unfinished at its route's timeout (x-task-id names it).
  * - `input-required`, `auth-required`: the agent's task stopped to ask for more (x-task-id names it).
  * - `loop`: a chain of pipelines went deeper than its limit (x-hop-count).
@@ -25,13 +27,14 @@ export type FailureClass =
   | "exhausted"
   | "refused"
   | "seen"
+  | "context-lost"
   | "timeout"
   | "input-required"
   | "auth-required"
   | "loop"
   | "internal";
 
-/** The classes a DLQ record can carry (`transient` is retried, `refused` waits, `seen` is sent anew: none is dead-lettered). */
+/** The classes a DLQ record can carry (`transient` is retried, `refused` waits, `seen` and `context-lost` are sent anew: none is dead-lettered). */
 export const DEAD_LETTER_CLASSES: readonly FailureClass[] = [
   "permanent",
   "exhausted",

@@ -78,7 +78,7 @@ export interface Commit {
 }
 
 export interface LedgerOptions {
-  /** Forgets an agent task (see src/kafka/task_registry.ts) once its message's offset is committed. */
+  /** Forgets an agent task (see src/a2a/task_registry.ts) once its message's offset is committed. */
   forgetTask?: (key: string) => void;
 }
 

@@ -188,7 +188,8 @@ function readReply(result: Message | Task): Outcome {
  * code is all there is: `-32603` is the run failing (usually the LLM provider's rate limit,
  * overload or timeout), worth retrying; a refused token, an unknown agent or method, or an
  * unsupported version is about the caller, not the message (`refused`); a message id the agent
- * has already answered (Archestra's `/v2` after a redelivery) is `seen`; the rest is permanent.
+ * has already answered (Archestra's `/v2` after a redelivery) is `seen`, a contextId it does not
+ * know is `context-lost`; the rest is permanent.
  *
  * @example
  * ```ts
@@ -198,7 +199,7 @@ function readReply(result: Message | Task): Outcome {
  * assert.equal(classifyRpcError(-32602, "Failed to resolve actor from token"), "refused");
  * assert.equal(classifyRpcError(-32006, "Agent not found"), "refused");
  * assert.equal(classifyRpcError(-32602, "A message with the given ID already exists"), "seen");
- * assert.equal(classifyRpcError(-32602, "Context not found"), "permanent");
+ * assert.equal(classifyRpcError(-32602, "Context not found"), "context-lost");
  * ```
  */
 export function classifyRpcError(code: number | undefined, message: string): FailureClass {
@@ -213,6 +214,7 @@ export function classifyRpcError(code: number | undefined, message: string): Fai
       return REFUSAL_TEXT.test(message) ? "refused" : "permanent";
     case -32602:
       if (/message with the given id already exists/i.test(message)) return "seen";
+      if (/context not found/i.test(message)) return "context-lost";
       return REFUSAL_TEXT.test(message) || /agent.*not found|not an? .*agent|unknown agent/i.test(message)
         ? "refused"
         : "permanent";

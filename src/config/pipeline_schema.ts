@@ -105,7 +105,7 @@ const InvokeSchema = z.strictObject({
     "The A2A version to speak; by default ARCHESTRA_A2A_API decides for prompt_id, the agent card (supportedInterfaces) for url.",
   ),
   context: z.enum(["none", "key"]).default("none").describe(
-    "key: messages with the same Kafka key share one A2A contextId (one conversation per key); none: independent calls.",
+    "key: messages with the same Kafka key go on in one A2A conversation (contextId): derived from the key, or minted by the agent (Archestra /v2) and kept in the tasks topic; none: independent calls.",
   ),
 }).superRefine((invoke, ctx) => {
   if ((invoke.prompt_id === undefined) === (invoke.url === undefined)) {

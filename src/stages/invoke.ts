@@ -24,7 +24,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { errorMessage, failure } from "../errors.ts";
-import type { RunningTask, TaskRegistry } from "../kafka/task_registry.ts";
+import type { RunningTask, TaskRegistry } from "../a2a/task_registry.ts";
+import { Conversations, type Talk } from "../a2a/conversations.ts";
 import { type AgentTarget, isLive, type Job, jobAgent, orderingKey, type Pipeline } from "../model.ts";
 import { Circuit } from "../a2a/circuit.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
@@ -72,6 +73,8 @@ export interface InvokeContext {
   readonly concurrency?: AgentConcurrency;
   /** Where tasks the agent is still working on are recorded, to be resumed after a restart. */
   readonly tasks?: TaskRegistry;
+  /** The conversations of keys (`invoke.context: key`); by default one kept in memory. */
+  readonly conversations?: Conversations;
   /** For tests: waits between retries. */
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** For tests: jitter source in [0, 1). */
@@ -96,10 +99,8 @@ export function agentEndpoint(
 }
 
 /** The A2A message for a job, with a message id that is stable across redeliveries. */
-export function buildMessage(job: Job): OutgoingMessage {
+export function buildMessage(job: Job, contextId?: string): OutgoingMessage {
   const { ctx } = job;
-  const key = job.record.key;
-  const contextId = job.route?.context === "key" && key !== null ? contextIdFor(ctx.pipeline, key) : undefined;
   return {
     messageId: ctx.messageId,
     ...(contextId ? { contextId } : {}),
@@ -116,13 +117,14 @@ export function buildMessage(job: Job): OutgoingMessage {
   };
 }
 
-/**
- * The A2A contextId of a Kafka key in a pipeline (`invoke.context: key`): the same for every message
- * with that key, so the agent sees one conversation per customer, order or device. Derived from the
- * key's bytes, so two binary keys never share a conversation (a text key gives the id of its UTF-8).
- */
-export function contextIdFor(pipeline: string, key: string | Uint8Array): string {
-  return nameBasedUuid(`context\n${pipeline}\n`, key);
+function withoutContext({ contextId: _, ...message }: OutgoingMessage): OutgoingMessage {
+  return message;
+}
+
+/** The conversation a job's message belongs to: its key's, with `invoke.context: key`; else none. */
+export function talkOf(job: Job, url: string): Talk | undefined {
+  const key = job.record.key;
+  return job.route?.context === "key" && key !== null ? { pipeline: job.ctx.pipeline, key, url } : undefined;
 }
 
 /** The wait before retry number `retry` (1-based): doubling from `backoffMs`, capped, half jittered. */
@@ -136,6 +138,7 @@ export function backoffDelay(
 }
 
 const noCircuit = new Circuit({ threshold: Number.POSITIVE_INFINITY });
+const inMemory = new Conversations();
 
 /** What a call's outcome says about the agent's capacity: its latency, or that it was overloaded. */
 export function limitSample(
@@ -193,7 +196,9 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   // Waiting (for a circuit, a slot, a retry) ends at a stop; a call already made may finish.
   const waits = ctx.stopping ?? ctx.signal;
   const stopped = () => waits?.aborted || ctx.signal?.aborted;
-  const original = buildMessage(job);
+  const conversations = ctx.conversations ?? inMemory;
+  const talk = talkOf(job, url);
+  let original = buildMessage(job, talk && conversations.contextFor(talk));
   let message = original;
   let resent = 0;
   const taskKey = job.ctx.messageId;
@@ -296,6 +301,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     }
     if ("reply" in outcome) {
       answered();
+      if (talk) await conversations.replied(talk, outcome.reply.contextId);
       job.reply = {
         ...outcome.reply,
         attempts: attempt,
@@ -321,6 +327,16 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       message = { ...original, messageId: resentMessageId(original.messageId, resent) };
       continue;
     }
+    if (problem.class === "context-lost" && talk && message.contextId) {
+      // The agent no longer knows the key's conversation (expired or deleted), or accepts only ids
+      // it minted: the key starts a new one, spending no retry.
+      answered();
+      conversations.lost(talk);
+      log.info("the agent at {url} does not know the conversation of a key; starting a new one", { url });
+      original = withoutContext(original);
+      message = withoutContext(message);
+      continue;
+    }
     if (problem.class === "refused" && ctx.circuitFor) {
       // The agent refuses the caller, not this message: wait with every other call to it, spending
       // no retry, until a probe is accepted (see Circuit). Its host answered: it is up.
@@ -331,7 +347,8 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     if (problem.class !== "transient") {
       // The agent is up: it just refused this message.
       answered();
-      job.failure = { ...problem, attempts: attempt };
+      const failureClass = problem.class === "context-lost" ? "permanent" : problem.class;
+      job.failure = { ...problem, class: failureClass, attempts: attempt };
       return job;
     }
     // A first call's own failure (a rate limit passed on as -32603, an HTTP 429) is not evidence

@@ -84,6 +84,47 @@ for (const api of ["v1", "v2"] as const) {
     },
   );
 
+  Deno.test(
+    `real Archestra /${api}: a key's conversation goes on across a restart (/v2 mints it; /v1 keeps none)`,
+    integration,
+    async () => {
+      const topic = `ctx-${uniqueId()}.events`;
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [topic, `${topic}.responses`]);
+      const pipelines = pipelinesFrom([
+        onePromptPipeline("talk", topic, real.agents.customerSupport, "", "timeout: 60s, context: key"),
+      ]);
+      const groupId = `ctx-${uniqueId()}`;
+      const start = () =>
+        startTestBridge({
+          pipelines,
+          archestraUrl: real.url,
+          archestraToken: real.token,
+          archestraApi: api,
+          groupId,
+        });
+      const envelopes = async (count: number) =>
+        (await readRecords(kafka, [`${topic}.responses`], count)).map((r) => JSON.parse(r.value!.toString()));
+      let bridge = await start();
+      await produce(kafka, topic, [{ key: "alice", value: JSON.stringify({ message: "first" }) }]);
+      const [first] = await envelopes(1);
+      await bridge.stop();
+      bridge = await start();
+      try {
+        await produce(kafka, topic, [{ key: "alice", value: JSON.stringify({ message: "second" }) }]);
+        const [, second] = await envelopes(2);
+        assert.equal(second.reply.text, FAKE_REPLY);
+        if (api === "v2") {
+          assert.ok(first.reply.context_id, "Archestra minted a conversation");
+          assert.equal(second.reply.context_id, first.reply.context_id, "the second message went on with it");
+        }
+      } finally {
+        await bridge.stop();
+      }
+      assert.equal(bridge.stats.deadLettered, 0);
+    },
+  );
+
   Deno.test(`real Archestra /${api}: a provider rate limit of some seconds loses nothing`, integration, async () => {
     const topic = `ratelimit-${uniqueId()}.events`;
     const { kafka } = await testKafka();

@@ -7,6 +7,7 @@ import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { committedOffsets, createTopics, produce, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
 import { until, within } from "../support/until.ts";
+import { AGENT_FLAVOURS } from "../support/flavours.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -76,39 +77,97 @@ Deno.test("a chain deeper than chain.max_hops goes to the DLQ as a loop", integr
   }
 });
 
-Deno.test("invoke.context: key gives one contextId per Kafka key; none gives none", integration, async () => {
-  const topic = `ctx-${uniqueId()}.events`;
-  const { kafka } = await testKafka();
-  await createTopics(kafka, [topic]);
-  const agent = startDemoAgent({});
-  const bridge = await startTestBridge({
-    pipelines: pipelinesFrom([
-      `name: talk\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: keyed, context: key } }]\n`,
-      `name: plain\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: plain } }]\n`,
-    ]),
-    archestraUrl: agent.url,
-  });
-  try {
-    await produce(kafka, topic, [
-      { key: "alice", value: "{}" },
-      { key: "bob", value: "{}" },
-      { key: "alice", value: "{}" },
-    ]);
-    await agent.waitForRequests(6);
-    const keyed = agent.requests.filter((r) => r.promptId === "keyed");
-    const contextOf = (key: string) =>
-      keyed.filter((r) => r.message?.metadata?.key === key).map((r) => r.message?.contextId);
-    const [alice1, alice2] = contextOf("alice");
-    const [bob] = contextOf("bob");
-    assert.ok(alice1, "a contextId is sent");
-    assert.equal(alice1, alice2, "one key, one conversation");
-    assert.notEqual(alice1, bob, "another key, another conversation");
-    assert.ok(agent.requests.filter((r) => r.promptId === "plain").every((r) => r.message?.contextId === undefined));
-  } finally {
-    await bridge.stop();
-    await agent.close();
-  }
-});
+for (const flavour of AGENT_FLAVOURS) {
+  Deno.test(
+    `${flavour.name}: invoke.context: key keeps one conversation per Kafka key across a restart; none sends none`,
+    integration,
+    async () => {
+      const topic = `ctx-${uniqueId()}.events`;
+      const { kafka } = await testKafka();
+      await createTopics(kafka, [topic, `${topic}.responses`]);
+      const agent = startDemoAgent({ flavour: flavour.flavour });
+      const groupId = `ctx-${uniqueId()}`;
+      const pipelines = pipelinesFrom([
+        `name: talk\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: keyed, context: key } }]\n`,
+        `name: plain\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: plain } }]\n`,
+      ]);
+      const bridge = () => startTestBridge({ pipelines, archestraUrl: agent.url, archestraApi: flavour.api, groupId });
+      try {
+        let running = await bridge();
+        await produce(kafka, topic, [{ key: "alice", value: "{}" }, { key: "bob", value: "{}" }]);
+        const firsts = await readRecords(kafka, [`${topic}.responses`], 4);
+        await running.stop();
+        // The key's second message, sent by a bridge that knows only what the first one kept.
+        running = await bridge();
+        await produce(kafka, topic, [{ key: "alice", value: "{}" }]);
+        const replies = [...firsts, ...(await readRecords(kafka, [`${topic}.responses`], 6)).slice(4)];
+        await running.stop();
+        const envelopes = replies.map((r) => JSON.parse(r.value!.toString()));
+        const keyed = envelopes.filter((e) => e.pipeline === "talk");
+        assert.equal(keyed.length, 3, "every keyed message answered, none dead-lettered");
+        const sent = agent.requests.filter((r) => r.promptId === "keyed" && r.op === "send");
+        const sentContext = (key: string) =>
+          sent.filter((r) => r.message?.metadata?.key === key).map((r) => r.message?.contextId);
+        const [alice1, alice2] = sentContext("alice");
+        const [bob] = sentContext("bob");
+        // A key's conversation: the contextId its first message sent, or else the one the agent minted.
+        const firstReply = (key: string) =>
+          firsts.map((r) => JSON.parse(r.value!.toString())).find((e) => e.pipeline === "talk" && e.source.key === key);
+        const conversation = alice1 ?? firstReply("alice").reply.context_id;
+        assert.ok(conversation, "alice's first message had a conversation");
+        assert.equal(alice2, conversation, "alice's second message, after a restart, goes on with it");
+        assert.notEqual(bob ?? firstReply("bob").reply.context_id, conversation, "bob has his own");
+        assert.ok(
+          agent.requests.filter((r) => r.promptId === "plain").every((r) => r.message?.contextId === undefined),
+          "context: none sends no contextId",
+        );
+      } finally {
+        await agent.close();
+      }
+    },
+  );
+}
+
+Deno.test(
+  "Archestra /v2: a conversation the agent no longer knows starts anew, and the new id replaces the old",
+  integration,
+  async () => {
+    const topic = `ctx-lost-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic, `${topic}.responses`]);
+    let agent = startDemoAgent({ flavour: "archestra-v1" });
+    const port = Number(new URL(agent.url).port);
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([
+        `name: talk\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: keyed, context: key } }]\n`,
+      ]),
+      archestraUrl: agent.url,
+      archestraApi: "v2",
+    });
+    const replies = async (count: number) =>
+      (await readRecords(kafka, [`${topic}.responses`], count)).map((r) => JSON.parse(r.value!.toString()));
+    try {
+      await produce(kafka, topic, [{ key: "alice", value: "{}" }]);
+      const [first] = await replies(1);
+      // The agent loses its conversations (Archestra deleted or expired them).
+      await agent.close();
+      agent = startDemoAgent({ flavour: "archestra-v1", port });
+      await produce(kafka, topic, [{ key: "alice", value: "{}" }]);
+      const second = (await replies(2))[1];
+      const sent = agent.requests.filter((r) => r.op === "send").map((r) => r.message?.contextId);
+      assert.deepEqual(sent, [first.reply.context_id, undefined], "the lost conversation, then a new one");
+      assert.ok(second.reply.context_id && second.reply.context_id !== first.reply.context_id);
+      await produce(kafka, topic, [{ key: "alice", value: "{}" }]);
+      await replies(3);
+      const third = agent.requests.filter((r) => r.op === "send").at(-1);
+      assert.equal(third?.message?.contextId, second.reply.context_id, "the new conversation goes on");
+      assert.equal(bridge.stats.deadLettered, 0);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
 
 Deno.test(
   "a task that stops for input or authorisation goes to the DLQ with its own class and task id",

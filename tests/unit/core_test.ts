@@ -11,7 +11,8 @@ import { perJob } from "../../src/stages/stage.ts";
 import { transformJob } from "../../src/stages/transform.ts";
 import { decodeJob } from "../../src/stages/decode.ts";
 import { matchJob } from "../../src/stages/match.ts";
-import { buildMessage } from "../../src/stages/invoke.ts";
+import { talkOf } from "../../src/stages/invoke.ts";
+import { Conversations } from "../../src/a2a/conversations.ts";
 import { dlqRecord, publishJob } from "../../src/stages/publish.ts";
 import { failure } from "../../src/errors.ts";
 import { collect, from, job, pipeline, record, simple } from "./helpers.ts";
@@ -150,12 +151,33 @@ Deno.test("context: key derives the contextId from the key's bytes: two binary k
     decodeJob(j);
     matchJob(j);
     assert.equal(j.ctx.key, "\ufffd\u0001", "both keys read the same as text");
-    return buildMessage(j).contextId;
+    return new Conversations().contextFor(talkOf(j, "http://agent/v1/a2a/x")!);
   });
   assert.notEqual(ids[0], ids[1]);
   const text = job(p, record("{}", { topic: "t", key: "K-1" }));
   matchJob(text);
-  assert.ok(buildMessage(text).contextId, "a text key has a context too");
+  assert.ok(talkOf(text, "http://agent/v1/a2a/x"), "a text key has a context too");
+});
+
+Deno.test("conversations: derived ids unless the agent mints them; a refused derived id makes it mint from then on", async () => {
+  const conversations = new Conversations();
+  const sdk = { pipeline: "p", key: "alice", url: "http://agent:8080/a2a/echo" };
+  const archestra = { pipeline: "p", key: "alice", url: "https://archestra.example/v2/a2a/4f0c" };
+  const derived = conversations.contextFor(sdk);
+  assert.ok(derived, "an agent that takes our ids gets the derived one");
+  await conversations.replied(sdk, "something-else");
+  assert.equal(conversations.contextFor(sdk), derived, "what such an agent answers does not change it");
+  assert.equal(conversations.contextFor(archestra), undefined, "Archestra's /v2 mints: the first message has none");
+  await conversations.replied(archestra, "minted-1");
+  assert.equal(conversations.contextFor(archestra), "minted-1");
+  assert.equal(conversations.contextFor({ ...archestra, key: "bob" }), undefined, "another key has its own");
+  // An agent that refuses the id we derived ("Context not found") mints from then on.
+  conversations.lost(sdk);
+  assert.equal(conversations.contextFor(sdk), undefined);
+  await conversations.replied(sdk, "minted-2");
+  assert.equal(conversations.contextFor(sdk), "minted-2");
+  conversations.lost(archestra);
+  assert.equal(conversations.contextFor(archestra), undefined, "a lost conversation starts anew");
 });
 
 Deno.test("an untemplated route renders a value 6,000 levels deep (as compact JSON) instead of dying", () => {

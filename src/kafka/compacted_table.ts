@@ -1,64 +1,47 @@
 /**
  * @module
- * Long-running A2A tasks that outlive a bridge: when an agent answers a message with a task that
- * is not finished, its id is written to a compacted Kafka topic (default `__agentstream.tasks`,
- * keyed by consumer group and message id) before the bridge starts polling it, and a tombstone is
- * written once the task is over. A bridge that gets the message again (after a restart or a
- * rebalance, since nothing unfinished is committed) finds the task there and polls it with
- * `tasks/get` instead of sending the message to the agent a second time.
+ * A small table kept in a compacted Kafka topic (default `__agentstream.tasks`), shared by every
+ * replica and kept across restarts: the agent tasks still running for a message, and the
+ * conversation (contextId) an agent gave each Kafka key. Keys are prefixed with the consumer group,
+ * so groups sharing the topic keep to their own entries; a delete writes a tombstone.
  *
- * Every bridge reads the whole topic at start-up and then follows it, so a task started by a group
- * member that died is known to the member that takes over its partitions.
+ * Every bridge reads the whole topic at start-up and then follows it, so an entry written by a
+ * group member that died is known to the member that takes over its partitions.
  *
  * @example
  * ```ts
- * import { KafkaTaskRegistry } from "./task_registry.ts";
- * // const tasks = new KafkaTaskRegistry({ kafka, topic: "__agentstream.tasks", groupId: "g" });
- * // await tasks.start();
- * // tasks.get(messageId) ?? await tasks.remember(messageId, { taskId, url });
+ * import { KafkaTable } from "./compacted_table.ts";
+ * // const table = new KafkaTable({ kafka, topic: "__agentstream.tasks", groupId: "g" });
+ * // await table.start();
+ * // table.get(key) ?? await table.set(key, { taskId, url });
  * ```
  */
 import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
 import { type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
 import { errorMessage } from "../errors.ts";
+import type { Table } from "../state/table.ts";
 import { caughtUp, logEnds } from "./read_to_end.ts";
 
-const log = getLogger(["agentstream", "tasks"]);
+const log = getLogger(["agentstream", "table"]);
 
-/** A task an agent is working on for a message. */
-export interface RunningTask {
-  taskId: string;
-  /** The endpoint that owns the task. */
-  url: string;
-}
-
-/** What invoke needs of the registry (an in-memory one serves unit tests). */
-export interface TaskRegistry {
-  get(messageId: string): RunningTask | undefined;
-  /** Resolves once the record is durable: only then may the bridge wait on the task. */
-  remember(messageId: string, task: RunningTask): Promise<void>;
-  /** The task is over; a failure to write that is logged (a stale entry is found not to be running). */
-  forget(messageId: string): void;
-}
-
-export interface KafkaTaskRegistryOptions {
+export interface KafkaTableOptions {
   kafka: Kafka;
   topic: string;
   /** The bridge's consumer group: entries of other groups are theirs. */
   groupId: string;
 }
 
-export class KafkaTaskRegistry implements TaskRegistry {
-  readonly #options: KafkaTaskRegistryOptions;
-  readonly #tasks = new Map<string, RunningTask>();
+export class KafkaTable implements Table {
+  readonly #options: KafkaTableOptions;
+  readonly #entries = new Map<string, unknown>();
   readonly #producer: Producer;
   readonly #consumer: Consumer;
   readonly #readerGroup = `agentstream-tasks-${crypto.randomUUID()}`;
   /** Tombstones on their way: a stop waits for them. */
   readonly #clearing = new Set<Promise<void>>();
 
-  constructor(options: KafkaTaskRegistryOptions) {
+  constructor(options: KafkaTableOptions) {
     this.#options = options;
     this.#producer = options.kafka.producer({
       idempotent: true,
@@ -68,8 +51,8 @@ export class KafkaTaskRegistry implements TaskRegistry {
     this.#consumer = options.kafka.consumer({ groupId: this.#readerGroup, maxWaitTimeInMs: 500 });
   }
 
-  #key(messageId: string): string {
-    return `${this.#options.groupId}/${messageId}`;
+  #key(key: string): string {
+    return `${this.#options.groupId}/${key}`;
   }
 
   /** Creates the topic if need be, reads it to its end, and keeps following it. */
@@ -97,11 +80,11 @@ export class KafkaTaskRegistry implements TaskRegistry {
       eachMessage: ({ message }) => {
         const key = message.key?.toString() ?? "";
         if (!key.startsWith(prefix)) return Promise.resolve();
-        const messageId = key.slice(prefix.length);
-        if (message.value === null) this.#tasks.delete(messageId);
+        const own = key.slice(prefix.length);
+        if (message.value === null) this.#entries.delete(own);
         else {
           try {
-            this.#tasks.set(messageId, JSON.parse(message.value.toString()));
+            this.#entries.set(own, JSON.parse(message.value.toString()));
           } catch { /* not ours to read */ }
         }
         return Promise.resolve();
@@ -117,31 +100,31 @@ export class KafkaTaskRegistry implements TaskRegistry {
     } finally {
       clearTimeout(timer);
     }
-    log.debug("{count} agent tasks in progress from earlier runs", { count: this.#tasks.size });
+    log.debug("{count} entries from earlier runs in {topic}", { count: this.#entries.size, topic });
   }
 
-  get(messageId: string): RunningTask | undefined {
-    return this.#tasks.get(messageId);
+  get(key: string): unknown {
+    return this.#entries.get(key);
   }
 
-  async remember(messageId: string, task: RunningTask): Promise<void> {
-    this.#tasks.set(messageId, task);
+  async set(key: string, value: unknown): Promise<void> {
+    this.#entries.set(key, value);
     await this.#producer.send({
       topic: this.#options.topic,
       acks: -1,
-      messages: [{ key: this.#key(messageId), value: Buffer.from(JSON.stringify(task)) }],
+      messages: [{ key: this.#key(key), value: Buffer.from(JSON.stringify(value)) }],
     });
   }
 
-  forget(messageId: string): void {
-    if (!this.#tasks.delete(messageId)) return;
+  delete(key: string): void {
+    if (!this.#entries.delete(key)) return;
     const sent = this.#producer.send({
       topic: this.#options.topic,
       acks: -1,
-      messages: [{ key: this.#key(messageId), value: null }],
+      messages: [{ key: this.#key(key), value: null }],
     }).then(
       () => {},
-      (error) => log.warn("could not clear task of {messageId}: {error}", { messageId, error: errorMessage(error) }),
+      (error) => log.warn("could not delete {key}: {error}", { key, error: errorMessage(error) }),
     );
     this.#clearing.add(sent);
     sent.finally(() => this.#clearing.delete(sent));
