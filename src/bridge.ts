@@ -22,11 +22,15 @@ import { AgentLimits } from "./a2a/agent_limits.ts";
 import { AgentConcurrency } from "./a2a/agent_concurrency.ts";
 import { Commits } from "./commits.ts";
 import type { Settings } from "./config/settings.ts";
-import { dispatch, pipelinesFor } from "./dispatch.ts";
+import { dispatch, targetPipelines } from "./dispatch.ts";
+import { AnswerTopics } from "./answer_topics.ts";
+import { AskingTasks } from "./a2a/asking_tasks.ts";
+import { answers, timeoutRecord } from "./stages/answers.ts";
 import { errorMessage, FatalError } from "./errors.ts";
 import { FlowControl } from "./flow_control.ts";
 import { ConsumerAdapter } from "./kafka/consumer_adapter.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
+import { toKafkaMessage } from "./kafka/message.ts";
 import { KafkaTable } from "./kafka/compacted_table.ts";
 import { TaskRegistry } from "./a2a/task_registry.ts";
 import { Conversations } from "./a2a/conversations.ts";
@@ -166,6 +170,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   // Running tasks and keys' conversations, kept in one compacted topic shared by the replicas.
   const tasks = new TaskRegistry(table);
   const conversations = new Conversations(table);
+  // Tasks that asked, waiting for answers from the answers topics consumed beside their sources.
+  const asking = new AskingTasks(table);
+  const answerTopics = new AnswerTopics(pipelines);
 
   const stats: BridgeStats = {
     consumed: 0,
@@ -186,7 +193,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     refusals: 0,
   };
   const metrics = options.metrics ?? createMetrics();
-  const ledger = new Ledger({ forgetTask: (key) => tasks.forget(key) });
+  // A task's entry (running, or waiting for an answer) goes once what ended it is committed.
+  const ledger = new Ledger({ forgetTask: (key) => table.delete(key) });
   metrics.inFlightFrom(() => ledger.pending);
   // Aborted when the bridge starts to stop: waits for room or for drained work end then.
   const stopping = new AbortController();
@@ -266,7 +274,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const reads = (pipeline: Pipeline) =>
         kind === "pipeline" ? pipeline.name === name : circuitKeys.get(pipeline.name)!.has(name);
       if (reason === "in-flight" || reason === "claiming") return consumer.topics;
-      return consumer.topics.filter((topic) => pipelinesFor(pipelines, topic).some(reads));
+      return consumer.topics.filter((topic) => targetPipelines(pipelines, topic, answerTopics).some(reads));
     },
     apply: (paused) => consumer.setPaused(paused),
   });
@@ -288,7 +296,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const roomFor = (topic: string) => {
     if (flow.paused(topic) || stopping.signal.aborted) return 0;
     let room = settings.maxInFlight - ledger.pending;
-    for (const pipeline of pipelinesFor(pipelines, topic)) {
+    for (const pipeline of targetPipelines(pipelines, topic, answerTopics)) {
       room = Math.min(room, caps.get(pipeline.name)! - ledger.inFlight(pipeline.name));
     }
     return Math.max(1, room);
@@ -300,11 +308,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     groupId: settings.groupId,
     subscriptions: settings.topics ?? [...new Set(pipelines.flatMap((p) => p.topics))],
     isOutput: outputTopicTest(pipelines),
+    companions: (sources) => answerTopics.of(sources),
     fromBeginning: settings.autoOffsetReset === "earliest",
     refreshMs: settings.topicRefreshMs,
     sessionTimeoutMs: settings.sessionTimeoutMs,
     onBatch: (batch) => {
-      const targets = pipelinesFor(pipelines, batch.topic);
+      const targets = targetPipelines(pipelines, batch.topic, answerTopics);
       const offsets = batch.records.map((record) => record.offset);
       const ack = ledger.receive(batch.topic, batch.partition, offsets, targets.map((p) => p.name));
       stats.consumed += batch.records.length;
@@ -434,15 +443,16 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     }
     if (outcome !== "abandoned") {
       // Its agent task, if it had one, is over: forgotten once the offset is committed.
-      job.ack.done(job.staged, tasks.get(job.ctx.messageId) ? job.ctx.messageId : undefined);
+      job.ack.done(job.staged, finishedTask(job, tasks));
     }
     checkCaps();
   };
 
   const outcomes = pipe(
     consumer.batches(),
-    (batches) => dispatch(batches, pipelines),
+    (batches) => dispatch(batches, pipelines, answerTopics),
     decode,
+    (jobs) => answers(jobs, asking, (topic) => answerTopics.pipelinesFor(topic)[0]?.name),
     match,
     // Without a windowed route, no stage: every job would only pass through it.
     (jobs) => windowed ? windows = window(jobs, windowing) : jobs,
@@ -457,6 +467,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         stopping: stopping.signal,
         tasks,
         conversations,
+        asking,
         limits,
         concurrency,
         cards: new AgentCards(),
@@ -505,6 +516,27 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   }
   timers.push(setInterval(() => void commits.now(), settings.commitIntervalMs));
   stopSummary = startSummary(() => stats, () => ledger.pending, settings.summaryIntervalMs ?? 30_000);
+  // A task that waits past its deadline gets the bridge's own timeout on its answers topic: read like
+  // an answer, in turn with any answer that came first, it cancels the task if it still waits.
+  const timedOut = new Set<string>();
+  timers.push(setInterval(async () => {
+    for (const task of asking.expired()) {
+      const mark = `${task.taskId}\n${task.deadline}`;
+      if (timedOut.has(mark)) continue;
+      timedOut.add(mark);
+      const { topic, record } = timeoutRecord(task);
+      try {
+        await producer.send({ topic, acks: -1, messages: [toKafkaMessage(record)] });
+      } catch (error) {
+        timedOut.delete(mark);
+        log.warn("could not time out task {taskId} on {topic}: {error}", {
+          taskId: task.taskId,
+          topic,
+          error: errorMessage(error),
+        });
+      }
+    }
+  }, 1_000));
   // Log end offsets come with each fetch; while fetching is paused (an agent outage, backpressure)
   // they are asked for, so consumer lag keeps growing where it grows.
   timers.push(setInterval(async () => {
@@ -538,6 +570,22 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     done,
   };
+}
+
+/**
+ * The table entry a job's outcome ends, deleted once its offset is committed: the task it ran, or
+ * the waiting task an answer was for, unless the task asked again (its entry is then the new
+ * question's) or its fate is unknown (the answer failed on the way: the entry waits for its timeout).
+ */
+function finishedTask(job: Job, tasks: TaskRegistry): string | undefined {
+  const waiting = job.answer?.waiting;
+  if (waiting) {
+    if (job.reply?.answerTo) return undefined;
+    const over = job.reply !== undefined ||
+      ["permanent", "input-required", "auth-required", "timeout"].includes(job.failure?.class ?? "");
+    return over ? AskingTasks.key(waiting.taskId) : undefined;
+  }
+  return tasks.get(job.ctx.messageId) ? job.ctx.messageId : undefined;
 }
 
 /** The counter each outcome adds to. */

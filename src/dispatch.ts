@@ -10,7 +10,7 @@
  * ```
  */
 import { unledgered } from "./ledger.ts";
-import type { Batch, HeaderValue, Job, MessageContext, Pipeline, SourceRecord } from "./model.ts";
+import type { Answer, Batch, HeaderValue, Job, MessageContext, Pipeline, SourceRecord } from "./model.ts";
 import { startMessageSpan } from "./ops/tracing.ts";
 import { contain } from "./stages/stage.ts";
 import { topicMatches } from "./util/glob.ts";
@@ -64,18 +64,49 @@ function isoTime(ms: string): string {
   return Number.isNaN(time.getTime()) ? ms : time.toISOString();
 }
 
-/** The dispatch step: batches in, jobs out. */
-export async function* dispatch(batches: AsyncIterable<Batch>, pipelines: readonly Pipeline[]): AsyncIterable<Job> {
-  const byTopic = new Map<string, Pipeline[]>();
+/** The pipelines a record of `topic` goes to: those it answers (an answers topic), else those that read it. */
+export function targetPipelines(
+  pipelines: readonly Pipeline[],
+  topic: string,
+  answerTopics?: { pipelinesFor(topic: string): readonly Pipeline[] },
+): readonly Pipeline[] {
+  const answered = answerTopics?.pipelinesFor(topic) ?? [];
+  return answered.length ? answered : pipelinesFor(pipelines, topic);
+}
+
+/** The header that marks a record of an answers topic as the bridge's own timeout of a waiting task. */
+export const ANSWER_KIND_HEADER = "x-agentstream-answer";
+
+/** The answer a record of an answers topic carries, before its body is read (src/stages/answers.ts). */
+function answerOf(record: SourceRecord): Answer {
+  const kind = record.headers[ANSWER_KIND_HEADER];
+  return {
+    taskId: record.key === null ? "" : utf8.decode(record.key),
+    timeout: kind !== undefined && headerText(kind) === "timeout",
+  };
+}
+
+/**
+ * The dispatch step: batches in, jobs out. A record of an answers topic (see src/answer_topics.ts)
+ * becomes a job of each pipeline it answers, marked as an answer.
+ */
+export async function* dispatch(
+  batches: AsyncIterable<Batch>,
+  pipelines: readonly Pipeline[],
+  answerTopics?: { pipelinesFor(topic: string): readonly Pipeline[] },
+): AsyncIterable<Job> {
+  const byTopic = new Map<string, readonly Pipeline[]>();
   for await (const batch of batches) {
+    const answers = (answerTopics?.pipelinesFor(batch.topic).length ?? 0) > 0;
     let targets = byTopic.get(batch.topic);
-    if (!targets) byTopic.set(batch.topic, targets = pipelinesFor(pipelines, batch.topic));
+    if (!targets) byTopic.set(batch.topic, targets = targetPipelines(pipelines, batch.topic, answerTopics));
     for (const record of batch.records) {
       for (const pipeline of targets) {
         const ack = batch.ack?.(record.offset, pipeline.name) ?? unledgered;
         let job: Job;
         try {
           job = { record, ctx: contextFor(pipeline, record), pipeline, ack };
+          if (answers) job.answer = answerOf(record);
           startMessageSpan(job);
         } catch (error) {
           // Still a job, with what can be known without reading the record, so its failure is published.

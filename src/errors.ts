@@ -20,7 +20,7 @@
  */
 import { redact } from "./secrets.ts";
 
-export type StageName = "decode" | "match" | "transform" | "invoke" | "publish";
+export type StageName = "decode" | "answer" | "match" | "transform" | "invoke" | "publish";
 export type FailureClass =
   | "permanent"
   | "transient"

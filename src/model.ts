@@ -70,6 +70,53 @@ export interface AgentReply {
   readonly url: string;
   /** Times the message was sent again under a new id because the agent had already seen its id. */
   readonly resent?: number;
+  /** `completed`, or the task stopped to ask (its question is the text and parts). */
+  readonly state?: "completed" | "input-required" | "auth-required";
+  /** What Archestra asks to approve (a task's `metadata.approvalRequests`), as given. */
+  readonly approvalRequests?: readonly unknown[];
+  /** Tells one question of a task from the next (see `questionOf` in src/a2a/send_message.ts). */
+  readonly question?: string;
+  /** Where the answer to a question goes: topic, key (the task id), and when the task is given up. */
+  readonly answerTo?: { readonly topic: string; readonly key: string; readonly deadline: string };
+}
+
+/** An answer to a task that asked, as it came and, once met, with the task it answers. */
+export interface Answer {
+  /** The task id: the answer record's key. */
+  readonly taskId: string;
+  /** A waiting task's timeout, written by the bridge itself: cancel the task if it still waits. */
+  readonly timeout: boolean;
+  /** The answer: approval decisions (Archestra) or a text. Set once the body is read. */
+  approvals?: readonly { readonly approvalId: string; readonly approved: boolean }[];
+  text?: string;
+  /** Decides every approval the task waits on (or, to a task that asks in text, says `approved`/`denied`). */
+  approved?: boolean;
+  /** The task it answers, once found (src/a2a/asking_tasks.ts). */
+  waiting?: WaitingTask;
+}
+
+/** A task that asked and waits for its answer, as kept in the bridge's table. */
+export interface WaitingTask {
+  readonly taskId: string;
+  readonly contextId: string | null;
+  /** The endpoint that owns the task, and the route's agent. */
+  readonly url: string;
+  readonly agent: { readonly promptId?: string; readonly url?: string };
+  readonly route: string;
+  /** The message that started the task: where its replies and failures go. */
+  readonly source: MessageContext;
+  /**
+   * That message's key and value (base64; the value left out over 256 KiB, its size given), so a
+   * task that fails after its answer dead-letters the message itself.
+   */
+  readonly original: { readonly key: string | null; readonly value: string | null; readonly size: number };
+  /** The question it waits on (see AgentReply.question). */
+  readonly question: string;
+  /** The approvals it waits on (Archestra's `approvalRequests`), for an answer that decides them all. */
+  readonly approvalIds?: readonly string[];
+  readonly answersTopic: string;
+  /** When it is given up: cancelled and dead-lettered (ISO 8601). */
+  readonly deadline: string;
 }
 
 /** A record to produce: a reply envelope or a DLQ record. */
@@ -83,7 +130,8 @@ export interface OutRecord {
 /** One source message in one pipeline. */
 export interface Job {
   readonly record: SourceRecord;
-  readonly ctx: MessageContext;
+  /** An answer's job takes on the context of the message whose task it answers (src/stages/answers.ts). */
+  ctx: MessageContext;
   readonly pipeline: Pipeline;
   /** Its handle on the ledger: settled with its outcome; stale work is dropped (Kafka delivers it again). */
   readonly ack: Ack;
@@ -104,6 +152,8 @@ export interface Job {
   staged?: StagedRecord[];
   /** A window's job: the events it holds (see src/stages/window.ts). */
   window?: WindowOf;
+  /** A record of an answers topic: an answer to a task that asked, or a waiting task's timeout. */
+  answer?: Answer;
   /** A failed window's job: its events, each as it went to the DLQ (or was dropped). Set by publish. */
   eventOutcomes?: { readonly job: Job; readonly outcome: "dead-lettered" | "dropped" }[];
 }
@@ -217,6 +267,8 @@ export interface Route {
   readonly a2a?: "0.3" | "1.0";
   /** `key`: one A2A conversation (contextId) per Kafka key; `none`: every call on its own. */
   readonly context: "key" | "none";
+  /** Where answers to a task that asks arrive, and how long it may wait (see src/stages/answers.ts); none: DLQ. */
+  readonly answers?: { readonly topic: Template; readonly timeoutMs: number };
 }
 
 /** A validated pipeline, ready to run. */

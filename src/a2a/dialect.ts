@@ -30,7 +30,10 @@ export type A2AVersion = "0.3" | "1.0";
 export interface OutgoingMessage {
   messageId: string;
   contextId?: string;
-  text: string;
+  /** The task this message answers (one that stopped to ask). */
+  taskId?: string;
+  /** Its one text part; none gives a message with no parts (an answer made of approvals alone). */
+  text?: string;
   metadata: Record<string, unknown>;
 }
 
@@ -51,13 +54,14 @@ const v0_3: Dialect = {
   version: "0.3",
   methods: { send: "message/send", stream: "message/stream", get: "tasks/get", cancel: "tasks/cancel" },
   headers: {},
-  sendParams: ({ messageId, contextId, text, metadata }, { blocking }) => ({
+  sendParams: ({ messageId, contextId, taskId, text, metadata }, { blocking }) => ({
     message: {
       kind: "message",
       role: "user",
       messageId,
       ...(contextId ? { contextId } : {}),
-      parts: [{ kind: "text", text }],
+      ...(taskId ? { taskId } : {}),
+      parts: text === undefined ? [] : [{ kind: "text", text }],
       metadata,
     },
     configuration: { blocking, acceptedOutputModes: ACCEPTED_OUTPUT_MODES },
@@ -69,8 +73,15 @@ const v1_0: Dialect = {
   version: "1.0",
   methods: { send: "SendMessage", stream: "SendStreamingMessage", get: "GetTask", cancel: "CancelTask" },
   headers: { "A2A-Version": "1.0" },
-  sendParams: ({ messageId, contextId, text, metadata }, { blocking }) => ({
-    message: { role: "ROLE_USER", messageId, ...(contextId ? { contextId } : {}), parts: [{ text }], metadata },
+  sendParams: ({ messageId, contextId, taskId, text, metadata }, { blocking }) => ({
+    message: {
+      role: "ROLE_USER",
+      messageId,
+      ...(contextId ? { contextId } : {}),
+      ...(taskId ? { taskId } : {}),
+      parts: text === undefined ? [] : [{ text }],
+      metadata,
+    },
     configuration: { returnImmediately: !blocking, acceptedOutputModes: ACCEPTED_OUTPUT_MODES },
   }),
   taskParams: (id) => ({ id }),

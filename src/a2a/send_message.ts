@@ -28,6 +28,7 @@ import { type A2AVersion, type Dialect, dialect, type OutgoingMessage } from "./
 import { type Message, type Part, readResult, readStreamEvent, readTask, type Task, textOf } from "./shapes.ts";
 import { eventData, foldEvent } from "./stream_events.ts";
 import { abortableDelay } from "../util/abortable_delay.ts";
+import { nameBasedUuid } from "../util/uuid.ts";
 
 /** What a successful call returns. */
 export interface A2AReply {
@@ -35,6 +36,12 @@ export interface A2AReply {
   parts: Part[];
   taskId: string | null;
   contextId: string | null;
+  /** `completed`, or the task stopped to ask: the text and parts are its question. */
+  state: "completed" | "input-required" | "auth-required";
+  /** What the task waits to have approved (Archestra's `metadata.approvalRequests`), as given. */
+  approvalRequests?: unknown[];
+  /** For a question: what tells it from the task's next one (see {@link questionOf}). */
+  question?: string;
 }
 
 export interface SendMessageRequest {
@@ -60,6 +67,13 @@ export interface SendMessageRequest {
    * sending the message again.
    */
   onTask?: (taskId: string) => Promise<void>;
+  /**
+   * `message` answers a task that asked `question`. The task is asked for first: the answer is sent
+   * only if it still waits on that question (a redelivered answer already sent is not sent again),
+   * and the task is then followed to its end. With `cancel` (its wait has timed out) a task that
+   * still waits is cancelled instead, and fails as `input-required`.
+   */
+  answer?: { taskId: string; question: string; cancel?: boolean };
 }
 
 type Outcome = { reply: A2AReply } | { failure: StageFailure };
@@ -81,6 +95,7 @@ export async function sendMessage(original: SendMessageRequest): Promise<Outcome
   };
   const speak = dialect(request.version);
   const deadline = Date.now() + request.timeoutMs;
+  if (request.answer) return await answerTask(request, speak, deadline, request.answer);
   let first = request.resumeTaskId
     ? await rpc(request, deadline, speak.methods.get, speak.taskParams(request.resumeTaskId))
     : undefined;
@@ -100,6 +115,101 @@ export async function sendMessage(original: SendMessageRequest): Promise<Outcome
   }
   if (!resumed && result.kind === "task" && !isFinal(result)) await request.onTask?.(result.id);
   return await settle(request, speak, deadline, result);
+}
+
+/** Answers a task that asked (or cancels it at its timeout), then follows it to its end. */
+async function answerTask(
+  request: SendMessageRequest,
+  speak: Dialect,
+  deadline: number,
+  answer: NonNullable<SendMessageRequest["answer"]>,
+): Promise<Outcome> {
+  const polled = await rpc(request, deadline, speak.methods.get, speak.taskParams(answer.taskId));
+  if ("failure" in polled) {
+    if (polled.failure.class !== "permanent") return polled;
+    return {
+      failure: failure(
+        "invoke",
+        "permanent",
+        `task ${answer.taskId} is unknown to the agent: ${polled.failure.message}`,
+        { taskId: answer.taskId },
+      ),
+    };
+  }
+  let task: Task;
+  try {
+    task = readTask(polled.result);
+  } catch (error) {
+    return { failure: failure("invoke", "permanent", errorMessage(error)) };
+  }
+  // Answered before (a redelivered answer), or asked again since: follow the task as it is.
+  if (!NEEDS_INPUT.has(task.status.state) || questionOf(task) !== answer.question) {
+    return await settle(request, speak, deadline, task);
+  }
+  if (answer.cancel) {
+    const cancel = await rpc(request, Date.now() + CANCEL_MS, speak.methods.cancel, speak.taskParams(task.id));
+    const cancelled = "failure" in cancel ? `; cancelling it failed: ${cancel.failure.message}` : "; cancelled";
+    return {
+      failure: failure(
+        "invoke",
+        task.status.state as FailureClass,
+        `task ${task.id} got no answer in time${cancelled}`,
+        {
+          taskId: task.id,
+        },
+      ),
+    };
+  }
+  const sent = await rpc(
+    request,
+    deadline,
+    speak.methods.send,
+    speak.sendParams(request.message, { blocking: !request.longRunning }),
+  );
+  if ("failure" in sent) return sent;
+  let result: Message | Task;
+  try {
+    result = readResult(sent.result);
+  } catch (error) {
+    return { failure: failure("invoke", "permanent", errorMessage(error)) };
+  }
+  return await settle(request, speak, deadline, result);
+}
+
+/**
+ * What tells one question of a task from its next: its state, the status message's id and text,
+ * and the approvals it waits on. A task that asks again after an answer asks something else.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { questionOf } from "./send_message.ts";
+ * const ask = (text: string) => ({
+ *   kind: "task" as const,
+ *   id: "t",
+ *   status: { state: "input-required" as const, message: { kind: "message" as const, role: "agent" as const, parts: [{ kind: "text" as const, text }] } },
+ * });
+ * assert.equal(questionOf(ask("Which size?")), questionOf(ask("Which size?")));
+ * assert.notEqual(questionOf(ask("Which size?")), questionOf(ask("Which colour?")));
+ * ```
+ */
+export function questionOf(task: Task): string {
+  const approvals = approvalRequestsOf(task)?.map((request) => (request as { approvalId?: unknown })?.approvalId);
+  return nameBasedUuid(
+    "question\n",
+    JSON.stringify([
+      task.status.state,
+      task.status.message?.messageId ?? "",
+      textOf(task.status.message?.parts),
+      approvals ?? [],
+    ]),
+  );
+}
+
+/** Archestra's `metadata.approvalRequests` of a task, as given. */
+function approvalRequestsOf(task: Task): unknown[] | undefined {
+  const requests = task.metadata?.approvalRequests;
+  return Array.isArray(requests) ? requests : undefined;
 }
 
 async function settle(request: SendMessageRequest, speak: Dialect, deadline: number, initial: Message | Task) {
@@ -159,27 +269,51 @@ function readReply(result: Message | Task): Outcome {
         parts: result.parts,
         taskId: result.taskId ?? null,
         contextId: result.contextId ?? null,
+        state: "completed",
       },
     };
   }
   const state = result.status.state;
+  if (state === "input-required" || state === "auth-required") {
+    // Not a failure: the task waits for someone to answer its question (see src/stages/answers.ts).
+    const question = result.status.message?.parts ?? [];
+    const approvalRequests = approvalRequestsOf(result);
+    return {
+      reply: {
+        text: textOf(question),
+        parts: question,
+        taskId: result.id,
+        contextId: result.contextId ?? null,
+        state,
+        ...(approvalRequests ? { approvalRequests } : {}),
+        question: questionOf(result),
+      },
+    };
+  }
   if (state !== "completed") {
     const statusText = textOf(result.status.message?.parts);
-    // A task waiting for input or authorisation has its own class: someone has to act on it.
-    const failureClass: FailureClass = state === "input-required" || state === "auth-required" ? state : "permanent";
     return {
       failure: failure(
         "invoke",
-        failureClass,
+        "permanent",
         `task ${result.id} ended ${state}${statusText ? `: ${statusText}` : ""}`,
         { taskId: result.id },
       ),
     };
   }
-  const parts = (result.artifacts ?? []).flatMap((artifact) => artifact.parts);
+  // Archestra's /v2 names its answer's artifact `agent-response`; other agents may send several.
+  const artifacts = result.artifacts ?? [];
+  const answer = artifacts.find((artifact) => artifact.name === "agent-response");
+  const parts = (answer ? [answer] : artifacts).flatMap((artifact) => artifact.parts);
   const replyParts = parts.length ? parts : result.status.message?.parts ?? [];
   return {
-    reply: { text: textOf(replyParts), parts: replyParts, taskId: result.id, contextId: result.contextId ?? null },
+    reply: {
+      text: textOf(replyParts),
+      parts: replyParts,
+      taskId: result.id,
+      contextId: result.contextId ?? null,
+      state: "completed",
+    },
   };
 }
 

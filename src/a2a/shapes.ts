@@ -63,6 +63,8 @@ export interface Task {
   contextId?: string;
   status: { state: TaskState; message?: Message };
   artifacts?: Artifact[];
+  /** Agent-specific: Archestra puts what a task waits to have approved in `approvalRequests`. */
+  metadata?: Record<string, unknown>;
 }
 
 export interface StatusUpdate {
@@ -172,6 +174,7 @@ function readTaskObject(value: Obj): Task {
     contextId: optionalString(value.contextId),
     status: readStatus(value.status),
     artifacts: (value.artifacts as unknown[] | undefined)?.map(readArtifact),
+    ...(isObject(value.metadata) ? { metadata: value.metadata } : {}),
   };
 }
 

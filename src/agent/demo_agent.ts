@@ -93,6 +93,13 @@ export interface Behaviour {
   workMs?: number;
   /** The state a task ends in (default `completed`). */
   finalState?: "completed" | "failed" | "input-required" | "auth-required";
+  /**
+   * Ask this many times before answering (SDK flavours and Archestra's `/v2`): the task stops
+   * `input-required` with a question; on Archestra's `/v2` the question is a tool approval
+   * (`metadata.approvalRequests`), answered by `taskOps.approvalDecisions`. The final reply says
+   * what the last answer was; a denied approval ends the task `completed` with the refund not made.
+   */
+  asks?: number;
   /** Offer streaming (the card says `streaming: true`); calls are answered with a task's events. */
   stream?: boolean;
   /** Add a data part `{ severity }` to each reply: `critical` when the text speaks of money or outages. */
@@ -139,6 +146,7 @@ export interface SentMessage {
   role?: string;
   messageId?: string;
   contextId?: string;
+  taskId?: string;
   parts: { kind?: string; text?: string }[];
   metadata?: Record<string, unknown>;
 }
@@ -426,10 +434,11 @@ export function startDemoAgent(options: DemoAgentOptions = {}): DemoAgent {
     if (protocol === "archestra") return json(archestraV1Reply(body, promptId, behaviour));
     const version = request.headers.get("a2a-version") ?? undefined;
     if (protocol !== "archestra-v2") return await sdkAgent(protocol, api, promptId).handle(body, version);
-    const response = await sdkAgent("1.0", api, promptId).handle(body, version);
+    const v2 = v2Agent(promptId);
+    const response = await sdkAgent("1.0", api, promptId).handle(v2.incoming(body), version);
     if (!(response.headers.get("content-type") ?? "").startsWith("application/json")) return response;
-    const reply = await response.json();
-    v2Agent(promptId).answered(body, reply);
+    const reply = v2.outgoing(await response.json());
+    v2.answered(body, reply);
     return json(reply);
   };
 

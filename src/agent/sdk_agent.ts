@@ -175,14 +175,30 @@ export class SdkAgent {
   }
 }
 
+/** The question the demo agent asks with `asks` (Archestra's `/v2` flavour turns it into a tool approval). */
+export function demoQuestion(asked: number, asks: number): string {
+  return `May I run the refund tool? (question ${asked} of ${asks})`;
+}
+
+/** The demo agent's reply once its last question is answered: `denied` stops the refund. */
+export function demoAnswered(promptId: string, answer: string): string {
+  return /^denied\b/i.test(answer.trim())
+    ? `Demo agent [${promptId}]: the refund tool was denied, so no refund was made.`
+    : `Demo agent [${promptId}] ran the refund tool after the answer: ${answer.trim().slice(0, 120)}`;
+}
+
 function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
   const cancelled = new Set<string>();
+  // How many questions each task has asked so far.
+  const asked = new Map<string, number>();
   return {
     async execute(request: RequestContext, bus: ExecutionEventBus): Promise<void> {
       const { taskId, contextId } = request;
       const text = request.userMessage.parts.flatMap((part) =>
         part.content?.$case === "text" ? [part.content.value] : []
       ).join("\n");
+      const asks = behaviour().asks ?? 0;
+      if (asks > 0) return ask(request, bus, asks, text);
       const answer = demoAnswer(promptId, text, behaviour());
       const parts = [textPart(answer.text)];
       if (answer.data) parts.push(dataPart(answer.data));
@@ -237,9 +253,59 @@ function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
           agentMessage([textPart(`the agent needs more (${final})`)], contextId, taskId),
         );}
     },
-    cancelTask(taskId: string): Promise<void> {
-      cancelled.add(taskId);
+    cancelTask(taskId: string, bus: ExecutionEventBus): Promise<void> {
+      // A task that waits for an answer runs nothing that could see the flag: it ends here.
+      if (asked.delete(taskId)) {
+        bus.publish(AgentEvent.statusUpdate({
+          taskId,
+          contextId: "",
+          status: { state: TaskState.TASK_STATE_CANCELED, message: undefined, timestamp: now() },
+          metadata: undefined,
+        }));
+      } else cancelled.add(taskId);
       return Promise.resolve();
     },
   };
+
+  /** A task that asks `asks` questions, one per turn, then answers with what the last answer said. */
+  function ask(request: RequestContext, bus: ExecutionEventBus, asks: number, text: string): void {
+    const { taskId, contextId } = request;
+    const status = (state: TaskState, message?: Message) => ({ state, message, timestamp: now() });
+    const update = (state: TaskState, message?: Message) =>
+      bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: status(state, message), metadata: undefined }));
+    const turn = asked.get(taskId) ?? 0;
+    // Every turn starts with the task: a new one, or the one that asked.
+    bus.publish(AgentEvent.task(
+      request.task ? { ...request.task, status: status(TaskState.TASK_STATE_WORKING) } : {
+        id: taskId,
+        contextId,
+        status: status(TaskState.TASK_STATE_SUBMITTED),
+        artifacts: [],
+        history: [request.userMessage],
+        metadata: undefined,
+      },
+    ));
+    if (turn < asks) {
+      asked.set(taskId, turn + 1);
+      const question = agentMessage([textPart(demoQuestion(turn + 1, asks))], contextId, taskId);
+      return update(TaskState.TASK_STATE_INPUT_REQUIRED, question);
+    }
+    asked.delete(taskId);
+    bus.publish(AgentEvent.artifactUpdate({
+      taskId,
+      contextId,
+      artifact: {
+        artifactId: crypto.randomUUID(),
+        name: "reply",
+        description: "",
+        parts: [textPart(demoAnswered(promptId, text))],
+        metadata: undefined,
+        extensions: [],
+      },
+      append: false,
+      lastChunk: true,
+      metadata: undefined,
+    }));
+    update(TaskState.TASK_STATE_COMPLETED);
+  }
 }

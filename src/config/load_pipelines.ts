@@ -164,6 +164,9 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
         : [route.invoke.prompt_id!].flat().map((promptId) => ({ promptId })),
       timeoutMs: route.invoke.timeout,
       context: route.invoke.context,
+      ...(route.invoke.answers
+        ? { answers: { topic: template(route.invoke.answers.topic), timeoutMs: route.invoke.answers.timeout } }
+        : {}),
       stream: route.invoke.stream,
       longRunning: route.invoke.long_running,
       ...(route.invoke.a2a ? { a2a: route.invoke.a2a } : {}),

@@ -104,6 +104,19 @@ const InvokeSchema = z.strictObject({
   a2a: z.enum(["0.3", "1.0"]).optional().describe(
     "The A2A version to speak; by default ARCHESTRA_A2A_API decides for prompt_id, the agent card (supportedInterfaces) for url.",
   ),
+  answers: z.union([
+    z.literal(false),
+    z.strictObject({
+      topic: TemplateText.refine(
+        (source) => [...source.matchAll(/\{([^}]*)\}/g)].every(([, path]) => ["$topic", "$pipeline"].includes(path)),
+        "may use only {$topic} and {$pipeline}: the bridge consumes it, so its name must be known before any answer",
+      ).default("{$topic}.answers").describe("The answers topic (a template of {$topic} and {$pipeline})."),
+      timeout: Duration.refine((ms) => ms > 0, "must be more than 0").prefault("24h")
+        .describe("A task still waiting this long is cancelled and dead-lettered as input-required."),
+    }),
+  ]).prefault({}).describe(
+    "A task that stops to ask (input-required, auth-required) publishes its question and waits for an answer on this topic, keyed by task id; false: such a task goes to the DLQ.",
+  ),
   context: z.enum(["none", "key"]).default("none").describe(
     "key: messages with the same Kafka key go on in one A2A conversation (contextId): derived from the key, or minted by the agent (Archestra /v2) and kept in the tasks topic; none: independent calls.",
   ),

@@ -40,6 +40,9 @@ export class KafkaTable implements Table {
   readonly #readerGroup = `agentstream-tasks-${crypto.randomUUID()}`;
   /** Tombstones on their way: a stop waits for them. */
   readonly #clearing = new Set<Promise<void>>();
+  /** The next offset to read, per partition, and who waits to have read to a point. */
+  readonly #read = new Map<number, bigint>();
+  #waiters: { ends: Map<number, bigint>; resolve: () => void }[] = [];
 
   constructor(options: KafkaTableOptions) {
     this.#options = options;
@@ -73,6 +76,11 @@ export class KafkaTable implements Table {
       await admin.disconnect();
     }
     const read = caughtUp(this.#consumer, topic, ends);
+    this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.topic !== topic) return;
+      this.#read.set(payload.partition, BigInt(payload.lastOffset) + 1n);
+      this.#waiters = this.#waiters.filter((waiter) => !this.#reached(waiter.ends) || (waiter.resolve(), false));
+    });
     const prefix = `${this.#options.groupId}/`;
     await Promise.all([this.#producer.connect(), this.#consumer.connect()]);
     await this.#consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -107,6 +115,36 @@ export class KafkaTable implements Table {
     return this.#entries.get(key);
   }
 
+  entries(prefix: string): [string, unknown][] {
+    return [...this.#entries].filter(([key]) => key.startsWith(prefix));
+  }
+
+  /** Reads the topic up to where it ends now (within 10 s: past that, what is known will do). */
+  async sync(): Promise<void> {
+    const admin = this.#options.kafka.admin();
+    await admin.connect();
+    let ends: Map<number, bigint>;
+    try {
+      ({ ends } = await logEnds(admin, this.#options.topic));
+    } finally {
+      await admin.disconnect();
+    }
+    if (this.#reached(ends)) return;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const waiter = { ends, resolve };
+    this.#waiters.push(waiter);
+    const timer = setTimeout(() => {
+      this.#waiters = this.#waiters.filter((w) => w !== waiter);
+      log.warn("could not read {topic} to its end within 10 s", { topic: this.#options.topic });
+      resolve();
+    }, 10_000);
+    await promise.finally(() => clearTimeout(timer));
+  }
+
+  #reached(ends: ReadonlyMap<number, bigint>): boolean {
+    return [...ends].every(([partition, end]) => (this.#read.get(partition) ?? 0n) >= end);
+  }
+
   async set(key: string, value: unknown): Promise<void> {
     this.#entries.set(key, value);
     await this.#producer.send({
@@ -132,6 +170,8 @@ export class KafkaTable implements Table {
 
   /** Stops following and disconnects; forgets its reader group. */
   async stop(): Promise<void> {
+    for (const waiter of this.#waiters) waiter.resolve();
+    this.#waiters = [];
     await Promise.allSettled(this.#clearing);
     await Promise.allSettled([this.#consumer.disconnect(), this.#producer.disconnect()]);
     const admin = this.#options.kafka.admin();

@@ -67,6 +67,11 @@ export interface ConsumerAdapterOptions {
   drain: () => Promise<void>;
   /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
   onSubscribe?: (topics: string[]) => Promise<void>;
+  /**
+   * Topics consumed beside the subscribed ones (the answers topics of tasks that ask), given the
+   * source topics; consumed once they exist (`onSubscribe` creates them where it can).
+   */
+  companions?: (sources: string[]) => string[];
   /** Batches buffered ahead of the pipeline. */
   capacity?: number;
   /** The wait before the adapter restarts a consumer kafkajs left stopped (default 1 s). */
@@ -123,6 +128,8 @@ export class ConsumerAdapter {
   readonly #consumer: Consumer;
   readonly #channel: Channel<Batch>;
   #subscribed: string[] = [];
+  /** Companion topics found missing (warned of once). */
+  readonly #absent = new Set<string>();
   #running = false;
   #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -224,13 +231,28 @@ export class ConsumerAdapter {
 
   async #refresh(): Promise<void> {
     if (this.#closed) return;
-    const existing = await this.#options.admin.listTopics();
-    const { topics, missing } = resolveTopics(this.#options.subscriptions, existing, this.#options.isOutput);
-    const added = topics.filter((topic) => !this.#subscribed.includes(topic));
+    let existing = await this.#options.admin.listTopics();
+    const { topics: sources, missing } = resolveTopics(this.#options.subscriptions, existing, this.#options.isOutput);
+    const newSources = sources.filter((topic) => !this.#subscribed.includes(topic));
+    const wanted = this.#options.companions?.(sources).filter((topic) => !this.#subscribed.includes(topic)) ?? [];
     // Nothing new, and consuming: done. (Not consuming with topics known means an earlier try failed.)
-    if (!added.length && (this.#running || !this.#subscribed.length)) return;
+    if (!newSources.length && !wanted.length && (this.#running || !this.#subscribed.length)) return;
     if (missing.length) log.info("waiting for topics to exist: {missing}", { missing });
-    if (added.length) await this.#options.onSubscribe?.(added);
+    if (newSources.length) await this.#options.onSubscribe?.(newSources);
+    if (wanted.some((topic) => !existing.includes(topic))) existing = await this.#options.admin.listTopics();
+    const absent = wanted.filter((topic) => !existing.includes(topic) && !this.#absent.has(topic));
+    if (absent.length) {
+      absent.forEach((topic) => this.#absent.add(topic));
+      log.warn(
+        "answers topics {absent} do not exist and could not be created: answers to tasks that ask wait until they do",
+        {
+          absent,
+        },
+      );
+    }
+    const companions = wanted.filter((topic) => existing.includes(topic));
+    const added = [...newSources, ...companions];
+    if (!added.length && (this.#running || !this.#subscribed.length)) return;
     if (this.#running) {
       log.info("new topics {added}: pausing to subscribe again", { added });
       this.#draining = true;
@@ -251,7 +273,9 @@ export class ConsumerAdapter {
       // Topics found after start-up are read from their beginning whatever the reset policy says:
       // whatever was written to them before they were found is new to us.
       const fromBeginning = this.#subscribed.length ? true : this.#options.fromBeginning;
-      await this.#consumer.subscribe({ topics: added, fromBeginning });
+      if (newSources.length) await this.#consumer.subscribe({ topics: newSources, fromBeginning });
+      // Every answer counts, whenever it was written: an answers topic is read from its beginning.
+      if (companions.length) await this.#consumer.subscribe({ topics: companions, fromBeginning: true });
     }
     this.#subscribed = [...this.#subscribed, ...added].sort();
     log.info("consuming {topics}", { topics: this.#subscribed });

@@ -10,6 +10,7 @@ import type { PublishContext } from "../stages/publish.ts";
 import { BatchingSender } from "./batching_sender.ts";
 import { toKafkaMessage } from "./message.ts";
 import { topicMatches } from "../util/glob.ts";
+import { topicName } from "../answer_topics.ts";
 
 const log = getLogger(["agentstream", "publish"]);
 
@@ -36,20 +37,15 @@ export function kafkaPublisher(producer: Producer): PublishContext {
   };
 }
 
-/** Output topic names that depend only on the source topic, for the pipelines reading `topic`. */
+/** Output topic names that depend only on the source topic (answers topics too), for the pipelines reading `topic`. */
 export function outputTopicsOf(pipelines: readonly Pipeline[], topic: string): string[] {
   const names = new Set<string>();
   for (const pipeline of pipelines) {
     if (!pipeline.topics.some((pattern) => topicMatches(pattern, topic))) continue;
-    for (const template of [pipeline.publish.responses, pipeline.publish.dlq]) {
-      let name = "";
-      for (const part of template.parts) {
-        if ("literal" in part) name += part.literal;
-        else if (part.path === "$topic") name += topic;
-        else if (part.path === "$pipeline") name += pipeline.name;
-        else name = "\u0000"; // depends on the message: cannot be known up front
-      }
-      if (!name.includes("\u0000")) names.add(name);
+    const answers = pipeline.routes.flatMap((route) => route.answers ? [route.answers.topic] : []);
+    for (const template of [pipeline.publish.responses, pipeline.publish.dlq, ...answers]) {
+      const name = topicName(template, topic, pipeline.name);
+      if (name) names.add(name);
     }
   }
   return [...names];

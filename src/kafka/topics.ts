@@ -2,7 +2,7 @@
  * @module
  * Which topics to consume. Exact names are taken as given; globs are matched against the broker's
  * topics, leaving out Kafka's internal topics and every topic that is an output of a pipeline (its
- * responses or DLQ topic), so `orders.*` never feeds `orders.events.responses` back to the agent.
+ * responses, DLQ or answers topic), so `orders.*` never feeds `orders.events.responses` back to the agent.
  *
  * @example
  * ```ts
@@ -23,9 +23,13 @@ export function templatePattern(template: Template): RegExp {
   return new RegExp(`^${source}$`);
 }
 
-/** A predicate that says whether a topic is one that some pipeline writes to. */
+/** A predicate that says whether a topic is one that some pipeline writes to (or takes answers from). */
 export function outputTopicTest(pipelines: readonly Pipeline[]): (topic: string) => boolean {
-  const patterns = pipelines.flatMap((p) => [templatePattern(p.publish.responses), templatePattern(p.publish.dlq)]);
+  const patterns = pipelines.flatMap((p) => [
+    templatePattern(p.publish.responses),
+    templatePattern(p.publish.dlq),
+    ...p.routes.flatMap((route) => route.answers ? [templatePattern(route.answers.topic)] : []),
+  ]);
   return (topic) => patterns.some((pattern) => pattern.test(topic));
 }
 

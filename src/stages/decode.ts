@@ -25,6 +25,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Decodes one job's value in place. */
 export function decodeJob(job: Job): void {
+  // An answer's body is read by the answers stage.
+  if (job.answer) return;
   const bytes = job.record.value;
   if (bytes === null) {
     job.failure = failure("decode", "permanent", "message has no value (a tombstone)");

@@ -22,7 +22,8 @@ import { nameBasedUuid } from "../util/uuid.ts";
 /** The fan-out stage. */
 export async function* fanOut(jobs: AsyncIterable<Job>): AsyncIterable<Job> {
   for await (const job of jobs) {
-    const agents = job.route?.agents ?? [];
+    // An answer goes to the one agent whose task asked.
+    const agents = job.answer ? [] : job.route?.agents ?? [];
     // A stale job is not split: it is abandoned downstream anyway.
     const acks = isLive(job) && agents.length > 1 ? job.ack.split(agents.length - 1) : undefined;
     if (!acks) {

@@ -22,11 +22,23 @@
  * //   console.log(job.reply?.text ?? job.failure?.message);
  * ```
  */
+import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
 import { errorMessage, failure } from "../errors.ts";
 import type { RunningTask, TaskRegistry } from "../a2a/task_registry.ts";
 import { Conversations, type Talk } from "../a2a/conversations.ts";
-import { type AgentTarget, isLive, type Job, jobAgent, orderingKey, type Pipeline } from "../model.ts";
+import type { AskingTasks } from "../a2a/asking_tasks.ts";
+import { topicName } from "../answer_topics.ts";
+import {
+  type AgentReply,
+  type AgentTarget,
+  isLive,
+  type Job,
+  jobAgent,
+  orderingKey,
+  type Pipeline,
+  type WaitingTask,
+} from "../model.ts";
 import { Circuit } from "../a2a/circuit.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
@@ -75,6 +87,8 @@ export interface InvokeContext {
   readonly tasks?: TaskRegistry;
   /** The conversations of keys (`invoke.context: key`); by default one kept in memory. */
   readonly conversations?: Conversations;
+  /** Where tasks that asked wait for their answers; without it such a task fails as its state. */
+  readonly asking?: AskingTasks;
   /** For tests: waits between retries. */
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** For tests: jitter source in [0, 1). */
@@ -114,6 +128,21 @@ export function buildMessage(job: Job, contextId?: string): OutgoingMessage {
       route: job.route?.name ?? null,
       correlation_id: ctx.correlationId,
     },
+  };
+}
+
+/**
+ * The message that answers a task that asked: into the task and its conversation, with the
+ * decisions in `metadata.taskOps.approvalDecisions` (Archestra) or the text as its part.
+ */
+export function answerMessage(job: Job): OutgoingMessage {
+  const { waiting, approvals, text } = job.answer!;
+  const base = buildMessage(job, waiting!.contextId ?? undefined);
+  return {
+    ...base,
+    taskId: waiting!.taskId,
+    text: approvals ? undefined : text ?? "",
+    metadata: approvals ? { ...base.metadata, taskOps: { approvalDecisions: approvals } } : base.metadata,
   };
 }
 
@@ -197,8 +226,10 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   const waits = ctx.stopping ?? ctx.signal;
   const stopped = () => waits?.aborted || ctx.signal?.aborted;
   const conversations = ctx.conversations ?? inMemory;
-  const talk = talkOf(job, url);
-  let original = buildMessage(job, talk && conversations.contextFor(talk));
+  // An answer goes into the task that asked (see answers.ts); nothing else is sent for it.
+  const answer = job.answer?.waiting ? job.answer : undefined;
+  const talk = answer ? undefined : talkOf(job, url);
+  let original = answer ? answerMessage(job) : buildMessage(job, talk && conversations.contextFor(talk));
   let message = original;
   let resent = 0;
   const taskKey = job.ctx.messageId;
@@ -238,7 +269,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       const version = route.a2a ?? endpoint.version ?? await ctx.cards?.version(url, token) ?? "0.3";
       // A task the agent already works on for this message (from an earlier run or attempt) is
       // polled, not started again.
-      const running = ctx.tasks?.get(taskKey);
+      const running = answer ? undefined : ctx.tasks?.get(taskKey);
       const resumeTaskId = running?.url === url ? running.taskId : undefined;
       const sent = message;
       const call = () =>
@@ -253,8 +284,10 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
             signal: ctx.signal,
             traceparent: agentCallTraceparent(job),
             resumeTaskId,
-            stream,
-            onTask: ctx.tasks && ((taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url })),
+            stream: stream && !answer,
+            onTask: ctx.tasks && !answer ? (taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url }) : undefined,
+            answer: answer &&
+              { taskId: answer.waiting!.taskId, question: answer.waiting!.question, cancel: answer.timeout },
           }));
       await adaptive?.acquire(waits, { retry });
       let sample: LimitSample | undefined;
@@ -302,13 +335,15 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     if ("reply" in outcome) {
       answered();
       if (talk) await conversations.replied(talk, outcome.reply.contextId);
-      job.reply = {
+      const reply: AgentReply = {
         ...outcome.reply,
         attempts: attempt,
         latencyMs: Math.round(performance.now() - started!),
         url,
         ...(resent ? { resent } : {}),
       };
+      if (reply.state === "completed") job.reply = reply;
+      else await asked(job, reply, ctx);
       return job;
     }
     const problem = outcome.failure;
@@ -393,6 +428,69 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
     attempt++;
     await sleep(delay, waits);
   }
+}
+
+/**
+ * The task stopped to ask (`input-required`, `auth-required`): where the route takes answers, the
+ * task is kept as waiting (durably, before its question is published and its message committed,
+ * so a waiting task holds no offset) and the reply is the question; elsewhere it fails as its state.
+ */
+async function asked(job: Job, reply: AgentReply, ctx: InvokeContext): Promise<void> {
+  const route = job.route!;
+  const state = reply.state as "input-required" | "auth-required";
+  const before = job.answer?.waiting;
+  if (!route.answers || !ctx.asking || !reply.taskId || !reply.question) {
+    job.failure = failure(
+      "invoke",
+      state,
+      `task ${reply.taskId} ended ${state}${reply.text ? `: ${reply.text}` : ""}`,
+      {
+        attempts: reply.attempts,
+        ...(reply.taskId ? { taskId: reply.taskId } : {}),
+      },
+    );
+    return;
+  }
+  const answersTopic = before?.answersTopic ?? topicName(route.answers.topic, job.ctx.topic, job.pipeline.name)!;
+  const deadline = new Date(Date.now() + route.answers.timeoutMs).toISOString();
+  const agent = jobAgent(job)!;
+  const waiting: WaitingTask = {
+    taskId: reply.taskId,
+    contextId: reply.contextId ?? before?.contextId ?? null,
+    url: reply.url,
+    agent: agent.url !== undefined ? { url: agent.url } : { promptId: agent.promptId },
+    route: route.name,
+    source: before?.source ?? job.ctx,
+    original: before?.original ?? originalOf(job),
+    question: reply.question,
+    ...(reply.approvalRequests ? { approvalIds: approvalIdsOf(reply.approvalRequests) } : {}),
+    answersTopic,
+    deadline,
+  };
+  await ctx.asking.remember(waiting);
+  job.reply = { ...reply, answerTo: { topic: answersTopic, key: reply.taskId, deadline } };
+}
+
+/** A value this large is not kept with a waiting task: its DLQ record then carries the answer's bytes. */
+const MAX_KEPT_VALUE = 256 * 1024;
+
+/** The key and value of a task's message, kept with the task while it waits. */
+function originalOf(job: Job): WaitingTask["original"] {
+  const { key, value } = job.record;
+  const size = value?.length ?? 0;
+  return {
+    key: key === null ? null : Buffer.from(key).toString("base64"),
+    value: value === null || size > MAX_KEPT_VALUE ? null : Buffer.from(value).toString("base64"),
+    size,
+  };
+}
+
+/** The ids of the approvals a task waits on that are not decided yet. */
+function approvalIdsOf(requests: readonly unknown[]): string[] {
+  return requests.flatMap((request) => {
+    const { approvalId, resolved } = (request ?? {}) as { approvalId?: unknown; resolved?: unknown };
+    return typeof approvalId === "string" && resolved !== true ? [approvalId] : [];
+  });
 }
 
 /**

@@ -40,6 +40,8 @@ export function routeMatches(route: Route, ctx: MessageContext, value: unknown):
 
 /** Matches one job in place. */
 export function matchJob(job: Job): void {
+  // An answer's route is the one its task asked on (see answers.ts).
+  if (job.answer) return;
   const hops = hopCount(job.ctx);
   if (hops >= job.pipeline.maxHops) {
     job.failure = failure(

@@ -29,6 +29,7 @@
  * }
  * ```
  */
+import { Buffer } from "node:buffer";
 import { errorMessage, failure } from "../errors.ts";
 import { hopCount, type Job, jobAgent, orderingKey, type OutRecord } from "../model.ts";
 
@@ -94,6 +95,8 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
   return {
     pipeline: ctx.pipeline,
     route: route?.name ?? null,
+    // `completed`, or `input-required` / `auth-required`: the task asks, and waits for an answer.
+    status: reply?.state ?? "completed",
     source: {
       topic: ctx.topic,
       partition: ctx.partition,
@@ -110,7 +113,14 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
       parts: reply?.parts ?? [],
       task_id: reply?.taskId ?? null,
       context_id: reply?.contextId ?? null,
+      ...(reply?.approvalRequests ? { approval_requests: reply.approvalRequests } : {}),
     },
+    // A task that stopped to ask: its question is the reply, answered on `answer_to.topic`.
+    ...(reply?.answerTo
+      ? { answer_to: { topic: reply.answerTo.topic, key: reply.answerTo.key, deadline: reply.answerTo.deadline } }
+      : {}),
+    // What it answered, for the reply of a task that asked.
+    ...(job.answer?.waiting ? { answered: { task_id: job.answer.taskId, topic: job.record.topic } } : {}),
     attempts: reply?.attempts ?? 0,
     latency_ms: reply?.latencyMs ?? 0,
     ...(job.window ? { window: windowSummary(job) } : {}),
@@ -164,12 +174,24 @@ export function correlationHeaders(job: Job): Record<string, string> {
 export function dlqRecord(job: Job, now = new Date()): OutRecord {
   const problem = job.failure!;
   const { headers, nulls } = writableHeaders(job.record.headers);
-  return {
-    key: job.record.key,
-    value: job.record.value ?? new Uint8Array(),
+  // A task that failed after it asked: the record is its message's, as kept while it waited.
+  const waiting = job.answer?.waiting;
+  const original = waiting && {
+    key: waiting.original.key === null ? null : Buffer.from(waiting.original.key, "base64"),
+    value: waiting.original.value === null ? job.record.value : Buffer.from(waiting.original.value, "base64"),
     headers: {
-      ...headers,
-      ...(nulls.length ? { "x-null-headers": nulls.join(",") } : {}),
+      ...waiting.source.headers,
+      "x-answer-topic": job.record.topic,
+      "x-answer-offset": job.record.offset,
+      ...(waiting.original.value === null ? { "x-original-size": String(waiting.original.size) } : {}),
+    },
+  };
+  return {
+    key: original ? original.key : job.record.key,
+    value: (original ? original.value : job.record.value) ?? new Uint8Array(),
+    headers: {
+      ...(original ? original.headers : headers),
+      ...(!original && nulls.length ? { "x-null-headers": nulls.join(",") } : {}),
       ...correlationHeaders(job),
       "x-error-stage": problem.stage,
       "x-error-class": problem.class,

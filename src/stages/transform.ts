@@ -109,7 +109,8 @@ export function transformWindow(job: Job): Job[] {
 export async function* transform(jobs: AsyncIterable<Job>): AsyncIterable<Job> {
   for await (const job of jobs) {
     let out = [job];
-    if (isLive(job)) {
+    // An answer's text is the answer itself (see answers.ts).
+    if (isLive(job) && !job.answer) {
       try {
         if (job.window) out = transformWindow(job);
         else transformJob(job);

@@ -134,7 +134,8 @@ export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): W
   (async () => {
     try {
       for await (const job of jobs) {
-        const spec = isLive(job) ? job.route?.window : undefined;
+        // An answer goes on to its task at once: the window its message was in is long closed.
+        const spec = isLive(job) && !job.answer ? job.route?.window : undefined;
         if (spec) add(job, spec);
         else void out.send(job);
         relieve();

@@ -24,6 +24,10 @@ export interface Table {
   set(key: string, value: unknown): Promise<void>;
   /** Best effort: a failure to delete is logged, not thrown. */
   delete(key: string): void;
+  /** The entries whose keys start with `prefix`. */
+  entries(prefix: string): [string, unknown][];
+  /** Resolves once what other replicas had written when it was called can be read here. */
+  sync(): Promise<void>;
 }
 
 /** A table in memory: for tests, and for what need not outlive the process. */
@@ -41,5 +45,13 @@ export class MemoryTable implements Table {
 
   delete(key: string): void {
     this.#entries.delete(key);
+  }
+
+  entries(prefix: string): [string, unknown][] {
+    return [...this.#entries].filter(([key]) => key.startsWith(prefix));
+  }
+
+  sync(): Promise<void> {
+    return Promise.resolve();
   }
 }

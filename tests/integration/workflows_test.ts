@@ -170,7 +170,7 @@ Deno.test(
 );
 
 Deno.test(
-  "a task that stops for input or authorisation goes to the DLQ with its own class and task id",
+  "with answers: false, a task that stops for input or authorisation goes to the DLQ with its own class and task id",
   integration,
   async () => {
     const topic = `task-${uniqueId()}.events`;
@@ -186,8 +186,8 @@ Deno.test(
     const bridge = await startTestBridge({
       pipelines: pipelinesFrom([
         `name: tasks\nsource: { topics: [${topic}] }\nroutes:\n` +
-        `  - { name: asks, match: { fields: { kind: asks } }, invoke: { prompt_id: asks } }\n` +
-        `  - { name: locked, invoke: { prompt_id: locked } }\n`,
+        `  - { name: asks, match: { fields: { kind: asks } }, invoke: { prompt_id: asks, answers: false } }\n` +
+        `  - { name: locked, invoke: { prompt_id: locked, answers: false } }\n`,
       ]),
       archestraUrl: agent.url,
     });

@@ -57,6 +57,7 @@ Deno.test("the envelope has the documented shape and never the token", () => {
   assert.deepEqual(envelope, {
     pipeline: "orders",
     route: "any",
+    status: "completed",
     source: { topic: "orders.events", partition: 0, offset: "7", key: "K-1", timestamp: "2026-01-12T10:00:00.000Z" },
     agent: { url: "http://agent/v1/a2a/p-any", prompt_id: "p-any" },
     request: {
