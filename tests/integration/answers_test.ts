@@ -51,7 +51,9 @@ async function setUp(flavour: AgentFlavour, asks: number, answers = "") {
       key: question.answer_to.key,
       value: JSON.stringify(
         question.reply.approval_requests
-          ? { approvals: question.reply.approval_requests.map((r: Envelope) => ({ approvalId: r.approvalId, approved })) }
+          ? {
+            approvals: question.reply.approval_requests.map((r: Envelope) => ({ approvalId: r.approvalId, approved })),
+          }
           : { text },
       ),
     }]);
@@ -103,28 +105,32 @@ for (const flavour of ASKING) {
     },
   );
 
-  Deno.test(`${flavour.name}: a denied answer ends as the agent decides; a task can ask twice`, integration, async () => {
-    const { topic, kafka, agent, start, envelopes, answer } = await setUp(flavour, 2);
-    const bridge = await start();
-    try {
-      await produce(kafka, topic, [{ key: "order-8", value: JSON.stringify({ refund: 9 }) }]);
-      const [first] = await envelopes(1);
-      assert.equal(first.reply.text, demoQuestion(1, 2));
-      await answer(first, true);
-      const [, second] = await envelopes(2);
-      assert.equal(second.status, "input-required", "the task asks again");
-      assert.equal(second.reply.text, demoQuestion(2, 2));
-      assert.equal(second.reply.task_id, first.reply.task_id);
-      await answer(second, false);
-      const [, , final] = await envelopes(3);
-      assert.equal(final.status, "completed");
-      assert.equal(final.reply.text, demoAnswered("refund", "denied"), "the agent decides what a denial means");
-      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0);
-    } finally {
-      await bridge.stop();
-      await agent.close();
-    }
-  });
+  Deno.test(
+    `${flavour.name}: a denied answer ends as the agent decides; a task can ask twice`,
+    integration,
+    async () => {
+      const { topic, kafka, agent, start, envelopes, answer } = await setUp(flavour, 2);
+      const bridge = await start();
+      try {
+        await produce(kafka, topic, [{ key: "order-8", value: JSON.stringify({ refund: 9 }) }]);
+        const [first] = await envelopes(1);
+        assert.equal(first.reply.text, demoQuestion(1, 2));
+        await answer(first, true);
+        const [, second] = await envelopes(2);
+        assert.equal(second.status, "input-required", "the task asks again");
+        assert.equal(second.reply.text, demoQuestion(2, 2));
+        assert.equal(second.reply.task_id, first.reply.task_id);
+        await answer(second, false);
+        const [, , final] = await envelopes(3);
+        assert.equal(final.status, "completed");
+        assert.equal(final.reply.text, demoAnswered("refund", "denied"), "the agent decides what a denial means");
+        assert.equal(await topicSize(kafka, `${topic}.dlq`), 0);
+      } finally {
+        await bridge.stop();
+        await agent.close();
+      }
+    },
+  );
 
   Deno.test(
     `${flavour.name}: an unanswered task is cancelled at its timeout and dead-lettered as input-required`,
@@ -152,24 +158,28 @@ for (const flavour of ASKING) {
   );
 }
 
-Deno.test("an answer for no waiting task, or of the wrong shape, goes to the answers topic's DLQ", integration, async () => {
-  const { topic, kafka, agent, start } = await setUp(ASKING[1], 1);
-  const bridge = await start();
-  try {
-    await until(() => bridge.topics().includes(`${topic}.answers`), "the answers topic consumed");
-    await produce(kafka, `${topic}.answers`, [
-      { key: "no-such-task", value: JSON.stringify({ text: "hello?" }) },
-      { key: "no-such-task", value: JSON.stringify({ yes: true }) },
-    ]);
-    const dead = await readRecords(kafka, [`${topic}.answers.dlq`], 2);
-    assert.match(dead[0].headers["x-error-message"], /no task no-such-task waits/);
-    assert.match(dead[1].headers["x-error-message"], /an answer is/);
-    assert.equal(agent.requests.length, 0, "the agent heard nothing of them");
-  } finally {
-    await bridge.stop();
-    await agent.close();
-  }
-});
+Deno.test(
+  "an answer for no waiting task, or of the wrong shape, goes to the answers topic's DLQ",
+  integration,
+  async () => {
+    const { topic, kafka, agent, start } = await setUp(ASKING[1], 1);
+    const bridge = await start();
+    try {
+      await until(() => bridge.topics().includes(`${topic}.answers`), "the answers topic consumed");
+      await produce(kafka, `${topic}.answers`, [
+        { key: "no-such-task", value: JSON.stringify({ text: "hello?" }) },
+        { key: "no-such-task", value: JSON.stringify({ yes: true }) },
+      ]);
+      const dead = await readRecords(kafka, [`${topic}.answers.dlq`], 2);
+      assert.match(dead[0].headers["x-error-message"], /no task no-such-task waits/);
+      assert.match(dead[1].headers["x-error-message"], /an answer is/);
+      assert.equal(agent.requests.length, 0, "the agent heard nothing of them");
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
 
 for (const flavour of ASKING) {
   Deno.test(
