@@ -46,6 +46,8 @@ export const DEMO_PROMPT_IDS = {
   ESCALATION_PROMPT_ID: "escalation",
   /** For the windows example (pipelines/examples/windows). */
   TRENDS_PROMPT_ID: "trends",
+  /** For the approvals example (pipelines/examples/approvals): asks before its refund tool runs. */
+  REFUNDS_PROMPT_ID: "refunds",
 };
 
 /**
@@ -55,6 +57,7 @@ export const DEMO_PROMPT_IDS = {
 export const DEMO_BEHAVIOURS: Record<string, Behaviour> = {
   "customer-support": { classify: true },
   trends: { trends: true },
+  refunds: { asks: 1 },
 };
 
 /** The kinds of agent the demo agent can be. */

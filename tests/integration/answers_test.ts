@@ -21,6 +21,11 @@ import {
   uniqueId,
 } from "../support/kafka.ts";
 import { until } from "../support/until.ts";
+import { testBroker } from "../support/broker.ts";
+import { pipelineDir, startMain } from "../support/main_process.ts";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -31,7 +36,7 @@ const ASKING = AGENT_FLAVOURS.filter((flavour) => flavour.name !== "Archestra /v
 type Envelope = any;
 
 /** A bridge on one topic whose agent (`refund`) asks `asks` times; `answers` is the route's option. */
-async function setUp(flavour: AgentFlavour, asks: number, answers = "") {
+async function setUp(flavour: AgentFlavour, asks: number, answers = "", extra = "") {
   const topic = `refunds-${uniqueId()}.events`;
   const { kafka } = await testKafka();
   await createTopics(kafka, [topic, `${topic}.responses`]);
@@ -40,7 +45,7 @@ async function setUp(flavour: AgentFlavour, asks: number, answers = "") {
   const options = answers ? `, answers: ${answers}` : "";
   const pipelines = pipelinesFrom([
     `name: refunds\nsource: { topics: [${topic}] }\n` +
-    `routes: [{ name: refund, invoke: { prompt_id: refund, timeout: 10s${options} } }]\n`,
+    `routes: [{ name: refund, invoke: { prompt_id: refund, timeout: 10s${options} } }]\n${extra}`,
   ]);
   const start = () => startTestBridge({ pipelines, archestraUrl: agent.url, archestraApi: flavour.api, groupId });
   const envelopes = async (count: number): Promise<Envelope[]> =>
@@ -159,6 +164,35 @@ for (const flavour of ASKING) {
 }
 
 Deno.test(
+  "with exactly-once, the answer's offset commits in the transaction that writes its reply",
+  integration,
+  async () => {
+    const { topic, kafka, agent, groupId, start, envelopes, answer } = await setUp(
+      ASKING[1],
+      1,
+      "",
+      "delivery: { guarantee: exactly-once }\n",
+    );
+    const bridge = await start();
+    try {
+      await produce(kafka, topic, [{ key: "order-11", value: JSON.stringify({ refund: 3 }) }]);
+      const [question] = await envelopes(1);
+      await answer(question, true);
+      const [, final] = await envelopes(2);
+      assert.equal(final.status, "completed");
+      await until(
+        async () => (await committedOffsets(kafka, groupId, `${topic}.answers`))[0] === "1",
+        "the answer's offset, committed with its reply",
+      );
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
   "an answer for no waiting task, or of the wrong shape, goes to the answers topic's DLQ",
   integration,
   async () => {
@@ -207,3 +241,59 @@ for (const flavour of ASKING) {
     },
   );
 }
+
+Deno.test(
+  "the shipped approvals example, run as a user would: a refund asked, approved with deno task answer, made",
+  integration,
+  async () => {
+    const topic = `refunds-${uniqueId()}.requests`;
+    const { kafka } = await testKafka();
+    const yaml = (await Deno.readTextFile(`${root}pipelines/examples/approvals/refunds.yaml`))
+      .replace("topics: [orders.refunds]", `topics: [${topic}]`);
+    const dir = await pipelineDir(yaml);
+    const env = { KAFKA_BOOTSTRAP_SERVERS: await testBroker(), KAFKA_GROUP_ID: `refunds-${uniqueId()}` };
+    await createTopics(kafka, [topic, `${topic}.responses`]);
+    const main = await startMain({ ...env, PIPELINES_DIR: dir, ARCHESTRA_A2A_API: "v2" });
+    const task = (name: string, ...args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["task", "--quiet", `--config=${root}deno.json`, name, ...args],
+        cwd: root,
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    try {
+      await main.waitForLog((r) => /^consuming/.test(r.message), "consuming");
+      const sent = await task(
+        "send",
+        "--topic",
+        topic,
+        "--key",
+        "ORD-123",
+        "--value",
+        '{"order_id": "ORD-123", "amount": 42, "reason": "arrived broken"}',
+      );
+      assert.equal(sent.code, 0, new TextDecoder().decode(sent.stderr));
+      const [question] = (await readRecords(kafka, [`${topic}.responses`], 1)).map((r) =>
+        JSON.parse(r.value!.toString())
+      );
+      assert.equal(question.status, "input-required");
+      assert.equal(question.reply.approval_requests[0].toolName, "refund");
+      const answered = await task("answer", question.reply.task_id, "--approve");
+      const said = new TextDecoder().decode(answered.stdout) + new TextDecoder().decode(answered.stderr);
+      assert.equal(answered.code, 0, said);
+      assert.match(said, new RegExp(`answered task ${question.reply.task_id} on ${topic}\\.answers`));
+      const [, final] = (await readRecords(kafka, [`${topic}.responses`], 2)).map((r) =>
+        JSON.parse(r.value!.toString())
+      );
+      assert.equal(final.status, "completed");
+      assert.equal(final.reply.text, demoAnswered("refunds", "approved"));
+      const unknown = await task("answer", "no-such-task", "--deny");
+      assert.equal(unknown.code, 1);
+      assert.match(new TextDecoder().decode(unknown.stderr), /no task no-such-task waits for an answer/);
+    } finally {
+      main.child.kill("SIGTERM");
+      await main.output;
+    }
+  },
+);
