@@ -297,3 +297,32 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "two replicas: a question asked through one, the group rebalanced, the answer met once by whichever owns it",
+  integration,
+  async () => {
+    const { topic, kafka, agent, start, envelopes, answer } = await setUp(ASKING[0], 1);
+    const first = await start();
+    let second: Awaited<ReturnType<typeof start>> | undefined;
+    try {
+      await produce(kafka, topic, [{ key: "order-12", value: JSON.stringify({ refund: 8 }) }]);
+      const [question] = await envelopes(1);
+      // A second replica joins: the group rebalances, and either may own the answers topic's partition.
+      second = await start();
+      await until(() => first.stats.rebalances + second!.stats.rebalances > 0, "the rebalance");
+      await answer(question, true);
+      const [, final] = await envelopes(2);
+      assert.equal(final.status, "completed");
+      assert.equal(final.reply.task_id, question.reply.task_id);
+      await until(() => first.stats.replied + second!.stats.replied === 2, "the question and the reply counted");
+      assert.equal(agent.requests.filter((r) => r.op === "send").length, 2, "the message once, the answer once");
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0);
+      assert.equal(await topicSize(kafka, `${topic}.answers.dlq`), 0);
+    } finally {
+      await second?.stop();
+      await first.stop();
+      await agent.close();
+    }
+  },
+);

@@ -139,7 +139,7 @@ Deno.test("the three example events become three replies on three responses topi
 });
 
 Deno.test(
-  "a topic created after start that matches orders.* is picked up; outputs are never consumed",
+  "a topic created after start that matches orders.* is picked up; outputs are never consumed as sources",
   integration,
   async () => {
     const prefix = `late-${uniqueId()}.`;
@@ -152,7 +152,8 @@ Deno.test(
       topicRefreshMs: 300,
     });
     try {
-      assert.deepEqual(bridge.topics(), [`${prefix}orders.events`]);
+      // Each source, and beside it its answers topic (for agents that ask): nothing else.
+      assert.deepEqual(bridge.topics(), [`${prefix}orders.events`, `${prefix}orders.events.answers`]);
       await produce(kafka, `${prefix}orders.events`, [{
         key: "ORD-1",
         value: '{"order_id":"ORD-1","event_type":"created"}',
@@ -168,7 +169,12 @@ Deno.test(
       assert.equal(JSON.parse(reply.value!.toString()).request.text, "Order Event:\nOrder ID: ORD-2\nEvent: returned");
 
       await bridge.refreshTopics();
-      assert.deepEqual(bridge.topics(), [`${prefix}orders.events`, `${prefix}orders.returns`]);
+      assert.deepEqual(bridge.topics(), [
+        `${prefix}orders.events`,
+        `${prefix}orders.events.answers`,
+        `${prefix}orders.returns`,
+        `${prefix}orders.returns.answers`,
+      ]);
       // Two source messages, two calls: the responses topics that orders.* could match were not fed back.
       assert.equal(agent.requests.length, 2);
     } finally {
@@ -178,7 +184,7 @@ Deno.test(
   },
 );
 
-Deno.test("a ** glob never consumes the responses or DLQ topics the bridge writes", integration, async () => {
+Deno.test("a ** glob never consumes the responses, DLQ or answers topics as sources", integration, async () => {
   const prefix = `loop-${uniqueId()}`;
   const { kafka } = await testKafka();
   await createTopics(kafka, [`${prefix}.a`]);
@@ -195,7 +201,8 @@ routes: [{ name: all, invoke: { prompt_id: all } }]
     await produce(kafka, `${prefix}.a`, [{ key: "k", value: "{}" }, { key: "bad", value: "{" }]);
     await readRecords(kafka, [`${prefix}.a.responses`, `${prefix}.a.dlq`], 2);
     await bridge.refreshTopics();
-    assert.deepEqual(bridge.topics(), [`${prefix}.a`]);
+    // The answers topic is consumed for answers only: no .answers.answers, no .responses, no .dlq.
+    assert.deepEqual(bridge.topics(), [`${prefix}.a`, `${prefix}.a.answers`]);
     assert.equal(agent.requests.length, 1);
   } finally {
     await bridge.stop();

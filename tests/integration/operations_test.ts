@@ -54,7 +54,7 @@ Deno.test(
         ready: true,
         kafka: true,
         agents: true,
-        topics: 1,
+        topics: 2, // the source, and its answers topic
       });
 
       const good = 20;
