@@ -51,7 +51,7 @@ export const SettingsSchema = z.object({
     "With exactly-once pipelines: the prefix of the transactional ids, one per input partition ({prefix}-{topic}-{partition}); the same on every replica of the group (default: the group id).",
   ),
   TASKS_TOPIC: z.string().default("__agentstream.tasks").describe(
-    "Compacted topic where agent tasks still running are recorded, so a restarted bridge polls them instead of sending again.",
+    "Compacted topic shared by replicas: agent tasks still running (a restarted bridge polls them instead of sending again), tasks waiting for answers, and the conversations agents minted for keys.",
   ),
   KAFKA_TOPIC_REFRESH: durationMs("5s")
     .describe("How often globs are matched again against the broker's topics."),
