@@ -1,6 +1,7 @@
 /**
  * `deno task answer <task-id> --approve | --deny | --text "…" [--topic <answers topic>]`: answers an
- * agent's task that stopped to ask, as its question's envelope says (`reply.task_id`, `answer_to`).
+ * agent's task that stopped to ask, as its question's envelope says (`reply.task_id`, `answer_to`),
+ * naming the question it answers (`answer_to.question`) when it looked the task up.
  * `--approve` / `--deny` decide every approval the task waits on (Archestra's tool approvals; to a
  * task that asks in text, the word `approved` or `denied`); `--text` sends a text. Without
  * `--topic`, the answers topic is looked up in the bridge's tasks topic (TASKS_TOPIC, for
@@ -33,7 +34,9 @@ async function main(): Promise<void> {
   const [taskId, ...extra] = positionals;
   const given = [values.approve, values.deny, values.text !== undefined].filter(Boolean).length;
   if (!taskId || extra.length || given !== 1) throw new FatalError([USAGE, "give one task id and one answer"]);
-  const body = values.text !== undefined ? { text: values.text } : { approved: values.approve === true };
+  const body: Record<string, unknown> = values.text !== undefined
+    ? { text: values.text }
+    : { approved: values.approve === true };
 
   const settings = loadSettings({ ...await readDotEnv(".env"), ...Deno.env.toObject() });
   const brokers = settings.bootstrapServers ??
@@ -44,7 +47,10 @@ async function main(): Promise<void> {
     const table = new KafkaTable({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });
     try {
       await table.start();
-      topic = (await new AskingTasks(table).find(taskId))?.answersTopic;
+      const waiting = await new AskingTasks(table).find(taskId);
+      topic = waiting?.answersTopic;
+      // Named, the question this answers: should the task ask anew meanwhile, the answer is refused.
+      if (waiting) body.question = waiting.question;
     } catch (error) {
       throw new FatalError(`cannot read ${settings.tasksTopic} at ${brokers.join(",")}: ${(error as Error).message}`);
     } finally {

@@ -520,7 +520,11 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   // an answer, in turn with any answer that came first, it cancels the task if it still waits.
   const timedOut = new Set<string>();
   timers.push(setInterval(async () => {
-    for (const task of asking.expired()) {
+    const expired = asking.expired();
+    // Marks of tasks that no longer wait past a deadline go: the set holds only what waits now.
+    const now = new Set(expired.map((task) => `${task.taskId}\n${task.deadline}`));
+    for (const mark of timedOut) if (!now.has(mark)) timedOut.delete(mark);
+    for (const task of expired) {
       const mark = `${task.taskId}\n${task.deadline}`;
       if (timedOut.has(mark)) continue;
       timedOut.add(mark);
@@ -575,16 +579,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 /**
  * The table entry a job's outcome ends, deleted once its offset is committed: the task it ran, or
  * the waiting task an answer was for, unless the task asked again (its entry is then the new
- * question's) or its fate is unknown (the answer failed on the way: the entry waits for its timeout).
+ * question's) or the answer came late (skipped). A failure ends the wait too: its message is in
+ * the DLQ, once.
  */
 function finishedTask(job: Job, tasks: TaskRegistry): string | undefined {
   const waiting = job.answer?.waiting;
-  if (waiting) {
-    if (job.reply?.answerTo) return undefined;
-    const over = job.reply !== undefined ||
-      ["permanent", "input-required", "auth-required", "timeout"].includes(job.failure?.class ?? "");
-    return over ? AskingTasks.key(waiting.taskId) : undefined;
-  }
+  if (waiting) return job.reply?.answerTo || job.skipped ? undefined : AskingTasks.key(waiting.taskId);
   return tasks.get(job.ctx.messageId) ? job.ctx.messageId : undefined;
 }
 

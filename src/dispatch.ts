@@ -98,8 +98,10 @@ export async function* dispatch(
   const byTopic = new Map<string, readonly Pipeline[]>();
   for await (const batch of batches) {
     const answers = (answerTopics?.pipelinesFor(batch.topic).length ?? 0) > 0;
-    let targets = byTopic.get(batch.topic);
-    if (!targets) byTopic.set(batch.topic, targets = targetPipelines(pipelines, batch.topic, answerTopics));
+    // The pipelines an answers topic serves grow as their sources are found: never cached.
+    let targets = answers ? undefined : byTopic.get(batch.topic);
+    if (!targets) targets = targetPipelines(pipelines, batch.topic, answerTopics);
+    if (!answers) byTopic.set(batch.topic, targets);
     for (const record of batch.records) {
       for (const pipeline of targets) {
         const ack = batch.ack?.(record.offset, pipeline.name) ?? unledgered;

@@ -76,8 +76,13 @@ export interface AgentReply {
   readonly approvalRequests?: readonly unknown[];
   /** Tells one question of a task from the next (see `questionOf` in src/a2a/send_message.ts). */
   readonly question?: string;
-  /** Where the answer to a question goes: topic, key (the task id), and when the task is given up. */
-  readonly answerTo?: { readonly topic: string; readonly key: string; readonly deadline: string };
+  /** Where the answer to a question goes: topic, key (the task id), the question, and when the task is given up. */
+  readonly answerTo?: {
+    readonly topic: string;
+    readonly key: string;
+    readonly question: string;
+    readonly deadline: string;
+  };
 }
 
 /** An answer to a task that asked, as it came and, once met, with the task it answers. */
@@ -91,8 +96,16 @@ export interface Answer {
   text?: string;
   /** Decides every approval the task waits on (or, to a task that asks in text, says `approved`/`denied`). */
   approved?: boolean;
+  /** The question it answers (`answer_to.question`), where the answer names it. */
+  question?: string;
   /** The task it answers, once found (src/a2a/asking_tasks.ts). */
   waiting?: WaitingTask;
+}
+
+/** Where an answer record is on its answers topic. */
+export interface AnswerPosition {
+  readonly partition: number;
+  readonly offset: string;
 }
 
 /** A task that asked and waits for its answer, as kept in the bridge's table. */
@@ -114,6 +127,10 @@ export interface WaitingTask {
   readonly question: string;
   /** The approvals it waits on (Archestra's `approvalRequests`), for an answer that decides them all. */
   readonly approvalIds?: readonly string[];
+  /** The answer record after which it asked this question: that record and those before it are handled. */
+  readonly askedAfter?: AnswerPosition;
+  /** The answer record being sent into the task for this question (written before it is sent). */
+  readonly answeredBy?: AnswerPosition;
   readonly answersTopic: string;
   /** When it is given up: cancelled and dead-lettered (ISO 8601). */
   readonly deadline: string;
@@ -218,6 +235,8 @@ export function isLive(job: Job): boolean {
  * means none (ordering `none`, or a message without a key under `key` ordering).
  */
 export function orderingKey(job: Job): string | undefined {
+  // Answers to one task (and its timeouts) go one at a time, whatever the pipeline's ordering.
+  if (job.answer) return `answers\u0000${job.answer.taskId}`;
   // The parts of a fanned-out message run side by side: order holds per agent.
   const agent = job.agent ? `\u0000${job.agent.promptId ?? job.agent.url}` : "";
   switch (job.pipeline.delivery.ordering) {

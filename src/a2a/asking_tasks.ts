@@ -35,12 +35,10 @@ export class AskingTasks {
   }
 
   /**
-   * The waiting task with this id. One not known here yet may have been written by another replica
-   * a moment ago: the table is read to its end before the answer is that there is none.
+   * The waiting task with this id, as it is now: the table is read to its end first, since another
+   * replica may have written (or deleted) it a moment ago. Answers are few: a read each is cheap.
    */
   async find(taskId: string): Promise<WaitingTask | undefined> {
-    const known = this.#get(taskId);
-    if (known) return known;
     await this.#table.sync();
     return this.#get(taskId);
   }

@@ -68,15 +68,23 @@ export interface SendMessageRequest {
    */
   onTask?: (taskId: string) => Promise<void>;
   /**
-   * `message` answers a task that asked `question`. The task is asked for first: the answer is sent
-   * only if it still waits on that question (a redelivered answer already sent is not sent again),
-   * and the task is then followed to its end. With `cancel` (its wait has timed out) a task that
-   * still waits is cancelled instead, and fails as `input-required`.
+   * `message` answers a task that asked `question`. The task is asked for first. One that still
+   * asks gets the answer (`beforeSend` first records that this answer is being sent) and is followed
+   * to its end; with `cancel` (its wait has timed out) it is cancelled instead, and fails as
+   * `input-required`. One that no longer asks (or asks anew) was moved on by this answer before
+   * (`sent`: a redelivery after a crash), and is followed; else the answer comes late and is `skipped`.
    */
-  answer?: { taskId: string; question: string; cancel?: boolean };
+  answer?: {
+    taskId: string;
+    question: string;
+    cancel?: boolean;
+    /** This answer was recorded as sent into the task before. */
+    sent?: boolean;
+    beforeSend?: () => Promise<void>;
+  };
 }
 
-type Outcome = { reply: A2AReply } | { failure: StageFailure };
+type Outcome = { reply: A2AReply } | { failure: StageFailure } | { skipped: string };
 type RpcOutcome = { result: unknown } | { failure: StageFailure };
 
 const FAILED = new Set(["failed", "canceled", "rejected"]);
@@ -142,9 +150,11 @@ async function answerTask(
   } catch (error) {
     return { failure: failure("invoke", "permanent", errorMessage(error)) };
   }
-  // Answered before (a redelivered answer), or asked again since: follow the task as it is.
-  if (!NEEDS_INPUT.has(task.status.state) || questionOf(task) !== answer.question) {
-    return await settle(request, speak, deadline, task);
+  const asks = NEEDS_INPUT.has(task.status.state);
+  if (!asks || (answer.sent && questionOf(task) !== answer.question)) {
+    // This answer moved the task on before (a redelivery): follow it as it is now.
+    if (answer.sent) return await settle(request, speak, deadline, task);
+    return { skipped: `task ${task.id} no longer waits for an answer (${task.status.state})` };
   }
   if (answer.cancel) {
     const cancel = await rpc(request, Date.now() + CANCEL_MS, speak.methods.cancel, speak.taskParams(task.id));
@@ -160,6 +170,7 @@ async function answerTask(
       ),
     };
   }
+  await answer.beforeSend?.();
   const sent = await rpc(
     request,
     deadline,

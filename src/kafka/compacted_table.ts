@@ -18,7 +18,7 @@
  */
 import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
-import { type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
+import { type Admin, type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
 import { errorMessage } from "../errors.ts";
 import type { Table } from "../state/table.ts";
 import { caughtUp, logEnds } from "./read_to_end.ts";
@@ -40,6 +40,9 @@ export class KafkaTable implements Table {
   readonly #readerGroup = `agentstream-tasks-${crypto.randomUUID()}`;
   /** Tombstones on their way: a stop waits for them. */
   readonly #clearing = new Set<Promise<void>>();
+  #syncing: Promise<void> | undefined;
+  /** Asks where the topic ends, for sync(); connected from start() to stop(). */
+  #admin: Admin | undefined;
   /** The next offset to read, per partition, and who waits to have read to a point. */
   readonly #read = new Map<number, bigint>();
   #waiters: { ends: Map<number, bigint>; resolve: () => void }[] = [];
@@ -109,6 +112,8 @@ export class KafkaTable implements Table {
       clearTimeout(timer);
     }
     log.debug("{count} entries from earlier runs in {topic}", { count: this.#entries.size, topic });
+    this.#admin = kafka.admin();
+    await this.#admin.connect();
   }
 
   get(key: string): unknown {
@@ -119,16 +124,23 @@ export class KafkaTable implements Table {
     return [...this.#entries].filter(([key]) => key.startsWith(prefix));
   }
 
-  /** Reads the topic up to where it ends now (within 10 s: past that, what is known will do). */
-  async sync(): Promise<void> {
-    const admin = this.#options.kafka.admin();
-    await admin.connect();
-    let ends: Map<number, bigint>;
-    try {
-      ({ ends } = await logEnds(admin, this.#options.topic));
-    } finally {
-      await admin.disconnect();
-    }
+  /**
+   * Reads the topic up to where it ends now. Calls made meanwhile share one read; past 10 s, or
+   * when the broker cannot say where it ends, what is known will do (and is logged).
+   */
+  sync(): Promise<void> {
+    this.#syncing ??= this.#sync().catch((error) => {
+      log.warn("could not read {topic} to its end: {error}", {
+        topic: this.#options.topic,
+        error: errorMessage(error),
+      });
+    }).finally(() => this.#syncing = undefined);
+    return this.#syncing;
+  }
+
+  async #sync(): Promise<void> {
+    if (!this.#admin) return;
+    const { ends } = await logEnds(this.#admin, this.#options.topic);
     if (this.#reached(ends)) return;
     const { promise, resolve } = Promise.withResolvers<void>();
     const waiter = { ends, resolve };
@@ -146,12 +158,22 @@ export class KafkaTable implements Table {
   }
 
   async set(key: string, value: unknown): Promise<void> {
+    const before = this.#entries.get(key);
     this.#entries.set(key, value);
-    await this.#producer.send({
-      topic: this.#options.topic,
-      acks: -1,
-      messages: [{ key: this.#key(key), value: Buffer.from(JSON.stringify(value)) }],
-    });
+    try {
+      await this.#producer.send({
+        topic: this.#options.topic,
+        acks: -1,
+        messages: [{ key: this.#key(key), value: Buffer.from(JSON.stringify(value)) }],
+      });
+    } catch (error) {
+      // Not durable, so not so here either (unless the reader has seen a newer value meanwhile).
+      if (this.#entries.get(key) === value) {
+        if (before === undefined) this.#entries.delete(key);
+        else this.#entries.set(key, before);
+      }
+      throw error;
+    }
   }
 
   delete(key: string): void {
@@ -173,7 +195,8 @@ export class KafkaTable implements Table {
     for (const waiter of this.#waiters) waiter.resolve();
     this.#waiters = [];
     await Promise.allSettled(this.#clearing);
-    await Promise.allSettled([this.#consumer.disconnect(), this.#producer.disconnect()]);
+    await Promise.allSettled([this.#consumer.disconnect(), this.#producer.disconnect(), this.#admin?.disconnect()]);
+    this.#admin = undefined;
     const admin = this.#options.kafka.admin();
     try {
       await admin.connect();

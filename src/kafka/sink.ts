@@ -47,6 +47,12 @@ export function outputTopicsOf(pipelines: readonly Pipeline[], topic: string): s
       const name = topicName(template, topic, pipeline.name);
       if (name) names.add(name);
     }
+    // An answers topic's own DLQ, for answers of no waiting task.
+    for (const template of answers) {
+      const answersTopic = topicName(template, topic, pipeline.name);
+      const dlq = answersTopic && topicName(pipeline.publish.dlq, answersTopic, pipeline.name);
+      if (dlq) names.add(dlq);
+    }
   }
   return [...names];
 }

@@ -24,7 +24,9 @@
  * assert.match(String(readAnswer({ yes: 1 })), /an answer is/);
  * ```
  */
+import { Buffer } from "node:buffer";
 import { failure } from "../errors.ts";
+import { decodeValue } from "./decode.ts";
 import type { Answer, Job, MessageContext, OutRecord, WaitingTask } from "../model.ts";
 import { ANSWER_KIND_HEADER } from "../dispatch.ts";
 import { isLive } from "../model.ts";
@@ -40,13 +42,20 @@ const SHAPE =
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** An answer's body, read; a string says what is wrong with it. */
-export function readAnswer(body: unknown): Pick<Answer, "approvals" | "text" | "approved"> | string {
+export function readAnswer(body: unknown): Pick<Answer, "approvals" | "text" | "approved" | "question"> | string {
   if (body === null || typeof body !== "object" || Array.isArray(body)) return SHAPE;
-  const { approvals, text, approved } = body as { approvals?: unknown; text?: unknown; approved?: unknown };
+  const { approvals, text, approved, question } = body as {
+    approvals?: unknown;
+    text?: unknown;
+    approved?: unknown;
+    question?: unknown;
+  };
   const given = [approvals, text, approved].filter((field) => field !== undefined).length;
-  if (given !== 1) return SHAPE;
-  if (typeof text === "string") return { text };
-  if (typeof approved === "boolean") return { approved };
+  if (given !== 1 || (question !== undefined && typeof question !== "string")) return SHAPE;
+  // The question answered (`answer_to.question`), where the answer names it.
+  const which = typeof question === "string" ? { question } : {};
+  if (typeof text === "string") return { text, ...which };
+  if (typeof approved === "boolean") return { approved, ...which };
   if (!Array.isArray(approvals) || !approvals.length) return SHAPE;
   const decisions = approvals.map((decision) => {
     const { approvalId, approved } = (decision ?? {}) as { approvalId?: unknown; approved?: unknown };
@@ -55,7 +64,7 @@ export function readAnswer(body: unknown): Pick<Answer, "approvals" | "text" | "
   if (decisions.some((decision) => decision === undefined)) {
     return `${SHAPE}: each approval needs approvalId and approved`;
   }
-  return { approvals: decisions as { approvalId: string; approved: boolean }[] };
+  return { approvals: decisions as { approvalId: string; approved: boolean }[], ...which };
 }
 
 /**
@@ -123,6 +132,25 @@ export async function meetAnswer(job: Job, ctx: AnswersContext, first: boolean):
     }
     return;
   }
+  const handled = waiting.askedAfter;
+  if (
+    handled && handled.partition === job.record.partition && BigInt(job.record.offset) <= BigInt(handled.offset)
+  ) {
+    // An answer the task has had (delivered again after a crash): it asked anew since.
+    job.skipped = true;
+    return;
+  }
+  if (answer.timeout && Date.parse(waiting.deadline) > Date.now()) {
+    // The task asked anew since this timeout was written, and waits to a later deadline.
+    job.skipped = true;
+    return;
+  }
+  if (answer.question !== undefined && answer.question !== waiting.question) {
+    job.failure = failure("answer", "permanent", `answers an earlier question of task ${answer.taskId}: it asks anew`, {
+      taskId: answer.taskId,
+    });
+    return;
+  }
   if (answer.approved !== undefined) {
     // Every approval the task waits on; a task that asks in text gets the word.
     if (waiting.approvalIds?.length) {
@@ -151,6 +179,10 @@ export async function meetAnswer(job: Job, ctx: AnswersContext, first: boolean):
   // From here on the answer stands for the message that started the task; its message id stays its own.
   const ctxOfSource: MessageContext = { ...waiting.source, messageId: job.ctx.messageId };
   job.ctx = ctxOfSource;
+  // Its message's value, for publish templates that read it (when it was kept).
+  if (waiting.original.value !== null) {
+    job.value = decodeValue(job.pipeline, Buffer.from(waiting.original.value, "base64"));
+  }
 }
 
 /** The answers stage: answers met with their tasks; other jobs pass untouched. */

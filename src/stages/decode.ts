@@ -54,5 +54,12 @@ export function decodeJob(job: Job): void {
   }
 }
 
+/** A value as its pipeline decodes it; undefined where it does not decode. */
+export function decodeValue(pipeline: Job["pipeline"], bytes: Uint8Array): unknown {
+  const probe = { record: { value: bytes }, pipeline } as Job;
+  decodeJob(probe);
+  return probe.failure ? undefined : probe.value;
+}
+
 /** The decode stage. */
 export const decode = perJob("decode", decodeJob);

@@ -286,8 +286,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
             resumeTaskId,
             stream: stream && !answer,
             onTask: ctx.tasks && !answer ? (taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url }) : undefined,
-            answer: answer &&
-              { taskId: answer.waiting!.taskId, question: answer.waiting!.question, cancel: answer.timeout },
+            answer: answer && answerRequest(job, ctx),
           }));
       await adaptive?.acquire(waits, { retry });
       let sample: LimitSample | undefined;
@@ -320,7 +319,7 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
           })
           : timed());
         // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
-        if (!route.longRunning) {
+        if (!route.longRunning && !("skipped" in outcome)) {
           sample = limitSample(outcome, performance.now() - callStarted);
         }
       } finally {
@@ -344,6 +343,13 @@ export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
       };
       if (reply.state === "completed") job.reply = reply;
       else await asked(job, reply, ctx);
+      return job;
+    }
+    if ("skipped" in outcome) {
+      // An answer that comes late (the task was answered, or timed out, already): nothing to do.
+      answered();
+      log.debug("{reason}: answer skipped", { reason: outcome.skipped });
+      job.skipped = true;
       return job;
     }
     const problem = outcome.failure;
@@ -461,6 +467,8 @@ async function asked(job: Job, reply: AgentReply, ctx: InvokeContext): Promise<v
     agent: agent.url !== undefined ? { url: agent.url } : { promptId: agent.promptId },
     route: route.name,
     source: before?.source ?? job.ctx,
+    // The answer that led to this question, and those before it, are handled.
+    ...(job.answer ? { askedAfter: { partition: job.record.partition, offset: job.record.offset } } : {}),
     original: before?.original ?? originalOf(job),
     question: reply.question,
     ...(reply.approvalRequests ? { approvalIds: approvalIdsOf(reply.approvalRequests) } : {}),
@@ -468,7 +476,11 @@ async function asked(job: Job, reply: AgentReply, ctx: InvokeContext): Promise<v
     deadline,
   };
   await ctx.asking.remember(waiting);
-  job.reply = { ...reply, answerTo: { topic: answersTopic, key: reply.taskId, deadline } };
+  // A redelivered message resumes this task (polls it) instead of starting another.
+  if (!job.answer && ctx.tasks) {
+    await rememberTask(ctx.tasks, job.ctx.messageId, { taskId: reply.taskId, url: reply.url });
+  }
+  job.reply = { ...reply, answerTo: { topic: answersTopic, key: reply.taskId, question: reply.question, deadline } };
 }
 
 /** A value this large is not kept with a waiting task: its DLQ record then carries the answer's bytes. */
@@ -482,6 +494,23 @@ function originalOf(job: Job): WaitingTask["original"] {
     key: key === null ? null : Buffer.from(key).toString("base64"),
     value: value === null || size > MAX_KEPT_VALUE ? null : Buffer.from(value).toString("base64"),
     size,
+  };
+}
+
+/**
+ * How an answer goes into its task: whether this very record was sent into it before (a redelivery
+ * after a crash), and the durable note that it is being sent, made just before it is.
+ */
+function answerRequest(job: Job, ctx: InvokeContext): NonNullable<Parameters<typeof sendMessage>[0]["answer"]> {
+  const answer = job.answer!;
+  const waiting = answer.waiting!;
+  const position = { partition: job.record.partition, offset: job.record.offset };
+  return {
+    taskId: waiting.taskId,
+    question: waiting.question,
+    cancel: answer.timeout,
+    sent: waiting.answeredBy?.partition === position.partition && waiting.answeredBy.offset === position.offset,
+    beforeSend: ctx.asking ? () => ctx.asking!.remember({ ...waiting, answeredBy: position }) : undefined,
   };
 }
 

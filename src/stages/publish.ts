@@ -117,7 +117,14 @@ export function replyEnvelope(job: Job): Record<string, unknown> {
     },
     // A task that stopped to ask: its question is the reply, answered on `answer_to.topic`.
     ...(reply?.answerTo
-      ? { answer_to: { topic: reply.answerTo.topic, key: reply.answerTo.key, deadline: reply.answerTo.deadline } }
+      ? {
+        answer_to: {
+          topic: reply.answerTo.topic,
+          key: reply.answerTo.key,
+          question: reply.answerTo.question,
+          deadline: reply.answerTo.deadline,
+        },
+      }
       : {}),
     // What it answered, for the reply of a task that asked.
     ...(job.answer?.waiting ? { answered: { task_id: job.answer.taskId, topic: job.record.topic } } : {}),
@@ -140,8 +147,10 @@ function windowSummary(job: Job): Record<string, unknown> {
  */
 export function replyRecord(job: Job): OutRecord {
   const value = job.pipeline.publish.format === "text" ? job.reply!.text : jsonText(replyEnvelope(job));
+  // An answer's reply is its message's: keyed as that message was.
+  const kept = job.answer?.waiting?.original.key;
   return {
-    key: job.record.key,
+    key: kept === undefined ? job.record.key : kept === null ? null : Buffer.from(kept, "base64"),
     value: encoder.encode(value),
     headers: { ...correlationHeaders(job), "x-hop-count": String(hopCount(job.ctx) + 1) },
   };
@@ -178,7 +187,8 @@ export function dlqRecord(job: Job, now = new Date()): OutRecord {
   const waiting = job.answer?.waiting;
   const original = waiting && {
     key: waiting.original.key === null ? null : Buffer.from(waiting.original.key, "base64"),
-    value: waiting.original.value === null ? job.record.value : Buffer.from(waiting.original.value, "base64"),
+    // A value too large to keep is not replaced by the answer's: replayed, that would be a new event.
+    value: waiting.original.value === null ? new Uint8Array() : Buffer.from(waiting.original.value, "base64"),
     headers: {
       ...waiting.source.headers,
       "x-answer-topic": job.record.topic,

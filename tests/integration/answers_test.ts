@@ -95,6 +95,8 @@ for (const flavour of ASKING) {
         assert.equal(final.reply.task_id, question.reply.task_id, "the same task, followed to its end");
         assert.equal(final.source.offset, question.source.offset, "the reply is the message's");
         assert.equal(final.answered.task_id, question.reply.task_id);
+        const keys = (await readRecords(kafka, [`${topic}.responses`], 2)).map((r) => r.key);
+        assert.deepEqual(keys, ["order-7", "order-7"], "the reply is keyed as its message, not by task id");
         await until(
           async () => (await committedOffsets(kafka, groupId, `${topic}.answers`))[0] === "1",
           "the answer's commit",
@@ -162,6 +164,29 @@ for (const flavour of ASKING) {
     },
   );
 }
+
+Deno.test(
+  "an answer sent twice goes into its task once: one reply, the other answer skipped or dead-lettered",
+  integration,
+  async () => {
+    const { topic, kafka, agent, start, envelopes, answer } = await setUp(ASKING[0], 1);
+    const bridge = await start();
+    try {
+      await produce(kafka, topic, [{ key: "order-13", value: JSON.stringify({ refund: 2 }) }]);
+      const [question] = await envelopes(1);
+      await answer(question, true);
+      await answer(question, true);
+      // The second meets the task finished (skipped) or, once the first is committed, no task (answers DLQ).
+      await until(() => bridge.stats.skipped + bridge.stats.deadLettered === 1, "the second answer's outcome");
+      assert.equal(await topicSize(kafka, `${topic}.responses`), 2, "one question, one reply");
+      assert.equal(agent.requests.filter((r) => r.op === "send").length, 2, "the message once, the answer once");
+      assert.equal(await topicSize(kafka, `${topic}.dlq`), 0);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
 
 Deno.test(
   "with exactly-once, the answer's offset commits in the transaction that writes its reply",

@@ -85,7 +85,7 @@ for (
   });
 }
 
-Deno.test("an answer whose task no longer waits on that question is not sent again: the task is followed", async () => {
+Deno.test("an answer sent before (a redelivery) is not sent again: a task that asks anew is followed", async () => {
   const { url, calls, server } = stub({});
   try {
     const outcome = await sendMessage({
@@ -94,11 +94,37 @@ Deno.test("an answer whose task no longer waits on that question is not sent aga
       version: "1.0",
       timeoutMs: 5_000,
       message: { messageId: "m-2", taskId: "t-1", metadata: {} },
-      answer: { taskId: "t-1", question: "an earlier question" },
+      answer: { taskId: "t-1", question: "an earlier question", sent: true },
     });
     assert.ok("reply" in outcome);
     assert.equal(outcome.reply.state, "input-required", "it asks something else now: that is the reply");
     assert.deepEqual(calls.map((c) => c.method), ["GetTask"]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("an answer or a timeout for a task that no longer asks is skipped: nothing is sent", async () => {
+  const done = { ...asking, status: { state: "TASK_STATE_COMPLETED" } };
+  const calls: string[] = [];
+  const server = Deno.serve({ port: 0, onListen: () => {} }, async (request) => {
+    const body = await request.json();
+    calls.push(body.method);
+    return Response.json({ jsonrpc: "2.0", id: body.id, result: done });
+  });
+  try {
+    for (const cancel of [false, true]) {
+      const outcome = await sendMessage({
+        url: `http://127.0.0.1:${server.addr.port}/v2/a2a/agent`,
+        token: "t",
+        version: "1.0",
+        timeoutMs: 5_000,
+        message: { messageId: "m-3", taskId: "t-1", metadata: {} },
+        answer: { taskId: "t-1", question: questionOf(readTask(asking)), cancel },
+      });
+      assert.ok("skipped" in outcome, JSON.stringify(outcome));
+    }
+    assert.deepEqual(calls, ["GetTask", "GetTask"]);
   } finally {
     await server.shutdown();
   }
