@@ -66,6 +66,22 @@ export class Commits {
     return result;
   }
 
+  /**
+   * The partitions owned now (after an assignment change): offsets carried for any other are
+   * dropped, since committing them would fail every commit (a deleted topic) or move back an
+   * offset another member owns now. Their messages are handled by whoever owns them. In turn with
+   * the commits: the commit of what finished before the change is tried first.
+   */
+  owned(partitions: readonly { topic: string; partition: number }[]): Promise<void> {
+    const owned = new Set(partitions.map((p) => partitionId(p.topic, p.partition)));
+    return this.exclusive(() => {
+      for (const id of [...this.#carried.keys()]) {
+        if (!owned.has(id)) this.#carried.delete(id);
+      }
+      return Promise.resolve();
+    });
+  }
+
   /** Commits `commit`, taken earlier (what was finished when the assignment changed). */
   these(commit: Commit): Promise<void> {
     return this.#enqueue(() => commit);

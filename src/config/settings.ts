@@ -48,7 +48,7 @@ export const SettingsSchema = z.object({
   KAFKA_SESSION_TIMEOUT: durationMs("30s")
     .describe("How long the group waits for a silent member (a crashed bridge) before its partitions move."),
   KAFKA_TRANSACTIONAL_ID: optional.describe(
-    "With exactly-once pipelines: the prefix of the transactional ids, one per input partition ({prefix}-{topic}-{partition}); the same on every replica of the group (default: the group id).",
+    "With exactly-once pipelines: the prefix of the transactional ids, one per input partition ({prefix}-{topic}-{partition}, or {prefix}/{topic}/{partition} where either name has a hyphen); the same on every replica of the group (default: the group id).",
   ),
   TASKS_TOPIC: z.string().default("__agentstream.tasks").describe(
     "Compacted topic shared by replicas: agent tasks still running (a restarted bridge polls them instead of sending again), tasks waiting for answers, and the conversations agents minted for keys.",

@@ -9,8 +9,11 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { transactionalIdFor } from "./partition_producers.ts";
- * if (transactionalIdFor("support", "orders", 3) !== "support-orders-3") throw new Error("group, topic, partition");
+ * assert.equal(transactionalIdFor("support", "orders", 3), "support-orders-3");
+ * // With hyphens in the names, hyphens alone would be ambiguous: "a" + "b-c" is not "a-b" + "c".
+ * assert.notEqual(transactionalIdFor("a", "b-c", 0), transactionalIdFor("a-b", "c", 0));
  * ```
  */
 import { getLogger } from "@logtape/logtape";
@@ -21,9 +24,17 @@ import { partitionId } from "../model.ts";
 
 const log = getLogger(["agentstream", "transactions"]);
 
-/** The transactional id of one input partition: the same on every process of the group. */
+/**
+ * The transactional id of one input partition: the same on every process of the group, and never
+ * the same for two partitions. Names without hyphens keep the `prefix-topic-partition` of earlier
+ * versions (a rolling upgrade still fences what the old version left open); where the prefix or the
+ * topic has a hyphen, `/` separates them, which no topic name can hold, so the id reads back one
+ * way only (split from the right). Such an id never equals one of the first form, which ends `-N`.
+ */
 export function transactionalIdFor(prefix: string, topic: string, partition: number): string {
-  return `${prefix}-${topic}-${partition}`;
+  return prefix.includes("-") || topic.includes("-")
+    ? `${prefix}/${topic}/${partition}`
+    : `${prefix}-${topic}-${partition}`;
 }
 
 /** A commit for a partition this process has not claimed: it belongs to another member (or did meanwhile). */

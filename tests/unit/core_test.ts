@@ -233,6 +233,27 @@ Deno.test("Commits: the offsets of a failed commit are carried into the next, ev
   assert.deepEqual(stored, [["0@1", "1@5"]]);
 });
 
+Deno.test("Commits: an offset carried for a partition no longer owned (revoked, or its topic deleted) is dropped, so later commits go through", async () => {
+  const ledger = new Ledger();
+  const stored: string[][] = [];
+  // The broker refuses any commit that holds partition 1 (deleted, or now another member's).
+  const commits = new Commits({
+    ledger,
+    write: ({ offsets }) => {
+      if (offsets.some((o) => o.partition === 1)) return Promise.reject(new Error("UNKNOWN_TOPIC_OR_PARTITION"));
+      stored.push(offsets.map((o) => `${o.partition}@${o.offset}`));
+      return Promise.resolve();
+    },
+    fatal: () => assert.fail("an offset commit is never fatal"),
+  });
+  ledger.receive("t", 1, ["0"], ["a"])("0", "a").done();
+  await commits.these(ledger.assignmentChanged()); // fails, and carries 1@1
+  await commits.owned([{ topic: "t", partition: 0 }]);
+  ledger.receive("t", 0, ["4"], ["a"])("4", "a").done();
+  await commits.now();
+  assert.deepEqual(stored, [["0@5"]], "partition 0's commit, without the carried offset of partition 1");
+});
+
 Deno.test("a transaction's records go out in sends that each fit the topic's limit", () => {
   const record = { key: null, value: new Uint8Array(400_000), headers: { "x-pipeline": "p" } };
   const chunks = fitting(Array(5).fill(record), 1_048_588);
