@@ -332,6 +332,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // With exactly-once, on the producers it was done with (fenced where its partition moved),
       // before the claim below replaces them: never on the new owner's behalf.
       void commits.these(ledger.assignmentChanged());
+      // Open windows of revoked partitions go now: their events come again to whoever owns them.
+      windows?.dropStale();
       // Offsets a failed commit carries are kept for owned partitions only.
       if (assigned) void commits.owned(assigned);
       if (transactional && assigned) void claim(assigned);

@@ -63,6 +63,11 @@ export interface WindowOptions {
 export interface WindowStage extends AsyncIterable<Job> {
   /** Closes the oldest windows of every pipeline (or of the process) that `crowded` (`full`) says is stalled. */
   relieve(): void;
+  /**
+   * Drops the windows whose events went stale (their partition was revoked): at once, not when the
+   * next event or the timer comes. Their events are passed on abandoned; Kafka delivers them again.
+   */
+  dropStale(): void;
 }
 
 interface OpenWindow {
@@ -167,7 +172,13 @@ export function window(jobs: AsyncIterable<Job>, options: WindowOptions = {}): W
     if (win.members.length >= spec.maxEvents) close(win);
   }
 
-  return Object.assign(out, { relieve });
+  const dropStale = () => {
+    for (const windows of [...open.values()]) {
+      for (const win of [...windows.values()]) if (win.members[0].ack.stale) close(win);
+    }
+  };
+
+  return Object.assign(out, { relieve, dropStale });
 }
 
 /**

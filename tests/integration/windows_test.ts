@@ -341,3 +341,30 @@ Deno.test(
   integration,
   killWithWindows("exactly-once"),
 );
+
+Deno.test(
+  "open windows of a revoked partition are dropped at the revoke, not when their timer comes",
+  integration,
+  async () => {
+    const topic = `win-revoke-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const agent = startDemoAgent({ behaviours: { trends: { trends: true } } });
+    const pipelines = pipelinesFrom([windowsPipeline(topic, "{ by: key, size: 10m, max_events: 100 }")]);
+    const groupId = `win-revoke-${uniqueId()}`;
+    const first = await startTestBridge({ pipelines, archestraUrl: agent.url, groupId });
+    let second: Awaited<ReturnType<typeof startTestBridge>> | undefined;
+    try {
+      await produce(kafka, topic, [0, 1, 2].map((n) => ({ key: "cpu", value: JSON.stringify({ n }) })));
+      await until(() => first.stats.consumed === 3, "the events taken into a window");
+      // A second member joins: the group rebalances, and every partition is revoked from the first.
+      second = await startTestBridge({ pipelines, archestraUrl: agent.url, groupId });
+      await until(() => first.stats.abandoned === 3, "the window's events abandoned at the revoke", 20_000);
+      assert.equal(agent.requests.length, 0, "no call was made for the stale window");
+    } finally {
+      await second?.stop();
+      await first.stop();
+      await agent.close();
+    }
+  },
+);
