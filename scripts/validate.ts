@@ -36,7 +36,7 @@ async function main(): Promise<number> {
     : await configuredSources({ routesFile: settings.routesConfigFile, dir: settings.pipelinesDir });
   const unset = new Set<string>();
   // As at start-up: with no ARCHESTRA_URL the demo agent's prompt ids stand in.
-  const base = settings.archestraUrl === undefined ? { ...DEMO_PROMPT_IDS, ...env } : env;
+  const base = settings.demoAgent ? { ...DEMO_PROMPT_IDS, ...env } : env;
   const { pipelines, problems } = await readPipelines(sources, standInEnv(base, unset), settings);
   for (const problem of problems) console.error(problem);
   for (const name of [...unset].sort()) console.error(`note: \${${name}} is not set here; checked as "<${name}>"`);

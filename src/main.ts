@@ -44,7 +44,14 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   const stopping = () => signals > 0;
-  const demoAgent = settings.archestraUrl === undefined;
+  const demoAgent = settings.demoAgent;
+  if (settings.bootstrapServers && env.ARCHESTRA_URL === undefined) {
+    // A demo agent answering a real broker's events would commit them answered by nobody.
+    throw new FatalError([
+      "environment:ARCHESTRA_URL: not set, while KAFKA_BOOTSTRAP_SERVERS is: the embedded demo agent would answer real events",
+      "set ARCHESTRA_URL to your Archestra (or any A2A host), or to demo to use the demo agent on purpose",
+    ], { config: true });
+  }
   const pipelines = await loadPipelines(
     { routesFile: settings.routesConfigFile, dir: settings.pipelinesDir },
     demoAgent ? { ...DEMO_PROMPT_IDS, ...env } : env,

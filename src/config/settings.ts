@@ -30,8 +30,13 @@ const list = z.string().optional().transform((value) => value?.split(",").map((i
 
 /** The environment variables we read, with their meaning; the README's table comes from here. */
 export const SettingsSchema = z.object({
-  ARCHESTRA_URL: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional()
-    .describe("Archestra (or any A2A host) base URL; unset: the embedded demo agent."),
+  ARCHESTRA_URL: z.union([
+    z.literal("demo"),
+    z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL, or demo" }),
+  ]).optional()
+    .describe(
+      "Archestra (or any A2A host) base URL. Unset: the embedded demo agent, beside the embedded broker only (with KAFKA_BOOTSTRAP_SERVERS set it is an error: the demo would answer real events); demo: the embedded demo agent on purpose.",
+    ),
   ARCHESTRA_TOKEN: optional.describe("Bearer token for Archestra. A secret: never logged."),
   ARCHESTRA_A2A_API: z.enum(["v1", "v2"]).default("v1").describe(
     "Archestra's A2A endpoint for prompt_id routes: v1 (/v1/a2a/{id}, A2A 0.3 shapes) or v2 (/v2/a2a/{id}, A2A 1.0).",
@@ -106,7 +111,7 @@ export const SettingsSchema = z.object({
     .describe("Port for /metrics (Prometheus), /healthz and /readyz; 0: any free port (logged)."),
   METRICS_HOST: z.string().default("0.0.0.0").describe("Address the metrics port listens on."),
   DEMO_AGENT_PORT: z.coerce.number().int().min(0).max(65535).default(0)
-    .describe("Port of the embedded demo agent (when ARCHESTRA_URL is unset); 0: any free port."),
+    .describe("Port of the embedded demo agent (when ARCHESTRA_URL is unset or demo); 0: any free port."),
 });
 
 /**
@@ -117,7 +122,10 @@ export const DEPLOYMENT_REQUIRED = ["KAFKA_BOOTSTRAP_SERVERS", "ARCHESTRA_URL"] 
 
 /** Settings with the names the code uses. */
 export interface Settings {
+  /** Unset where the embedded demo agent answers (see `demoAgent`). */
   archestraUrl?: string;
+  /** The embedded demo agent answers: ARCHESTRA_URL unset (beside the embedded broker) or `demo`. */
+  demoAgent: boolean;
   archestraToken?: string;
   archestraApi: "v1" | "v2";
   bootstrapServers?: string[];
@@ -173,7 +181,8 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
   registerSecret(s.ARCHESTRA_TOKEN);
   registerSecret(s.KAFKA_SASL_PASSWORD);
   return {
-    archestraUrl: s.ARCHESTRA_URL?.replace(/\/+$/, ""),
+    archestraUrl: s.ARCHESTRA_URL === "demo" ? undefined : s.ARCHESTRA_URL?.replace(/\/+$/, ""),
+    demoAgent: s.ARCHESTRA_URL === "demo" || s.ARCHESTRA_URL === undefined,
     archestraToken: s.ARCHESTRA_TOKEN,
     archestraApi: s.ARCHESTRA_A2A_API,
     bootstrapServers: s.KAFKA_BOOTSTRAP_SERVERS,

@@ -44,6 +44,23 @@ Deno.test("a bad environment variable is named, with exit code 2", integration, 
   assert.match(stderr, /^environment:MAX_RETRIES: /m);
 });
 
+Deno.test(
+  "a configured broker with no ARCHESTRA_URL is a configuration error: no demo answers for real events",
+  integration,
+  async () => {
+    const { output } = await startMain({
+      PIPELINES_DIR: `${root}pipelines`,
+      KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9",
+      ARCHESTRA_URL: undefined,
+    });
+    const { code, stderr } = await output;
+    assert.equal(code, 2);
+    assert.match(stderr, /^environment:ARCHESTRA_URL: not set, while KAFKA_BOOTSTRAP_SERVERS is/m);
+    assert.match(stderr, /or to demo to use the demo agent on purpose/);
+    assert.doesNotMatch(stderr, /Kafka at|demo agent at/, "nothing was started or connected to");
+  },
+);
+
 Deno.test("a configured broker that is down is a clear error, never a fallback", integration, async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -59,7 +76,7 @@ Deno.test("a configured broker that is down is a clear error, never a fallback",
 });
 
 Deno.test(
-  "with ARCHESTRA_URL unset the demo agent answers; SIGTERM stops cleanly with offsets committed",
+  "with ARCHESTRA_URL=demo the demo agent answers; SIGTERM stops cleanly with offsets committed",
   integration,
   async () => {
     const topic = `main-${uniqueId()}.customer.events`;
@@ -84,6 +101,7 @@ routes:
       PIPELINES_DIR: dir,
       KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
       KAFKA_GROUP_ID: groupId,
+      ARCHESTRA_URL: "demo",
       ARCHESTRA_TOKEN: "token-that-must-not-leak",
     });
     let exited = false;
