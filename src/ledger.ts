@@ -34,6 +34,11 @@ export interface StagedRecord {
 export interface Ack {
   /** The assignment changed since the job was consumed: Kafka delivers its message again, drop the work. */
   readonly stale: boolean;
+  /**
+   * Fires when the job goes stale (its partition revoked, or any other assignment change): every
+   * wait and call of its work ends then, so a stale job never calls its agent again.
+   */
+  readonly signal: AbortSignal;
   /** The job becomes `1 + extra` jobs: the acks of the extra ones, or undefined when stale. */
   split(extra: number): Ack[] | undefined;
   /**
@@ -45,7 +50,12 @@ export interface Ack {
 }
 
 /** An ack tied to no ledger: for jobs run outside the bridge (examples, tests). Never stale. */
-export const unledgered: Ack = { stale: false, split: (extra) => Array(extra).fill(unledgered), done: () => {} };
+export const unledgered: Ack = {
+  stale: false,
+  signal: new AbortController().signal,
+  split: (extra) => Array(extra).fill(unledgered),
+  done: () => {},
+};
 
 /**
  * One ack for several messages of one partition, in offset order (a window's events): stale when
@@ -58,6 +68,8 @@ export function jointAck(acks: readonly Ack[]): Ack {
     get stale() {
       return acks.some((ack) => ack.stale);
     },
+    // One partition's acks share a generation, and with it the signal.
+    signal: acks[0].signal,
     split: (extra) => {
       // Acks go stale together (a new generation); checked first so that none is split in vain.
       if (acks.some((ack) => ack.stale)) return undefined;
@@ -92,6 +104,8 @@ export class Ledger {
   /** Jobs not yet settled, by pipeline, in this generation. */
   #inFlight = new Map<string, number>();
   /** Tasks of finished messages, forgotten once a commit passes their offset. */
+  /** Aborted when the current generation ends (see assignmentChanged). */
+  #generationEnd = new AbortController();
   #tasks: { partition: string; offset: bigint; key: string }[] = [];
 
   constructor(options: LedgerOptions = {}) {
@@ -138,20 +152,29 @@ export class Ledger {
     for (const offset of offsets) this.#tracker.register(topic, partition, offset, pipelines.length);
     for (const pipeline of pipelines) this.#count(pipeline, offsets.length);
     const generation = this.#tracker.generation;
-    return (offset, pipeline) => this.#ack(topic, partition, offset, pipeline, generation);
+    const signal = this.#generationEnd.signal;
+    return (offset, pipeline) => this.#ack(topic, partition, offset, pipeline, generation, signal);
   }
 
-  #ack(topic: string, partition: number, offset: string, pipeline: string, generation: number): Ack {
+  #ack(
+    topic: string,
+    partition: number,
+    offset: string,
+    pipeline: string,
+    generation: number,
+    signal: AbortSignal,
+  ): Ack {
     const stale = () => generation !== this.#tracker.generation;
     return {
       get stale() {
         return stale();
       },
+      signal,
       split: (extra) => {
         if (stale()) return undefined;
         this.#tracker.register(topic, partition, offset, extra);
         this.#count(pipeline, extra);
-        return Array.from({ length: extra }, () => this.#ack(topic, partition, offset, pipeline, generation));
+        return Array.from({ length: extra }, () => this.#ack(topic, partition, offset, pipeline, generation, signal));
       },
       done: (staged, taskKey) => {
         if (stale()) return;
@@ -216,6 +239,9 @@ export class Ledger {
   assignmentChanged(): Commit {
     const finished = this.take();
     this.#tracker.reset();
+    // The work of the generation that ends stops now: its waits and calls end.
+    this.#generationEnd.abort();
+    this.#generationEnd = new AbortController();
     this.#held.clear();
     this.#staged.clear();
     this.#inFlight.clear();

@@ -226,6 +226,9 @@ function approvalRequestsOf(task: Task): unknown[] | undefined {
 async function settle(request: SendMessageRequest, speak: Dialect, deadline: number, initial: Message | Task) {
   let result = initial;
   for (let pause = 250; result.kind === "task" && !isFinal(result); pause = Math.min(pause * 2, 5_000)) {
+    // Stopped (or the job went stale): the task is left as it is, never cancelled, for whoever
+    // handles the message next to resume.
+    if (request.signal?.aborted) return { failure: failure("invoke", "transient", "call cancelled") };
     if (Date.now() + pause >= deadline) return await timedOut(request, speak, result);
     await abortableDelay(pause, request.signal);
     const polled = await rpc(request, deadline, speak.methods.get, speak.taskParams(result.id));

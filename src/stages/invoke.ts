@@ -214,6 +214,44 @@ export function resentMessageId(messageId: string, resend: number): string {
  * calls queued for slots cannot keep the probe (ideally a retry) from being made.
  */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
+  // The job's own signals: its waits and calls end too when it goes stale (its partition revoked).
+  const scope = jobScope(ctx, job.ack.signal);
+  try {
+    return await invokeInScope(job, scope.ctx);
+  } finally {
+    scope.dispose();
+  }
+}
+
+/**
+ * `ctx` with a job's stale signal added to its own: `stopping` (waits end) and `signal` (calls end)
+ * fire at a stop, at the end of the grace period, or when the job goes stale, whichever comes first.
+ * Listeners, not AbortSignal.any: the bridge's signals live long, and each job's are removed after.
+ */
+function jobScope(ctx: InvokeContext, stale: AbortSignal): { ctx: InvokeContext; dispose: () => void } {
+  const stopping = new AbortController();
+  const signal = new AbortController();
+  const links: (() => void)[] = [];
+  const link = (source: AbortSignal | undefined, target: AbortController) => {
+    if (!source) return;
+    const end = () => target.abort();
+    if (source.aborted) end();
+    else {
+      source.addEventListener("abort", end, { once: true });
+      links.push(() => source.removeEventListener("abort", end));
+    }
+  };
+  link(ctx.stopping ?? ctx.signal, stopping);
+  link(stale, stopping);
+  link(ctx.signal, signal);
+  link(stale, signal);
+  return {
+    ctx: { ...ctx, stopping: stopping.signal, signal: signal.signal },
+    dispose: () => links.forEach((f) => f()),
+  };
+}
+
+async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
   const route = job.route!;
   const endpoint = agentEndpoint(jobAgent(job)!, ctx);
   const { url, token } = endpoint;

@@ -7,6 +7,7 @@ import { readyJob as ready } from "../unit/helpers.ts";
 import { Circuit } from "../../src/a2a/circuit.ts";
 import type { AgentLimits } from "../../src/a2a/agent_limits.ts";
 import { unledgered } from "../../src/ledger.ts";
+import { AGENT_FLAVOURS } from "../support/flavours.ts";
 
 function recordingSleep() {
   const waits: number[] = [];
@@ -193,6 +194,43 @@ Deno.test("a job whose ack went stale stops retrying: its message is delivered a
     await agent.close();
   }
 });
+
+for (const flavour of AGENT_FLAVOURS.filter((f) => f.name !== "Archestra /v1")) {
+  Deno.test(
+    `${flavour.name}: a job whose partition is revoked while it polls a task stops at once, and never cancels the task`,
+    async () => {
+      const agent = startDemoAgent({
+        flavour: flavour.flavour,
+        behaviours: { slow: { task: "working", workMs: 600_000 } },
+      });
+      const revoked = new AbortController();
+      const job = {
+        ...ready("slow", { longRunning: true, timeout: "3s" }),
+        ack: {
+          ...unledgered,
+          get stale() {
+            return revoked.signal.aborted;
+          },
+          signal: revoked.signal,
+        },
+      };
+      try {
+        const running = invokeJob(job, { archestraUrl: agent.url, archestraApi: flavour.api });
+        // The task is sent and polled; then the partition is revoked (its new owner resumes the task).
+        await agent.waitForRequests(2);
+        revoked.abort();
+        const done = await running;
+        assert.equal(done.abandoned, true, "left for the partition's new owner");
+        assert.equal(done.failure, undefined);
+        const ops = agent.requests.map((r) => r.op);
+        assert.ok(!ops.includes("cancel"), `the stale job cancelled nothing: ${ops.join()}`);
+        assert.ok(ops.length <= 3, `no calls after the revoke but one cut short: ${ops.join()}`);
+      } finally {
+        await agent.close();
+      }
+    },
+  );
+}
 
 Deno.test("a message id the agent has seen is sent again under new ids, each derived from the original, and no more than MAX_RESENDS times", async () => {
   const seen = { code: -32602, message: "A message with the given ID already exists" };
