@@ -200,3 +200,39 @@ for (const { name, flavour, api, version } of AGENT_FLAVOURS) {
     }
   });
 }
+
+Deno.test("a burst of timeouts together costs one multiplicative decrease: a slow agent's limit is back within a minute", () => {
+  let now = 0;
+  const limit = new AdaptiveLimit({ max: 32, initial: 32, now: () => now });
+  /** Keeps the limit full of 10 s calls for `ms` of simulated time (or until `until`); each ends after 10 s. */
+  const run = (ms: number, until = () => false) => {
+    const ends: number[] = [];
+    const stop = now + ms;
+    while (now < stop && !until()) {
+      while (limit.inFlight < limit.limit) {
+        void limit.acquire();
+        ends.push(now + 10_000);
+      }
+      ends.sort((a, b) => a - b);
+      now = ends.shift()!;
+      limit.release({ latencyMs: 10_000, overload: false });
+    }
+    while (ends.length) (now = Math.max(now, ends.shift()!), limit.release({ latencyMs: 10_000, overload: false }));
+  };
+  run(120_000); // the agent's floor is known, the limit at 32
+  assert.equal(limit.limit, 32);
+  // It stalls for a moment: the 32 calls in flight all time out within one round trip.
+  for (let i = 0; i < 32; i++) void limit.acquire();
+  for (let i = 0; i < 32; i++) {
+    now += 50;
+    limit.release({ latencyMs: 30_000, overload: true });
+  }
+  assert.ok(
+    limit.limit >= Math.floor(32 * 0.9 * 0.9),
+    `the burst cost one cut, not a slot per timeout: ${limit.limit}`,
+  );
+  // Healthy again: the limit climbs back to 90% of where it was within a minute of simulated time.
+  const stalled = now;
+  run(600_000, () => limit.limit >= 29);
+  assert.ok(now - stalled <= 60_000, `back at ${limit.limit} after ${Math.round((now - stalled) / 1000)} s`);
+});
