@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { AgentCircuits } from "../../src/a2a/agent_circuits.ts";
 import { invokeJob } from "../../src/stages/invoke.ts";
+import type { Job } from "../../src/model.ts";
 import { readyJob } from "../unit/helpers.ts";
 import { onePromptPipeline, pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { AGENT_FLAVOURS } from "../support/flavours.ts";
@@ -248,3 +249,68 @@ Deno.test("two agents of a host that cannot be reached open its circuit; a healt
     await server.close();
   }
 });
+
+for (const { name, flavour, api } of AGENT_FLAVOURS) {
+  Deno.test(
+    `${name}: after a rebalance during an outage, recovery takes at most two probe intervals, however many waited`,
+    async () => {
+      const server = startDemoAgent({ flavour, behaviours: { down: { failTimes: 1_000_000, failStatus: 503 } } });
+      const circuits = new AgentCircuits({
+        threshold: 1,
+        probeDelayMs: 200,
+        maxProbeDelayMs: 30_000,
+        onChange: () => {},
+        onHolding: () => {},
+      });
+      const context = {
+        archestraUrl: server.url,
+        archestraApi: api,
+        circuitFor: circuits.agent,
+        hostCircuitFor: circuits.host,
+        sleep: () => Promise.resolve(),
+      };
+      /** A job of one generation of the ledger: stale once `generation` aborts. */
+      const jobOf = (generation: AbortController, n: number): Job => {
+        const job = readyJob("down", { retries: 100 });
+        return {
+          ...job,
+          // Forty messages of their own: the agent counts failures per message id.
+          ctx: { ...job.ctx, messageId: `${job.ctx.messageId.slice(0, -4)}${String(1000 + n).slice(1)}` },
+          ack: {
+            ...job.ack,
+            get stale() {
+              return generation.signal.aborted;
+            },
+            signal: generation.signal,
+          },
+        };
+      };
+      try {
+        // Forty messages wait on the open circuit of an agent that is down.
+        const before = new AbortController();
+        const waiting = Array.from({ length: 40 }, (_, n) => invokeJob(jobOf(before, n), context));
+        const circuit = circuits.agent(`${server.url}/${api}/a2a/down`);
+        await until(() => circuit.open, "the agent's circuit to open");
+        // The group rebalances: all forty go stale (Kafka delivers them again), and the agent is back.
+        before.abort();
+        const stale = await within(Promise.all(waiting), "the stale waiters to give up", 5_000);
+        assert.ok(stale.every((job) => job.abandoned), "every stale waiter abandoned, none failed");
+        server.setBehaviour("down", {});
+        const back = performance.now();
+        // The messages come again: the next probe is made within two probe intervals, and all flow.
+        const after = new AbortController();
+        const again = await within(
+          Promise.all(Array.from({ length: 40 }, (_, n) => invokeJob(jobOf(after, n), context))),
+          "the redelivered messages",
+          10_000,
+        );
+        assert.ok(again.every((job) => job.reply), again.find((job) => !job.reply)?.failure?.message);
+        const took = performance.now() - back;
+        assert.ok(took <= 2 * 400 + 300, `recovered in ${Math.round(took)} ms (probe interval 200–400 ms)`);
+      } finally {
+        circuits.dispose();
+        await server.close();
+      }
+    },
+  );
+}
