@@ -331,11 +331,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // Synchronously, before kafkajs fetches again: what is finished is committed, the rest dropped.
       // With exactly-once, on the producers it was done with (fenced where its partition moved),
       // before the claim below replaces them: never on the new owner's behalf.
+      // Offsets an earlier failed commit carries are kept for owned partitions only: first, so that
+      // the commit below does not carry one another member may have moved past meanwhile.
+      if (assigned) void commits.owned(assigned);
       void commits.these(ledger.assignmentChanged());
       // Open windows of revoked partitions go now: their events come again to whoever owns them.
       windows?.dropStale();
-      // Offsets a failed commit carries are kept for owned partitions only.
-      if (assigned) void commits.owned(assigned);
       if (transactional && assigned) void claim(assigned);
       metrics.forgetPartitions();
       checkCaps();

@@ -45,7 +45,7 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
   const stopping = () => signals > 0;
   const demoAgent = settings.demoAgent;
-  if (settings.bootstrapServers && env.ARCHESTRA_URL === undefined) {
+  if (!demoAgent && settings.archestraUrl === undefined) {
     // A demo agent answering a real broker's events would commit them answered by nobody.
     throw new FatalError([
       "environment:ARCHESTRA_URL: not set, while KAFKA_BOOTSTRAP_SERVERS is: the embedded demo agent would answer real events",

@@ -124,7 +124,10 @@ export const DEPLOYMENT_REQUIRED = ["KAFKA_BOOTSTRAP_SERVERS", "ARCHESTRA_URL"] 
 export interface Settings {
   /** Unset where the embedded demo agent answers (see `demoAgent`). */
   archestraUrl?: string;
-  /** The embedded demo agent answers: ARCHESTRA_URL unset (beside the embedded broker) or `demo`. */
+  /**
+   * The embedded demo agent answers: ARCHESTRA_URL unset beside the embedded broker, or `demo`. With
+   * neither this nor `archestraUrl` (a configured broker, no agent URL) the bridge must not start.
+   */
   demoAgent: boolean;
   archestraToken?: string;
   archestraApi: "v1" | "v2";
@@ -182,7 +185,8 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
   registerSecret(s.KAFKA_SASL_PASSWORD);
   return {
     archestraUrl: s.ARCHESTRA_URL === "demo" ? undefined : s.ARCHESTRA_URL?.replace(/\/+$/, ""),
-    demoAgent: s.ARCHESTRA_URL === "demo" || s.ARCHESTRA_URL === undefined,
+    // Unset (or empty) means the demo only beside the embedded broker: a configured one holds real events.
+    demoAgent: s.ARCHESTRA_URL === "demo" || (s.ARCHESTRA_URL === undefined && s.KAFKA_BOOTSTRAP_SERVERS === undefined),
     archestraToken: s.ARCHESTRA_TOKEN,
     archestraApi: s.ARCHESTRA_A2A_API,
     bootstrapServers: s.KAFKA_BOOTSTRAP_SERVERS,

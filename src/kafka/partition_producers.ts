@@ -30,11 +30,20 @@ const log = getLogger(["agentstream", "transactions"]);
  * versions (a rolling upgrade still fences what the old version left open); where the prefix or the
  * topic has a hyphen, `/` separates them, which no topic name can hold, so the id reads back one
  * way only (split from the right). Such an id never equals one of the first form, which ends `-N`.
+ * (The default prefix, the group id `archestra-bridge`, has a hyphen: see legacyTransactionalIdFor.)
  */
 export function transactionalIdFor(prefix: string, topic: string, partition: number): string {
-  return prefix.includes("-") || topic.includes("-")
-    ? `${prefix}/${topic}/${partition}`
-    : `${prefix}-${topic}-${partition}`;
+  const legacy = legacyTransactionalIdFor(prefix, topic, partition);
+  return prefix.includes("-") || topic.includes("-") ? `${prefix}/${topic}/${partition}` : legacy;
+}
+
+/**
+ * The id earlier versions used for the partition (`prefix-topic-partition`, ambiguous with hyphens).
+ * Where it differs from today's, a claim takes it too, so that a rolling upgrade still fences a
+ * replica of the earlier version and ends its open transaction (keep this for a release or two).
+ */
+export function legacyTransactionalIdFor(prefix: string, topic: string, partition: number): string {
+  return `${prefix}-${topic}-${partition}`;
 }
 
 /** A commit for a partition this process has not claimed: it belongs to another member (or did meanwhile). */
@@ -102,8 +111,10 @@ export class PartitionProducers {
     const id = partitionId(topic, partition);
     let producer = this.#producers.get(id);
     if (!producer) {
+      const transactionalId = transactionalIdFor(this.#prefix, topic, partition);
+      const legacy = legacyTransactionalIdFor(this.#prefix, topic, partition);
       const created = this.#kafka.producer({
-        transactionalId: transactionalIdFor(this.#prefix, topic, partition),
+        transactionalId,
         idempotent: true,
         maxInFlightRequests: 1,
         allowAutoTopicCreation: true,
@@ -112,7 +123,8 @@ export class PartitionProducers {
       // kafkajs's connect() initialises only its idempotent side; the transactional id is taken
       // (InitProducerId, which fences earlier holders and ends their open transaction) on the first
       // transaction. An empty one, aborted, takes it now and sends nothing else.
-      producer = created.connect()
+      producer = (legacy === transactionalId ? Promise.resolve() : this.#fence(legacy))
+        .then(() => created.connect())
         .then(() => created.transaction())
         .then((transaction) => transaction.abort())
         .then(() => created);
@@ -123,6 +135,17 @@ export class PartitionProducers {
       this.#producers.set(id, producer);
     }
     return producer;
+  }
+
+  /** Takes a transactional id and lets it go: its earlier holder is fenced, its open transaction ended. */
+  async #fence(transactionalId: string): Promise<void> {
+    const producer = this.#kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    try {
+      await (await producer.transaction()).abort();
+    } finally {
+      await producer.disconnect().catch(() => {});
+    }
   }
 
   /**

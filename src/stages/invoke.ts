@@ -391,8 +391,13 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
       return job;
     }
     const problem = outcome.failure;
-    // Cut short by the end of the grace period: the next run handles the message.
-    if (ctx.signal?.aborted) return abandon();
+    // Cut short (the end of the grace period, or the job went stale): whoever handles the message
+    // next makes the call. A probe cut short is no answer: it is handed on, or the circuit would
+    // wait for it for ever.
+    if (ctx.signal?.aborted) {
+      skip();
+      return abandon();
+    }
     if (problem.class === "seen") {
       // The agent has answered this id before (the message is delivered again after a crash) and
       // keeps no answer to give back: the message goes again as a new one, spending no retry.

@@ -314,3 +314,57 @@ for (const { name, flavour, api } of AGENT_FLAVOURS) {
     },
   );
 }
+
+for (const { name, flavour, api } of AGENT_FLAVOURS) {
+  Deno.test(
+    `${name}: a probe cut short by a rebalance hands the probe on: the redelivered message probes, and flows`,
+    async () => {
+      const hung = Promise.withResolvers<void>();
+      const server = startDemoAgent({ flavour, behaviours: { hung: { gate: hung.promise } } });
+      const circuits = new AgentCircuits({
+        threshold: 1,
+        probeDelayMs: 100,
+        maxProbeDelayMs: 200,
+        onChange: () => {},
+        onHolding: () => {},
+      });
+      const context = {
+        archestraUrl: server.url,
+        archestraApi: api,
+        circuitFor: circuits.agent,
+        hostCircuitFor: circuits.host,
+        sleep: () => Promise.resolve(),
+      };
+      const jobOf = (generation: AbortController): Job => {
+        const job = readyJob("hung", { retries: 3, timeout: "10s" });
+        return {
+          ...job,
+          ack: {
+            ...job.ack,
+            get stale() {
+              return generation.signal.aborted;
+            },
+            signal: generation.signal,
+          },
+        };
+      };
+      const circuit = circuits.agent(`${server.url}/${api}/a2a/hung`);
+      try {
+        circuit.trip(); // the agent stopped answering
+        const before = new AbortController();
+        const probing = invokeJob(jobOf(before), context);
+        await server.waitForRequests(1); // the probe is out, and hangs
+        before.abort(); // the group rebalances
+        assert.equal((await probing).abandoned, true);
+        hung.resolve(); // the agent answers again
+        const again = await within(invokeJob(jobOf(new AbortController()), context), "the redelivered message", 5_000);
+        assert.ok(again.reply, again.failure?.message);
+        assert.equal(circuit.open, false);
+      } finally {
+        hung.resolve();
+        circuits.dispose();
+        await server.close();
+      }
+    },
+  );
+}

@@ -224,3 +224,42 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "a claim also fences the transactional id earlier versions used (hyphenated names): a rolling upgrade stays exactly once",
+  integration,
+  async () => {
+    const topic = `eos-legacy-${uniqueId()}.events`;
+    const groupId = `eos-legacy-${uniqueId()}`; // hyphens: today's id differs from the earlier version's
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic, `${topic}.responses`, `${topic}.dlq`]);
+    // A replica of the earlier version holds partition 0's old id, with a transaction open.
+    const old = kafka.producer({ transactionalId: `${groupId}-${topic}-0`, idempotent: true, maxInFlightRequests: 1 });
+    await old.connect();
+    const transaction = await old.transaction();
+    await transaction.send({
+      topic: `${topic}.responses`,
+      messages: [{ key: "old", value: "from the earlier version" }],
+    });
+    const agent = startDemoAgent({});
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([
+        `name: eos\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n` +
+        `delivery: { guarantee: exactly-once }\n`,
+      ]),
+      archestraUrl: agent.url,
+      groupId,
+    });
+    try {
+      await produce(kafka, topic, [{ key: "k", value: "{}" }]);
+      // Read committed: the new owner's reply is there, so its claim ended the old open transaction.
+      const replies = await readRecords(kafka, [`${topic}.responses`], 1);
+      assert.deepEqual(replies.map((r) => r.key), ["k"], "the old transaction's record was never committed");
+      await assert.rejects(transaction.commit(), "the earlier version's producer is fenced");
+    } finally {
+      await bridge.stop();
+      await old.disconnect().catch(() => {});
+      await agent.close();
+    }
+  },
+);

@@ -58,6 +58,14 @@ Deno.test(
     assert.match(stderr, /^environment:ARCHESTRA_URL: not set, while KAFKA_BOOTSTRAP_SERVERS is/m);
     assert.match(stderr, /or to demo to use the demo agent on purpose/);
     assert.doesNotMatch(stderr, /Kafka at|demo agent at/, "nothing was started or connected to");
+    // An empty value (a `.env` line `ARCHESTRA_URL=`, a Helm value "") is unset too.
+    const empty = await (await startMain({
+      PIPELINES_DIR: `${root}pipelines`,
+      KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9",
+      ARCHESTRA_URL: "",
+    })).output;
+    assert.equal(empty.code, 2, empty.stderr);
+    assert.match(empty.stderr, /^environment:ARCHESTRA_URL: not set/m);
   },
 );
 
