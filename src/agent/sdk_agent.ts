@@ -187,6 +187,25 @@ export function demoAnswered(promptId: string, answer: string): string {
     : `Demo agent [${promptId}] ran the refund tool after the answer: ${answer.trim().slice(0, 120)}`;
 }
 
+/** A task's answer, as its one artifact `reply`, in one chunk. */
+function publishReply(bus: ExecutionEventBus, taskId: string, contextId: string, parts: Part[]): void {
+  bus.publish(AgentEvent.artifactUpdate({
+    taskId,
+    contextId,
+    artifact: {
+      artifactId: crypto.randomUUID(),
+      name: "reply",
+      description: "",
+      parts,
+      metadata: undefined,
+      extensions: [],
+    },
+    append: false,
+    lastChunk: true,
+    metadata: undefined,
+  }));
+}
+
 function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
   const cancelled = new Set<string>();
   // How many questions each task has asked so far.
@@ -232,21 +251,7 @@ function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
       }
       const final = behaviour().finalState ?? "completed";
       if (final === "completed") {
-        bus.publish(AgentEvent.artifactUpdate({
-          taskId,
-          contextId,
-          artifact: {
-            artifactId: crypto.randomUUID(),
-            name: "reply",
-            description: "",
-            parts,
-            metadata: undefined,
-            extensions: [],
-          },
-          append: false,
-          lastChunk: true,
-          metadata: undefined,
-        }));
+        publishReply(bus, taskId, contextId, parts);
         update(FINAL_STATES.completed);
       } else {update(
           FINAL_STATES[final],
@@ -291,21 +296,7 @@ function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
       return update(TaskState.TASK_STATE_INPUT_REQUIRED, question);
     }
     asked.delete(taskId);
-    bus.publish(AgentEvent.artifactUpdate({
-      taskId,
-      contextId,
-      artifact: {
-        artifactId: crypto.randomUUID(),
-        name: "reply",
-        description: "",
-        parts: [textPart(demoAnswered(promptId, text))],
-        metadata: undefined,
-        extensions: [],
-      },
-      append: false,
-      lastChunk: true,
-      metadata: undefined,
-    }));
+    publishReply(bus, taskId, contextId, [textPart(demoAnswered(promptId, text))]);
     update(TaskState.TASK_STATE_COMPLETED);
   }
 }

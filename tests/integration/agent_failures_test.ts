@@ -8,7 +8,7 @@ import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { AgentCircuits } from "../../src/a2a/agent_circuits.ts";
 import { invokeJob } from "../../src/stages/invoke.ts";
 import type { Job } from "../../src/model.ts";
-import { readyJob } from "../unit/helpers.ts";
+import { ofGeneration, readyJob } from "../unit/helpers.ts";
 import { onePromptPipeline, pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { AGENT_FLAVOURS } from "../support/flavours.ts";
 import { createTopics, keyedEvents, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
@@ -271,18 +271,11 @@ for (const { name, flavour, api } of AGENT_FLAVOURS) {
       };
       /** A job of one generation of the ledger: stale once `generation` aborts. */
       const jobOf = (generation: AbortController, n: number): Job => {
-        const job = readyJob("down", { retries: 100 });
+        const job = ofGeneration(readyJob("down", { retries: 100 }), generation);
+        // Forty messages of their own: the agent counts failures per message id.
         return {
           ...job,
-          // Forty messages of their own: the agent counts failures per message id.
           ctx: { ...job.ctx, messageId: `${job.ctx.messageId.slice(0, -4)}${String(1000 + n).slice(1)}` },
-          ack: {
-            ...job.ack,
-            get stale() {
-              return generation.signal.aborted;
-            },
-            signal: generation.signal,
-          },
         };
       };
       try {
@@ -335,19 +328,8 @@ for (const { name, flavour, api } of AGENT_FLAVOURS) {
         hostCircuitFor: circuits.host,
         sleep: () => Promise.resolve(),
       };
-      const jobOf = (generation: AbortController): Job => {
-        const job = readyJob("hung", { retries: 3, timeout: "10s" });
-        return {
-          ...job,
-          ack: {
-            ...job.ack,
-            get stale() {
-              return generation.signal.aborted;
-            },
-            signal: generation.signal,
-          },
-        };
-      };
+      const jobOf = (generation: AbortController) =>
+        ofGeneration(readyJob("hung", { retries: 3, timeout: "10s" }), generation);
       const circuit = circuits.agent(`${server.url}/${api}/a2a/hung`);
       try {
         circuit.trip(); // the agent stopped answering

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { backoffDelay, invokeJob, MAX_RESENDS, resentMessageId } from "../../src/stages/invoke.ts";
 import { parseRetryAfter } from "../../src/a2a/send_message.ts";
-import { readyJob as ready } from "../unit/helpers.ts";
+import { ofGeneration, readyJob as ready } from "../unit/helpers.ts";
 import { Circuit } from "../../src/a2a/circuit.ts";
 import type { AgentLimits } from "../../src/a2a/agent_limits.ts";
 import { unledgered } from "../../src/ledger.ts";
@@ -204,16 +204,7 @@ for (const flavour of AGENT_FLAVOURS.filter((f) => f.name !== "Archestra /v1")) 
         behaviours: { slow: { task: "working", workMs: 600_000 } },
       });
       const revoked = new AbortController();
-      const job = {
-        ...ready("slow", { longRunning: true, timeout: "3s" }),
-        ack: {
-          ...unledgered,
-          get stale() {
-            return revoked.signal.aborted;
-          },
-          signal: revoked.signal,
-        },
-      };
+      const job = ofGeneration(ready("slow", { longRunning: true, timeout: "3s" }), revoked);
       try {
         const running = invokeJob(job, { archestraUrl: agent.url, archestraApi: flavour.api });
         // The task is sent and polled; then the partition is revoked (its new owner resumes the task).

@@ -73,3 +73,17 @@ delivery: { retries: { max: ${retries}, backoff: 100ms, max_backoff: 1s } }
   transformJob(j);
   return j;
 }
+
+/** `job` as one of a ledger generation: stale, its signal aborted, once `generation` aborts (a rebalance). */
+export function ofGeneration(job: Job, generation: AbortController): Job {
+  return {
+    ...job,
+    ack: {
+      ...job.ack,
+      get stale() {
+        return generation.signal.aborted;
+      },
+      signal: generation.signal,
+    },
+  };
+}
