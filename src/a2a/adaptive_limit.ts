@@ -14,9 +14,9 @@
  *   should hug, not flee). At once, because a refusal comes back fast and its slot would go straight
  *   to another call to refuse; of the calls in flight, because those are about what the agent took
  *   (after a slow start overshot, far fewer than the limit). Each further refusal within that round
- *   trip takes one more slot away, so that slots freed by refusals are not refilled with calls to refuse,
- *   but no lower than one more decrease (× 0.9) from the cut: a burst of timeouts that began
- *   together (a slow agent's stall) costs one cut, not a slot each.
+ *   trip of a call begun after the cut takes one more slot away, so that slots freed by refusals are
+ *   not refilled with calls to refuse; one begun before it was counted by the cut: a burst of
+ *   timeouts that began together (a slow agent's stall) costs one cut, not a slot each.
  * - **Queueing**: with `floor` the lowest window latency seen lately (the agent's unloaded latency)
  *   and `latency` this window's (the mean without its slowest tenth), about `limit × (1 − (1.1 × floor + 10 ms) / latency)` calls are
  *   queued at the agent (1.1: window latencies scatter, and the floor, their minimum, sits below the agent's
@@ -116,8 +116,6 @@ export class AdaptiveLimit {
   #busiest = 0;
   #windowStart: number;
   #overloadAt = Number.NEGATIVE_INFINITY;
-  /** The limit the round trip's first refusal cut to. */
-  #cutTo = 0;
   /** When the limit last changed: calls started before say nothing about the new one. */
   #changedAt = Number.NEGATIVE_INFINITY;
   readonly #onChange?: (limit: number, previous: number) => void;
@@ -205,15 +203,15 @@ export class AdaptiveLimit {
       this.#slowStart = false;
       if (now - this.#overloadAt < Math.max(MIN_WINDOW_MS, this.#floor ?? 0)) {
         // More refusals within a round trip of a cut: each gives its slot up, so it is not handed
-        // straight to another call to refuse; but no lower than one more decrease from the cut, so
-        // that a burst of timeouts that began together (a stall of a slow agent) costs one cut, not
-        // one slot each: a limit of 1 would take minutes to climb back at 10 s a call.
-        this.#set(Math.max(this.#limit - 1, this.#cutTo * BACKOFF), now);
+        // straight to another call to refuse. But not a call that began before the cut: the cut
+        // counted it among those in flight, so a burst of timeouts that began together (a stall of
+        // a slow agent) costs one cut, not one slot each (a limit of 1 would take minutes to climb
+        // back at 10 s a call).
+        if (now - latencyMs >= this.#overloadAt) this.#set(this.#limit - 1, now);
         return;
       }
       this.#overloadAt = now;
-      this.#cutTo = Math.min(this.#limit, this.#inFlight + 1) * BACKOFF;
-      this.#set(this.#cutTo, now);
+      this.#set(Math.min(this.#limit, this.#inFlight + 1) * BACKOFF, now);
       this.#restore = undefined;
       this.#newWindow(now);
       return;
