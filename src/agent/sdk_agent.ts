@@ -187,6 +187,27 @@ export function demoAnswered(promptId: string, answer: string): string {
     : `Demo agent [${promptId}] ran the refund tool after the answer: ${answer.trim().slice(0, 120)}`;
 }
 
+/** A task's status now, and a way to publish its next one. */
+function taskEvents(request: RequestContext, bus: ExecutionEventBus) {
+  const { taskId, contextId } = request;
+  const status = (state: TaskState, message?: Message) => ({ state, message, timestamp: now() });
+  const update = (state: TaskState, message?: Message) =>
+    bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: status(state, message), metadata: undefined }));
+  return { status, update };
+}
+
+/** The task a message starts, just submitted. */
+function submitted(request: RequestContext) {
+  return {
+    id: request.taskId,
+    contextId: request.contextId,
+    status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: now() },
+    artifacts: [],
+    history: [request.userMessage],
+    metadata: undefined,
+  };
+}
+
 /** A task's answer, as its one artifact `reply`, in one chunk. */
 function publishReply(bus: ExecutionEventBus, taskId: string, contextId: string, parts: Part[]): void {
   bus.publish(AgentEvent.artifactUpdate({
@@ -226,19 +247,8 @@ function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
         bus.publish(AgentEvent.message(agentMessage(parts, contextId)));
         return;
       }
-      const status = (state: TaskState, message?: Message) => ({ state, message, timestamp: now() });
-      bus.publish(AgentEvent.task({
-        id: taskId,
-        contextId,
-        status: status(TaskState.TASK_STATE_SUBMITTED),
-        artifacts: [],
-        history: [request.userMessage],
-        metadata: undefined,
-      }));
-      const update = (state: TaskState, message?: Message) =>
-        bus.publish(
-          AgentEvent.statusUpdate({ taskId, contextId, status: status(state, message), metadata: undefined }),
-        );
+      const { update } = taskEvents(request, bus);
+      bus.publish(AgentEvent.task(submitted(request)));
       update(TaskState.TASK_STATE_WORKING);
       // A working task works until `workMs` has passed since it started (read afresh, so a test can
       // end it early), or until it is cancelled.
@@ -275,20 +285,11 @@ function executor(promptId: string, behaviour: () => Behaviour): AgentExecutor {
   /** A task that asks `asks` questions, one per turn, then answers with what the last answer said. */
   function ask(request: RequestContext, bus: ExecutionEventBus, asks: number, text: string): void {
     const { taskId, contextId } = request;
-    const status = (state: TaskState, message?: Message) => ({ state, message, timestamp: now() });
-    const update = (state: TaskState, message?: Message) =>
-      bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: status(state, message), metadata: undefined }));
+    const { status, update } = taskEvents(request, bus);
     const turn = asked.get(taskId) ?? 0;
     // Every turn starts with the task: a new one, or the one that asked.
     bus.publish(AgentEvent.task(
-      request.task ? { ...request.task, status: status(TaskState.TASK_STATE_WORKING) } : {
-        id: taskId,
-        contextId,
-        status: status(TaskState.TASK_STATE_SUBMITTED),
-        artifacts: [],
-        history: [request.userMessage],
-        metadata: undefined,
-      },
+      request.task ? { ...request.task, status: status(TaskState.TASK_STATE_WORKING) } : submitted(request),
     ));
     if (turn < asks) {
       asked.set(taskId, turn + 1);

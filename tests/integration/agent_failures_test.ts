@@ -250,25 +250,31 @@ Deno.test("two agents of a host that cannot be reached open its circuit; a healt
   }
 });
 
+/** Circuits that open at the first failure, probing after `probeDelayMs` (doubling to `maxProbeDelayMs`), and an invoke context using them. */
+function circuitsFor(url: string, api: "v1" | "v2", probeDelayMs: number, maxProbeDelayMs: number) {
+  const circuits = new AgentCircuits({
+    threshold: 1,
+    probeDelayMs,
+    maxProbeDelayMs,
+    onChange: () => {},
+    onHolding: () => {},
+  });
+  const context = {
+    archestraUrl: url,
+    archestraApi: api,
+    circuitFor: circuits.agent,
+    hostCircuitFor: circuits.host,
+    sleep: () => Promise.resolve(),
+  };
+  return { circuits, context };
+}
+
 for (const { name, flavour, api } of AGENT_FLAVOURS) {
   Deno.test(
     `${name}: after a rebalance during an outage, recovery takes at most two probe intervals, however many waited`,
     async () => {
       const server = startDemoAgent({ flavour, behaviours: { down: { failTimes: 1_000_000, failStatus: 503 } } });
-      const circuits = new AgentCircuits({
-        threshold: 1,
-        probeDelayMs: 200,
-        maxProbeDelayMs: 30_000,
-        onChange: () => {},
-        onHolding: () => {},
-      });
-      const context = {
-        archestraUrl: server.url,
-        archestraApi: api,
-        circuitFor: circuits.agent,
-        hostCircuitFor: circuits.host,
-        sleep: () => Promise.resolve(),
-      };
+      const { circuits, context } = circuitsFor(server.url, api, 200, 30_000);
       /** A job of one generation of the ledger: stale once `generation` aborts. */
       const jobOf = (generation: AbortController, n: number): Job => {
         const job = ofGeneration(readyJob("down", { retries: 100 }), generation);
@@ -314,20 +320,7 @@ for (const { name, flavour, api } of AGENT_FLAVOURS) {
     async () => {
       const hung = Promise.withResolvers<void>();
       const server = startDemoAgent({ flavour, behaviours: { hung: { gate: hung.promise } } });
-      const circuits = new AgentCircuits({
-        threshold: 1,
-        probeDelayMs: 100,
-        maxProbeDelayMs: 200,
-        onChange: () => {},
-        onHolding: () => {},
-      });
-      const context = {
-        archestraUrl: server.url,
-        archestraApi: api,
-        circuitFor: circuits.agent,
-        hostCircuitFor: circuits.host,
-        sleep: () => Promise.resolve(),
-      };
+      const { circuits, context } = circuitsFor(server.url, api, 100, 200);
       const jobOf = (generation: AbortController) =>
         ofGeneration(readyJob("hung", { retries: 3, timeout: "10s" }), generation);
       const circuit = circuits.agent(`${server.url}/${api}/a2a/hung`);
