@@ -23,6 +23,11 @@
  * every prompt) fails every call with `-32603` (a revoked provider key) and 500 of its events wait on
  * its open circuit: events per second, the second as a ratio to the first (target ≥ 0.90).
  *
+ * `deno task bench --stuck` runs only the stuck-key rows: exactly-once, one event whose call takes two
+ * minutes (40 s with --quick), then 50,000 events of 1.5 kB on other keys behind it on its partition,
+ * without MAX_UNCOMMITTED_BYTES (the baseline) and with its default of 64 MiB (a fifth with --quick): the
+ * RSS each added while the key was stuck, the second as a ratio to the budget.
+ *
  * `deno task bench --soak [minutes]` (default 10, at least 1) runs only a soak: one bridge process fed
  * a steady 200 msg/s by a 20 ms agent for that long, its RSS sampled every 10 s. PASS (exit 0) when
  * the RSS at the end (median of the last 3 samples) is ≤ 1.10 × the RSS after warm-up (the first
@@ -47,13 +52,14 @@ const { values: flags, positionals } = parseArgs({
     soak: { type: "boolean", default: false },
     windows: { type: "boolean", default: false },
     isolation: { type: "boolean", default: false },
+    stuck: { type: "boolean", default: false },
   },
   allowPositionals: true, // the soak's minutes: `--soak 2`
 });
 const soakMinutes = Number(positionals[0] ?? 10);
 if (positionals.length > 1 || (positionals.length && !flags.soak) || !(soakMinutes >= 1)) {
   console.error(
-    "usage: deno task bench [--quick] [--memory | --adaptive | --windows | --isolation] | deno task bench --soak [minutes ≥ 1, default 10]",
+    "usage: deno task bench [--quick] [--memory | --adaptive | --windows | --isolation | --stuck] | deno task bench --soak [minutes ≥ 1, default 10]",
   );
   Deno.exit(2);
 }
@@ -119,11 +125,20 @@ async function createTopic(topic: string): Promise<void> {
 }
 
 /** Produces `count` events on `keys` keys; every `slowEvery`-th one asks for the slow route. */
-async function produceEvents(topic: string, count: number, slowEvery = 0, from = 0, keys = 997): Promise<void> {
+async function produceEvents(
+  topic: string,
+  count: number,
+  slowEvery = 0,
+  from = 0,
+  keys = 997,
+  body?: string,
+): Promise<void> {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
-  for (let start = from; start < from + count; start += 1000) {
-    const end = Math.min(start + 1000, from + count);
+  // Sends stay under the broker's 1 MiB request limit.
+  const chunk = body ? 400 : 1000;
+  for (let start = from; start < from + count; start += chunk) {
+    const end = Math.min(start + chunk, from + count);
     await producer.send({
       topic,
       acks: -1,
@@ -131,7 +146,7 @@ async function produceEvents(topic: string, count: number, slowEvery = 0, from =
         const n = start + i;
         return {
           key: `key-${n % keys}`,
-          value: Buffer.from(JSON.stringify({ n, slow: slowEvery > 0 && n % slowEvery === slowEvery / 2 })),
+          value: Buffer.from(JSON.stringify({ n, slow: slowEvery > 0 && n % slowEvery === slowEvery / 2, body })),
         };
       }),
     });
@@ -245,17 +260,23 @@ async function spawnBridge(
   concurrency: Concurrency = "auto",
   window?: string,
   extra?: string,
+  { env = {}, slowTimeout = "60s", template = "{n}" }: {
+    env?: Record<string, string>;
+    slowTimeout?: string;
+    /** The fast route's template (without `window`). */
+    template?: string;
+  } = {},
 ): Promise<Deno.ChildProcess> {
   const dir = await Deno.makeTempDir();
   if (extra) await Deno.writeTextFile(`${dir}/extra.yaml`, extra);
   // With `window`, the fast route answers windows: each event's n on a line of its own.
-  const fast = window ? `window: ${window}, transform: { each: "{n}" }` : `transform: { template: "{n}" }`;
+  const fast = window ? `window: ${window}, transform: { each: "{n}" }` : `transform: { template: "${template}" }`;
   await Deno.writeTextFile(
     `${dir}/bench.yaml`,
     `name: bench
 source: { topics: [${topic}] }
 routes:
-  - { name: slow, match: { fields: { slow: true } }, transform: { template: "{n}" }, invoke: { prompt_id: slow } }
+  - { name: slow, match: { fields: { slow: true } }, transform: { template: "{n}" }, invoke: { prompt_id: slow, timeout: ${slowTimeout} } }
   - { name: fast, ${fast}, invoke: { prompt_id: fast } }
 delivery: { guarantee: ${guarantee}, ordering: key, concurrency: ${concurrency} }
 `,
@@ -281,9 +302,11 @@ delivery: { guarantee: ${guarantee}, ordering: key, concurrency: ${concurrency} 
       LOG_LEVEL: "ERROR",
       MAX_IN_FLIGHT: "2000",
       COMMIT_INTERVAL: `${COMMIT_INTERVAL_MS}ms`,
+      ...env,
     },
     stdin: "null",
-    stdout: "null",
+    // The bridge logs to stdout: shown with BENCH_LOG_LEVEL.
+    stdout: Deno.env.get("BENCH_LOG_LEVEL") ? "inherit" : "null",
     stderr: "inherit",
   }).spawn();
 }
@@ -673,6 +696,98 @@ function verdict(
   );
   for (const failure of failures) console.log(`\nFAIL: ${failure}`);
   return failures.length === 0;
+}
+
+// ---------- a stuck key ----------
+
+/** MAX_UNCOMMITTED_BYTES for the stuck-key rows: the default, 64 MiB (a fifth with --quick). */
+const STUCK_BUDGET_MIB = 64 * scale;
+
+/**
+ * Exactly-once, one partition: one event whose call takes `stuckSeconds`, then `count` events of
+ * 1.5 kB on 997 keys against an instant agent: every reply behind the stuck one waits for the
+ * partition's commit point. Returns the bridge's RSS once idle (after a warm-up event), its peak
+ * while the key was stuck (sampled every 250 ms until 2 s before the stuck call ends), and how
+ * long the run took. `budgetMiB` is MAX_UNCOMMITTED_BYTES.
+ */
+async function stuckKeyRun(label: string, count: number, stuckSeconds: number, budgetMiB: number) {
+  const agent = await startAgent(0, { slow: { latencyMs: stuckSeconds * 1000 } });
+  const topic = `bench-stuck-${id()}`;
+  await createTopic(topic);
+  const child = await spawnBridge(topic, agent.url, "exactly-once", "auto", undefined, undefined, {
+    // BENCH_LOG_LEVEL=WARNING shows the bridge's pause and resume lines.
+    env: { MAX_UNCOMMITTED_BYTES: `${budgetMiB}MiB`, LOG_LEVEL: Deno.env.get("BENCH_LOG_LEVEL") ?? "ERROR" },
+    slowTimeout: `${stuckSeconds + 60}s`,
+    template: "{n} {body}",
+  });
+  const body = "x".repeat(1_500);
+  try {
+    await produceEvents(topic, 1, 0, -1, 997, body);
+    await readReplies(`${topic}.responses`, 1, () => {});
+    const idle = rssMiB(child.pid);
+    let stuckPeak = idle;
+    const start = now();
+    // Until just before the stuck call ends: after it, the held replies go out with the rest.
+    const sampler = setInterval(() => {
+      if (now() - start < (stuckSeconds - 2) * 1000) stuckPeak = Math.max(stuckPeak, rssMiB(child.pid));
+    }, 250);
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: [{ key: "stuck", value: '{"n":0,"slow":true}' }] });
+    await producer.disconnect();
+    await produceEvents(topic, count, 0, 1, 997, body);
+    await readReplies(`${topic}.responses`, count + 2, (n) => {
+      progress(
+        `${label}: ${n - 1}/${count + 1} replies, ${((now() - start) / 1000).toFixed(0)} s, RSS ${
+          rssMiB(child.pid).toFixed(0)
+        } MiB`,
+      );
+    });
+    clearInterval(sampler);
+    return { idle, stuckPeak, seconds: (now() - start) / 1000 };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await agent.stop();
+  }
+}
+
+/**
+ * The stuck-key rows: what one key stuck for minutes adds to the bridge's RSS while 50,000 events of
+ * other keys come in behind it, with the budget and (the baseline, the same run) without one.
+ * Printed as a table of their own; returns what the budgeted run added, in MiB.
+ */
+async function stuckRows(): Promise<number> {
+  const count = Math.round(50_000 * scale);
+  const stuckSeconds = flags.quick ? 40 : 120;
+  const unbounded = await stuckKeyRun("stuck key, no budget", count, stuckSeconds, 1_000_000);
+  done(`stuck key, no budget: ${unbounded.idle.toFixed(0)} → ${unbounded.stuckPeak.toFixed(0)} MiB while stuck`);
+  const bounded = await stuckKeyRun("stuck key, budget", count, stuckSeconds, STUCK_BUDGET_MIB);
+  done(`stuck key, budget: ${bounded.idle.toFixed(0)} → ${bounded.stuckPeak.toFixed(0)} MiB while stuck`);
+  console.log(
+    `\nstuck key, ${new Date().toISOString().slice(0, 10)}, ${navigator.hardwareConcurrency} cores, exactly-once, ` +
+      `one event stuck ${stuckSeconds} s, then ${count} events of 1.5 kB on 997 keys, instant agent, one partition\n`,
+  );
+  console.log(
+    "| MAX_UNCOMMITTED_BYTES | seconds | RSS idle MiB | peak RSS while stuck MiB | added MiB | added ÷ budget |\n" +
+      "| --- | --- | --- | --- | --- | --- |",
+  );
+  for (const [budget, run] of [["none (the baseline)", unbounded], [`${STUCK_BUDGET_MIB} MiB`, bounded]] as const) {
+    const added = run.stuckPeak - run.idle;
+    const ratio = run === bounded ? (added / STUCK_BUDGET_MIB).toFixed(2) : "";
+    console.log(
+      `| ${budget} | ${run.seconds.toFixed(0)} | ${run.idle.toFixed(0)} | ${run.stuckPeak.toFixed(0)} | ${
+        added.toFixed(0)
+      } | ${ratio} |`,
+    );
+  }
+  return bounded.stuckPeak - bounded.idle;
+}
+
+if (flags.stuck) {
+  await stuckRows();
+  await stopBroker();
+  Deno.exit(0);
 }
 
 // ---------- the run ----------

@@ -39,7 +39,8 @@ import { RecordLimits } from "./kafka/record_limits.ts";
 import { PartitionProducers } from "./kafka/partition_producers.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import { Ledger } from "./ledger.ts";
-import { eventCount, type Job, type Pipeline, pipelineCap } from "./model.ts";
+import { eventCount, type Job, partitionId, partitionOf, type Pipeline, pipelineCap } from "./model.ts";
+import { UncommittedBudget } from "./uncommitted_budget.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
 import { startSummary } from "./ops/summary.ts";
@@ -72,6 +73,7 @@ export interface BridgeOptions {
       | "archestraToken"
       | "archestraApi"
       | "maxInFlight"
+      | "maxUncommittedBytes"
       | "shutdownGraceMs"
       | "circuitFailures"
       | "transactionalId"
@@ -108,6 +110,8 @@ export interface BridgeStats {
   circuitOpenings: number;
   /** Times an agent began to refuse the bridge (its token, or the agent itself, unknown to it). */
   refusals: number;
+  /** Times a partition paused because what waits behind its commit point reached its share of `maxUncommittedBytes`. */
+  uncommittedPauses: number;
 }
 
 /** What `/readyz` reports: each check, and whether all of them pass. */
@@ -191,11 +195,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     backpressurePauses: 0,
     circuitOpenings: 0,
     refusals: 0,
+    uncommittedPauses: 0,
   };
   const metrics = options.metrics ?? createMetrics();
   // A task's entry (running, or waiting for an answer) goes once what ended it is committed.
   const ledger = new Ledger({ forgetTask: (key) => table.delete(key) });
   metrics.inFlightFrom(() => ledger.pending);
+  metrics.uncommittedFrom(() => ledger.uncommittedBytes);
   // Aborted when the bridge starts to stop: waits for room or for drained work end then.
   const stopping = new AbortController();
   // Aborted after the grace period: calls still running are abandoned.
@@ -210,7 +216,11 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     write: (commit) => transactional ? transactional.commit(commit) : consumer.commit(commit.offsets),
     losesRecords: transactional !== undefined,
     fatal: (error) => void shutdown(new FatalError(errorMessage(error))),
-    onCommitted: ({ offsets }) => metrics.committed(offsets),
+    onCommitted: ({ offsets }) => {
+      metrics.committed(offsets);
+      // Commit points moved: partitions paused for what they held may resume.
+      checkCaps();
+    },
   });
 
   // Which topics each pause reason covers: every topic, a pipeline's, or those of the pipelines
@@ -274,15 +284,36 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       const reads = (pipeline: Pipeline) =>
         kind === "pipeline" ? pipeline.name === name : circuitKeys.get(pipeline.name)!.has(name);
       if (reason === "in-flight" || reason === "claiming") return consumer.topics;
+      if (kind === "held") return consumer.topics.includes(partitionOf(name)!.topic) ? [name] : [];
       return consumer.topics.filter((topic) => targetPipelines(pipelines, topic, answerTopics).some(reads));
     },
     apply: (paused) => consumer.setPaused(paused),
   });
   // The window stage, once the pipelines have a windowed route (see `windowing` below).
   let windows: WindowStage | undefined;
+  // What waits behind commit points is bounded: a partition holding too much pauses, alone.
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+  const uncommitted = new UncommittedBudget({
+    budget: settings.maxUncommittedBytes,
+    onPause: ({ topic, partition, head, bytes }, share) => {
+      stats.uncommittedPauses++;
+      metrics.partitionHeld(topic, partition, true);
+      log.warn(
+        "{topic}/{partition}: {held} MiB of finished messages wait behind offset {head}, not yet finished (its share of MAX_UNCOMMITTED_BYTES: {share} MiB): pausing this partition until its commit point moves",
+        { topic, partition, head, held: mib(bytes), share: mib(share) },
+      );
+      flow.set(`held ${partitionId(topic, partition)}`, true);
+    },
+    onResume: ({ topic, partition }) => {
+      metrics.partitionHeld(topic, partition, false);
+      log.info("{topic}/{partition}: its commit point moved on: resuming", { topic, partition });
+      flow.set(`held ${partitionId(topic, partition)}`, false);
+    },
+  });
   // The caps, checked whenever work is taken in or settled. The process's cap resumes as soon as it
   // has room: messages parked behind an open circuit count against it, and may never drain to half.
   const checkCaps = () => {
+    uncommitted.check(ledger.uncommittedBytes, () => ledger.holdings());
     let paused = flow.cap("in-flight", ledger.pending, settings.maxInFlight, settings.maxInFlight - 1);
     for (const [name, cap] of caps) paused = flow.cap(`pipeline ${name}`, ledger.inFlight(name), cap) || paused;
     if (paused) {
@@ -292,9 +323,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     // While a cap holds, windows waiting to fill it would stall it: whatever changed, look again.
     if (flow.reasons.size) windows?.relieve();
   };
-  /** How many more messages of `topic` may be taken in now: 0 while it is paused. */
-  const roomFor = (topic: string) => {
-    if (flow.paused(topic) || stopping.signal.aborted) return 0;
+  /** How many more messages of a partition may be taken in now: 0 while it is paused. */
+  const roomFor = (topic: string, partition: number) => {
+    if (flow.paused(topic, partition) || stopping.signal.aborted) return 0;
     let room = settings.maxInFlight - ledger.pending;
     for (const pipeline of targetPipelines(pipelines, topic, answerTopics)) {
       room = Math.min(room, caps.get(pipeline.name)! - ledger.inFlight(pipeline.name));

@@ -5,7 +5,9 @@
  * - `in-flight`: the process holds its cap of unfinished messages (every topic);
  * - a pipeline holds its own cap of unfinished jobs (the topics that pipeline reads);
  * - an agent's circuit is open, because it is down or refuses the bridge (the topics whose
- *   pipelines call it).
+ *   pipelines call it);
+ * - a partition holds too much behind its commit point (that partition only: a reason may cover
+ *   partitions, named by {@link partitionId}, as well as topics).
  * So one agent's trouble, or one slow pipeline, pauses only its own topics; the others flow.
  * A pipeline's cap resumes at half of it, so fetching does not flap.
  *
@@ -23,11 +25,12 @@
  * if (paused.at(-1)!.length !== 0) throw new Error("resumed");
  * ```
  */
+import { partitionId } from "./model.ts";
 
 export interface FlowControlOptions {
-  /** The topics a reason pauses, among those consumed now. */
+  /** The topics (or partitions, as {@link partitionId}s) a reason pauses, among those consumed now. */
   topicsOf: (reason: string) => readonly string[];
-  /** Called with the whole set of paused topics whenever it changes. */
+  /** Called with the whole set of paused topics and partitions whenever it changes. */
   apply: (paused: ReadonlySet<string>) => void;
 }
 
@@ -45,9 +48,9 @@ export class FlowControl {
     return this.#reasons;
   }
 
-  /** Whether `topic` is paused now. */
-  paused(topic: string): boolean {
-    return this.#paused.has(topic);
+  /** Whether `topic` is paused now (or, given `partition`, whether that partition is: its own pause or its topic's). */
+  paused(topic: string, partition?: number): boolean {
+    return this.#paused.has(topic) || (partition !== undefined && this.#paused.has(partitionId(topic, partition)));
   }
 
   /** Turns a reason on or off; returns whether it changed. */

@@ -23,6 +23,23 @@
  */
 import { type OutRecord, partitionId } from "./model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
+import { recordBytes } from "./kafka/record_limits.ts";
+
+/**
+ * What a finished message costs while it waits for its partition's commit point, beside its records:
+ * its offset's bookkeeping. An estimate, so that the budget also holds where nothing is staged (at-least-once).
+ */
+export const FINISHED_MESSAGE_BYTES = 128;
+
+/** What one partition holds behind its commit point (see {@link Ledger.holdings}). */
+export interface Holding {
+  readonly topic: string;
+  readonly partition: number;
+  /** Its lowest unfinished offset, the commit point; undefined when nothing is unfinished. */
+  readonly head: string | undefined;
+  /** Bytes of what waits to be committed: staged records and the finished messages' bookkeeping. */
+  readonly bytes: number;
+}
 
 /** A record to write in the transaction that commits its message's offset. */
 export interface StagedRecord {
@@ -100,7 +117,13 @@ export class Ledger {
   /** Records of messages that still wait for other outcomes, by message. */
   #held = new Map<string, StagedRecord[]>();
   /** Records of finished messages, by partition, until the commit point passes their message. */
-  #staged = new Map<string, { topic: string; partition: number; offset: bigint; records: StagedRecord[] }[]>();
+  #staged = new Map<
+    string,
+    { topic: string; partition: number; offset: bigint; records: StagedRecord[]; bytes: number }[]
+  >();
+  /** Bytes of the records in {@link #staged}, by partition, and in all. */
+  #stagedBytes = new Map<string, number>();
+  #stagedTotal = 0;
   /** Jobs not yet settled, by pipeline, in this generation. */
   #inFlight = new Map<string, number>();
   /** Tasks of finished messages, forgotten once a commit passes their offset. */
@@ -132,6 +155,37 @@ export class Ledger {
    */
   behind(topic: string, partition: number): { head: string | undefined; finished: number } {
     return this.#tracker.behind(topic, partition);
+  }
+
+  /**
+   * Bytes of what waits behind commit points: finished messages' staged records (exactly-once) and
+   * bookkeeping ({@link FINISHED_MESSAGE_BYTES} each). Cheap: read it as often as work settles.
+   */
+  get uncommittedBytes(): number {
+    return this.#stagedTotal + FINISHED_MESSAGE_BYTES * this.#tracker.finishedBehind;
+  }
+
+  /** What each partition holds behind its commit point, for those that hold anything. */
+  holdings(): Holding[] {
+    const result = new Map<string, Holding>();
+    for (const { topic, partition, head, finished } of this.#tracker.held()) {
+      const id = partitionId(topic, partition);
+      const bytes = (this.#stagedBytes.get(id) ?? 0) + FINISHED_MESSAGE_BYTES * finished;
+      if (bytes > 0) result.set(id, { topic, partition, head, bytes });
+    }
+    for (const [id, bytes] of this.#stagedBytes) {
+      if (result.has(id)) continue;
+      const { topic, partition } = this.#staged.get(id)![0];
+      result.set(id, { topic, partition, head: undefined, bytes });
+    }
+    return [...result.values()];
+  }
+
+  #addStaged(id: string, bytes: number): void {
+    const total = (this.#stagedBytes.get(id) ?? 0) + bytes;
+    if (total > 0) this.#stagedBytes.set(id, total);
+    else this.#stagedBytes.delete(id);
+    this.#stagedTotal += bytes;
   }
 
   /** Resolves once no message is pending, or at once when `signal` aborts. */
@@ -195,9 +249,12 @@ export class Ledger {
       if (records.length) this.#held.set(id, records);
     } else if (records.length) {
       this.#held.delete(id);
-      const list = this.#staged.get(partitionId(topic, partition)) ?? [];
-      list.push({ topic, partition, offset: BigInt(offset), records });
-      this.#staged.set(partitionId(topic, partition), list);
+      const at = partitionId(topic, partition);
+      const list = this.#staged.get(at) ?? [];
+      const bytes = records.reduce((sum, { record }) => sum + recordBytes(record), 0);
+      list.push({ topic, partition, offset: BigInt(offset), records, bytes });
+      this.#staged.set(at, list);
+      this.#addStaged(at, bytes);
     }
     if (taskKey !== undefined) {
       this.#tasks.push({ partition: partitionId(topic, partition), offset: BigInt(offset), key: taskKey });
@@ -214,7 +271,9 @@ export class Ledger {
       const left = list.filter((message) => message.offset >= point);
       if (left.length) this.#staged.set(id, left);
       else this.#staged.delete(id);
-      return { offset, records: list.filter((message) => message.offset < point).flatMap((m) => m.records) };
+      const passed = list.filter((message) => message.offset < point);
+      this.#addStaged(id, -passed.reduce((sum, message) => sum + message.bytes, 0));
+      return { offset, records: passed.flatMap((m) => m.records) };
     });
     return { offsets, records: parts.flatMap((part) => part.records), parts };
   }
@@ -244,6 +303,8 @@ export class Ledger {
     this.#generationEnd = new AbortController();
     this.#held.clear();
     this.#staged.clear();
+    this.#stagedBytes.clear();
+    this.#stagedTotal = 0;
     this.#inFlight.clear();
     // Tasks of messages Kafka delivers again are recorded again when those finish; only the ones
     // this last commit settles are still to forget.

@@ -31,6 +31,12 @@ export function partitionId(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
 }
 
+/** The partition a {@link partitionId} names; undefined for any other text (a topic's name). */
+export function partitionOf(id: string): { topic: string; partition: number } | undefined {
+  const split = id.lastIndexOf("\u0000");
+  return split < 0 ? undefined : { topic: id.slice(0, split), partition: Number(id.slice(split + 1)) };
+}
+
 /** A run of records from one partition, in offset order. */
 export interface Batch {
   readonly topic: string;

@@ -36,6 +36,8 @@ interface PartitionState {
   head: number;
   /** Offsets of this partition registered and not yet finished. */
   pending: number;
+  /** Finished offsets behind the lowest unfinished one (what {@link OffsetTracker.behind} counts). */
+  finished: number;
   next: bigint | undefined;
   committed: bigint | undefined;
 }
@@ -43,6 +45,7 @@ interface PartitionState {
 export class OffsetTracker {
   #partitions = new Map<string, PartitionState>();
   #pending = 0;
+  #finished = 0;
   #idle = new Set<() => void>();
   #generation = 0;
 
@@ -59,6 +62,7 @@ export class OffsetTracker {
     this.#generation++;
     this.#partitions.clear();
     this.#pending = 0;
+    this.#finished = 0;
     this.#wakeIdle();
   }
 
@@ -72,6 +76,11 @@ export class OffsetTracker {
     return this.#pending;
   }
 
+  /** Finished messages that wait behind an unfinished one of their partition, in all partitions. */
+  get finishedBehind(): number {
+    return this.#finished;
+  }
+
   #state(topic: string, partition: number): PartitionState {
     const id = partitionId(topic, partition);
     let state = this.#partitions.get(id);
@@ -83,6 +92,7 @@ export class OffsetTracker {
         remaining: new Map(),
         head: 0,
         pending: 0,
+        finished: 0,
         next: undefined,
         committed: undefined,
       };
@@ -119,6 +129,14 @@ export class OffsetTracker {
     if (index >= 0) state.offsets.splice(index, 0, at);
     const position = state.offsets.indexOf(at);
     if (position < state.head) state.head = position;
+    this.#recount(state);
+  }
+
+  /** Brings the count of finished messages behind the head up to date (after the head or the list moved). */
+  #recount(state: PartitionState): void {
+    const finished = state.offsets.length - state.head - state.pending;
+    this.#finished += finished - state.finished;
+    state.finished = finished;
   }
 
   /** Records one durable outcome for a registered message (late outcomes of forgotten work are the acks' to drop). */
@@ -145,6 +163,7 @@ export class OffsetTracker {
       state.offsets = state.offsets.slice(state.head);
       state.head = 0;
     }
+    this.#recount(state);
   }
 
   /**
@@ -154,7 +173,17 @@ export class OffsetTracker {
   behind(topic: string, partition: number): { head: string | undefined; finished: number } {
     const state = this.#partitions.get(partitionId(topic, partition));
     if (!state || state.head >= state.offsets.length) return { head: undefined, finished: 0 };
-    return { head: String(state.offsets[state.head]), finished: state.offsets.length - state.head - state.pending };
+    return { head: String(state.offsets[state.head]), finished: state.finished };
+  }
+
+  /** Every partition with an unfinished message: its lowest one, and the finished ones behind it. */
+  *held(): Iterable<{ topic: string; partition: number; head: string; finished: number }> {
+    for (const state of this.#partitions.values()) {
+      if (state.head < state.offsets.length) {
+        const { topic, partition, finished } = state;
+        yield { topic, partition, head: String(state.offsets[state.head]), finished };
+      }
+    }
   }
 
   /** Outcomes a registered message still waits for (0 once it is finished). */

@@ -15,6 +15,7 @@ import { z } from "zod";
 import { FatalError } from "../errors.ts";
 import { registerSecret } from "../secrets.ts";
 import { parseDuration } from "../util/duration.ts";
+import { parseByteSize } from "../util/byte_size.ts";
 
 const optional = z.string().optional();
 const durationMs = (fallback: string, allowZero = false) =>
@@ -25,6 +26,15 @@ const durationMs = (fallback: string, allowZero = false) =>
       return z.NEVER;
     }
     return ms;
+  });
+const byteSize = (fallback: string) =>
+  z.string().default(fallback).transform((value, ctx) => {
+    const bytes = parseByteSize(value);
+    if (!bytes) {
+      ctx.addIssue({ code: "custom", message: `"${value}" is not a positive size (e.g. 64MiB or 1048576)` });
+      return z.NEVER;
+    }
+    return bytes;
   });
 const list = z.string().optional().transform((value) => value?.split(",").map((item) => item.trim()).filter(Boolean));
 
@@ -101,6 +111,9 @@ export const SettingsSchema = z.object({
   COMMIT_INTERVAL: durationMs("1s").describe("How often finished offsets are committed."),
   MAX_IN_FLIGHT: z.coerce.number().int().min(1).default(1000)
     .describe("Messages consumed but not yet finished; at this many, fetching pauses until half are done."),
+  MAX_UNCOMMITTED_BYTES: byteSize("64MiB").describe(
+    "What may wait behind unfinished messages for their partitions' commit points (finished messages, and with exactly-once their replies); at this much, the partitions holding most pause until their commit points move. The default fits a 512 MiB container.",
+  ),
   SHUTDOWN_GRACE: durationMs("30s", true)
     .describe("On SIGTERM, how long calls in flight may finish; the rest stay uncommitted for the next run."),
   CIRCUIT_FAILURES: z.coerce.number().int().min(1).default(5)
@@ -156,6 +169,7 @@ export interface Settings {
   commitIntervalMs: number;
   summaryIntervalMs: number;
   maxInFlight: number;
+  maxUncommittedBytes: number;
   shutdownGraceMs: number;
   circuitFailures: number;
   metricsPort: number;
@@ -214,6 +228,7 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     commitIntervalMs: s.COMMIT_INTERVAL,
     summaryIntervalMs: s.LOG_SUMMARY_INTERVAL,
     maxInFlight: s.MAX_IN_FLIGHT,
+    maxUncommittedBytes: s.MAX_UNCOMMITTED_BYTES,
     shutdownGraceMs: s.SHUTDOWN_GRACE,
     circuitFailures: s.CIRCUIT_FAILURES,
     metricsPort: s.METRICS_PORT,

@@ -24,7 +24,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
-import { type Batch, type HeaderValue, partitionId, type SourceRecord } from "../model.ts";
+import { type Batch, type HeaderValue, partitionId, partitionOf, type SourceRecord } from "../model.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import { Channel } from "../util/channel.ts";
 import { resolveTopics } from "./topics.ts";
@@ -53,11 +53,11 @@ export interface ConsumerAdapterOptions {
    */
   onBatch: (batch: Batch) => Batch;
   /**
-   * How many more messages of `topic` may be taken in now; a fetched batch larger
+   * How many more messages of `topic`'s `partition` may be taken in now; a fetched batch larger
    * than that is taken in parts, so the in-flight caps hold however large fetches are. 0 means the
-   * topic is paused: the rest of the batch is left, and fetched again when it resumes.
+   * partition is paused: the rest of the batch is left, and fetched again when it resumes.
    */
-  room?: (topic: string) => number;
+  room?: (topic: string, partition: number) => number;
   /**
    * Called synchronously whenever kafkajs is about to fetch every partition from its committed
    * offset again (see the module comment), with what caused it.
@@ -133,7 +133,10 @@ export class ConsumerAdapter {
   #running = false;
   #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
-  /** Topics flow control wants paused; applied again after every (re)start of kafkajs's runner. */
+  /**
+   * Topics, and partitions as {@link partitionId}s, that flow control wants paused; applied again
+   * after every (re)start of kafkajs's runner.
+   */
   #paused: ReadonlySet<string> = new Set();
   #joined = false;
   /** When the consumer began to crash without joining its group in between. */
@@ -341,7 +344,10 @@ export class ConsumerAdapter {
     }
   }
 
-  /** Fetches only topics outside `paused` from now on (flow control's whole set, not a change). */
+  /**
+   * Fetches only topics and partitions outside `paused` (topic names, and partitions as
+   * {@link partitionId}s) from now on: flow control's whole set, not a change.
+   */
   setPaused(paused: ReadonlySet<string>): void {
     this.#paused = new Set(paused);
     if (this.#running && !this.#closed && !this.#draining) this.#applyPaused();
@@ -354,15 +360,26 @@ export class ConsumerAdapter {
   #applyPaused(): void {
     const pause = this.#subscribed.filter((topic) => this.#paused.has(topic));
     const resume = this.#subscribed.filter((topic) => !this.#paused.has(topic));
+    // Partitions paused on their own, in topics that flow: resuming a topic resumes its partitions too.
+    const partitions = new Map<string, number[]>();
+    for (const id of this.#paused) {
+      const { topic, partition } = partitionOf(id) ?? {};
+      if (topic === undefined || !resume.includes(topic)) continue;
+      partitions.set(topic, [...partitions.get(topic) ?? [], partition!]);
+    }
     if (pause.length) this.#try("pause", () => this.#consumer.pause(pause.map((topic) => ({ topic }))));
     if (resume.length) this.#try("resume", () => this.#consumer.resume(resume.map((topic) => ({ topic }))));
+    if (partitions.size) {
+      const paused = [...partitions].map(([topic, partitions]) => ({ topic, partitions }));
+      this.#try("pause", () => this.#consumer.pause(paused));
+    }
   }
 
   async #eachBatch({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
     for (let start = 0; start < batch.messages.length;) {
       if (this.#closed || !isRunning() || isStale()) return;
-      const room = this.#draining ? 0 : this.#options.room?.(batch.topic) ?? Infinity;
-      // No room: the topic is paused, and the rest of the batch is fetched again when it resumes.
+      const room = this.#draining ? 0 : this.#options.room?.(batch.topic, batch.partition) ?? Infinity;
+      // No room: the partition is paused, and the rest of the batch is fetched again when it resumes.
       if (room <= 0) return;
       const part = batch.messages.slice(start, start + room);
       const records = part.map((message) => toRecord(batch.topic, batch.partition, message));

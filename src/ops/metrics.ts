@@ -39,6 +39,10 @@ export interface Metrics {
   circuit(agent: string, state: CircuitState): void;
   /** Where the in-flight gauge reads its value. */
   inFlightFrom(read: () => number): void;
+  /** Where the gauge of bytes waiting behind commit points reads its value. */
+  uncommittedFrom(read: () => number): void;
+  /** A partition paused (or resumed) because of what waits behind its commit point. */
+  partitionHeld(topic: string, partition: number, paused: boolean): void;
   /** An agent endpoint's adaptive concurrency limit (`delivery.concurrency: auto`) is now `limit`. */
   concurrencyLimit(agent: string, limit: number): void;
 }
@@ -123,6 +127,23 @@ export function createMetrics(): Metrics {
     collect() {
       this.set(readInFlight());
     },
+  });
+  let readUncommitted = () => 0;
+  new Gauge({
+    name: "agentstream_uncommitted_bytes",
+    help:
+      "Bytes of finished messages (with exactly-once, their replies) waiting behind unfinished ones for their partitions' commit points.",
+    registers,
+    collect() {
+      this.set(readUncommitted());
+    },
+  });
+  const partitionHeld = new Gauge({
+    name: "agentstream_partition_held",
+    help:
+      "1 while a partition is paused because what waits behind its commit point reached its share of MAX_UNCOMMITTED_BYTES, else 0.",
+    labelNames: ["topic", "partition"],
+    registers,
   });
   const circuitOpen = new Gauge({
     name: "agentstream_circuit_open",
@@ -213,6 +234,10 @@ export function createMetrics(): Metrics {
     inFlightFrom(read) {
       readInFlight = read;
     },
+    uncommittedFrom(read) {
+      readUncommitted = read;
+    },
+    partitionHeld: (topic, partition, paused) => partitionHeld.set({ topic, partition }, paused ? 1 : 0),
     concurrencyLimit: (agent, limit) => concurrencyLimit.set({ agent }, limit),
   };
 }

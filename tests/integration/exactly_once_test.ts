@@ -4,6 +4,7 @@ import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
 import { until, within } from "../support/until.ts";
+import { sample } from "../support/prometheus.ts";
 import { testBroker } from "../support/broker.ts";
 import { type MainProcess, pipelineDir, startMain } from "../support/main_process.ts";
 
@@ -259,6 +260,78 @@ Deno.test(
     } finally {
       await bridge.stop();
       await old.disconnect().catch(() => {});
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "exactly-once: one stuck key holds its partition's replies under MAX_UNCOMMITTED_BYTES (that partition pauses, the other flows), then all are answered once",
+  integration,
+  async () => {
+    const topic = `eos-stuck-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic], 2);
+    const gate = Promise.withResolvers<void>();
+    const agent = startDemoAgent({ behaviours: { stuck: { gate: gate.promise } } });
+    const budget = 32 * 1024;
+    const maxInFlight = 40;
+    const body = "x".repeat(500);
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([`
+name: stuck
+source: { topics: [${topic}] }
+routes:
+  - { name: stuck, match: { fields: { stuck: true } }, transform: { template: "{n}" }, invoke: { prompt_id: stuck } }
+  - { name: flows, transform: { template: "{p} {n} {body}" }, invoke: { prompt_id: flows } }
+delivery: { guarantee: exactly-once, ordering: key, concurrency: 16 }
+`]),
+      archestraUrl: agent.url,
+      maxInFlight,
+      maxUncommittedBytes: budget,
+    });
+    const scrape = async (name: string, labels: Record<string, string> = {}) =>
+      sample(await bridge.metrics.registry.metrics(), name, labels);
+    const sent = (p: number) => agent.requests.filter((r) => r.text.startsWith(`p${p} `)).length;
+    try {
+      const events = (p: number) =>
+        Array.from({ length: 400 }, (_, n) => ({
+          key: `k${n % 50}`,
+          value: JSON.stringify({ p: `p${p}`, n, body }),
+          partition: p,
+        }));
+      await produce(kafka, topic, [{ key: "stuck", value: '{"n":"stuck","stuck":true}', partition: 0 }]);
+      await agent.waitForRequests(1);
+      await produce(kafka, topic, [...events(0), ...events(1)]);
+      // Partition 1 flows to the end while partition 0's commit point is stuck; what partition 0 took
+      // in finishes, so only the stuck message is unfinished.
+      await until(
+        async () => sent(1) === 400 && await scrape("agentstream_messages_in_flight") === 1,
+        "partition 1 done, only the stuck message in flight",
+        60_000,
+      );
+      assert.ok(sent(0) < 400, `partition 0 paused: ${sent(0)} of its 400 events sent`);
+      const held = (await scrape("agentstream_uncommitted_bytes"))!;
+      // Within the budget, give or take what was taken in before it filled (at most the in-flight cap).
+      assert.ok(held <= budget + maxInFlight * 1_500, `${held} bytes held, the budget is ${budget}`);
+      assert.equal(await scrape("agentstream_partition_held", { topic, partition: "0" }), 1);
+      // Partition 1 may have paused for a moment (its own share full before a commit), never for long.
+      assert.notEqual(await scrape("agentstream_partition_held", { topic, partition: "1" }), 1);
+      gate.resolve();
+      await until(() => bridge.stats.replied === 801, "every reply", 60_000);
+      await until(
+        async () => await scrape("agentstream_partition_held", { topic, partition: "0" }) === 0,
+        "partition 0 resumed",
+      );
+      await bridge.stop();
+      const replies = await readAll(kafka, `${topic}.responses`);
+      const sources = new Set(replies.map((r) => `${r.headers["x-source-partition"]}/${r.headers["x-source-offset"]}`));
+      assert.equal(sources.size, 801, "every event has a reply for read_committed readers");
+      assert.equal(replies.length, 801, "and only one");
+      assert.ok(bridge.stats.uncommittedPauses >= 1);
+    } finally {
+      gate.resolve();
+      await bridge.stop();
       await agent.close();
     }
   },

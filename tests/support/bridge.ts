@@ -37,6 +37,8 @@ export interface TestBridgeOptions {
   groupId?: string;
   topicRefreshMs?: number;
   maxInFlight?: number;
+  /** MAX_UNCOMMITTED_BYTES (default: the setting's). */
+  maxUncommittedBytes?: number;
   probeDelayMs?: number;
   maxProbeDelayMs?: number;
   /** COMMIT_INTERVAL (default 200 ms: tests see commits soon). */
@@ -63,6 +65,7 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
       commitIntervalMs: options.commitIntervalMs ?? 200,
       shutdownGraceMs: options.shutdownGraceMs ?? 5_000,
       maxInFlight: options.maxInFlight ?? settings.maxInFlight,
+      maxUncommittedBytes: options.maxUncommittedBytes ?? settings.maxUncommittedBytes,
     },
     archestraUrl: options.archestraUrl,
     probeDelayMs: options.probeDelayMs,

@@ -1,12 +1,14 @@
 /** The core's bookkeeping without a broker: the ledger, flow control, and containment of throws. */
 import assert from "node:assert/strict";
-import { Ledger } from "../../src/ledger.ts";
+import { FINISHED_MESSAGE_BYTES, Ledger } from "../../src/ledger.ts";
+import { UncommittedBudget } from "../../src/uncommitted_budget.ts";
+import { parseByteSize } from "../../src/util/byte_size.ts";
 import { Commits } from "../../src/commits.ts";
 import { fitting } from "../../src/kafka/transactions.ts";
 import { batchBytes } from "../../src/kafka/record_limits.ts";
 import { FlowControl } from "../../src/flow_control.ts";
 import { contextFor, dispatch } from "../../src/dispatch.ts";
-import type { Batch } from "../../src/model.ts";
+import { type Batch, partitionId } from "../../src/model.ts";
 import { perJob } from "../../src/stages/stage.ts";
 import { transformJob } from "../../src/stages/transform.ts";
 import { decodeJob } from "../../src/stages/decode.ts";
@@ -93,6 +95,86 @@ Deno.test("Ledger.idle() ends at once when its signal aborts", async () => {
   const wait = ledger.idle(stop.signal);
   stop.abort();
   await wait;
+});
+
+Deno.test("Ledger: what waits behind a commit point is counted in bytes, per partition, until the point passes it", () => {
+  const ledger = new Ledger();
+  const ackOf = ledger.receive("t", 0, ["5", "6", "7"], ["a"]);
+  const other = ledger.receive("t", 1, ["0"], ["a"]);
+  const reply = { topic: "t.responses", record: { key: null, value: new Uint8Array(1000), headers: {} } };
+  ackOf("6", "a").done([reply]);
+  ackOf("7", "a").done([reply]);
+  other("0", "a").done([reply]);
+  const held = ledger.uncommittedBytes;
+  assert.ok(held > 3000 && held < 3200 + 2 * FINISHED_MESSAGE_BYTES, `three replies and two offsets: ${held}`);
+  const holdings = ledger.holdings().sort((a, b) => a.partition - b.partition);
+  assert.deepEqual(holdings.map(({ partition, head }) => ({ partition, head })), [
+    { partition: 0, head: "5" },
+    { partition: 1, head: undefined },
+  ]);
+  assert.ok(holdings[0].bytes > 2000 + 2 * FINISHED_MESSAGE_BYTES - 1 && holdings[1].bytes > 1000);
+  ledger.take();
+  assert.deepEqual(ledger.holdings().map((h) => h.partition), [0], "partition 1's commit took its reply");
+  ackOf("5", "a").done();
+  ledger.take();
+  assert.equal(ledger.uncommittedBytes, 0, "5 finished: the point passed everything");
+  // At-least-once nothing is staged, but the finished offsets behind a stuck one still count.
+  const more = ledger.receive("t", 0, ["8", "9", "10"], ["a"]);
+  more("9", "a").done();
+  more("10", "a").done();
+  assert.equal(ledger.uncommittedBytes, 2 * FINISHED_MESSAGE_BYTES);
+  ledger.assignmentChanged();
+  assert.equal(ledger.uncommittedBytes, 0);
+});
+
+Deno.test("UncommittedBudget: at the budget, partitions holding an even share pause; each resumes under half its share", () => {
+  const events: string[] = [];
+  const budget = new UncommittedBudget({
+    budget: 1000,
+    onPause: ({ partition }, share) => events.push(`pause ${partition} at ${share}`),
+    onResume: ({ partition }) => events.push(`resume ${partition}`),
+  });
+  const holding = (partition: number, bytes: number, head: string | undefined = "0") => ({
+    topic: "t",
+    partition,
+    head,
+    bytes,
+  });
+  budget.check(999, () => {
+    throw new Error("under the budget with nothing paused, holdings are not read");
+  });
+  // Partition 0 is stuck; 1 flows (holds a little); 2 holds more but its commit drains it.
+  budget.check(1300, [holding(0, 900), holding(1, 100), holding(2, 300, undefined)]);
+  assert.deepEqual(events, ["pause 0 at 333.3333333333333"]);
+  // Still stuck: partition 1 keeps flowing however full the budget stays.
+  budget.check(1100, [holding(0, 1000), holding(1, 100)]);
+  assert.equal(events.length, 1);
+  budget.check(300, [holding(0, 200), holding(1, 100)]);
+  assert.equal(events.length, 1, "above half its share: still paused");
+  budget.check(100, [holding(0, 100)]);
+  assert.deepEqual(events.at(-1), "resume 0");
+});
+
+Deno.test("parseByteSize reads bytes, decimal and binary units, and refuses anything else", () => {
+  assert.equal(parseByteSize("64MiB"), 64 * 2 ** 20);
+  assert.equal(parseByteSize("1.5 kb"), 1500);
+  assert.equal(parseByteSize("2048"), 2048);
+  assert.equal(parseByteSize("1GiB"), 2 ** 30);
+  for (const bad of ["", "MiB", "-1MiB", "1 TiB", "one"]) assert.equal(parseByteSize(bad), undefined, bad);
+});
+
+Deno.test("FlowControl pauses a partition alone: the other partitions of its topic flow", () => {
+  const applied: string[][] = [];
+  const flow = new FlowControl({
+    topicsOf: (reason) => reason === "held" ? [partitionId("a", 1)] : ["a"],
+    apply: (paused) => applied.push([...paused]),
+  });
+  flow.set("held", true);
+  assert.equal(flow.paused("a", 1), true);
+  assert.equal(flow.paused("a", 0), false);
+  assert.equal(flow.paused("a"), false, "the topic as a whole is not paused");
+  flow.set("circuit", true);
+  assert.equal(flow.paused("a", 0), true, "its topic's pause covers every partition");
 });
 
 Deno.test("FlowControl pauses only the topics a reason covers, and caps pause at the cap and resume at half", () => {
