@@ -30,6 +30,7 @@ import { errorMessage, FatalError } from "./errors.ts";
 import { FlowControl } from "./flow_control.ts";
 import { ConsumerAdapter } from "./kafka/consumer_adapter.ts";
 import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
+import { OutputTopics, UNWRITABLE_HELP } from "./kafka/output_topics.ts";
 import { toKafkaMessage } from "./kafka/message.ts";
 import { KafkaTable } from "./kafka/compacted_table.ts";
 import { TaskRegistry } from "./a2a/task_registry.ts";
@@ -79,6 +80,7 @@ export interface BridgeOptions {
       | "transactionalId"
       | "tasksTopic"
     >
+    & Partial<Pick<Settings, "outputTopicPartitions" | "outputTopicReplicationFactor">>
     & Partial<Pick<Settings, "summaryIntervalMs">>;
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
@@ -121,6 +123,10 @@ export interface Readiness {
   kafka: boolean;
   /** No agent has its circuit open: none fails every call, none refuses the bridge. */
   agents: boolean;
+  /** Every output topic written to so far can be written (none missing, none denied by an ACL). */
+  outputs: boolean;
+  /** The output topics that cannot be written, with why (only while there are). */
+  unwritable?: { topic: string; reason: string }[];
   /** Topics consumed now. */
   topics: number;
 }
@@ -250,6 +256,22 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     // Paused while messages wait on the circuit; with none waiting, the next message comes in to probe.
     onHolding: (key, holding) => flow.set(`circuit ${key}`, holding),
   });
+  // Output topics that cannot be written (missing, or denied): the pipelines writing them wait.
+  const outputs = new OutputTopics({
+    probeDelayMs: options.probeDelayMs,
+    maxProbeDelayMs: options.maxProbeDelayMs,
+    onChange: (topic, reason) => {
+      metrics.outputUnwritable(topic, reason !== undefined);
+      const pipelines = [...outputs.writersOf(topic)];
+      if (reason) {
+        log.error(
+          "cannot write to {topic}: {help}. Pipelines {pipelines} pause until it can (nothing past their waiting messages is committed), probing",
+          { topic, reason, help: UNWRITABLE_HELP[reason], pipelines },
+        );
+      } else log.info("{topic} can be written again: resuming {pipelines}", { topic, pipelines });
+    },
+    onHolding: (topic, holding) => flow.set(`output ${topic}`, holding),
+  });
   const circuitKeys = new Map(pipelines.map((pipeline) => [
     pipeline.name,
     new Set(
@@ -282,7 +304,11 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     topicsOf: (reason) => {
       const [kind, name] = [reason.slice(0, reason.indexOf(" ")), reason.slice(reason.indexOf(" ") + 1)];
       const reads = (pipeline: Pipeline) =>
-        kind === "pipeline" ? pipeline.name === name : circuitKeys.get(pipeline.name)!.has(name);
+        kind === "pipeline"
+          ? pipeline.name === name
+          : kind === "output"
+          ? outputs.writersOf(name).has(pipeline.name)
+          : circuitKeys.get(pipeline.name)!.has(name);
       if (reason === "in-flight" || reason === "claiming") return consumer.topics;
       if (kind === "held") return consumer.topics.includes(partitionOf(name)!.topic) ? [name] : [];
       return consumer.topics.filter((topic) => targetPipelines(pipelines, topic, answerTopics).some(reads));
@@ -379,7 +405,11 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       await ledger.idle(AbortSignal.any([stopping.signal, AbortSignal.timeout(10_000)]));
       await commits.now();
     },
-    onSubscribe: (topics) => ensureOutputTopics(admin, pipelines, topics),
+    onSubscribe: (topics) =>
+      ensureOutputTopics(admin, pipelines, topics, {
+        partitions: settings.outputTopicPartitions,
+        replicationFactor: settings.outputTopicReplicationFactor,
+      }),
   });
 
   /**
@@ -508,7 +538,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         concurrency,
         cards: new AgentCards(),
       }),
-    (jobs) => publish(jobs, transactional?.publishContext() ?? kafkaPublisher(producer)),
+    (jobs) => publish(jobs, transactional?.publishContext() ?? kafkaPublisher(producer, outputs, stopping.signal)),
   );
   const run = (async () => {
     for await (const { job, outcome } of outcomes) settle(job, outcome);
@@ -528,6 +558,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       stopSummary();
       clearTimeout(fencedTimer);
       circuits.dispose();
+      outputs.dispose();
       concurrency.dispose();
       // Only what finished is committed; a failure above leaves the rest for the next run.
       await commits.now();
@@ -601,7 +632,15 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     readiness: () => {
       const kafka = consumer.joined || consumer.topics.length === 0;
       const agents = !circuits.anyOpen;
-      return { ready: kafka && agents && !stopped, kafka, agents, topics: consumer.topics.length };
+      const unwritable = outputs.unwritable;
+      return {
+        ready: kafka && agents && !unwritable.length && !stopped,
+        kafka,
+        agents,
+        outputs: !unwritable.length,
+        ...(unwritable.length ? { unwritable } : {}),
+        topics: consumer.topics.length,
+      };
     },
     topics: () => consumer.topics,
     refreshTopics: () => consumer.refresh(),

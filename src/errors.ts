@@ -91,6 +91,14 @@ export function failure(
  * A problem that must stop the process: bad configuration, a broker that cannot be reached.
  * `lines` are printed one per line, already in `file:path: reason` form where they come from a file.
  */
+/**
+ * Work given up without an outcome, because its job went stale (its partition moved) or the
+ * bridge stopped while it waited: its message is delivered again, so nothing is written for it.
+ */
+export class Abandoned extends Error {
+  override name = "Abandoned";
+}
+
 export class FatalError extends Error {
   readonly lines: readonly string[];
   /** 2 for bad configuration, 1 for anything else. */

@@ -25,7 +25,7 @@
  * ```
  */
 import { redact } from "../secrets.ts";
-import { Circuit, type CircuitState } from "./circuit.ts";
+import { Circuit, type CircuitState } from "../circuit.ts";
 
 /** How many of a host's agents must be unreachable at once for the host to count as down. */
 export const HOST_DOWN_AGENTS = 2;

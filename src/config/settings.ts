@@ -65,6 +65,12 @@ export const SettingsSchema = z.object({
   KAFKA_TRANSACTIONAL_ID: optional.describe(
     "With exactly-once pipelines: the prefix of the transactional ids, one per input partition ({prefix}-{topic}-{partition}, or {prefix}/{topic}/{partition} where either name has a hyphen); the same on every replica of the group (default: the group id).",
   ),
+  OUTPUT_TOPIC_PARTITIONS: z.union([z.literal("source"), z.coerce.number().int().min(1)]).optional().describe(
+    "Partitions of the output topics the bridge creates (responses, DLQ, answers): a number, or source (its source topic's count); unset: the broker's num.partitions.",
+  ),
+  OUTPUT_TOPIC_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional().describe(
+    "Replication factor of the output topics the bridge creates; unset: the broker's default.replication.factor.",
+  ),
   TASKS_TOPIC: z.string().default("__agentstream.tasks").describe(
     "Compacted topic shared by replicas: agent tasks still running (a restarted bridge polls them instead of sending again), tasks waiting for answers, and the conversations agents minted for keys.",
   ),
@@ -151,6 +157,9 @@ export interface Settings {
   autoOffsetReset: "earliest" | "latest";
   topicRefreshMs: number;
   tasksTopic: string;
+  /** Unset: the broker's default. */
+  outputTopicPartitions?: number | "source";
+  outputTopicReplicationFactor?: number;
   sessionTimeoutMs: number;
   transactionalId?: string;
   securityProtocol: "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL";
@@ -210,6 +219,8 @@ export function loadSettings(env: Readonly<Record<string, string | undefined>>):
     autoOffsetReset: s.KAFKA_AUTO_OFFSET_RESET,
     topicRefreshMs: s.KAFKA_TOPIC_REFRESH,
     tasksTopic: s.TASKS_TOPIC,
+    outputTopicPartitions: s.OUTPUT_TOPIC_PARTITIONS,
+    outputTopicReplicationFactor: s.OUTPUT_TOPIC_REPLICATION_FACTOR,
     sessionTimeoutMs: s.KAFKA_SESSION_TIMEOUT,
     transactionalId: s.KAFKA_TRANSACTIONAL_ID,
     securityProtocol: s.KAFKA_SECURITY_PROTOCOL,

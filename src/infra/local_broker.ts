@@ -56,6 +56,13 @@ export interface SecureOptions {
   users: Record<string, string>;
   /** PEM files: the broker's private key (PKCS#8) with its certificate chain, and the CA it trusts. */
   tls: { keyAndChainFile: string; caFile: string };
+  /**
+   * Enforce ACLs (KRaft's StandardAuthorizer): users on the secured listeners may do only what an
+   * ACL allows; PLAINTEXT clients (the broker itself, and a test's admin) are super users.
+   */
+  authorizer?: boolean;
+  /** Whether the broker creates a topic on first use (default true, as Kafka's default). */
+  autoCreateTopics?: boolean;
 }
 
 export interface LocalBroker {
@@ -275,8 +282,12 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${protocols}
 ${secure ? secureProperties(secure.options) : ""}log.dirs=${stateDir}/data
 num.partitions=1
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
+auto.create.topics.enable=${secure?.options.autoCreateTopics ?? true}
+${
+    secure?.options.authorizer
+      ? "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\nsuper.users=User:ANONYMOUS\nallow.everyone.if.no.acl.found=false\n"
+      : ""
+  }offsets.topic.replication.factor=1
 offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1

@@ -6,6 +6,10 @@
  * its record (acks=all). A batch that fails for a reason that may pass (the broker restarting) is
  * sent again, with growing pauses, for up to `retryForMs`; only then does its `send`s reject.
  *
+ * A topic that cannot be written (`isUnwritable`: missing, or denied by an ACL) fails only its own
+ * records, at once: a batch it spoils is sent again topic by topic, and from then on its records
+ * go in batches of their own beside the others, until one is written, so they never slow the rest.
+ *
  * @example
  * ```ts
  * import { BatchingSender } from "./batching_sender.ts";
@@ -28,7 +32,10 @@ interface Pending {
 export class BatchingSender {
   readonly #producer: Producer;
   readonly #isPermanent: (error: unknown) => boolean;
+  readonly #isUnwritable: (error: unknown) => boolean;
   readonly #maxBatch: number;
+  /** Topics whose last write failed as unwritable: sent on their own. */
+  readonly #suspect = new Set<string>();
   #pending: Pending[] = [];
   #flushing = false;
 
@@ -37,10 +44,15 @@ export class BatchingSender {
   constructor(
     producer: Producer,
     isPermanent: (error: unknown) => boolean,
-    { maxBatch = 1_000, retryForMs = 120_000 } = {},
+    {
+      maxBatch = 1_000,
+      retryForMs = 120_000,
+      isUnwritable = () => false,
+    }: { maxBatch?: number; retryForMs?: number; isUnwritable?: (error: unknown) => boolean } = {},
   ) {
     this.#producer = producer;
     this.#isPermanent = isPermanent;
+    this.#isUnwritable = isUnwritable;
     this.#maxBatch = maxBatch;
     this.#retryForMs = retryForMs;
   }
@@ -59,20 +71,48 @@ export class BatchingSender {
 
   async #flush(): Promise<void> {
     while (this.#pending.length) {
-      const batch = this.#pending.splice(0, this.#maxBatch);
+      const taken = this.#pending.splice(0, this.#maxBatch);
+      // Records of a topic that could not be written go apart, so that its failure costs the others nothing.
+      for (const topic of new Set(taken.filter((item) => this.#suspect.has(item.topic)).map((item) => item.topic))) {
+        void this.#sendTopic(taken.filter((item) => item.topic === topic));
+      }
+      const batch = taken.filter((item) => !this.#suspect.has(item.topic));
+      if (!batch.length) continue;
       try {
         await this.#sendPatiently(batch);
         for (const item of batch) item.resolve();
       } catch (error) {
-        // One record the broker can never take must not fail the others: send them one by one.
-        if (batch.length > 1 && this.#isPermanent(error)) {
+        const topics = new Set(batch.map((item) => item.topic));
+        if (topics.size > 1 && this.#isUnwritable(error)) {
+          // Which topic it was the error does not say: each topic on its own.
+          await Promise.all([...topics].map((topic) => this.#sendTopic(batch.filter((item) => item.topic === topic))));
+        } else if (batch.length > 1 && this.#isPermanent(error)) {
+          // One record the broker can never take must not fail the others: send them one by one.
           for (const item of batch) await this.#sendBatch([item]).then(item.resolve, item.reject);
         } else {
+          if (this.#isUnwritable(error)) this.#suspect.add(batch[0].topic);
           for (const item of batch) item.reject(error);
         }
       }
     }
     this.#flushing = false;
+  }
+
+  /** Sends one topic's records as a batch of their own, noting whether the topic can be written. */
+  async #sendTopic(items: Pending[]): Promise<void> {
+    const topic = items[0].topic;
+    try {
+      await this.#sendPatiently(items);
+      this.#suspect.delete(topic);
+      for (const item of items) item.resolve();
+    } catch (error) {
+      if (this.#isUnwritable(error)) this.#suspect.add(topic);
+      if (items.length > 1 && this.#isPermanent(error)) {
+        for (const item of items) await this.#sendBatch([item]).then(item.resolve, item.reject);
+      } else {
+        for (const item of items) item.reject(error);
+      }
+    }
   }
 
   /** Sends a batch, again and again while the failure may pass and `retryForMs` has not run out. */
@@ -83,7 +123,8 @@ export class BatchingSender {
         await this.#sendBatch(batch);
         return;
       } catch (error) {
-        if (this.#isPermanent(error) || Date.now() + pause > deadline) throw error;
+        // An unwritable topic is not tried again here: its records wait where they are sent from.
+        if (this.#isPermanent(error) || this.#isUnwritable(error) || Date.now() + pause > deadline) throw error;
         log.warn("cannot write to Kafka ({error}); trying again in {pause} ms", { error: String(error), pause });
         await new Promise((resolve) => setTimeout(resolve, pause));
       }

@@ -1,7 +1,7 @@
 /**
  * @module
  * The kafkajs side of publish: one record per send, acknowledged by all in-sync replicas, and the
- * output topics of a source topic created up front with its partition count.
+ * output topics of a source topic created up front, with the broker's defaults or those configured.
  */
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Producer } from "kafkajs";
@@ -11,6 +11,7 @@ import { BatchingSender } from "./batching_sender.ts";
 import { toKafkaMessage } from "./message.ts";
 import { topicMatches } from "../util/glob.ts";
 import { topicName } from "../answer_topics.ts";
+import { type OutputTopics, unwritableReason } from "./output_topics.ts";
 
 const log = getLogger(["agentstream", "publish"]);
 
@@ -27,11 +28,20 @@ const isPermanent = (error: unknown) => PERMANENT.has((error as { type?: string 
 const isTooLarge = (error: unknown) =>
   ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"].includes((error as { type?: string }).type ?? "");
 
-/** A {@link PublishContext} that produces with kafkajs, in batches (see {@link BatchingSender}). */
-export function kafkaPublisher(producer: Producer): PublishContext {
-  const sender = new BatchingSender(producer, isPermanent);
+/**
+ * A {@link PublishContext} that produces with kafkajs, in batches (see {@link BatchingSender}). With
+ * `outputs`, a record for a topic that cannot be written waits until it can (see
+ * {@link OutputTopics}), or until its job goes stale or `stop` aborts.
+ */
+export function kafkaPublisher(producer: Producer, outputs?: OutputTopics, stop?: AbortSignal): PublishContext {
+  const sender = new BatchingSender(producer, isPermanent, { isUnwritable: (error) => !!unwritableReason(error) });
   return {
-    send: (topic, record) => sender.send(topic, toKafkaMessage(record)),
+    send: (topic, record, job) => {
+      const send = () => sender.send(topic, toKafkaMessage(record));
+      if (!outputs) return send();
+      const signalOf = () => stop ? AbortSignal.any([job.ack.signal, stop]) : job.ack.signal;
+      return outputs.write(topic, job.ctx.pipeline, send, signalOf);
+    },
     isPermanent,
     isTooLarge,
   };
@@ -57,15 +67,24 @@ export function outputTopicsOf(pipelines: readonly Pipeline[], topic: string): s
   return [...names];
 }
 
+/** How the output topics the bridge creates are made; unset fields take the broker's defaults. */
+export interface OutputTopicShape {
+  /** A count, or `source`: the source topic's count. */
+  partitions?: number | "source";
+  replicationFactor?: number;
+}
+
 /**
- * Creates the missing output topics of `sources`, each with its source's partition count, so that
- * consumers can subscribe before the first reply. Where the broker refuses, auto-creation on first
- * produce may still work, so this only warns.
+ * Creates the missing output topics of `sources` (with `shape`), so that consumers can subscribe
+ * before the first reply. Where the broker refuses (topics belong to a platform team), this only
+ * warns: they may exist by the time they are written, and one that cannot be written pauses its
+ * pipelines then (see {@link OutputTopics}).
  */
 export async function ensureOutputTopics(
   admin: Admin,
   pipelines: readonly Pipeline[],
   sources: readonly string[],
+  shape: OutputTopicShape = {},
 ): Promise<void> {
   try {
     const existing = new Set(await admin.listTopics());
@@ -73,14 +92,16 @@ export async function ensureOutputTopics(
     const wanted = metadata.topics.flatMap((source) =>
       outputTopicsOf(pipelines, source.name).filter((name) => !existing.has(name)).map((topic) => ({
         topic,
-        numPartitions: source.partitions.length,
+        // -1: the broker's num.partitions and default.replication.factor.
+        numPartitions: shape.partitions === "source" ? source.partitions.length : shape.partitions ?? -1,
+        replicationFactor: shape.replicationFactor ?? -1,
       }))
     );
     if (!wanted.length) return;
     await admin.createTopics({ topics: wanted, waitForLeaders: true });
     log.info("created output topics {topics}", { topics: wanted.map((t) => t.topic) });
   } catch (error) {
-    log.warn("could not create output topics ({error}); relying on the broker's auto-creation", {
+    log.warn("could not create output topics ({error}); they are written if they exist by then", {
       error: String(error),
     });
   }

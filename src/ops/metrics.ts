@@ -18,7 +18,7 @@ import { eventCount, type Job, jobAgent, partitionId } from "../model.ts";
 import { redact } from "../secrets.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import type { Outcome } from "../stages/publish.ts";
-import type { CircuitState } from "../a2a/circuit.ts";
+import type { CircuitState } from "../circuit.ts";
 
 export interface Metrics {
   readonly registry: Registry;
@@ -41,6 +41,8 @@ export interface Metrics {
   inFlightFrom(read: () => number): void;
   /** Where the gauge of bytes waiting behind commit points reads its value. */
   uncommittedFrom(read: () => number): void;
+  /** An output topic cannot be written (missing, or denied by an ACL), or can again. */
+  outputUnwritable(topic: string, unwritable: boolean): void;
   /** A partition paused (or resumed) because of what waits behind its commit point. */
   partitionHeld(topic: string, partition: number, paused: boolean): void;
   /** An agent endpoint's adaptive concurrency limit (`delivery.concurrency: auto`) is now `limit`. */
@@ -145,6 +147,13 @@ export function createMetrics(): Metrics {
     labelNames: ["topic", "partition"],
     registers,
   });
+  const unwritable = new Gauge({
+    name: "agentstream_output_unwritable",
+    help:
+      "1 while an output topic cannot be written (it does not exist and is not created, or an ACL denies WRITE): the pipelines writing it pause; else 0.",
+    labelNames: ["topic"],
+    registers,
+  });
   const circuitOpen = new Gauge({
     name: "agentstream_circuit_open",
     help: "1 while an agent's circuit is open (failing every call, or refusing the bridge: its routes wait), else 0.",
@@ -237,6 +246,7 @@ export function createMetrics(): Metrics {
     uncommittedFrom(read) {
       readUncommitted = read;
     },
+    outputUnwritable: (topic, flag) => unwritable.set({ topic }, flag ? 1 : 0),
     partitionHeld: (topic, partition, paused) => partitionHeld.set({ topic, partition }, paused ? 1 : 0),
     concurrencyLimit: (agent, limit) => concurrencyLimit.set({ agent }, limit),
   };

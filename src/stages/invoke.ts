@@ -39,7 +39,7 @@ import {
   type Pipeline,
   type WaitingTask,
 } from "../model.ts";
-import { Circuit } from "../a2a/circuit.ts";
+import { Circuit } from "../circuit.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
 import type { AgentConcurrency } from "../a2a/agent_concurrency.ts";

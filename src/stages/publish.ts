@@ -30,7 +30,7 @@
  * ```
  */
 import { Buffer } from "node:buffer";
-import { errorMessage, failure } from "../errors.ts";
+import { Abandoned, errorMessage, failure } from "../errors.ts";
 import { hopCount, type Job, jobAgent, orderingKey, type OutRecord } from "../model.ts";
 
 export type { OutRecord };
@@ -47,7 +47,8 @@ import { jsonText } from "../util/json_text.ts";
 export interface PublishContext {
   /**
    * Produces one record of `job` and resolves once the broker has acknowledged it (acks=all), or,
-   * with exactly-once delivery, once it is staged for the job's transaction.
+   * with exactly-once delivery, once it is staged for the job's transaction. Rejects with
+   * {@link Abandoned} when it waited for its topic until the job went stale or the bridge stopped.
    */
   send(topic: string, record: OutRecord, job: Job): Promise<void>;
   /** Whether a send error can never succeed (e.g. record too large): the job goes to the DLQ. */
@@ -238,11 +239,18 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
     return { job, outcome: "abandoned" };
   }
   if (job.skipped) return { job, outcome: "skipped" };
-  if (!job.failure) {
-    const reply = await writeReply(job, ctx);
-    if (reply) return { job, outcome: "replied" };
+  try {
+    if (!job.failure) {
+      const reply = await writeReply(job, ctx);
+      if (reply) return { job, outcome: "replied" };
+    }
+    return { job, outcome: job.window ? await deadLetterWindow(job, ctx) : await deadLetter(job, ctx) };
+  } catch (error) {
+    // Its output waited (a topic that cannot be written) until the job went stale or the bridge stopped.
+    if (!(error instanceof Abandoned)) throw error;
+    job.abandoned = true;
+    return { job, outcome: "abandoned" };
   }
-  return { job, outcome: job.window ? await deadLetterWindow(job, ctx) : await deadLetter(job, ctx) };
 }
 
 /**

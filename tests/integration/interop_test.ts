@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { AgentCards } from "../../src/a2a/agent_cards.ts";
-import { Circuit } from "../../src/a2a/circuit.ts";
+import { Circuit } from "../../src/circuit.ts";
 import { invokeJob } from "../../src/stages/invoke.ts";
 import { readyJob } from "../unit/helpers.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";

@@ -4,7 +4,7 @@ import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { backoffDelay, invokeJob, MAX_RESENDS, resentMessageId } from "../../src/stages/invoke.ts";
 import { parseRetryAfter } from "../../src/a2a/send_message.ts";
 import { ofGeneration, readyJob as ready } from "../unit/helpers.ts";
-import { Circuit } from "../../src/a2a/circuit.ts";
+import { Circuit } from "../../src/circuit.ts";
 import type { AgentLimits } from "../../src/a2a/agent_limits.ts";
 import { unledgered } from "../../src/ledger.ts";
 import { AGENT_FLAVOURS } from "../support/flavours.ts";

@@ -54,6 +54,7 @@ Deno.test(
         ready: true,
         kafka: true,
         agents: true,
+        outputs: true,
         topics: 2, // the source, and its answers topic
       });
 

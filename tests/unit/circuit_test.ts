@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import FakeTimers from "@sinonjs/fake-timers";
 import { AgentCircuits } from "../../src/a2a/agent_circuits.ts";
-import { Circuit } from "../../src/a2a/circuit.ts";
+import { Circuit } from "../../src/circuit.ts";
 
 Deno.test("Circuit opens after the threshold of transient failures in a row, not before", () => {
   const changes: boolean[] = [];

@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import type { Producer } from "kafkajs";
+import { BatchingSender } from "../../src/kafka/batching_sender.ts";
+import { OutputTopics, unwritableReason } from "../../src/kafka/output_topics.ts";
+import { Abandoned } from "../../src/errors.ts";
+import { until } from "../support/until.ts";
 import { decodeJob } from "../../src/stages/decode.ts";
 import { matchJob } from "../../src/stages/match.ts";
 import { transformJob } from "../../src/stages/transform.ts";
@@ -176,4 +181,78 @@ Deno.test("publish.format text writes the reply text alone; a data part becomes 
   assert.equal(text(sink.sent[0].record.value), "fine");
   assert.equal(sink.sent[0].record.headers["x-hop-count"], "3");
   assert.deepEqual((replyEnvelope(j).reply as { data: unknown }).data, { severity: "critical" });
+});
+
+/** A producer whose sendBatch fails for the topics in `unwritable`, recording what each call carried. */
+function fakeProducer(unwritable: Set<string>) {
+  const calls: string[][] = [];
+  const producer = {
+    sendBatch: ({ topicMessages }: { topicMessages: { topic: string }[] }) => {
+      calls.push(topicMessages.map((t) => t.topic).sort());
+      const bad = topicMessages.find((t) => unwritable.has(t.topic));
+      if (!bad) return Promise.resolve([]);
+      return Promise.reject(Object.assign(new Error("denied"), { type: "TOPIC_AUTHORIZATION_FAILED" }));
+    },
+  };
+  return { producer: producer as unknown as Producer, calls };
+}
+
+Deno.test("a topic that cannot be written fails only its own records, and from then on goes in batches of its own", async () => {
+  const unwritable = new Set(["b.responses"]);
+  const { producer, calls } = fakeProducer(unwritable);
+  const sender = new BatchingSender(producer, () => false, { isUnwritable: (e) => !!unwritableReason(e) });
+  const results = await Promise.allSettled([
+    sender.send("a.responses", { value: "1" }),
+    sender.send("b.responses", { value: "2" }),
+  ]);
+  assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected"]);
+  assert.deepEqual(calls, [["a.responses", "b.responses"], ["a.responses"], ["b.responses"]]);
+  calls.length = 0;
+  const next = await Promise.allSettled([
+    sender.send("a.responses", { value: "3" }),
+    sender.send("b.responses", { value: "4" }),
+  ]);
+  assert.deepEqual(next.map((r) => r.status), ["fulfilled", "rejected"]);
+  assert.deepEqual(calls.sort(), [["a.responses"], ["b.responses"]], "never in one batch with the others");
+  unwritable.clear();
+  await sender.send("b.responses", { value: "5" });
+});
+
+Deno.test("OutputTopics: records wait on an unwritable topic, one probes it, and a stale job's record gives up as abandoned", async () => {
+  const changes: string[] = [];
+  const holding: boolean[] = [];
+  const outputs = new OutputTopics({
+    probeDelayMs: 5,
+    onChange: (topic, reason) => changes.push(`${topic} ${reason ?? "writable"}`),
+    onHolding: (_, on) => holding.push(on),
+  });
+  let writable = false;
+  let sends = 0;
+  const send = () => {
+    sends++;
+    return writable
+      ? Promise.resolve()
+      : Promise.reject(Object.assign(new Error("no topic"), { type: "UNKNOWN_TOPIC_OR_PARTITION" }));
+  };
+  const stale = new AbortController();
+  const first = outputs.write("t", "p", send);
+  const gone = outputs.write("t", "p", send, () => stale.signal);
+  await until(() => sends >= 3, "a probe or two");
+  assert.deepEqual(changes, ["t missing"], "one change, however many probes");
+  assert.deepEqual(outputs.unwritable, [{ topic: "t", reason: "missing" }]);
+  stale.abort();
+  await assert.rejects(gone, Abandoned);
+  writable = true;
+  await first;
+  assert.deepEqual(changes, ["t missing", "t writable"]);
+  assert.deepEqual(outputs.unwritable, []);
+  assert.deepEqual([...outputs.writersOf("t")], ["p"]);
+  await until(() => holding.at(-1) === false, "the pipeline resumed");
+  assert.equal(holding[0], true, "the pipeline paused while records waited");
+  await assert.rejects(
+    outputs.write("t", "p", () => Promise.reject(new Error("other"))),
+    /other/,
+    "any other error is the caller's",
+  );
+  outputs.dispose();
 });

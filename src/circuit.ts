@@ -1,6 +1,7 @@
 /**
  * @module
- * A circuit breaker for one agent endpoint (or one host). After `threshold` transient failures in a
+ * A circuit breaker for one agent endpoint (or one host; an output topic uses its `refused` state,
+ * see src/kafka/output_topics.ts). After `threshold` transient failures in a
  * row that are evidence of an outage (and no success between them) the agent is taken to be down:
  * the circuit opens, callers wait instead of calling, and one probe call at a time is let through,
  * with doubling pauses, until one succeeds and the circuit closes. So an outage stalls the pipeline;

@@ -1,0 +1,165 @@
+/**
+ * Output topics the bridge cannot write, on a broker that enforces ACLs and does not create topics
+ * (topics and ACLs belong to a platform team): a responses topic that does not exist, and one the
+ * bridge is denied WRITE on. Each pauses only its own pipeline, `/readyz` says which topic and why,
+ * one ERROR line names it, nothing is committed past the waiting messages, and once the topic is
+ * created (or the ACL lifted) every reply arrives. The bridge runs with the ACLs the README lists.
+ */
+import assert from "node:assert/strict";
+import { AclOperationTypes, AclPermissionTypes, AclResourceTypes, type Admin, ResourcePatternTypes } from "kafkajs";
+import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import { loadSettings } from "../../src/config/settings.ts";
+import { throwawayBroker } from "../../src/infra/local_broker.ts";
+import { createKafka } from "../../src/kafka/client.ts";
+import { makeTestCertificates } from "../support/certs.ts";
+import { committedOffsets, createTopics, produce, readRecords, topicSize, uniqueId } from "../support/kafka.ts";
+import { type LogRecord, startMain } from "../support/main_process.ts";
+import { until } from "../support/until.ts";
+
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+type Operation = keyof typeof AclOperationTypes;
+
+/** Allows (or denies) `principal` these operations on a resource. */
+function acl(
+  admin: Admin,
+  resourceType: keyof typeof AclResourceTypes,
+  resourceName: string,
+  operations: Operation[],
+  { prefixed = false, deny = false } = {},
+) {
+  return admin.createAcls({
+    acl: operations.map((operation) => ({
+      resourceType: AclResourceTypes[resourceType],
+      resourceName,
+      resourcePatternType: prefixed ? ResourcePatternTypes.PREFIXED : ResourcePatternTypes.LITERAL,
+      principal: "User:bridge",
+      host: "*",
+      operation: AclOperationTypes[operation],
+      permissionType: deny ? AclPermissionTypes.DENY : AclPermissionTypes.ALLOW,
+    })),
+  });
+}
+
+Deno.test(
+  "an output topic that is missing or denied pauses only its pipeline, says so once, commits nothing past it, and resumes when fixed",
+  integration,
+  async () => {
+    const password = `pw-${crypto.randomUUID()}`;
+    const certs = await makeTestCertificates();
+    const broker = await throwawayBroker((line) => console.error(`kafka (output access test): ${line}`), {
+      users: { bridge: password },
+      tls: { keyAndChainFile: certs.brokerKeyAndChainFile, caFile: certs.caFile },
+      authorizer: true,
+      autoCreateTopics: false,
+    });
+    // The test is the platform team: a super user on the plaintext listener.
+    const plain = createKafka(loadSettings({}), [broker.bootstrap]);
+    const admin = plain.admin();
+    await admin.connect();
+    const agent = startDemoAgent({});
+    const id = uniqueId();
+    const [good, missing, denied] = ["good", "missing", "denied"].map((name) => `${name}-${id}.events`);
+    const groupId = `acl-${id}`;
+    const outputs = (
+      topic: string,
+    ) => [`${topic}.responses`, `${topic}.dlq`, `${topic}.answers`, `${topic}.answers.dlq`];
+    await createTopics(plain, [good, missing, denied, ...outputs(good), ...outputs(denied)]);
+    await createTopics(plain, outputs(missing).slice(1)); // no responses topic
+    // What the README lists: read the sources, write (and describe) the outputs, read the answers
+    // topics, the tasks topic in full, the group and the task table's reader groups. No CREATE.
+    for (const topic of [good, missing, denied]) {
+      await acl(admin, "TOPIC", topic, ["READ", "WRITE", "DESCRIBE"], { prefixed: true });
+    }
+    await acl(admin, "TOPIC", "__agentstream.tasks", ["ALL"]);
+    await acl(admin, "GROUP", groupId, ["READ"]);
+    await acl(admin, "GROUP", "agentstream-tasks-", ["READ"], { prefixed: true });
+    await acl(admin, "TOPIC", `${denied}.responses`, ["WRITE"], { deny: true });
+    const dir = await Deno.makeTempDir();
+    for (const topic of [good, missing, denied]) {
+      const name = topic.split("-")[0];
+      await Deno.writeTextFile(
+        `${dir}/${name}.yaml`,
+        `name: ${name}\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n`,
+      );
+    }
+    const bridge = await startMain({
+      PIPELINES_DIR: dir,
+      KAFKA_BOOTSTRAP_SERVERS: broker.secure!.SASL_PLAINTEXT,
+      KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
+      KAFKA_SASL_MECHANISM: "SCRAM-SHA-256",
+      KAFKA_SASL_USERNAME: "bridge",
+      KAFKA_SASL_PASSWORD: password,
+      KAFKA_GROUP_ID: groupId,
+      ARCHESTRA_URL: agent.url,
+      COMMIT_INTERVAL: "200ms",
+    });
+    const unwritableLines = (topic: string) => (record: LogRecord) =>
+      record.level === "ERROR" && record.message.startsWith("cannot write to") && record.properties.topic === topic;
+    try {
+      const listening = await bridge.waitForLog((r) => r.message.startsWith("metrics on"), "the metrics port");
+      const readyz = async () => {
+        const response = await fetch(`http://127.0.0.1:${listening.properties.port}/readyz`);
+        return { status: response.status, body: await response.json() };
+      };
+      const events = (tag: string) => Array.from({ length: 5 }, (_, n) => ({ key: `k${n}`, value: `{"${tag}":${n}}` }));
+      for (const topic of [good, missing, denied]) await produce(plain, topic, events(topic.split("-")[0]));
+
+      // The good pipeline flows; the two others say why they cannot, once each.
+      const replies = await readRecords(plain, [`${good}.responses`], 5);
+      assert.equal(replies.length, 5);
+      const [gone, refused] = await Promise.all([
+        bridge.waitForLog(unwritableLines(`${missing}.responses`), "the missing topic's ERROR line"),
+        bridge.waitForLog(unwritableLines(`${denied}.responses`), "the denied topic's ERROR line"),
+      ]);
+      assert.equal(gone.properties.reason, "missing");
+      assert.deepEqual(gone.properties.pipelines, ["missing"]);
+      assert.equal(refused.properties.reason, "denied");
+      const report = await readyz();
+      assert.equal(report.status, 503);
+      assert.equal(report.body.outputs, false);
+      assert.deepEqual(
+        report.body.unwritable.map((u: { topic: string }) => u.topic).sort(),
+        [`${denied}.responses`, `${missing}.responses`],
+      );
+      // Offset 0, the first waiting message (or none yet): nothing committed past the waiting messages.
+      for (const topic of [missing, denied]) {
+        assert.ok(Number((await committedOffsets(plain, groupId, topic))[0]) <= 0, `${topic} committed past them`);
+      }
+      assert.equal(await topicSize(plain, `${missing}.dlq`), 0, "nothing dead-lettered");
+
+      // The platform team acts: both pipelines resume, and every reply arrives.
+      await createTopics(plain, [`${missing}.responses`]);
+      await admin.deleteAcls({
+        filters: [{
+          resourceType: AclResourceTypes.TOPIC,
+          resourceName: `${denied}.responses`,
+          resourcePatternType: ResourcePatternTypes.LITERAL,
+          principal: "User:bridge",
+          host: "*",
+          operation: AclOperationTypes.WRITE,
+          permissionType: AclPermissionTypes.DENY,
+        }],
+      });
+      assert.equal((await readRecords(plain, [`${missing}.responses`], 5)).length, 5);
+      assert.equal((await readRecords(plain, [`${denied}.responses`], 5)).length, 5);
+      await until(async () => (await readyz()).status === 200, "ready again");
+      await until(
+        async () => (await committedOffsets(plain, groupId, missing))[0] === "5",
+        "the missing pipeline's offsets committed",
+      );
+      assert.equal(await topicSize(plain, `${denied}.dlq`), 0, "nothing dead-lettered");
+    } finally {
+      bridge.child.kill("SIGTERM");
+      const output = await bridge.output;
+      await admin.disconnect();
+      await agent.close();
+      await broker.stop();
+      // Probes went on meanwhile (one at a time, with doubling pauses): still one line each.
+      const lines = `${output.stdout}\n${output.stderr}`.split("\n").filter((line) => line.includes("cannot write to"));
+      assert.equal(lines.filter((line) => line.includes(`${missing}.responses`)).length, 1, lines.join("\n"));
+      assert.equal(lines.filter((line) => line.includes(`${denied}.responses`)).length, 1);
+      assert.equal(output.code, 0, output.stderr.slice(-2000));
+    }
+  },
+);
