@@ -42,6 +42,7 @@ import { outputTopicTest } from "./kafka/topics.ts";
 import { Ledger } from "./ledger.ts";
 import { eventCount, type Job, partitionId, partitionOf, type Pipeline, pipelineCap } from "./model.ts";
 import { UncommittedBudget } from "./uncommitted_budget.ts";
+import { CallGate } from "./call_gate.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
 import { startSummary } from "./ops/summary.ts";
@@ -56,6 +57,9 @@ import { pipe } from "./util/pipe.ts";
 import { abortableDelay } from "./util/abortable_delay.ts";
 
 const log = getLogger(["agentstream", "bridge"]);
+
+/** The longest a resubscription waits for calls in flight to finish; the rest are made again. */
+const MAX_DRAIN_MS = 5 * 60_000;
 
 export interface BridgeOptions {
   kafka: Kafka;
@@ -359,6 +363,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     return Math.max(1, room);
   };
 
+  // Closed while the consumer subscribes again; waits at most as long as the longest call may take.
+  const gate = new CallGate();
+  const drainMs = Math.min(
+    MAX_DRAIN_MS,
+    Math.max(10_000, ...pipelines.flatMap((p) => p.routes.filter((r) => !r.longRunning).map((r) => r.timeoutMs))),
+  );
   const consumer = new ConsumerAdapter({
     kafka,
     admin,
@@ -395,14 +405,19 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // Open windows of revoked partitions go now: their events come again to whoever owns them.
       windows?.dropStale();
       if (transactional && assigned) void claim(assigned);
+      // Subscribed again: calls go on (those that waited at the gate went stale with their generation).
+      if (cause === "subscribing again") gate.open();
       metrics.forgetPartitions();
       checkCaps();
       flow.refresh();
     },
-    // Before subscribing again: let work in flight finish (not for long: messages parked behind an
-    // open circuit may wait for hours, and are delivered again anyway), then commit it.
+    // Before subscribing again (kafkajs leaves the group, and every message not committed comes
+    // again): no new call starts, the calls made finish and their outcomes are committed, so no
+    // call is made twice. Messages whose calls had not started (waiting for a slot, or parked
+    // behind an open circuit) are delivered again and called then.
     drain: async () => {
-      await ledger.idle(AbortSignal.any([stopping.signal, AbortSignal.timeout(10_000)]));
+      gate.close();
+      await gate.idle(AbortSignal.any([stopping.signal, AbortSignal.timeout(drainMs)]));
       await commits.now();
     },
     onSubscribe: (topics) =>
@@ -498,6 +513,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
   const settle = (job: Job, outcome: Outcome) => {
+    // Its call (if it made one) is over, outcome and all: a resubscription waiting for it may go on.
+    job.callPass?.();
     // A failed window's events went to the DLQ one by one: each is counted and logged as its own.
     const events = job.eventOutcomes;
     metrics.outcome(job, outcome, events?.filter((event) => event.outcome === "dropped").length);
@@ -537,6 +554,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         limits,
         concurrency,
         cards: new AgentCards(),
+        gate,
       }),
     (jobs) => publish(jobs, transactional?.publishContext() ?? kafkaPublisher(producer, outputs, stopping.signal)),
   );

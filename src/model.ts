@@ -169,6 +169,8 @@ export interface Job {
   skipped?: boolean;
   /** Given up at shutdown before it finished: neither published nor committed, so seen again. */
   abandoned?: boolean;
+  /** Its agent call's pass through the call gate (see src/call_gate.ts): released once its outcome is settled. */
+  callPass?: () => void;
   /** Its OpenTelemetry span, while tracing is on (see src/ops/tracing.ts). */
   span?: Span;
   /** With exactly-once delivery: the records written for this job, waiting for its transaction. */

@@ -40,6 +40,7 @@ import {
   type WaitingTask,
 } from "../model.ts";
 import { Circuit } from "../circuit.ts";
+import type { CallGate } from "../call_gate.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
 import type { AgentConcurrency } from "../a2a/agent_concurrency.ts";
@@ -89,6 +90,11 @@ export interface InvokeContext {
   readonly conversations?: Conversations;
   /** Where tasks that asked wait for their answers; without it such a task fails as its state. */
   readonly asking?: AskingTasks;
+  /**
+   * Closed while the consumer subscribes again: no new call starts, and a call made holds a pass
+   * (`job.callPass`) until its outcome is settled; by default none.
+   */
+  readonly gate?: CallGate;
   /** For tests: waits between retries. */
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** For tests: jitter source in [0, 1). */
@@ -285,6 +291,9 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
     agent.succeeded();
   };
   for (let attempt = 1;;) {
+    // A pass is held from a call until its outcome: a retry waits without one.
+    job.callPass?.();
+    job.callPass = undefined;
     // Past the host's circuit first, then the agent's. A message that failed before is the better
     // probe of its agent; the host's is best made by one whose own agent's circuit is closed.
     const retry = attempt > 1;
@@ -341,9 +350,12 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
         }
         // Timed from when the call goes out: waiting for a slot or for agent_limits is ours.
         let callStarted = 0;
-        const timed = () => {
-          // A stop began while the call waited for the agent's limits: it is not made.
-          if (stopped()) return Promise.reject(new Error("stopping"));
+        const timed = async () => {
+          // While the consumer subscribes again, no call starts (a long-running task is resumed
+          // from the task registry when its message comes again: it need not be waited for).
+          if (ctx.gate && !route.longRunning) job.callPass ??= await ctx.gate.enter(waits);
+          // A stop began while the call waited for the agent's limits or the gate: it is not made.
+          if (stopped()) throw new Error("stopping");
           callStarted = performance.now();
           started ??= callStarted;
           return call();

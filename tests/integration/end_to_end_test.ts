@@ -10,6 +10,7 @@ import { until } from "../support/until.ts";
 import {
   committedOffsets,
   createTopics,
+  keyedEvents,
   produce,
   readRecords,
   testKafka,
@@ -209,3 +210,39 @@ routes: [{ name: all, invoke: { prompt_id: all } }]
     await agent.close();
   }
 });
+
+Deno.test(
+  "a topic that appears while calls are in flight: they finish and are committed before the consumer subscribes again, so none is made twice",
+  integration,
+  async () => {
+    const prefix = `grow-${uniqueId()}`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [`${prefix}.a`]);
+    // Calls longer than the 10 s the consumer used to wait for work in flight before subscribing again.
+    const agent = startDemoAgent({ behaviours: { slow: { latencyMs: 11_000 } } });
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([`
+name: grow
+source: { topics: ["${prefix}.*"] }
+routes:
+  - { name: a, match: { fields: { tag: a } }, invoke: { prompt_id: slow, timeout: 30s } }
+  - { name: b, invoke: { prompt_id: fast } }
+`]),
+      archestraUrl: agent.url,
+    });
+    try {
+      await produce(kafka, `${prefix}.a`, keyedEvents(5, "a"));
+      await agent.waitForRequests(5);
+      await createTopics(kafka, [`${prefix}.b`]);
+      await bridge.refreshTopics();
+      assert.ok(bridge.topics().includes(`${prefix}.b`));
+      await produce(kafka, `${prefix}.b`, keyedEvents(1, "b"));
+      const replies = await readRecords(kafka, [`${prefix}.a.responses`, `${prefix}.b.responses`], 6);
+      assert.equal(replies.length, 6);
+      assert.equal(agent.requests.length, 6, "each message called once: none of the calls in flight was made again");
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
