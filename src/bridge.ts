@@ -179,8 +179,25 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     archestraApi: settings.archestraApi,
   };
   const limits = agentLimits(pipelines, archestra);
+  // Output topics that cannot be written (missing, or denied): the pipelines writing them wait.
+  const outputs = new OutputTopics({
+    probeDelayMs: options.probeDelayMs,
+    maxProbeDelayMs: options.maxProbeDelayMs,
+    onChange: (topic, reason) => {
+      metrics.outputUnwritable(topic, reason !== undefined);
+      const pipelines = [...outputs.writersOf(topic)];
+      if (reason) {
+        log.error(
+          "cannot write to {topic}: {help}. Pipelines {pipelines} pause until it can (nothing past their waiting messages is committed), probing",
+          { topic, reason, help: UNWRITABLE_HELP[reason], pipelines },
+        );
+      } else log.info("{topic} can be written again: resuming {pipelines}", { topic, pipelines });
+    },
+    onHolding: (topic, holding) => flow.set(`output ${topic}`, holding),
+  });
+
   // A fenced transaction is handled below (onFenced), once the rest is wired.
-  const { admin, producer, table, transactional } = await connectKafka(options, () => onFenced());
+  const { admin, producer, table, transactional } = await connectKafka(options, () => onFenced(), outputs);
   // Running tasks and keys' conversations, kept in one compacted topic shared by the replicas.
   const tasks = new TaskRegistry(table);
   const conversations = new Conversations(table);
@@ -260,23 +277,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     // Paused while messages wait on the circuit; with none waiting, the next message comes in to probe.
     onHolding: (key, holding) => flow.set(`circuit ${key}`, holding),
   });
-  // Output topics that cannot be written (missing, or denied): the pipelines writing them wait.
-  const outputs = new OutputTopics({
-    probeDelayMs: options.probeDelayMs,
-    maxProbeDelayMs: options.maxProbeDelayMs,
-    onChange: (topic, reason) => {
-      metrics.outputUnwritable(topic, reason !== undefined);
-      const pipelines = [...outputs.writersOf(topic)];
-      if (reason) {
-        log.error(
-          "cannot write to {topic}: {help}. Pipelines {pipelines} pause until it can (nothing past their waiting messages is committed), probing",
-          { topic, reason, help: UNWRITABLE_HELP[reason], pipelines },
-        );
-      } else log.info("{topic} can be written again: resuming {pipelines}", { topic, pipelines });
-    },
-    onHolding: (topic, holding) => flow.set(`output ${topic}`, holding),
-  });
-  const circuitKeys = new Map(pipelines.map((pipeline) => [
+  const circuitKeys = new Map<string, Set<string>>(pipelines.map((pipeline): [string, Set<string>] => [
     pipeline.name,
     new Set(
       pipeline.routes.flatMap((route) =>
@@ -730,7 +731,7 @@ function logOutcome(job: Job, outcome: Outcome): void {
  * exactly-once pipeline, transactional producers per input partition (offsets are per message, so
  * one such pipeline makes the whole process transactional).
  */
-async function connectKafka(options: BridgeOptions, onFenced: () => void) {
+async function connectKafka(options: BridgeOptions, onFenced: () => void, outputs: OutputTopics) {
   const { kafka, pipelines, settings } = options;
   const exactlyOnce = pipelines.some((p) => p.delivery.guarantee === "exactly-once");
   const admin = kafka.admin();
@@ -746,6 +747,7 @@ async function connectKafka(options: BridgeOptions, onFenced: () => void) {
       settings.groupId,
       limits,
       onFenced,
+      outputs,
     )
     : undefined;
   const table = new KafkaTable({ kafka, topic: settings.tasksTopic, groupId: settings.groupId });

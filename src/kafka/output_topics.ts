@@ -8,6 +8,11 @@
  * one is written and the circuit closes. While records wait, the pipelines writing to the topic
  * pause (their messages are not finished, so nothing past them is committed); the others flow.
  *
+ * With exactly-once, records are written by the commits' transactions instead (see
+ * src/kafka/transactions.ts): a transaction refused for a topic is aborted and its records held,
+ * {@link OutputTopics.refuse} marks the topic, and {@link OutputTopics.probeDue} says when the held
+ * records may try again, with the same doubling pauses; the pipelines pause while records are held.
+ *
  * @example
  * ```ts
  * import { OutputTopics } from "./output_topics.ts";
@@ -21,7 +26,7 @@
  * outputs.dispose();
  * ```
  */
-import { Circuit } from "../circuit.ts";
+import { Circuit, MAX_PROBE_DELAY_MS } from "../circuit.ts";
 import { Abandoned } from "../errors.ts";
 
 /** Why a topic cannot be written: it does not exist (and is not created), or the bridge may not write it. */
@@ -67,6 +72,8 @@ export class OutputTopics {
   readonly #reasons = new Map<string, UnwritableReason>();
   /** The pipelines that have written (or tried to write) each topic. */
   readonly #writers = new Map<string, Set<string>>();
+  /** Exactly-once: when each refused topic may be tried again, and the pause before the next try. */
+  readonly #probes = new Map<string, { at: number; delay: number }>();
 
   constructor(options: OutputTopicsOptions = {}) {
     this.#options = options;
@@ -82,6 +89,44 @@ export class OutputTopics {
     return this.#writers.get(topic) ?? new Set();
   }
 
+  /** Notes that `pipeline` writes `topic` (its records are staged for a transaction). */
+  noteWriter(topic: string, pipeline: string): void {
+    const writers = this.#writers.get(topic) ?? new Set();
+    this.#writers.set(topic, writers.add(pipeline));
+  }
+
+  /**
+   * Exactly-once: a transaction could not write `topic` (`reason`). The topic is marked (one
+   * change reported, however many refusals), and its next try waits twice as long as the last.
+   */
+  refuse(topic: string, reason: UnwritableReason): void {
+    const first = this.#options.probeDelayMs ?? 1_000;
+    const last = this.#probes.get(topic)?.delay;
+    const delay = last === undefined ? first : Math.min(2 * last, this.#options.maxProbeDelayMs ?? MAX_PROBE_DELAY_MS);
+    this.#probes.set(topic, { at: Date.now() + delay, delay });
+    const before = this.#reasons.get(topic);
+    this.#reasons.set(topic, reason);
+    if (before === undefined) this.#options.onChange?.(topic, reason);
+  }
+
+  /** Exactly-once: whether records for `topic` may be tried now (it is not refused, or its next try is due). */
+  probeDue(topic: string): boolean {
+    const probe = this.#probes.get(topic);
+    return probe === undefined || Date.now() >= probe.at;
+  }
+
+  /** Exactly-once: a transaction wrote `topic`: it is writable (again). */
+  written(topic: string): void {
+    if (!this.#probes.delete(topic)) return;
+    this.#reasons.delete(topic);
+    this.#options.onChange?.(topic, undefined);
+  }
+
+  /** Exactly-once: whether records for `topic` are held (its pipelines pause while they are). */
+  hold(topic: string, holding: boolean): void {
+    this.#options.onHolding?.(topic, holding);
+  }
+
   /**
    * Writes with `send`, which produces to `topic` for `pipeline`. While the topic cannot be
    * written, waits, probing it one record at a time; throws {@link Abandoned} when the signal
@@ -93,8 +138,7 @@ export class OutputTopics {
     send: () => Promise<void>,
     signalOf?: () => AbortSignal,
   ): Promise<void> {
-    const writers = this.#writers.get(topic) ?? new Set();
-    this.#writers.set(topic, writers.add(pipeline));
+    this.noteWriter(topic, pipeline);
     const circuit = this.#circuitOf(topic);
     let signal: AbortSignal | undefined;
     for (;;) {

@@ -7,6 +7,11 @@
  * crash before the commit aborts the records along with the offsets, and the messages are handled
  * again; a member that lost a partition is fenced by its new owner and cannot commit for it.
  *
+ * A transaction refused because an output topic cannot be written (missing, or denied by an ACL)
+ * is aborted and its part held: its records and offset go with that partition's next commits,
+ * tried again as {@link OutputTopics} allows, while its pipelines pause. A new assignment drops
+ * what is held: its messages are delivered again from the committed offsets.
+ *
  * @example
  * ```ts
  * import { fitting } from "./transactions.ts";
@@ -27,7 +32,19 @@ const log = getLogger(["agentstream", "transactions"]);
 import type { PublishContext } from "../stages/publish.ts";
 import { toKafkaMessage } from "./message.ts";
 import { batchBytes, recordBytes, type RecordLimits } from "./record_limits.ts";
-import type { OutRecord } from "../model.ts";
+import { type OutRecord, partitionId } from "../model.ts";
+import { type OutputTopics, type UnwritableReason, unwritableReason } from "./output_topics.ts";
+
+/** A transaction refused because one of its topics cannot be written; it was aborted. */
+class Unwritable extends Error {
+  constructor(readonly topic: string, readonly reason: UnwritableReason, cause: unknown) {
+    super(`cannot write to ${topic} (${reason}): ${errorMessage(cause)}`, { cause });
+    this.name = "Unwritable";
+  }
+}
+
+/** One input partition's part of a commit: its offset and the records of the messages it passes. */
+type Part = Commit["parts"][number];
 
 /** The error a record too large for its topic gets, as the broker would name it. */
 export class RecordTooLarge extends Error {
@@ -40,16 +57,27 @@ export class TransactionalOutput {
   readonly #groupId: string;
   readonly #limits: RecordLimits | undefined;
   readonly #onFenced: () => void;
+  readonly #outputs: OutputTopics | undefined;
+  /** Parts whose transaction a topic refused, by input partition, with the topic. */
+  readonly #held = new Map<string, { part: Part; topic: string }>();
 
   /**
    * With `limits`, sends are split to fit the broker, and a record too large for its topic is
-   * refused at once. `onFenced` hears of every partition's commit left to another member.
+   * refused at once. `onFenced` hears of every partition's commit left to another member. With
+   * `outputs`, a part refused for a topic that cannot be written is held instead of failing.
    */
-  constructor(producers: PartitionProducers, groupId: string, limits?: RecordLimits, onFenced: () => void = () => {}) {
+  constructor(
+    producers: PartitionProducers,
+    groupId: string,
+    limits?: RecordLimits,
+    onFenced: () => void = () => {},
+    outputs?: OutputTopics,
+  ) {
     this.#producers = producers;
     this.#groupId = groupId;
     this.#limits = limits;
     this.#onFenced = onFenced;
+    this.#outputs = outputs;
   }
 
   /**
@@ -64,6 +92,7 @@ export class TransactionalOutput {
         if (limit !== undefined && batchBytes([record]) > limit) {
           throw new RecordTooLarge(`${batchBytes([record])} bytes is more than ${topic} takes (${limit})`);
         }
+        this.#outputs?.noteWriter(topic, job.ctx.pipeline);
         (job.staged ??= []).push({ topic, record });
       },
       isPermanent: tooLarge,
@@ -71,9 +100,48 @@ export class TransactionalOutput {
     };
   }
 
-  /** Takes over the transactional ids of the partitions assigned now (see {@link PartitionProducers.claim}). */
+  /**
+   * Takes over the transactional ids of the partitions assigned now (see {@link PartitionProducers.claim}).
+   * What was held is dropped: its messages come again from the committed offsets.
+   */
   claim(assigned: readonly { topic: string; partition: number }[]): Promise<void> {
+    for (const { topic } of this.#held.values()) this.#outputs?.hold(topic, false);
+    this.#held.clear();
     return this.#producers.claim(assigned);
+  }
+
+  /**
+   * `commit`'s parts, each after what is held for its partition (records first, the later offset),
+   * and the held parts of partitions it has nothing for; those that are to wait (their topic is
+   * refused and not yet due a try) are left held.
+   */
+  #parts(commit: Commit): Part[] {
+    const parts = new Map<string, Part>();
+    for (const part of commit.parts) parts.set(partitionId(part.offset.topic, part.offset.partition), part);
+    for (const [id, { part: held, topic }] of this.#held) {
+      const part = parts.get(id);
+      const merged = part ? { offset: part.offset, records: [...held.records, ...part.records] } : held;
+      if (this.#outputs?.probeDue(topic) ?? true) {
+        this.#held.delete(id);
+        parts.set(id, merged);
+      } else {
+        this.#held.set(id, { part: merged, topic });
+        parts.delete(id);
+      }
+    }
+    return [...parts.values()];
+  }
+
+  /** Holds `part`, refused for `topic`, for its partition's next commit. */
+  #hold(part: Part, topic: string): void {
+    this.#held.set(partitionId(part.offset.topic, part.offset.partition), { part, topic });
+  }
+
+  /** Tells the output topics which topics have parts held now (their pipelines pause while they do). */
+  #report(before: ReadonlySet<string>): void {
+    const now = new Set([...this.#held.values()].map(({ topic }) => topic));
+    for (const topic of now) if (!before.has(topic)) this.#outputs?.hold(topic, true);
+    for (const topic of before) if (!now.has(topic)) this.#outputs?.hold(topic, false);
   }
 
   /**
@@ -86,10 +154,20 @@ export class TransactionalOutput {
   async commit(commit: Commit): Promise<Commit> {
     const failures: unknown[] = [];
     const left = new Set<TopicPartitionOffset>();
-    await Promise.all(commit.parts.map(async ({ offset, records }) => {
+    const heldBefore = new Set([...this.#held.values()].map(({ topic }) => topic));
+    const parts = this.#parts(commit);
+    await Promise.all(parts.map(async (part) => {
+      const { offset, records } = part;
       try {
         await this.#commitPart(offset, records);
+        for (const topic of new Set(records.map((r) => r.topic))) this.#outputs?.written(topic);
       } catch (error) {
+        if (error instanceof Unwritable && this.#outputs) {
+          // Nothing was written: held, and tried again with the partition's next commits.
+          this.#outputs.refuse(error.topic, error.reason);
+          this.#hold(part, error.topic);
+          return;
+        }
         // Still concurrent after the retries (or at EndTxn, which cannot be sent again): a new owner's
         // claim is aborting this transaction. Either way it did not commit; the producer is closed.
         // An EndTxn whose outcome is unknown is left the same way: the broker answers one that meets
@@ -108,10 +186,16 @@ export class TransactionalOutput {
         await this.#producers.release(offset.topic, offset.partition);
       }
     }));
+    this.#report(heldBefore);
     if (failures.length) throw failures[0];
-    if (!left.size) return commit;
-    const parts = commit.parts.filter((part) => !left.has(part.offset));
-    return { offsets: parts.map((p) => p.offset), records: parts.flatMap((p) => p.records), parts };
+    if (!left.size && !heldBefore.size && !this.#held.size) return commit;
+    // What was held is not committed: the ledger takes its partitions' offsets again next time.
+    const done = parts.filter((part) => !left.has(part.offset) && !this.#isHeld(part));
+    return { offsets: done.map((p) => p.offset), records: done.flatMap((p) => p.records), parts: done };
+  }
+
+  #isHeld(part: Part): boolean {
+    return this.#held.get(partitionId(part.offset.topic, part.offset.partition))?.part === part;
   }
 
   /**
@@ -128,7 +212,11 @@ export class TransactionalOutput {
         for (const [topic, list] of Map.groupBy(records, (r) => r.topic)) {
           const limit = (await this.#limits?.of(topic)) ?? Number.POSITIVE_INFINITY;
           for (const chunk of fitting(list.map((r) => r.record), limit)) {
-            await transaction.sendBatch({ acks: -1, topicMessages: [{ topic, messages: chunk.map(toKafkaMessage) }] });
+            await transaction.sendBatch({ acks: -1, topicMessages: [{ topic, messages: chunk.map(toKafkaMessage) }] })
+              .catch((error) => {
+                const reason = unwritableReason(error);
+                throw reason ? new Unwritable(topic, reason, error) : error;
+              });
           }
         }
         await whileConcurrent(() =>
@@ -146,7 +234,10 @@ export class TransactionalOutput {
         // unknown (it may have committed): that, a fence, or a third failure is the caller's.
         const aborted = await transaction.abort().then(() => true, () => false);
         if (!aborted && ending && !isFenced(error) && !isConcurrent(error)) throw new OutcomeUnknown(error);
-        if (!aborted || attempt >= 3 || isFenced(error) || isConcurrent(error)) throw error;
+        // A topic that cannot be written is not tried again here: the part is held (see commit).
+        if (!aborted || attempt >= 3 || isFenced(error) || isConcurrent(error) || error instanceof Unwritable) {
+          throw error;
+        }
         log.warn("a transaction for {topic}/{partition} failed and was aborted: sending it again ({error})", {
           topic: offset.topic,
           partition: offset.partition,

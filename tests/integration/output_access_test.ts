@@ -12,7 +12,15 @@ import { loadSettings } from "../../src/config/settings.ts";
 import { throwawayBroker } from "../../src/infra/local_broker.ts";
 import { createKafka } from "../../src/kafka/client.ts";
 import { makeTestCertificates } from "../support/certs.ts";
-import { committedOffsets, createTopics, produce, readRecords, topicSize, uniqueId } from "../support/kafka.ts";
+import {
+  committedOffsets,
+  createTopics,
+  produce,
+  readAll,
+  readRecords,
+  topicSize,
+  uniqueId,
+} from "../support/kafka.ts";
 import { type LogRecord, startMain } from "../support/main_process.ts";
 import { until } from "../support/until.ts";
 
@@ -41,10 +49,12 @@ function acl(
   });
 }
 
+type Guarantee = "at-least-once" | "exactly-once";
+
 Deno.test(
   "an output topic that is missing or denied pauses only its pipeline, says so once, commits nothing past it, and resumes when fixed",
   integration,
-  async () => {
+  async (t) => {
     const password = `pw-${crypto.randomUUID()}`;
     const certs = await makeTestCertificates();
     const broker = await throwawayBroker((line) => console.error(`kafka (output access test): ${line}`), {
@@ -58,108 +68,132 @@ Deno.test(
     const admin = plain.admin();
     await admin.connect();
     const agent = startDemoAgent({});
-    const id = uniqueId();
-    const [good, missing, denied] = ["good", "missing", "denied"].map((name) => `${name}-${id}.events`);
-    const groupId = `acl-${id}`;
-    const outputs = (
-      topic: string,
-    ) => [`${topic}.responses`, `${topic}.dlq`, `${topic}.answers`, `${topic}.answers.dlq`];
-    await createTopics(plain, [good, missing, denied, ...outputs(good), ...outputs(denied)]);
-    await createTopics(plain, outputs(missing).slice(1)); // no responses topic
-    // What the README lists: read the sources, write (and describe) the outputs, read the answers
-    // topics, the tasks topic in full, the group and the task table's reader groups. No CREATE.
-    for (const topic of [good, missing, denied]) {
-      await acl(admin, "TOPIC", topic, ["READ", "WRITE", "DESCRIBE"], { prefixed: true });
-    }
-    await acl(admin, "TOPIC", "__agentstream.tasks", ["ALL"]);
-    await acl(admin, "GROUP", groupId, ["READ"]);
-    await acl(admin, "GROUP", "agentstream-tasks-", ["READ"], { prefixed: true });
-    await acl(admin, "TOPIC", `${denied}.responses`, ["WRITE"], { deny: true });
-    const dir = await Deno.makeTempDir();
-    for (const topic of [good, missing, denied]) {
-      const name = topic.split("-")[0];
-      await Deno.writeTextFile(
-        `${dir}/${name}.yaml`,
-        `name: ${name}\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n`,
-      );
-    }
-    const bridge = await startMain({
-      PIPELINES_DIR: dir,
-      KAFKA_BOOTSTRAP_SERVERS: broker.secure!.SASL_PLAINTEXT,
-      KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
-      KAFKA_SASL_MECHANISM: "SCRAM-SHA-256",
-      KAFKA_SASL_USERNAME: "bridge",
-      KAFKA_SASL_PASSWORD: password,
-      KAFKA_GROUP_ID: groupId,
-      ARCHESTRA_URL: agent.url,
-      COMMIT_INTERVAL: "200ms",
-    });
-    const unwritableLines = (topic: string) => (record: LogRecord) =>
-      record.level === "ERROR" && record.message.startsWith("cannot write to") && record.properties.topic === topic;
     try {
-      const listening = await bridge.waitForLog((r) => r.message.startsWith("metrics on"), "the metrics port");
-      const readyz = async () => {
-        const response = await fetch(`http://127.0.0.1:${listening.properties.port}/readyz`);
-        return { status: response.status, body: await response.json() };
-      };
-      const events = (tag: string) => Array.from({ length: 5 }, (_, n) => ({ key: `k${n}`, value: `{"${tag}":${n}}` }));
-      for (const topic of [good, missing, denied]) await produce(plain, topic, events(topic.split("-")[0]));
-
-      // The good pipeline flows; the two others say why they cannot, once each.
-      const replies = await readRecords(plain, [`${good}.responses`], 5);
-      assert.equal(replies.length, 5);
-      const [gone, refused] = await Promise.all([
-        bridge.waitForLog(unwritableLines(`${missing}.responses`), "the missing topic's ERROR line"),
-        bridge.waitForLog(unwritableLines(`${denied}.responses`), "the denied topic's ERROR line"),
-      ]);
-      assert.equal(gone.properties.reason, "missing");
-      assert.deepEqual(gone.properties.pipelines, ["missing"]);
-      assert.equal(refused.properties.reason, "denied");
-      const report = await readyz();
-      assert.equal(report.status, 503);
-      assert.equal(report.body.outputs, false);
-      assert.deepEqual(
-        report.body.unwritable.map((u: { topic: string }) => u.topic).sort(),
-        [`${denied}.responses`, `${missing}.responses`],
-      );
-      // Offset 0, the first waiting message (or none yet): nothing committed past the waiting messages.
-      for (const topic of [missing, denied]) {
-        assert.ok(Number((await committedOffsets(plain, groupId, topic))[0]) <= 0, `${topic} committed past them`);
+      for (const guarantee of ["at-least-once", "exactly-once"] as Guarantee[]) {
+        await t.step(guarantee, () => scenario(guarantee));
       }
-      assert.equal(await topicSize(plain, `${missing}.dlq`), 0, "nothing dead-lettered");
-
-      // The platform team acts: both pipelines resume, and every reply arrives.
-      await createTopics(plain, [`${missing}.responses`]);
-      await admin.deleteAcls({
-        filters: [{
-          resourceType: AclResourceTypes.TOPIC,
-          resourceName: `${denied}.responses`,
-          resourcePatternType: ResourcePatternTypes.LITERAL,
-          principal: "User:bridge",
-          host: "*",
-          operation: AclOperationTypes.WRITE,
-          permissionType: AclPermissionTypes.DENY,
-        }],
-      });
-      assert.equal((await readRecords(plain, [`${missing}.responses`], 5)).length, 5);
-      assert.equal((await readRecords(plain, [`${denied}.responses`], 5)).length, 5);
-      await until(async () => (await readyz()).status === 200, "ready again");
-      await until(
-        async () => (await committedOffsets(plain, groupId, missing))[0] === "5",
-        "the missing pipeline's offsets committed",
-      );
-      assert.equal(await topicSize(plain, `${denied}.dlq`), 0, "nothing dead-lettered");
     } finally {
-      bridge.child.kill("SIGTERM");
-      const output = await bridge.output;
       await admin.disconnect();
       await agent.close();
       await broker.stop();
-      // Probes went on meanwhile (one at a time, with doubling pauses): still one line each.
-      const lines = `${output.stdout}\n${output.stderr}`.split("\n").filter((line) => line.includes("cannot write to"));
-      assert.equal(lines.filter((line) => line.includes(`${missing}.responses`)).length, 1, lines.join("\n"));
-      assert.equal(lines.filter((line) => line.includes(`${denied}.responses`)).length, 1);
-      assert.equal(output.code, 0, output.stderr.slice(-2000));
+    }
+
+    async function scenario(guarantee: Guarantee): Promise<void> {
+      const id = uniqueId();
+      const [good, missing, denied] = ["good", "missing", "denied"].map((name) => `${name}-${id}.events`);
+      const groupId = `acl-${id}`;
+      const outputs = (topic: string) => [
+        `${topic}.responses`,
+        `${topic}.dlq`,
+        `${topic}.answers`,
+        `${topic}.answers.dlq`,
+      ];
+      await createTopics(plain, [good, missing, denied, ...outputs(good), ...outputs(denied)]);
+      await createTopics(plain, outputs(missing).slice(1)); // no responses topic
+      // What the README lists: read the sources, write (and describe) the outputs, read the answers
+      // topics, the tasks topic in full, the group and the task table's reader groups; with
+      // exactly-once the transactional ids and the cluster's configs. No CREATE.
+      for (const topic of [good, missing, denied]) {
+        await acl(admin, "TOPIC", topic, ["READ", "WRITE", "DESCRIBE"], { prefixed: true });
+      }
+      await acl(admin, "TOPIC", "__agentstream.tasks", ["ALL"]);
+      await acl(admin, "GROUP", groupId, ["READ"]);
+      await acl(admin, "GROUP", "agentstream-tasks-", ["READ"], { prefixed: true });
+      if (guarantee === "exactly-once") {
+        for (const prefix of [`${groupId}-`, `${groupId}/`]) {
+          await acl(admin, "TRANSACTIONAL_ID", prefix, ["WRITE", "DESCRIBE"], { prefixed: true });
+        }
+        await acl(admin, "CLUSTER", "kafka-cluster", ["DESCRIBE_CONFIGS"]);
+      }
+      await acl(admin, "TOPIC", `${denied}.responses`, ["WRITE"], { deny: true });
+      const dir = await Deno.makeTempDir();
+      for (const topic of [good, missing, denied]) {
+        const name = topic.split("-")[0];
+        await Deno.writeTextFile(
+          `${dir}/${name}.yaml`,
+          `name: ${name}\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n` +
+            `delivery: { guarantee: ${guarantee} }\n`,
+        );
+      }
+      const bridge = await startMain({
+        PIPELINES_DIR: dir,
+        KAFKA_BOOTSTRAP_SERVERS: broker.secure!.SASL_PLAINTEXT,
+        KAFKA_SECURITY_PROTOCOL: "SASL_PLAINTEXT",
+        KAFKA_SASL_MECHANISM: "SCRAM-SHA-256",
+        KAFKA_SASL_USERNAME: "bridge",
+        KAFKA_SASL_PASSWORD: password,
+        KAFKA_GROUP_ID: groupId,
+        ARCHESTRA_URL: agent.url,
+        COMMIT_INTERVAL: "200ms",
+      });
+      const unwritableLines = (topic: string) => (record: LogRecord) =>
+        record.level === "ERROR" && record.message.startsWith("cannot write to") && record.properties.topic === topic;
+      try {
+        const listening = await bridge.waitForLog((r) => r.message.startsWith("metrics on"), "the metrics port");
+        const readyz = async () => {
+          const response = await fetch(`http://127.0.0.1:${listening.properties.port}/readyz`);
+          return { status: response.status, body: await response.json() };
+        };
+        const events = (tag: string) =>
+          Array.from({ length: 5 }, (_, n) => ({ key: `k${n}`, value: `{"${tag}":${n}}` }));
+        for (const topic of [good, missing, denied]) await produce(plain, topic, events(topic.split("-")[0]));
+
+        // The good pipeline flows; the two others say why they cannot, once each.
+        assert.equal((await readRecords(plain, [`${good}.responses`], 5)).length, 5);
+        const [gone, refused] = await Promise.all([
+          bridge.waitForLog(unwritableLines(`${missing}.responses`), "the missing topic's ERROR line"),
+          bridge.waitForLog(unwritableLines(`${denied}.responses`), "the denied topic's ERROR line"),
+        ]);
+        assert.equal(gone.properties.reason, "missing");
+        assert.deepEqual(gone.properties.pipelines, ["missing"]);
+        assert.equal(refused.properties.reason, "denied");
+        const report = await readyz();
+        assert.equal(report.status, 503);
+        assert.equal(report.body.outputs, false);
+        assert.deepEqual(
+          report.body.unwritable.map((u: { topic: string }) => u.topic).sort(),
+          [`${denied}.responses`, `${missing}.responses`],
+        );
+        // Offset 0, the first waiting message (or none yet): nothing committed past the waiting messages.
+        for (const topic of [missing, denied]) {
+          assert.ok(Number((await committedOffsets(plain, groupId, topic))[0]) <= 0, `${topic} committed past them`);
+        }
+        assert.equal(await topicSize(plain, `${missing}.dlq`), 0, "nothing dead-lettered");
+
+        // The platform team acts: both pipelines resume, and every reply arrives, once.
+        await createTopics(plain, [`${missing}.responses`]);
+        await admin.deleteAcls({
+          filters: [{
+            resourceType: AclResourceTypes.TOPIC,
+            resourceName: `${denied}.responses`,
+            resourcePatternType: ResourcePatternTypes.LITERAL,
+            principal: "User:bridge",
+            host: "*",
+            operation: AclOperationTypes.WRITE,
+            permissionType: AclPermissionTypes.DENY,
+          }],
+        });
+        for (const topic of [missing, denied]) {
+          await until(
+            async () => (await committedOffsets(plain, groupId, topic))[0] === "5",
+            `${topic}'s offsets committed`,
+          );
+          const replies = await readAll(plain, `${topic}.responses`);
+          assert.deepEqual(replies.map((r) => r.key).sort(), ["k0", "k1", "k2", "k3", "k4"], "each reply once");
+        }
+        await until(async () => (await readyz()).status === 200, "ready again");
+        assert.equal(await topicSize(plain, `${denied}.dlq`), 0, "nothing dead-lettered");
+      } finally {
+        bridge.child.kill("SIGTERM");
+        const output = await bridge.output;
+        // Probes went on meanwhile (one at a time, with doubling pauses): still one line each.
+        const lines = `${output.stdout}\n${output.stderr}`.split("\n").filter((line) =>
+          line.includes("cannot write to")
+        );
+        assert.equal(lines.filter((line) => line.includes(`${missing}.responses`)).length, 1, lines.join("\n"));
+        assert.equal(lines.filter((line) => line.includes(`${denied}.responses`)).length, 1);
+        assert.equal(output.code, 0, output.stderr.slice(-2000));
+      }
     }
   },
 );

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { Commit } from "../../src/ledger.ts";
 import type { PartitionProducers } from "../../src/kafka/partition_producers.ts";
 import { TransactionalOutput } from "../../src/kafka/transactions.ts";
+import { OutputTopics } from "../../src/kafka/output_topics.ts";
 
 /** What the broker answers while the transaction coordinator is still completing a transaction of this id. */
 const concurrent = () =>
@@ -113,4 +114,46 @@ Deno.test("a transaction that keeps failing before its commit is fatal after thr
   const output = new TransactionalOutput(producers, "g");
   await assert.rejects(output.commit(commit), /unexpected error/);
   assert.deepEqual(calls, ["send", "abort", "send", "abort", "send", "abort"]);
+});
+
+Deno.test("a transaction refused for a topic that cannot be written is aborted and held, then goes with the partition's next commit", async () => {
+  const denied = () =>
+    Object.assign(new Error("Not authorized to access topics"), {
+      type: "TOPIC_AUTHORIZATION_FAILED",
+      code: 29,
+      retriable: false,
+    });
+  const { producers, calls } = standIn({ send: 1 }, denied);
+  const changes: string[] = [];
+  const holding: string[] = [];
+  const outputs = new OutputTopics({
+    probeDelayMs: 0,
+    onChange: (topic, reason) => changes.push(`${topic} ${reason ?? "writable"}`),
+    onHolding: (topic, on) => holding.push(`${topic} ${on}`),
+  });
+  const output = new TransactionalOutput(producers, "g", undefined, () => {}, outputs);
+  const stored = await output.commit(commit);
+  assert.deepEqual(stored.offsets, [], "held: not committed");
+  assert.deepEqual(calls, ["send", "abort"], "not sent again at once");
+  assert.deepEqual(changes, ["t.responses denied"]);
+  assert.deepEqual(holding, ["t.responses true"]);
+  assert.deepEqual(outputs.unwritable, [{ topic: "t.responses", reason: "denied" }]);
+  // The partition's next commit carries the held records first, at its later offset.
+  const later = { topic: "t", partition: 0, offset: "6" };
+  const record = { key: null, value: new Uint8Array(1), headers: {} };
+  const next: Commit = {
+    offsets: [later],
+    records: [],
+    parts: [{ offset: later, records: [{ topic: "t.responses", record }] }],
+  };
+  const flushed = await output.commit(next);
+  assert.deepEqual(flushed.offsets, [later]);
+  assert.deepEqual(
+    flushed.parts[0].records.map((r) => r.record.value.length),
+    [0, 1],
+    "the held record, then the later one",
+  );
+  assert.deepEqual(changes, ["t.responses denied", "t.responses writable"]);
+  assert.deepEqual(holding, ["t.responses true", "t.responses false"]);
+  outputs.dispose();
 });
