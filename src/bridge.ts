@@ -42,7 +42,7 @@ import { outputTopicTest } from "./kafka/topics.ts";
 import { Ledger } from "./ledger.ts";
 import { eventCount, type Job, partitionId, partitionOf, type Pipeline, pipelineCap } from "./model.ts";
 import { UncommittedBudget } from "./uncommitted_budget.ts";
-import { CallGate } from "./call_gate.ts";
+import { CallGate, releasePass } from "./call_gate.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
 import { startSummary } from "./ops/summary.ts";
@@ -183,7 +183,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const outputs = new OutputTopics({
     probeDelayMs: options.probeDelayMs,
     maxProbeDelayMs: options.maxProbeDelayMs,
-    onChange: (topic, reason) => {
+    onChange: (topic, reason, how) => {
       metrics.outputUnwritable(topic, reason !== undefined);
       const pipelines = [...outputs.writersOf(topic)];
       if (reason) {
@@ -191,6 +191,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
           "cannot write to {topic}: {help}. Pipelines {pipelines} pause until it can (nothing past their waiting messages is committed), probing",
           { topic, reason, help: UNWRITABLE_HELP[reason], pipelines },
         );
+      } else if (how === "forgotten") {
+        log.info("no record waits for {topic} any more (their messages come again): the next one tries it", { topic });
       } else log.info("{topic} can be written again: resuming {pipelines}", { topic, pipelines });
     },
     onHolding: (topic, holding) => flow.set(`output ${topic}`, holding),
@@ -226,7 +228,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   };
   const metrics = options.metrics ?? createMetrics();
   // A task's entry (running, or waiting for an answer) goes once what ended it is committed.
-  const ledger = new Ledger({ forgetTask: (key) => table.delete(key) });
+  const ledger = new Ledger({ forgetTask: (key) => table.delete(key), rememberFinished: !transactional });
   metrics.inFlightFrom(() => ledger.pending);
   metrics.uncommittedFrom(() => ledger.uncommittedBytes);
   // Aborted when the bridge starts to stop: waits for room or for drained work end then.
@@ -380,13 +382,18 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     fromBeginning: settings.autoOffsetReset === "earliest",
     refreshMs: settings.topicRefreshMs,
     sessionTimeoutMs: settings.sessionTimeoutMs,
-    onBatch: (batch) => {
-      const targets = targetPipelines(pipelines, batch.topic, answerTopics);
-      const offsets = batch.records.map((record) => record.offset);
-      const ack = ledger.receive(batch.topic, batch.partition, offsets, targets.map((p) => p.name));
+    onBatch: (delivered) => {
+      const targets = targetPipelines(pipelines, delivered.topic, answerTopics);
+      const { topic, partition } = delivered;
+      // Messages finished before the assignment changed (their outcomes written) are not handled again.
+      const fresh = ledger.unfinished(topic, partition, delivered.records.map((record) => record.offset));
+      const batch = fresh.length === delivered.records.length
+        ? delivered
+        : { ...delivered, records: delivered.records.filter((record) => fresh.includes(record.offset)) };
+      const ack = ledger.receive(topic, partition, fresh, targets.map((p) => p.name));
       stats.consumed += batch.records.length;
       for (const pipeline of targets) metrics.consumed(pipeline.name, batch.records.length);
-      if (batch.highWatermark !== undefined) metrics.highWatermark(batch.topic, batch.partition, batch.highWatermark);
+      if (batch.highWatermark !== undefined) metrics.highWatermark(topic, partition, batch.highWatermark);
       checkCaps();
       return { ...batch, ack };
     },
@@ -403,6 +410,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // the commit below does not carry one another member may have moved past meanwhile.
       if (assigned) void commits.owned(assigned);
       void commits.these(ledger.assignmentChanged());
+      // What the ledger remembers finished is kept for the partitions still owned only.
+      if (assigned) ledger.owned(assigned);
       // Open windows of revoked partitions go now: their events come again to whoever owns them.
       windows?.dropStale();
       if (transactional && assigned) void claim(assigned);
@@ -515,7 +524,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   /** Settles one outcome: counts it, logs it, and acks it (only what is durable is acked). */
   const settle = (job: Job, outcome: Outcome) => {
     // Its call (if it made one) is over, outcome and all: a resubscription waiting for it may go on.
-    job.callPass?.();
+    releasePass(job);
     // A failed window's events went to the DLQ one by one: each is counted and logged as its own.
     const events = job.eventOutcomes;
     metrics.outcome(job, outcome, events?.filter((event) => event.outcome === "dropped").length);
@@ -532,6 +541,15 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     checkCaps();
   };
 
+  // Producers that replaced the first one for replies (see BatchingSender): closed at the end.
+  const renewed: Producer[] = [];
+  const renew = async () => {
+    const fresh = kafka.producer({ allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
+    await fresh.connect();
+    renewed.push(fresh);
+    return fresh;
+  };
+  const exists = (topic: string) => admin.fetchTopicMetadata({ topics: [topic] }).then(() => true, () => false);
   const outcomes = pipe(
     consumer.batches(),
     (batches) => dispatch(batches, pipelines, answerTopics),
@@ -557,7 +575,11 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
         cards: new AgentCards(),
         gate,
       }),
-    (jobs) => publish(jobs, transactional?.publishContext() ?? kafkaPublisher(producer, outputs, stopping.signal)),
+    (jobs) =>
+      publish(
+        jobs,
+        transactional?.publishContext() ?? kafkaPublisher({ producer, renew, exists }, outputs, stopping.signal),
+      ),
   );
   const run = (async () => {
     for await (const { job, outcome } of outcomes) settle(job, outcome);
@@ -584,6 +606,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       await Promise.allSettled([
         consumer.disconnect(),
         producer.disconnect(),
+        ...renewed.map((fresh) => fresh.disconnect()),
         admin.disconnect(),
         table.stop(),
         transactional?.close(),

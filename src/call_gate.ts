@@ -90,3 +90,10 @@ export class CallGate {
     });
   }
 }
+
+/** Releases the pass a job holds, if any (see `Job.callPass`): its call is over, or it waits for something else now. */
+export function releasePass(job: { callPass?: () => void }): void {
+  const release = job.callPass;
+  job.callPass = undefined;
+  release?.();
+}

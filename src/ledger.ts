@@ -109,6 +109,13 @@ export interface Commit {
 export interface LedgerOptions {
   /** Forgets an agent task (see src/a2a/task_registry.ts) once its message's offset is committed. */
   forgetTask?: (key: string) => void;
+  /**
+   * Outcomes are written once they are acked (at-least-once): messages finished behind an
+   * unfinished one are remembered across an assignment change, and not handled again when Kafka
+   * delivers them again (see {@link Ledger.unfinished}). With exactly-once their records are only
+   * staged, and go with the generation: they must be handled again.
+   */
+  rememberFinished?: boolean;
 }
 
 export class Ledger {
@@ -130,9 +137,34 @@ export class Ledger {
   /** Aborted when the current generation ends (see assignmentChanged). */
   #generationEnd = new AbortController();
   #tasks: { partition: string; offset: bigint; key: string }[] = [];
+  readonly #rememberFinished: boolean;
+  /** Offsets finished in earlier generations, above their partition's commit point, by partition. */
+  #finished = new Map<string, Set<bigint>>();
 
   constructor(options: LedgerOptions = {}) {
     this.#forgetTask = options.forgetTask ?? (() => {});
+    this.#rememberFinished = options.rememberFinished ?? false;
+  }
+
+  /**
+   * Of `offsets`, consumed from one partition, those to handle: the others finished in an earlier
+   * generation (their outcomes are written) and are taken in as finished now, so the commit point
+   * passes them without their messages being handled, or their agents called, twice.
+   */
+  unfinished(topic: string, partition: number, offsets: readonly string[]): string[] {
+    const finished = this.#finished.get(partitionId(topic, partition));
+    if (!finished?.size) return [...offsets];
+    return offsets.filter((offset) => {
+      if (!finished.has(BigInt(offset))) return true;
+      this.#tracker.register(topic, partition, offset, 0);
+      return false;
+    });
+  }
+
+  /** The partitions owned now: what is remembered of any other is forgotten (its new owner handles it). */
+  owned(partitions: readonly { topic: string; partition: number }[]): void {
+    const owned = new Set(partitions.map((p) => partitionId(p.topic, p.partition)));
+    for (const id of [...this.#finished.keys()]) if (!owned.has(id)) this.#finished.delete(id);
   }
 
   /** Messages consumed and not yet finished, in this generation. */
@@ -282,6 +314,12 @@ export class Ledger {
   committed(commit: Commit): void {
     this.#tracker.markCommitted(commit.offsets);
     const points = new Map(commit.offsets.map((o) => [partitionId(o.topic, o.partition), BigInt(o.offset)]));
+    for (const [id, point] of points) {
+      const finished = this.#finished.get(id);
+      if (!finished) continue;
+      for (const offset of finished) if (offset < point) finished.delete(offset);
+      if (!finished.size) this.#finished.delete(id);
+    }
     this.#tasks = this.#tasks.filter((task) => {
       const point = points.get(task.partition);
       if (point === undefined || task.offset >= point) return true;
@@ -297,6 +335,14 @@ export class Ledger {
    */
   assignmentChanged(): Commit {
     const finished = this.take();
+    if (this.#rememberFinished) {
+      for (const { topic, partition, offsets } of this.#tracker.finishedAbove()) {
+        const id = partitionId(topic, partition);
+        const set = this.#finished.get(id) ?? new Set();
+        for (const offset of offsets) set.add(offset);
+        this.#finished.set(id, set);
+      }
+    }
     this.#tracker.reset();
     // The work of the generation that ends stops now: its waits and calls end.
     this.#generationEnd.abort();

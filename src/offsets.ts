@@ -186,6 +186,15 @@ export class OffsetTracker {
     }
   }
 
+  /** Every partition's finished offsets above its lowest unfinished one (what a commit cannot pass yet). */
+  *finishedAbove(): Iterable<{ topic: string; partition: number; offsets: bigint[] }> {
+    for (const state of this.#partitions.values()) {
+      if (!state.finished) continue;
+      const offsets = state.offsets.slice(state.head).filter((offset) => !state.remaining.has(offset));
+      yield { topic: state.topic, partition: state.partition, offsets };
+    }
+  }
+
   /** Outcomes a registered message still waits for (0 once it is finished). */
   outstanding(topic: string, partition: number, offset: string): number {
     return this.#state(topic, partition).remaining.get(BigInt(offset)) ?? 0;

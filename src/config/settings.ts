@@ -65,9 +65,10 @@ export const SettingsSchema = z.object({
   KAFKA_TRANSACTIONAL_ID: optional.describe(
     "With exactly-once pipelines: the prefix of the transactional ids, one per input partition ({prefix}-{topic}-{partition}, or {prefix}/{topic}/{partition} where either name has a hyphen); the same on every replica of the group (default: the group id).",
   ),
-  OUTPUT_TOPIC_PARTITIONS: z.union([z.literal("source"), z.coerce.number().int().min(1)]).optional().describe(
-    "Partitions of the output topics the bridge creates (responses, DLQ, answers): a number, or source (its source topic's count); unset: the broker's num.partitions.",
-  ),
+  OUTPUT_TOPIC_PARTITIONS: z.union([z.literal("source"), z.literal("broker"), z.coerce.number().int().min(1)])
+    .default("source").describe(
+      "Partitions of the output topics the bridge creates (responses, DLQ, answers): source (its source topic's count, so a reply lands in its message's partition number), broker (the broker's num.partitions), or a number.",
+    ),
   OUTPUT_TOPIC_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional().describe(
     "Replication factor of the output topics the bridge creates; unset: the broker's default.replication.factor.",
   ),
@@ -157,8 +158,7 @@ export interface Settings {
   autoOffsetReset: "earliest" | "latest";
   topicRefreshMs: number;
   tasksTopic: string;
-  /** Unset: the broker's default. */
-  outputTopicPartitions?: number | "source";
+  outputTopicPartitions: number | "source" | "broker";
   outputTopicReplicationFactor?: number;
   sessionTimeoutMs: number;
   transactionalId?: string;

@@ -9,6 +9,9 @@
  * A topic that cannot be written (`isUnwritable`: missing, or denied by an ACL) fails only its own
  * records, at once: a batch it spoils is sent again topic by topic, and from then on its records
  * go in batches of their own beside the others, until one is written, so they never slow the rest.
+ * kafkajs asks for the metadata of every topic its producer ever wrote, and fails every send once
+ * one of them is deleted: a topic said to be missing that exists (`exists`) means this, and the
+ * producer is replaced (`renew`, at most every 10 s) and the send tried again.
  *
  * @example
  * ```ts
@@ -29,8 +32,28 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
+/** The shortest time between two replacements of the producer. */
+const RENEW_EVERY_MS = 10_000;
+
+export interface BatchingSenderOptions {
+  maxBatch?: number;
+  retryForMs?: number;
+  /** Whether an error says a topic cannot be written (missing, or denied): its records fail at once. */
+  isUnwritable?: (error: unknown) => boolean;
+  /** Whether an error says a topic does not exist. */
+  isMissing?: (error: unknown) => boolean;
+  /** Whether `topic` exists (and may be described), as the brokers say now. */
+  exists?: (topic: string) => Promise<boolean>;
+  /** A new, connected producer to use from now on; the old one is the caller's to close. */
+  renew?: () => Promise<Producer>;
+}
+
 export class BatchingSender {
-  readonly #producer: Producer;
+  #producer: Producer;
+  readonly #isMissing: (error: unknown) => boolean;
+  readonly #exists: ((topic: string) => Promise<boolean>) | undefined;
+  readonly #renew: (() => Promise<Producer>) | undefined;
+  #renewedAt = 0;
   readonly #isPermanent: (error: unknown) => boolean;
   readonly #isUnwritable: (error: unknown) => boolean;
   readonly #maxBatch: number;
@@ -48,11 +71,17 @@ export class BatchingSender {
       maxBatch = 1_000,
       retryForMs = 120_000,
       isUnwritable = () => false,
-    }: { maxBatch?: number; retryForMs?: number; isUnwritable?: (error: unknown) => boolean } = {},
+      isMissing = () => false,
+      exists,
+      renew,
+    }: BatchingSenderOptions = {},
   ) {
     this.#producer = producer;
     this.#isPermanent = isPermanent;
     this.#isUnwritable = isUnwritable;
+    this.#isMissing = isMissing;
+    this.#exists = exists;
+    this.#renew = renew;
     this.#maxBatch = maxBatch;
     this.#retryForMs = retryForMs;
   }
@@ -78,12 +107,13 @@ export class BatchingSender {
       }
       const batch = taken.filter((item) => !this.#suspect.has(item.topic));
       if (!batch.length) continue;
+      const used = this.#producer;
       try {
         await this.#sendPatiently(batch);
         for (const item of batch) item.resolve();
       } catch (error) {
         const topics = new Set(batch.map((item) => item.topic));
-        if (topics.size > 1 && this.#isUnwritable(error)) {
+        if (this.#isUnwritable(error) && (topics.size > 1 || await this.#poisoned(batch[0].topic, error, used))) {
           // Which topic it was the error does not say: each topic on its own.
           await Promise.all([...topics].map((topic) => this.#sendTopic(batch.filter((item) => item.topic === topic))));
         } else if (batch.length > 1 && this.#isPermanent(error)) {
@@ -101,8 +131,12 @@ export class BatchingSender {
   /** Sends one topic's records as a batch of their own, noting whether the topic can be written. */
   async #sendTopic(items: Pending[]): Promise<void> {
     const topic = items[0].topic;
+    const used = this.#producer;
     try {
-      await this.#sendPatiently(items);
+      await this.#sendPatiently(items).catch(async (error) => {
+        if (!await this.#poisoned(topic, error, used)) throw error;
+        await this.#sendPatiently(items);
+      });
       this.#suspect.delete(topic);
       for (const item of items) item.resolve();
     } catch (error) {
@@ -113,6 +147,28 @@ export class BatchingSender {
         for (const item of items) item.reject(error);
       }
     }
+  }
+
+  /**
+   * Whether `error`, from a send on `used`, said `topic` is missing while it exists: the producer's
+   * metadata is spoilt by another topic it wrote once, since deleted. Then the producer is replaced
+   * (or was, since that send) and the send may be tried again (true).
+   */
+  async #poisoned(topic: string, error: unknown, used: Producer): Promise<boolean> {
+    if (!this.#renew || !this.#exists || !this.#isMissing(error)) return false;
+    // Replaced meanwhile (for another topic's send): try the new one.
+    if (this.#producer !== used) return true;
+    if (Date.now() - this.#renewedAt < RENEW_EVERY_MS || !await this.#exists(topic)) return false;
+    if (this.#producer !== used) return true;
+    this.#renewedAt = Date.now();
+    log.warn(
+      "{topic} exists, yet the producer cannot write it: another topic it wrote was deleted; replacing the producer",
+      {
+        topic,
+      },
+    );
+    this.#producer = await this.#renew();
+    return true;
   }
 
   /** Sends a batch, again and again while the failure may pass and `retryForMs` has not run out. */

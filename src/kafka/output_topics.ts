@@ -60,8 +60,11 @@ export interface OutputTopicsOptions {
   /** First pause before a probe (default 1 s, doubling up to `maxProbeDelayMs`, default 10 s). */
   probeDelayMs?: number;
   maxProbeDelayMs?: number;
-  /** A topic became unwritable (`reason`), or writable again (no reason). */
-  onChange?: (topic: string, reason: UnwritableReason | undefined) => void;
+  /**
+   * A topic became unwritable (`reason`), or is no longer known to be: a record was written to it
+   * (`written`), or none waits for it any more (`forgotten`: the next one finds out afresh).
+   */
+  onChange?: (topic: string, reason: UnwritableReason | undefined, how?: "written" | "forgotten") => void;
   /** Records wait on an unwritable topic (or stopped waiting): the pipelines that write it pause. */
   onHolding?: (topic: string, holding: boolean) => void;
 }
@@ -119,12 +122,23 @@ export class OutputTopics {
   written(topic: string): void {
     if (!this.#probes.delete(topic)) return;
     this.#reasons.delete(topic);
-    this.#options.onChange?.(topic, undefined);
+    this.#options.onChange?.(topic, undefined, "written");
   }
 
   /** Exactly-once: whether records for `topic` are held (its pipelines pause while they are). */
   hold(topic: string, holding: boolean): void {
     this.#options.onHolding?.(topic, holding);
+  }
+
+  /**
+   * No record waits for `topic` any more (their jobs went stale, or were dropped): whether it can
+   * be written is not known now, so it is no longer reported as unwritable. The next record tries.
+   */
+  forget(topic: string): void {
+    this.#probes.delete(topic);
+    this.#circuits.get(topic)?.dispose();
+    this.#circuits.delete(topic);
+    if (this.#reasons.delete(topic)) this.#options.onChange?.(topic, undefined, "forgotten");
   }
 
   /**
@@ -173,9 +187,13 @@ export class OutputTopics {
         maxProbeDelayMs: this.#options.maxProbeDelayMs,
         onChange: (open, _state, reason) => {
           if (!open) this.#reasons.delete(topic);
-          this.#options.onChange?.(topic, open ? reason as UnwritableReason : undefined);
+          this.#options.onChange?.(topic, open ? reason as UnwritableReason : undefined, "written");
         },
-        onHolding: (holding) => this.#options.onHolding?.(topic, holding),
+        onHolding: (holding) => {
+          this.#options.onHolding?.(topic, holding);
+          // Open with nobody left to probe it: no longer known to be unwritable.
+          if (!holding && circuit!.open) this.forget(topic);
+        },
       });
       this.#circuits.set(topic, circuit);
     }

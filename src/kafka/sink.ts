@@ -12,6 +12,7 @@ import { toKafkaMessage } from "./message.ts";
 import { topicMatches } from "../util/glob.ts";
 import { topicName } from "../answer_topics.ts";
 import { type OutputTopics, unwritableReason } from "./output_topics.ts";
+import { releasePass } from "../call_gate.ts";
 
 const log = getLogger(["agentstream", "publish"]);
 
@@ -28,18 +29,37 @@ const isPermanent = (error: unknown) => PERMANENT.has((error as { type?: string 
 const isTooLarge = (error: unknown) =>
   ["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"].includes((error as { type?: string }).type ?? "");
 
+/** Where the publisher's producer comes from, and how it checks a topic; see {@link BatchingSender}. */
+export interface PublisherKafka {
+  producer: Producer;
+  /** A new, connected producer (the bridge closes them all when it stops). */
+  renew?: () => Promise<Producer>;
+  /** Whether a topic exists and may be described now. */
+  exists?: (topic: string) => Promise<boolean>;
+}
+
 /**
  * A {@link PublishContext} that produces with kafkajs, in batches (see {@link BatchingSender}). With
  * `outputs`, a record for a topic that cannot be written waits until it can (see
  * {@link OutputTopics}), or until its job goes stale or `stop` aborts.
  */
-export function kafkaPublisher(producer: Producer, outputs?: OutputTopics, stop?: AbortSignal): PublishContext {
-  const sender = new BatchingSender(producer, isPermanent, { isUnwritable: (error) => !!unwritableReason(error) });
+export function kafkaPublisher(kafka: PublisherKafka, outputs?: OutputTopics, stop?: AbortSignal): PublishContext {
+  const sender = new BatchingSender(kafka.producer, isPermanent, {
+    isUnwritable: (error) => !!unwritableReason(error),
+    isMissing: (error) => unwritableReason(error) === "missing",
+    exists: kafka.exists,
+    renew: kafka.renew,
+  });
   return {
     send: (topic, record, job) => {
       const send = () => sender.send(topic, toKafkaMessage(record));
       if (!outputs) return send();
-      const signalOf = () => stop ? AbortSignal.any([job.ack.signal, stop]) : job.ack.signal;
+      const signalOf = () => {
+        // It waits for a topic a person must fix: a resubscription does not wait for it (its
+        // message is delivered again, and called again, whoever handles it next).
+        releasePass(job);
+        return stop ? AbortSignal.any([job.ack.signal, stop]) : job.ack.signal;
+      };
       return outputs.write(topic, job.ctx.pipeline, send, signalOf);
     },
     isPermanent,
@@ -67,10 +87,10 @@ export function outputTopicsOf(pipelines: readonly Pipeline[], topic: string): s
   return [...names];
 }
 
-/** How the output topics the bridge creates are made; unset fields take the broker's defaults. */
+/** How the output topics the bridge creates are made: by default the source's partition count and the broker's replication factor. */
 export interface OutputTopicShape {
-  /** A count, or `source`: the source topic's count. */
-  partitions?: number | "source";
+  /** A count, `source` (the source topic's count, the default) or `broker` (its num.partitions). */
+  partitions?: number | "source" | "broker";
   replicationFactor?: number;
 }
 
@@ -93,7 +113,11 @@ export async function ensureOutputTopics(
       outputTopicsOf(pipelines, source.name).filter((name) => !existing.has(name)).map((topic) => ({
         topic,
         // -1: the broker's num.partitions and default.replication.factor.
-        numPartitions: shape.partitions === "source" ? source.partitions.length : shape.partitions ?? -1,
+        numPartitions: shape.partitions === "broker"
+          ? -1
+          : typeof shape.partitions === "number"
+          ? shape.partitions
+          : source.partitions.length,
         replicationFactor: shape.replicationFactor ?? -1,
       }))
     );

@@ -105,7 +105,10 @@ export class TransactionalOutput {
    * What was held is dropped: its messages come again from the committed offsets.
    */
   claim(assigned: readonly { topic: string; partition: number }[]): Promise<void> {
-    for (const { topic } of this.#held.values()) this.#outputs?.hold(topic, false);
+    for (const { topic } of this.#held.values()) {
+      this.#outputs?.hold(topic, false);
+      this.#outputs?.forget(topic);
+    }
     this.#held.clear();
     return this.#producers.claim(assigned);
   }

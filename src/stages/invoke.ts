@@ -40,7 +40,7 @@ import {
   type WaitingTask,
 } from "../model.ts";
 import { Circuit } from "../circuit.ts";
-import type { CallGate } from "../call_gate.ts";
+import { type CallGate, releasePass } from "../call_gate.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
 import type { AgentConcurrency } from "../a2a/agent_concurrency.ts";
@@ -292,8 +292,7 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
   };
   for (let attempt = 1;;) {
     // A pass is held from a call until its outcome: a retry waits without one.
-    job.callPass?.();
-    job.callPass = undefined;
+    releasePass(job);
     // Past the host's circuit first, then the agent's. A message that failed before is the better
     // probe of its agent; the host's is best made by one whose own agent's circuit is closed.
     const retry = attempt > 1;
@@ -487,6 +486,8 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
     const retryAfter = Math.min(problem.retryAfterMs ?? 0, retries.maxBackoffMs);
     const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), retryAfter);
     attempt++;
+    // No call is in flight while it backs off: a resubscription need not wait for it.
+    releasePass(job);
     await sleep(delay, waits);
   }
 }

@@ -212,7 +212,7 @@ routes: [{ name: all, invoke: { prompt_id: all } }]
 });
 
 Deno.test(
-  "a topic that appears while calls are in flight: they finish and are committed before the consumer subscribes again, so none is made twice",
+  "a topic that appears while calls are in flight: none is made twice, neither the calls in flight nor those finished behind a waiting message",
   integration,
   async () => {
     const prefix = `grow-${uniqueId()}`;
@@ -225,21 +225,34 @@ Deno.test(
 name: grow
 source: { topics: ["${prefix}.*"] }
 routes:
-  - { name: a, match: { fields: { tag: a } }, invoke: { prompt_id: slow, timeout: 30s } }
-  - { name: b, invoke: { prompt_id: fast } }
+  - { name: slow, match: { fields: { slow: true } }, transform: { template: "{n}" }, invoke: { prompt_id: slow, timeout: 30s } }
+  - { name: fast, transform: { template: "{n}" }, invoke: { prompt_id: fast } }
+delivery: { ordering: key }
 `]),
       archestraUrl: agent.url,
     });
     try {
-      await produce(kafka, `${prefix}.a`, keyedEvents(5, "a"));
-      await agent.waitForRequests(5);
+      // a1 is slow; a2 waits behind it on its key; a3, another key, is answered at once: it is
+      // finished behind a2, which holds the partition's commit point.
+      await produce(kafka, `${prefix}.a`, [
+        { key: "k1", value: '{"n":"a1","slow":true}' },
+        { key: "k1", value: '{"n":"a2"}' },
+        { key: "k2", value: '{"n":"a3"}' },
+      ]);
+      await readRecords(kafka, [`${prefix}.a.responses`], 1);
+      await agent.waitForRequests(2);
       await createTopics(kafka, [`${prefix}.b`]);
       await bridge.refreshTopics();
       assert.ok(bridge.topics().includes(`${prefix}.b`));
-      await produce(kafka, `${prefix}.b`, keyedEvents(1, "b"));
-      const replies = await readRecords(kafka, [`${prefix}.a.responses`, `${prefix}.b.responses`], 6);
-      assert.equal(replies.length, 6);
-      assert.equal(agent.requests.length, 6, "each message called once: none of the calls in flight was made again");
+      await produce(kafka, `${prefix}.b`, [{ key: "k3", value: '{"n":"b1"}' }]);
+      const replies = await readRecords(kafka, [`${prefix}.a.responses`, `${prefix}.b.responses`], 4);
+      assert.deepEqual(replies.map((r) => JSON.parse(r.value!.toString()).request.text).sort(), [
+        "a1",
+        "a2",
+        "a3",
+        "b1",
+      ]);
+      assert.deepEqual(agent.requests.map((r) => r.text).sort(), ["a1", "a2", "a3", "b1"], "each message called once");
     } finally {
       await bridge.stop();
       await agent.close();

@@ -6,11 +6,22 @@
  * created (or the ACL lifted) every reply arrives. The bridge runs with the ACLs the README lists.
  */
 import assert from "node:assert/strict";
-import { AclOperationTypes, AclPermissionTypes, AclResourceTypes, type Admin, ResourcePatternTypes } from "kafkajs";
+import {
+  AclOperationTypes,
+  AclPermissionTypes,
+  AclResourceTypes,
+  type Admin,
+  Partitioners,
+  type Producer,
+  ResourcePatternTypes,
+} from "kafkajs";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { loadSettings } from "../../src/config/settings.ts";
 import { throwawayBroker } from "../../src/infra/local_broker.ts";
 import { createKafka } from "../../src/kafka/client.ts";
+import { kafkaPublisher } from "../../src/kafka/sink.ts";
+import { unwritableReason } from "../../src/kafka/output_topics.ts";
+import type { Job } from "../../src/model.ts";
 import { makeTestCertificates } from "../support/certs.ts";
 import {
   committedOffsets,
@@ -72,10 +83,47 @@ Deno.test(
       for (const guarantee of ["at-least-once", "exactly-once"] as Guarantee[]) {
         await t.step(guarantee, () => scenario(guarantee));
       }
+      await t.step("a deleted output topic spoils no other topic's writes", deleted);
     } finally {
       await admin.disconnect();
       await agent.close();
       await broker.stop();
+    }
+
+    /**
+     * kafkajs's producer asks for the metadata of every topic it ever wrote, and fails every send
+     * once one of them is deleted (here at once: its metadata never outlives a send): the publisher
+     * replaces it, and the other topics are still written.
+     */
+    async function deleted(): Promise<void> {
+      const id = uniqueId();
+      const [kept, gone] = [`kept-${id}.responses`, `gone-${id}.responses`];
+      await createTopics(plain, [kept, gone]);
+      const producers: Producer[] = [];
+      const connected = async () => {
+        const producer = plain.producer({ metadataMaxAge: 0, createPartitioner: Partitioners.DefaultPartitioner });
+        await producer.connect();
+        producers.push(producer);
+        return producer;
+      };
+      const publisher = kafkaPublisher({
+        producer: await connected(),
+        renew: connected,
+        exists: (topic) => admin.fetchTopicMetadata({ topics: [topic] }).then(() => true, () => false),
+      });
+      const record = (text: string) => ({ key: null, value: new TextEncoder().encode(text), headers: {} });
+      const job = {} as Job; // only a publisher with output circuits reads it
+      try {
+        await publisher.send(kept, record("1"), job);
+        await publisher.send(gone, record("1"), job);
+        await admin.deleteTopics({ topics: [gone] });
+        await assert.rejects(publisher.send(gone, record("2"), job), (error) => unwritableReason(error) === "missing");
+        await publisher.send(kept, record("2"), job);
+        assert.equal(producers.length, 2, "the spoilt producer was replaced");
+        assert.deepEqual((await readAll(plain, kept)).map((r) => r.value?.toString()), ["1", "2"]);
+      } finally {
+        await Promise.all(producers.map((producer) => producer.disconnect()));
+      }
     }
 
     async function scenario(guarantee: Guarantee): Promise<void> {

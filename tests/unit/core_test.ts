@@ -127,6 +127,31 @@ Deno.test("Ledger: what waits behind a commit point is counted in bytes, per par
   assert.equal(ledger.uncommittedBytes, 0);
 });
 
+Deno.test("Ledger (at-least-once): messages finished behind an unfinished one are not handled again when delivered again", () => {
+  const ledger = new Ledger({ rememberFinished: true });
+  const ackOf = ledger.receive("t", 0, ["5", "6", "7"], ["a"]);
+  ackOf("6", "a").done();
+  ackOf("7", "a").done();
+  const finished = ledger.assignmentChanged();
+  assert.deepEqual(finished.offsets, [{ topic: "t", partition: 0, offset: "5" }], "5 holds the point");
+  ledger.committed(finished);
+  ledger.owned([{ topic: "t", partition: 0 }, { topic: "t", partition: 1 }]);
+  // Kafka delivers 5, 6 and 7 again: only 5 is handled.
+  assert.deepEqual(ledger.unfinished("t", 0, ["5", "6", "7", "8"]), ["5", "8"]);
+  const again = ledger.receive("t", 0, ["5", "8"], ["a"]);
+  again("5", "a").done();
+  again("8", "a").done();
+  const commit = ledger.take();
+  assert.deepEqual(commit.offsets, [{ topic: "t", partition: 0, offset: "9" }]);
+  ledger.committed(commit);
+  assert.deepEqual(ledger.unfinished("t", 0, ["6"]), ["6"], "forgotten once committed past");
+  // Not remembered for a partition no longer owned, nor with exactly-once (records only staged).
+  const other = new Ledger();
+  other.receive("t", 0, ["1", "2"], ["a"])("2", "a").done();
+  other.assignmentChanged();
+  assert.deepEqual(other.unfinished("t", 0, ["1", "2"]), ["1", "2"]);
+});
+
 Deno.test("UncommittedBudget: at the budget, partitions holding an even share pause; each resumes under half its share", () => {
   const events: string[] = [];
   const budget = new UncommittedBudget({
