@@ -248,7 +248,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     onCommitted: ({ offsets }) => {
       metrics.committed(offsets);
       // Commit points moved: partitions paused for what they held may resume.
-      checkCaps();
+      checkCaps(true);
     },
   });
 
@@ -328,6 +328,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
   const uncommitted = new UncommittedBudget({
     budget: settings.maxUncommittedBytes,
+    minIntervalMs: 100,
     onPause: ({ topic, partition, head, bytes }, share) => {
       stats.uncommittedPauses++;
       metrics.partitionHeld(topic, partition, true);
@@ -345,8 +346,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   });
   // The caps, checked whenever work is taken in or settled. The process's cap resumes as soon as it
   // has room: messages parked behind an open circuit count against it, and may never drain to half.
-  const checkCaps = () => {
-    uncommitted.check(ledger.uncommittedBytes, () => ledger.holdings());
+  const checkCaps = (committed = false) => {
+    uncommitted.check(ledger.uncommittedBytes, () => ledger.holdings(), committed);
     let paused = flow.cap("in-flight", ledger.pending, settings.maxInFlight, settings.maxInFlight - 1);
     for (const [name, cap] of caps) paused = flow.cap(`pipeline ${name}`, ledger.inFlight(name), cap) || paused;
     if (paused) {
@@ -418,7 +419,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // Subscribed again: calls go on (those that waited at the gate went stale with their generation).
       if (cause === "subscribing again") gate.open();
       metrics.forgetPartitions();
-      checkCaps();
+      checkCaps(true);
       flow.refresh();
     },
     // Before subscribing again (kafkajs leaves the group, and every message not committed comes

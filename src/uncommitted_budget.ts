@@ -36,12 +36,18 @@ export interface UncommittedBudgetOptions {
   onPause: (holding: Holding, share: number) => void;
   /** A paused partition resumes. */
   onResume: (partition: { topic: string; partition: number }) => void;
+  /**
+   * Look at each partition at most this often (default 0: every check), unless a check is forced:
+   * while the budget stays full, checks come with every message settled.
+   */
+  minIntervalMs?: number;
 }
 
 export class UncommittedBudget {
   readonly #options: UncommittedBudgetOptions;
   /** Paused partitions, with the share each paused at. */
   readonly #paused = new Map<string, { topic: string; partition: number; share: number }>();
+  #lastFull = Number.NEGATIVE_INFINITY;
 
   constructor(options: UncommittedBudgetOptions) {
     this.#options = options;
@@ -49,10 +55,14 @@ export class UncommittedBudget {
 
   /**
    * Pauses and resumes partitions for what they hold now. `total` is what all of them hold (cheap to
-   * know), `holdings` what each holds (read only when needed).
+   * know), `holdings` what each holds (read only when needed). `force`: whatever `minIntervalMs`
+   * says (what partitions hold has dropped: a commit, an assignment change).
    */
-  check(total: number, holdings: readonly Holding[] | (() => readonly Holding[])): void {
+  check(total: number, holdings: readonly Holding[] | (() => readonly Holding[]), force = false): void {
     if (total < this.#options.budget && !this.#paused.size) return;
+    const now = performance.now();
+    if (!force && now - this.#lastFull < (this.#options.minIntervalMs ?? 0)) return;
+    this.#lastFull = now;
     const list = typeof holdings === "function" ? holdings() : holdings;
     const byId = new Map(list.map((holding) => [partitionId(holding.topic, holding.partition), holding]));
     for (const [id, paused] of this.#paused) {
