@@ -10,7 +10,6 @@ import { until } from "../support/until.ts";
 import {
   committedOffsets,
   createTopics,
-  keyedEvents,
   produce,
   readRecords,
   testKafka,
