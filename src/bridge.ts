@@ -328,7 +328,6 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
   const uncommitted = new UncommittedBudget({
     budget: settings.maxUncommittedBytes,
-    minIntervalMs: 100,
     onPause: ({ topic, partition, head, bytes }, share) => {
       stats.uncommittedPauses++;
       metrics.partitionHeld(topic, partition, true);

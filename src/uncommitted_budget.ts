@@ -37,17 +37,18 @@ export interface UncommittedBudgetOptions {
   /** A paused partition resumes. */
   onResume: (partition: { topic: string; partition: number }) => void;
   /**
-   * Look at each partition at most this often (default 0: every check), unless a check is forced:
-   * while the budget stays full, checks come with every message settled.
+   * While the budget stays full, look at each partition again only once the total has moved this
+   * many bytes since the last look (default: a 64th of the budget), unless a check is forced: checks
+   * come with every message settled. Bounds both the work and how far the budget is overshot.
    */
-  minIntervalMs?: number;
+  stepBytes?: number;
 }
 
 export class UncommittedBudget {
   readonly #options: UncommittedBudgetOptions;
   /** Paused partitions, with the share each paused at. */
   readonly #paused = new Map<string, { topic: string; partition: number; share: number }>();
-  #lastFull = Number.NEGATIVE_INFINITY;
+  #lastTotal: number | undefined;
 
   constructor(options: UncommittedBudgetOptions) {
     this.#options = options;
@@ -55,14 +56,17 @@ export class UncommittedBudget {
 
   /**
    * Pauses and resumes partitions for what they hold now. `total` is what all of them hold (cheap to
-   * know), `holdings` what each holds (read only when needed). `force`: whatever `minIntervalMs`
-   * says (what partitions hold has dropped: a commit, an assignment change).
+   * know), `holdings` what each holds (read only when needed). `force`: whatever `stepBytes` says
+   * (what partitions hold has dropped: a commit, an assignment change).
    */
   check(total: number, holdings: readonly Holding[] | (() => readonly Holding[]), force = false): void {
-    if (total < this.#options.budget && !this.#paused.size) return;
-    const now = performance.now();
-    if (!force && now - this.#lastFull < (this.#options.minIntervalMs ?? 0)) return;
-    this.#lastFull = now;
+    if (total < this.#options.budget && !this.#paused.size) {
+      this.#lastTotal = undefined;
+      return;
+    }
+    const step = this.#options.stepBytes ?? this.#options.budget / 64;
+    if (!force && this.#lastTotal !== undefined && Math.abs(total - this.#lastTotal) < step) return;
+    this.#lastTotal = total;
     const list = typeof holdings === "function" ? holdings() : holdings;
     const byId = new Map(list.map((holding) => [partitionId(holding.topic, holding.partition), holding]));
     for (const [id, paused] of this.#paused) {
