@@ -398,10 +398,17 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       return { ...batch, ack };
     },
     room: roomFor,
-    onAssignmentChanged: (cause, assigned) => {
+    onAssignmentChanged: (cause, assigned, kept) => {
       const counted = cause !== "moved to the committed offsets" && (cause !== "joined the group" || joinedBefore);
       if (consumer.topics.length && counted) stats.rebalances++;
       joinedBefore ||= cause === "joined the group";
+      // At-least-once, what a rebalance takes away is known at the join that ends it: the
+      // partitions this member keeps go on with their work (calls in flight are not made again);
+      // until then, what is finished is committed.
+      if (!transactional && cause === "rebalancing") {
+        void commits.now();
+        return;
+      }
       log.debug("assignment changed ({cause}): committing what is finished, dropping the rest", { cause });
       // Synchronously, before kafkajs fetches again: what is finished is committed, the rest dropped.
       // With exactly-once, on the producers it was done with (fenced where its partition moved),
@@ -409,7 +416,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // Offsets an earlier failed commit carries are kept for owned partitions only: first, so that
       // the commit below does not carry one another member may have moved past meanwhile.
       if (assigned) void commits.owned(assigned);
-      void commits.these(ledger.assignmentChanged());
+      void commits.these(ledger.assignmentChanged(transactional ? undefined : kept));
       // What the ledger remembers finished is kept for the partitions still owned only.
       if (assigned) ledger.owned(assigned);
       // Open windows of revoked partitions go now: their events come again to whoever owns them.

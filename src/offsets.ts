@@ -36,6 +36,8 @@ interface PartitionState {
   head: number;
   /** Offsets of this partition registered and not yet finished. */
   pending: number;
+  /** The generation its registrations belong to (a partition kept across a reset keeps its own). */
+  generation: number;
   /** Finished offsets behind the lowest unfinished one (what {@link OffsetTracker.behind} counts). */
   finished: number;
   next: bigint | undefined;
@@ -49,21 +51,37 @@ export class OffsetTracker {
   #idle = new Set<() => void>();
   #generation = 0;
 
-  /** Bumped by {@link reset}; registrations and outcomes carry it. */
+  /** Bumped by {@link reset}: a partition registered from now on belongs to this generation. */
   get generation(): number {
     return this.#generation;
   }
 
+  /** The generation of a partition's registrations: its own if it is tracked, else the current one. */
+  generationOf(topic: string, partition: number): number {
+    return this.#partitions.get(partitionId(topic, partition))?.generation ?? this.#generation;
+  }
+
   /**
-   * Forgets every partition and pending message and starts a new generation (after a rebalance,
-   * Kafka hands out uncommitted messages again). Take {@link committable} first.
+   * Forgets every partition (but those in `kept`, by {@link partitionId}) and its pending messages,
+   * and starts a new generation (after a rebalance, Kafka hands out uncommitted messages again).
+   * Take {@link committable} first.
    */
-  reset(): void {
+  reset(kept: ReadonlySet<string> = new Set()): void {
     this.#generation++;
-    this.#partitions.clear();
+    for (const id of [...this.#partitions.keys()]) if (!kept.has(id)) this.#partitions.delete(id);
     this.#pending = 0;
     this.#finished = 0;
-    this.#wakeIdle();
+    for (const state of this.#partitions.values()) {
+      this.#pending += state.pending;
+      this.#finished += state.finished;
+    }
+    if (this.#pending === 0) this.#wakeIdle();
+  }
+
+  /** Whether `offset` was registered already in its partition's generation (delivered again after a rebalance that kept it). */
+  seen(topic: string, partition: number, offset: string): boolean {
+    const state = this.#partitions.get(partitionId(topic, partition));
+    return state?.next !== undefined && BigInt(offset) < state.next;
   }
 
   #wakeIdle(): void {
@@ -93,6 +111,7 @@ export class OffsetTracker {
         head: 0,
         pending: 0,
         finished: 0,
+        generation: this.#generation,
         next: undefined,
         committed: undefined,
       };

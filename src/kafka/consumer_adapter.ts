@@ -60,9 +60,15 @@ export interface ConsumerAdapterOptions {
   room?: (topic: string, partition: number) => number;
   /**
    * Called synchronously whenever kafkajs is about to fetch every partition from its committed
-   * offset again (see the module comment), with what caused it.
+   * offset again (see the module comment), with what caused it; at a join, with the partitions
+   * assigned and those `kept` (by partitionId): owned before the rebalance, by the same member,
+   * with no crash, stop or other member's join between, so nobody else handled them meanwhile.
    */
-  onAssignmentChanged?: (cause: string, assigned?: { topic: string; partition: number }[]) => void;
+  onAssignmentChanged?: (
+    cause: string,
+    assigned?: { topic: string; partition: number }[],
+    kept?: ReadonlySet<string>,
+  ) => void;
   /** Called with fetching paused before a resubscribe: resolve once all queued work is committed. */
   drain: () => Promise<void>;
   /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
@@ -139,6 +145,10 @@ export class ConsumerAdapter {
    */
   #paused: ReadonlySet<string> = new Set();
   #joined = false;
+  /** The member id and partitions of the last join, and whether this member has stayed in the group since. */
+  #memberId: string | undefined;
+  #assigned = new Set<string>();
+  #member = false;
   /** When the consumer began to crash without joining its group in between. */
   #crashingSince: number | undefined;
   /** Subscribing again: everything stays paused, whatever flow control says meanwhile. */
@@ -179,10 +189,19 @@ export class ConsumerAdapter {
       const assigned = Object.entries(payload.memberAssignment ?? {}).flatMap(([topic, partitions]) =>
         (partitions as number[]).map((partition) => ({ topic, partition }))
       );
-      options.onAssignmentChanged?.("joined the group", assigned);
+      const ids = new Set(assigned.map((p) => partitionId(p.topic, p.partition)));
+      // The same member through a rebalance: what it owned before and owns now, nobody else had.
+      const same = this.#member && payload.memberId === this.#memberId;
+      const kept = new Set(same ? [...ids].filter((id) => this.#assigned.has(id)) : []);
+      this.#memberId = payload.memberId;
+      this.#assigned = ids;
+      this.#member = true;
+      options.onAssignmentChanged?.("joined the group", assigned, kept);
       this.#applyPaused();
     });
     for (const left of [CRASH, REBALANCING, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#joined = false);
+    // A crash, a stop or a disconnect ends the membership: a later join is a new member's.
+    for (const left of [CRASH, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#member = false);
     this.#consumer.on(CRASH, ({ payload }) => {
       changed(`the consumer crashed: ${payload.error?.message ?? payload.error}`);
       if (payload.restart || this.#closed) return;
