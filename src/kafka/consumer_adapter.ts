@@ -23,7 +23,16 @@
  * ```
  */
 import { getLogger } from "@logtape/logtape";
-import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
+import {
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  type IHeaders,
+  type Kafka,
+  type KafkaMessage,
+  PartitionAssigners,
+} from "kafkajs";
+import { stickyAssigner } from "./sticky_assigner.ts";
 import { type Batch, type HeaderValue, partitionId, partitionOf, type SourceRecord } from "../model.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import { Channel } from "../util/channel.ts";
@@ -173,6 +182,9 @@ export class ConsumerAdapter {
       // At most 256 KiB per partition per fetch (kafkajs: 1 MiB): more than the in-flight caps take
       // in is dropped and fetched again, and decoding it is most of the bridge's memory churn.
       maxBytesPerPartition: 256 * 1024,
+      // Partitions stay with their owners through a rebalance (work in flight there goes on);
+      // round-robin for a group with members of an earlier version.
+      partitionAssigners: [stickyAssigner(() => this.#assigned), PartitionAssigners.roundRobin],
       // kafkajs restarts after a retriable crash, without end by default: a broker gone for good
       // then hangs the bridge. Restart until crashes have gone on for RESTART_FOR_MS without a join.
       retry: {

@@ -133,3 +133,46 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "two bridges: a topic that appears while one has a call in flight makes the other's resubscription cut nothing",
+  integration,
+  async () => {
+    const prefix = `grow2-${uniqueId()}`;
+    const group = `grow2-${uniqueId()}`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [`${prefix}.a`]);
+    const gate = Promise.withResolvers<void>();
+    const agent = startDemoAgent({ behaviours: { held: { gate: gate.promise } } });
+    const pipelines = pipelinesFrom([
+      `name: grow\nsource: { topics: ["${prefix}.*"] }\n` +
+      `routes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: held, timeout: 60s } }]\n`,
+    ]);
+    const bridges = [
+      await startTestBridge({ pipelines, archestraUrl: agent.url, groupId: group }),
+      await startTestBridge({ pipelines, archestraUrl: agent.url, groupId: group }),
+    ];
+    try {
+      await until(() => bridges.every((b) => b.readiness().kafka), "both bridges in the group");
+      // One partition: one bridge owns it, and its call is held; the other has nothing in flight.
+      await produce(kafka, `${prefix}.a`, [{ key: "k", value: '{"n":"a"}' }]);
+      await agent.waitForRequests(1);
+      const owner = bridges.find((b) => b.stats.consumed === 1)!;
+      const idle = bridges.find((b) => b !== owner)!;
+      await createTopics(kafka, [`${prefix}.b`]);
+      // The idle one subscribes again at once: the group rebalances under the owner's call.
+      await idle.refreshTopics();
+      const owners = owner.refreshTopics(); // waits for its call
+      gate.resolve();
+      await owners;
+      await produce(kafka, `${prefix}.b`, [{ key: "k", value: '{"n":"b"}' }]);
+      const replies = await readRecords(kafka, [`${prefix}.a.responses`, `${prefix}.b.responses`], 2);
+      assert.deepEqual(replies.map((r) => JSON.parse(r.value!.toString()).request.text).sort(), ["a", "b"]);
+      assert.deepEqual(agent.requests.map((r) => r.text).sort(), ["a", "b"], "each message called once");
+    } finally {
+      gate.resolve();
+      for (const bridge of bridges) await bridge.stop();
+      await agent.close();
+    }
+  },
+);
