@@ -39,7 +39,7 @@ import { TransactionalOutput } from "./kafka/transactions.ts";
 import { RecordLimits } from "./kafka/record_limits.ts";
 import { PartitionProducers } from "./kafka/partition_producers.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
-import { Ledger } from "./ledger.ts";
+import { type Commit, Ledger } from "./ledger.ts";
 import { eventCount, type Job, partitionId, partitionOf, type Pipeline, pipelineCap } from "./model.ts";
 import { UncommittedBudget } from "./uncommitted_budget.ts";
 import { CallGate, releasePass } from "./call_gate.ts";
@@ -415,8 +415,13 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       // before the claim below replaces them: never on the new owner's behalf.
       // Offsets an earlier failed commit carries are kept for owned partitions only: first, so that
       // the commit below does not carry one another member may have moved past meanwhile.
-      if (assigned) void commits.owned(assigned);
-      void commits.these(ledger.assignmentChanged(transactional ? undefined : kept));
+      // At-least-once, at a join: only the partitions kept may be committed (or carry an offset) now;
+      // the others may have moved on under another member since, and must not be moved back.
+      const keep = transactional ? undefined : kept;
+      const mine = keep && assigned ? [...keep].map((id) => partitionOf(id)!) : assigned;
+      if (mine) void commits.owned(mine);
+      const finished = ledger.assignmentChanged(keep);
+      void commits.these(keep && assigned ? onlyOf(finished, keep) : finished);
       // What the ledger remembers finished is kept for the partitions still owned only.
       if (assigned) ledger.owned(assigned);
       // Open windows of revoked partitions go now: their events come again to whoever owns them.
@@ -698,6 +703,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     done,
   };
+}
+
+/** `commit` with only the partitions in `ids` (by partitionId). */
+function onlyOf(commit: Commit, ids: ReadonlySet<string>): Commit {
+  const parts = commit.parts.filter((part) => ids.has(partitionId(part.offset.topic, part.offset.partition)));
+  return { offsets: parts.map((p) => p.offset), records: parts.flatMap((p) => p.records), parts };
 }
 
 /**

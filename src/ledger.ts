@@ -21,7 +21,7 @@
  * ledger.committed(commit);
  * ```
  */
-import { type OutRecord, partitionId } from "./model.ts";
+import { type OutRecord, partitionId, partitionOf } from "./model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
 import { recordBytes } from "./kafka/record_limits.ts";
 
@@ -139,6 +139,8 @@ export class Ledger {
   /** Tasks of finished messages, forgotten once a commit passes their offset. */
   #tasks: { partition: string; offset: bigint; key: string }[] = [];
   readonly #rememberFinished: boolean;
+  /** Kept partitions that Kafka hands out again from their committed offset: up to where (exclusive). */
+  #refetch = new Map<string, bigint>();
   /** Offsets finished in earlier generations, above their partition's commit point, by partition. */
   #finished = new Map<string, Set<bigint>>();
 
@@ -153,10 +155,18 @@ export class Ledger {
    * passes them without their messages being handled, or their agents called, twice.
    */
   unfinished(topic: string, partition: number, offsets: readonly string[]): string[] {
-    const finished = this.#finished.get(partitionId(topic, partition));
+    const id = partitionId(topic, partition);
+    const finished = this.#finished.get(id);
     return offsets.filter((offset) => {
-      // Kept across the assignment change: its job runs on, or has finished, in this generation.
-      if (this.#tracker.seen(topic, partition, offset)) return false;
+      const until = this.#refetch.get(id);
+      if (until !== undefined) {
+        const at = BigInt(offset);
+        const { committed } = this.#tracker.pointsOf(topic, partition);
+        // Past what it had, or below what it committed (the log started over): delivered anew.
+        if (at >= until || (committed !== undefined && at < committed)) this.#refetch.delete(id);
+        // Kept across the assignment change: its job runs on, or has finished, in this generation.
+        else if (this.#tracker.known(topic, partition, offset)) return false;
+      }
       if (!finished?.has(BigInt(offset))) return true;
       this.#tracker.register(topic, partition, offset, 0);
       return false;
@@ -361,6 +371,12 @@ export class Ledger {
       }
     }
     this.#tracker.reset(kept);
+    this.#refetch.clear();
+    for (const id of kept) {
+      const { topic, partition } = partitionOf(id)!;
+      const { next } = this.#tracker.pointsOf(topic, partition);
+      if (next !== undefined) this.#refetch.set(id, next);
+    }
     // The work of the generations that end stops now: their waits and calls end.
     for (const [id, end] of this.#generationEnd) {
       if (kept.has(id)) continue;

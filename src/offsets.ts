@@ -78,10 +78,28 @@ export class OffsetTracker {
     if (this.#pending === 0) this.#wakeIdle();
   }
 
-  /** Whether `offset` was registered already in its partition's generation (delivered again after a rebalance that kept it). */
-  seen(topic: string, partition: number, offset: string): boolean {
+  /** Whether `offset` is registered now, pending or finished above the commit point (a kept partition's, delivered again). */
+  known(topic: string, partition: number, offset: string): boolean {
     const state = this.#partitions.get(partitionId(topic, partition));
-    return state?.next !== undefined && BigInt(offset) < state.next;
+    if (!state) return false;
+    const at = BigInt(offset);
+    if (state.remaining.has(at)) return true;
+    // The offsets from the head on are sorted: a binary search.
+    let low = state.head;
+    let high = state.offsets.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      if (state.offsets[middle] === at) return true;
+      if (state.offsets[middle] < at) low = middle + 1;
+      else high = middle - 1;
+    }
+    return false;
+  }
+
+  /** One past the highest offset registered in a partition, and its last committed point. */
+  pointsOf(topic: string, partition: number): { next?: bigint; committed?: bigint } {
+    const state = this.#partitions.get(partitionId(topic, partition));
+    return { next: state?.next, committed: state?.committed };
   }
 
   #wakeIdle(): void {

@@ -4,8 +4,8 @@
  * every partition out afresh at each rebalance, so a member joining, leaving or subscribing to a new
  * topic moves most partitions, and the work in flight in each one moved is done again by its new
  * owner. Here each member says in its join what it owns (`userData`), and the leader keeps those
- * partitions with their owners, up to an even share, and deals out only the rest, each to the member
- * subscribed to its topic that has fewest. Members of an earlier version, which know only
+ * partitions with their owners, up to an even share of each topic, and deals out only the rest, each
+ * to the member subscribed to its topic that has fewest of it. Members of an earlier version, which know only
  * round-robin, make the group fall back to it (kafkajs picks a protocol every member has).
  *
  * @example
@@ -37,31 +37,43 @@ export interface Subscriber {
   owned: readonly string[];
 }
 
-/** Which partitions (by {@link partitionId}) go to which member: owners keep theirs up to an even share. */
+/**
+ * Which partitions (by {@link partitionId}) go to which member. Topic by topic, so that each is
+ * spread over the members subscribed to it: owners keep theirs up to an even share of the topic,
+ * and the rest go to the subscribed member that has fewest of that topic (then fewest in all).
+ */
 export function stickyPlan(members: readonly Subscriber[], partitions: readonly string[]): Map<string, string[]> {
   const sorted = [...members].sort((a, b) => a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0);
   const plan = new Map(sorted.map((m) => [m.memberId, [] as string[]]));
-  const share = Math.ceil(partitions.length / Math.max(1, sorted.length));
-  const exists = new Set(partitions);
-  const taken = new Set<string>();
-  const subscribes = (member: Subscriber, id: string) => member.topics.has(partitionOf(id)!.topic);
-  for (const member of sorted) {
-    for (const id of member.owned) {
-      if (plan.get(member.memberId)!.length >= share) break;
-      if (!exists.has(id) || taken.has(id) || !subscribes(member, id)) continue;
-      plan.get(member.memberId)!.push(id);
+  const byTopic = Map.groupBy([...partitions].sort(), (id) => partitionOf(id)!.topic);
+  for (const [topic, ids] of byTopic) {
+    const eligible = sorted.filter((member) => member.topics.has(topic));
+    if (!eligible.length) continue;
+    const share = Math.ceil(ids.length / eligible.length);
+    const exists = new Set(ids);
+    const taken = new Set<string>();
+    const mine = new Map(eligible.map((member) => [member.memberId, 0]));
+    for (const member of eligible) {
+      for (const id of member.owned) {
+        if (mine.get(member.memberId)! >= share) break;
+        if (!exists.has(id) || taken.has(id)) continue;
+        plan.get(member.memberId)!.push(id);
+        mine.set(member.memberId, mine.get(member.memberId)! + 1);
+        taken.add(id);
+      }
+    }
+    for (const id of ids) {
+      if (taken.has(id)) continue;
+      const fewest = eligible.reduce((best, member) => {
+        const [a, b] = [mine.get(member.memberId)!, mine.get(best.memberId)!];
+        return a < b || (a === b && plan.get(member.memberId)!.length < plan.get(best.memberId)!.length)
+          ? member
+          : best;
+      });
+      plan.get(fewest.memberId)!.push(id);
+      mine.set(fewest.memberId, mine.get(fewest.memberId)! + 1);
       taken.add(id);
     }
-  }
-  for (const id of [...partitions].sort()) {
-    if (taken.has(id)) continue;
-    const eligible = sorted.filter((member) => subscribes(member, id));
-    if (!eligible.length) continue;
-    const fewest = eligible.reduce((best, member) =>
-      plan.get(member.memberId)!.length < plan.get(best.memberId)!.length ? member : best
-    );
-    plan.get(fewest.memberId)!.push(id);
-    taken.add(id);
   }
   return plan;
 }

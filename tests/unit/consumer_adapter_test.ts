@@ -160,6 +160,13 @@ Deno.test("stickyPlan: owners keep their partitions up to an even share; only th
   assert.deepEqual(grown.get("a")!.slice(0, 3), t.slice(0, 3));
   assert.deepEqual(grown.get("b")!.slice(0, 3), t.slice(3));
   assert.equal(grown.get("a")!.length + grown.get("b")!.length, 8);
+  // Each topic is spread on its own: a newcomer gets half of each, not all of one.
+  const both = stickyPlan([
+    { memberId: "a", topics: new Set(["t", "u"]), owned: [...t, ...ids("u", 6)] },
+    { memberId: "b", topics: new Set(["t", "u"]), owned: [] },
+  ], [...t, ...ids("u", 6)]);
+  assert.equal(both.get("b")!.filter((id) => id.startsWith("t")).length, 3);
+  assert.equal(both.get("b")!.filter((id) => id.startsWith("u")).length, 3);
   // A member not subscribed to a topic gets none of it; a partition claimed twice goes once.
   const mixed = stickyPlan([
     { memberId: "a", topics: new Set(["t"]), owned: [u[0]] },
