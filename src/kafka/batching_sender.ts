@@ -100,29 +100,23 @@ export class BatchingSender {
 
   async #flush(): Promise<void> {
     while (this.#pending.length) {
-      const taken = this.#pending.splice(0, this.#maxBatch);
+      const taken = Map.groupBy(this.#pending.splice(0, this.#maxBatch), (item) => item.topic);
       // Records of a topic that could not be written go apart, so that its failure costs the others nothing.
-      for (const topic of new Set(taken.filter((item) => this.#suspect.has(item.topic)).map((item) => item.topic))) {
-        void this.#sendTopic(taken.filter((item) => item.topic === topic));
+      for (const [topic, items] of taken) {
+        if (this.#suspect.has(topic)) void this.#sendTopic(items);
       }
-      const batch = taken.filter((item) => !this.#suspect.has(item.topic));
-      if (!batch.length) continue;
+      const byTopic = [...taken].filter(([topic]) => !this.#suspect.has(topic));
+      if (!byTopic.length) continue;
+      const batch = byTopic.flatMap(([, items]) => items);
       const used = this.#producer;
       try {
         await this.#sendPatiently(batch);
         for (const item of batch) item.resolve();
       } catch (error) {
-        const topics = new Set(batch.map((item) => item.topic));
-        if (this.#isUnwritable(error) && (topics.size > 1 || await this.#poisoned(batch[0].topic, error, used))) {
+        if (this.#isUnwritable(error) && (byTopic.length > 1 || await this.#poisoned(batch[0].topic, error, used))) {
           // Which topic it was the error does not say: each topic on its own.
-          await Promise.all([...topics].map((topic) => this.#sendTopic(batch.filter((item) => item.topic === topic))));
-        } else if (batch.length > 1 && this.#isPermanent(error)) {
-          // One record the broker can never take must not fail the others: send them one by one.
-          for (const item of batch) await this.#sendBatch([item]).then(item.resolve, item.reject);
-        } else {
-          if (this.#isUnwritable(error)) this.#suspect.add(batch[0].topic);
-          for (const item of batch) item.reject(error);
-        }
+          await Promise.all(byTopic.map(([, items]) => this.#sendTopic(items)));
+        } else await this.#failed(batch, error);
       }
     }
     this.#flushing = false;
@@ -140,12 +134,21 @@ export class BatchingSender {
       this.#suspect.delete(topic);
       for (const item of items) item.resolve();
     } catch (error) {
-      if (this.#isUnwritable(error)) this.#suspect.add(topic);
-      if (items.length > 1 && this.#isPermanent(error)) {
-        for (const item of items) await this.#sendBatch([item]).then(item.resolve, item.reject);
-      } else {
-        for (const item of items) item.reject(error);
-      }
+      await this.#failed(items, error);
+    }
+  }
+
+  /**
+   * `items` (of one topic, when the error is that it cannot be written) failed with `error`: one
+   * record the broker can never take must not fail the others, so they go one by one; else each
+   * fails with it.
+   */
+  async #failed(items: Pending[], error: unknown): Promise<void> {
+    if (this.#isUnwritable(error)) this.#suspect.add(items[0].topic);
+    if (items.length > 1 && this.#isPermanent(error)) {
+      for (const item of items) await this.#sendBatch([item]).then(item.resolve, item.reject);
+    } else {
+      for (const item of items) item.reject(error);
     }
   }
 
