@@ -39,7 +39,7 @@ import { TransactionalOutput } from "./kafka/transactions.ts";
 import { RecordLimits } from "./kafka/record_limits.ts";
 import { PartitionProducers } from "./kafka/partition_producers.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
-import { type Commit, Ledger } from "./ledger.ts";
+import { Ledger } from "./ledger.ts";
 import { eventCount, type Job, partitionId, partitionOf, type Pipeline, pipelineCap } from "./model.ts";
 import { UncommittedBudget } from "./uncommitted_budget.ts";
 import { CallGate, releasePass } from "./call_gate.ts";
@@ -398,30 +398,18 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       return { ...batch, ack };
     },
     room: roomFor,
-    onAssignmentChanged: (cause, assigned, kept) => {
+    onAssignmentChanged: (cause, assigned) => {
       const counted = cause !== "moved to the committed offsets" && (cause !== "joined the group" || joinedBefore);
       if (consumer.topics.length && counted) stats.rebalances++;
       joinedBefore ||= cause === "joined the group";
-      // At-least-once, what a rebalance takes away is known at the join that ends it: the
-      // partitions this member keeps go on with their work (calls in flight are not made again);
-      // until then, what is finished is committed.
-      if (!transactional && cause === "rebalancing") {
-        void commits.now();
-        return;
-      }
       log.debug("assignment changed ({cause}): committing what is finished, dropping the rest", { cause });
       // Synchronously, before kafkajs fetches again: what is finished is committed, the rest dropped.
       // With exactly-once, on the producers it was done with (fenced where its partition moved),
       // before the claim below replaces them: never on the new owner's behalf.
       // Offsets an earlier failed commit carries are kept for owned partitions only: first, so that
       // the commit below does not carry one another member may have moved past meanwhile.
-      // At-least-once, at a join: only the partitions kept may be committed (or carry an offset) now;
-      // the others may have moved on under another member since, and must not be moved back.
-      const keep = transactional ? undefined : kept;
-      const mine = keep && assigned ? [...keep].map((id) => partitionOf(id)!) : assigned;
-      if (mine) void commits.owned(mine);
-      const finished = ledger.assignmentChanged(keep);
-      void commits.these(keep && assigned ? onlyOf(finished, keep) : finished);
+      if (assigned) void commits.owned(assigned);
+      void commits.these(ledger.assignmentChanged());
       // What the ledger remembers finished is kept for the partitions still owned only.
       if (assigned) ledger.owned(assigned);
       // Open windows of revoked partitions go now: their events come again to whoever owns them.
@@ -703,12 +691,6 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     },
     done,
   };
-}
-
-/** `commit` with only the partitions in `ids` (by partitionId). */
-function onlyOf(commit: Commit, ids: ReadonlySet<string>): Commit {
-  const parts = commit.parts.filter((part) => ids.has(partitionId(part.offset.topic, part.offset.partition)));
-  return { offsets: parts.map((p) => p.offset), records: parts.flatMap((p) => p.records), parts };
 }
 
 /**

@@ -21,7 +21,7 @@
  * ledger.committed(commit);
  * ```
  */
-import { type OutRecord, partitionId, partitionOf } from "./model.ts";
+import { type OutRecord, partitionId } from "./model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
 import { recordBytes } from "./kafka/record_limits.ts";
 
@@ -131,16 +131,13 @@ export class Ledger {
   /** Bytes of the records in {@link #staged}, by partition, and in all. */
   #stagedBytes = new Map<string, number>();
   #stagedTotal = 0;
-  /** Jobs not yet settled, by pipeline, and by partition and pipeline (to drop a partition's). */
+  /** Jobs not yet settled, by pipeline, in this generation. */
   #inFlight = new Map<string, number>();
-  #inFlightOf = new Map<string, Map<string, number>>();
-  /** Per partition: aborted when its generation ends (see assignmentChanged). */
-  #generationEnd = new Map<string, AbortController>();
   /** Tasks of finished messages, forgotten once a commit passes their offset. */
+  /** Aborted when the current generation ends (see assignmentChanged). */
+  #generationEnd = new AbortController();
   #tasks: { partition: string; offset: bigint; key: string }[] = [];
   readonly #rememberFinished: boolean;
-  /** Kept partitions that Kafka hands out again from their committed offset: up to where (exclusive). */
-  #refetch = new Map<string, bigint>();
   /** Offsets finished in earlier generations, above their partition's commit point, by partition. */
   #finished = new Map<string, Set<bigint>>();
 
@@ -155,19 +152,10 @@ export class Ledger {
    * passes them without their messages being handled, or their agents called, twice.
    */
   unfinished(topic: string, partition: number, offsets: readonly string[]): string[] {
-    const id = partitionId(topic, partition);
-    const finished = this.#finished.get(id);
+    const finished = this.#finished.get(partitionId(topic, partition));
+    if (!finished?.size) return [...offsets];
     return offsets.filter((offset) => {
-      const until = this.#refetch.get(id);
-      if (until !== undefined) {
-        const at = BigInt(offset);
-        const { committed } = this.#tracker.pointsOf(topic, partition);
-        // Past what it had, or below what it committed (the log started over): delivered anew.
-        if (at >= until || (committed !== undefined && at < committed)) this.#refetch.delete(id);
-        // Kept across the assignment change: its job runs on, or has finished, in this generation.
-        else if (this.#tracker.known(topic, partition, offset)) return false;
-      }
-      if (!finished?.has(BigInt(offset))) return true;
+      if (!finished.has(BigInt(offset))) return true;
       this.#tracker.register(topic, partition, offset, 0);
       return false;
     });
@@ -189,18 +177,8 @@ export class Ledger {
     return this.#inFlight.get(pipeline) ?? 0;
   }
 
-  #count(pipeline: string, id: string, change: number): void {
+  #count(pipeline: string, change: number): void {
     this.#inFlight.set(pipeline, this.inFlight(pipeline) + change);
-    const counts = this.#inFlightOf.get(id) ?? new Map<string, number>();
-    counts.set(pipeline, (counts.get(pipeline) ?? 0) + change);
-    this.#inFlightOf.set(id, counts);
-  }
-
-  /** The signal that ends a partition's current generation. */
-  #endOf(id: string): AbortSignal {
-    let end = this.#generationEnd.get(id);
-    if (!end) this.#generationEnd.set(id, end = new AbortController());
-    return end.signal;
   }
 
   /**
@@ -258,10 +236,9 @@ export class Ledger {
     pipelines: readonly string[],
   ): (offset: string, pipeline: string) => Ack {
     for (const offset of offsets) this.#tracker.register(topic, partition, offset, pipelines.length);
-    const id = partitionId(topic, partition);
-    for (const pipeline of pipelines) this.#count(pipeline, id, offsets.length);
-    const generation = this.#tracker.generationOf(topic, partition);
-    const signal = this.#endOf(id);
+    for (const pipeline of pipelines) this.#count(pipeline, offsets.length);
+    const generation = this.#tracker.generation;
+    const signal = this.#generationEnd.signal;
     return (offset, pipeline) => this.#ack(topic, partition, offset, pipeline, generation, signal);
   }
 
@@ -273,8 +250,7 @@ export class Ledger {
     generation: number,
     signal: AbortSignal,
   ): Ack {
-    const stale = () => generation !== this.#tracker.generationOf(topic, partition);
-    const id = partitionId(topic, partition);
+    const stale = () => generation !== this.#tracker.generation;
     return {
       get stale() {
         return stale();
@@ -283,12 +259,12 @@ export class Ledger {
       split: (extra) => {
         if (stale()) return undefined;
         this.#tracker.register(topic, partition, offset, extra);
-        this.#count(pipeline, id, extra);
+        this.#count(pipeline, extra);
         return Array.from({ length: extra }, () => this.#ack(topic, partition, offset, pipeline, generation, signal));
       },
       done: (staged, taskKey) => {
         if (stale()) return;
-        this.#count(pipeline, id, -1);
+        this.#count(pipeline, -1);
         this.#settle(topic, partition, offset, staged ?? [], taskKey);
       },
     };
@@ -355,54 +331,31 @@ export class Ledger {
   /**
    * The consumer's assignment changed (a rebalance, a rejoin, a restart, a new subscription):
    * Kafka delivers every uncommitted message again. Returns what is finished, to commit, and starts
-   * a new generation: the rest is forgotten and its acks go stale, except in the partitions `kept`
-   * (by {@link partitionId}: this member owned them before and owns them now, with no other owner
-   * between), whose work goes on; what Kafka delivers of them again is dropped (see {@link unfinished}).
+   * a new generation: the rest is forgotten and its acks go stale.
    */
-  assignmentChanged(kept: ReadonlySet<string> = new Set()): Commit {
+  assignmentChanged(): Commit {
     const finished = this.take();
     if (this.#rememberFinished) {
       for (const { topic, partition, offsets } of this.#tracker.finishedAbove()) {
         const id = partitionId(topic, partition);
-        if (kept.has(id)) continue;
         const set = this.#finished.get(id) ?? new Set();
         for (const offset of offsets) set.add(offset);
         this.#finished.set(id, set);
       }
     }
-    this.#tracker.reset(kept);
-    this.#refetch.clear();
-    for (const id of kept) {
-      const { topic, partition } = partitionOf(id)!;
-      const { next } = this.#tracker.pointsOf(topic, partition);
-      if (next !== undefined) this.#refetch.set(id, next);
-    }
-    // The work of the generations that end stops now: their waits and calls end.
-    for (const [id, end] of this.#generationEnd) {
-      if (kept.has(id)) continue;
-      end.abort();
-      this.#generationEnd.delete(id);
-    }
-    for (const key of [...this.#held.keys()]) {
-      if (!kept.has(key.slice(0, key.lastIndexOf("\u0000")))) this.#held.delete(key);
-    }
-    for (const id of [...this.#staged.keys()]) {
-      if (kept.has(id)) continue;
-      this.#staged.delete(id);
-      this.#stagedTotal -= this.#stagedBytes.get(id) ?? 0;
-      this.#stagedBytes.delete(id);
-    }
-    for (const [id, counts] of [...this.#inFlightOf]) {
-      if (kept.has(id)) continue;
-      for (const [pipeline, count] of counts) this.#inFlight.set(pipeline, this.inFlight(pipeline) - count);
-      this.#inFlightOf.delete(id);
-    }
+    this.#tracker.reset();
+    // The work of the generation that ends stops now: its waits and calls end.
+    this.#generationEnd.abort();
+    this.#generationEnd = new AbortController();
+    this.#held.clear();
+    this.#staged.clear();
+    this.#stagedBytes.clear();
+    this.#stagedTotal = 0;
+    this.#inFlight.clear();
     // Tasks of messages Kafka delivers again are recorded again when those finish; only the ones
-    // this last commit settles, and those of kept partitions, are still to forget.
+    // this last commit settles are still to forget.
     const points = new Map(finished.offsets.map((o) => [partitionId(o.topic, o.partition), BigInt(o.offset)]));
-    this.#tasks = this.#tasks.filter((task) =>
-      kept.has(task.partition) || task.offset < (points.get(task.partition) ?? -1n)
-    );
+    this.#tasks = this.#tasks.filter((task) => task.offset < (points.get(task.partition) ?? -1n));
     return finished;
   }
 }

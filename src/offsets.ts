@@ -36,8 +36,6 @@ interface PartitionState {
   head: number;
   /** Offsets of this partition registered and not yet finished. */
   pending: number;
-  /** The generation its registrations belong to (a partition kept across a reset keeps its own). */
-  generation: number;
   /** Finished offsets behind the lowest unfinished one (what {@link OffsetTracker.behind} counts). */
   finished: number;
   next: bigint | undefined;
@@ -51,55 +49,21 @@ export class OffsetTracker {
   #idle = new Set<() => void>();
   #generation = 0;
 
-  /** Bumped by {@link reset}: a partition registered from now on belongs to this generation. */
+  /** Bumped by {@link reset}; registrations and outcomes carry it. */
   get generation(): number {
     return this.#generation;
   }
 
-  /** The generation of a partition's registrations: its own if it is tracked, else the current one. */
-  generationOf(topic: string, partition: number): number {
-    return this.#partitions.get(partitionId(topic, partition))?.generation ?? this.#generation;
-  }
-
   /**
-   * Forgets every partition (but those in `kept`, by {@link partitionId}) and its pending messages,
-   * and starts a new generation (after a rebalance, Kafka hands out uncommitted messages again).
-   * Take {@link committable} first.
+   * Forgets every partition and pending message and starts a new generation (after a rebalance,
+   * Kafka hands out uncommitted messages again). Take {@link committable} first.
    */
-  reset(kept: ReadonlySet<string> = new Set()): void {
+  reset(): void {
     this.#generation++;
-    for (const id of [...this.#partitions.keys()]) if (!kept.has(id)) this.#partitions.delete(id);
+    this.#partitions.clear();
     this.#pending = 0;
     this.#finished = 0;
-    for (const state of this.#partitions.values()) {
-      this.#pending += state.pending;
-      this.#finished += state.finished;
-    }
-    if (this.#pending === 0) this.#wakeIdle();
-  }
-
-  /** Whether `offset` is registered now, pending or finished above the commit point (a kept partition's, delivered again). */
-  known(topic: string, partition: number, offset: string): boolean {
-    const state = this.#partitions.get(partitionId(topic, partition));
-    if (!state) return false;
-    const at = BigInt(offset);
-    if (state.remaining.has(at)) return true;
-    // The offsets from the head on are sorted: a binary search.
-    let low = state.head;
-    let high = state.offsets.length - 1;
-    while (low <= high) {
-      const middle = (low + high) >> 1;
-      if (state.offsets[middle] === at) return true;
-      if (state.offsets[middle] < at) low = middle + 1;
-      else high = middle - 1;
-    }
-    return false;
-  }
-
-  /** One past the highest offset registered in a partition, and its last committed point. */
-  pointsOf(topic: string, partition: number): { next?: bigint; committed?: bigint } {
-    const state = this.#partitions.get(partitionId(topic, partition));
-    return { next: state?.next, committed: state?.committed };
+    this.#wakeIdle();
   }
 
   #wakeIdle(): void {
@@ -129,7 +93,6 @@ export class OffsetTracker {
         head: 0,
         pending: 0,
         finished: 0,
-        generation: this.#generation,
         next: undefined,
         committed: undefined,
       };

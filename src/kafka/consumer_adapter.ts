@@ -23,16 +23,7 @@
  * ```
  */
 import { getLogger } from "@logtape/logtape";
-import {
-  type Admin,
-  type Consumer,
-  type EachBatchPayload,
-  type IHeaders,
-  type Kafka,
-  type KafkaMessage,
-  PartitionAssigners,
-} from "kafkajs";
-import { stickyAssigner } from "./sticky_assigner.ts";
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
 import { type Batch, type HeaderValue, partitionId, partitionOf, type SourceRecord } from "../model.ts";
 import type { TopicPartitionOffset } from "../offsets.ts";
 import { Channel } from "../util/channel.ts";
@@ -69,15 +60,9 @@ export interface ConsumerAdapterOptions {
   room?: (topic: string, partition: number) => number;
   /**
    * Called synchronously whenever kafkajs is about to fetch every partition from its committed
-   * offset again (see the module comment), with what caused it; at a join, with the partitions
-   * assigned and those `kept` (by partitionId): owned before the rebalance, by the same member,
-   * with no crash, stop or other member's join between, so nobody else handled them meanwhile.
+   * offset again (see the module comment), with what caused it.
    */
-  onAssignmentChanged?: (
-    cause: string,
-    assigned?: { topic: string; partition: number }[],
-    kept?: ReadonlySet<string>,
-  ) => void;
+  onAssignmentChanged?: (cause: string, assigned?: { topic: string; partition: number }[]) => void;
   /** Called with fetching paused before a resubscribe: resolve once all queued work is committed. */
   drain: () => Promise<void>;
   /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
@@ -154,10 +139,6 @@ export class ConsumerAdapter {
    */
   #paused: ReadonlySet<string> = new Set();
   #joined = false;
-  /** The member id and partitions of the last join, and whether this member has stayed in the group since. */
-  #memberId: string | undefined;
-  #assigned = new Set<string>();
-  #member = false;
   /** When the consumer began to crash without joining its group in between. */
   #crashingSince: number | undefined;
   /** Subscribing again: everything stays paused, whatever flow control says meanwhile. */
@@ -182,9 +163,6 @@ export class ConsumerAdapter {
       // At most 256 KiB per partition per fetch (kafkajs: 1 MiB): more than the in-flight caps take
       // in is dropped and fetched again, and decoding it is most of the bridge's memory churn.
       maxBytesPerPartition: 256 * 1024,
-      // Partitions stay with their owners through a rebalance (work in flight there goes on);
-      // round-robin for a group with members of an earlier version.
-      partitionAssigners: [stickyAssigner(() => this.#assigned), PartitionAssigners.roundRobin],
       // kafkajs restarts after a retriable crash, without end by default: a broker gone for good
       // then hangs the bridge. Restart until crashes have gone on for RESTART_FOR_MS without a join.
       retry: {
@@ -201,19 +179,10 @@ export class ConsumerAdapter {
       const assigned = Object.entries(payload.memberAssignment ?? {}).flatMap(([topic, partitions]) =>
         (partitions as number[]).map((partition) => ({ topic, partition }))
       );
-      const ids = new Set(assigned.map((p) => partitionId(p.topic, p.partition)));
-      // The same member through a rebalance: what it owned before and owns now, nobody else had.
-      const same = this.#member && payload.memberId === this.#memberId;
-      const kept = new Set(same ? [...ids].filter((id) => this.#assigned.has(id)) : []);
-      this.#memberId = payload.memberId;
-      this.#assigned = ids;
-      this.#member = true;
-      options.onAssignmentChanged?.("joined the group", assigned, kept);
+      options.onAssignmentChanged?.("joined the group", assigned);
       this.#applyPaused();
     });
     for (const left of [CRASH, REBALANCING, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#joined = false);
-    // A crash, a stop or a disconnect ends the membership: a later join is a new member's.
-    for (const left of [CRASH, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#member = false);
     this.#consumer.on(CRASH, ({ payload }) => {
       changed(`the consumer crashed: ${payload.error?.message ?? payload.error}`);
       if (payload.restart || this.#closed) return;

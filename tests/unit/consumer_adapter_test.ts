@@ -4,8 +4,6 @@
  * COMMIT_OFFSETS event (src/consumer/runner.js, `commitOffsets`: "consumer not running, exiting").
  */
 import assert from "node:assert/strict";
-import { stickyPlan } from "../../src/kafka/sticky_assigner.ts";
-import { partitionId } from "../../src/model.ts";
 import type { Admin, Kafka } from "kafkajs";
 import { ConsumerAdapter, type ConsumerAdapterOptions } from "../../src/kafka/consumer_adapter.ts";
 
@@ -139,39 +137,4 @@ Deno.test("a crash the adapter cannot help (authorization refused) still ends th
   } finally {
     await adapter.close();
   }
-});
-
-Deno.test("stickyPlan: owners keep their partitions up to an even share; only the rest move, to subscribed members", () => {
-  const ids = (topic: string, n: number) => Array.from({ length: n }, (_, p) => partitionId(topic, p));
-  const t = ids("t", 6);
-  // A second member joins: the first keeps three of its six, the newcomer takes three.
-  const joined = stickyPlan([
-    { memberId: "a", topics: new Set(["t"]), owned: t },
-    { memberId: "b", topics: new Set(["t"]), owned: [] },
-  ], t);
-  assert.deepEqual(joined.get("a"), t.slice(0, 3));
-  assert.deepEqual(joined.get("b"), t.slice(3));
-  // A new topic: nothing that was owned moves; its partitions are dealt to whoever has fewest.
-  const u = ids("u", 2);
-  const grown = stickyPlan([
-    { memberId: "a", topics: new Set(["t", "u"]), owned: joined.get("a")! },
-    { memberId: "b", topics: new Set(["t", "u"]), owned: joined.get("b")! },
-  ], [...t, ...u]);
-  assert.deepEqual(grown.get("a")!.slice(0, 3), t.slice(0, 3));
-  assert.deepEqual(grown.get("b")!.slice(0, 3), t.slice(3));
-  assert.equal(grown.get("a")!.length + grown.get("b")!.length, 8);
-  // Each topic is spread on its own: a newcomer gets half of each, not all of one.
-  const both = stickyPlan([
-    { memberId: "a", topics: new Set(["t", "u"]), owned: [...t, ...ids("u", 6)] },
-    { memberId: "b", topics: new Set(["t", "u"]), owned: [] },
-  ], [...t, ...ids("u", 6)]);
-  assert.equal(both.get("b")!.filter((id) => id.startsWith("t")).length, 3);
-  assert.equal(both.get("b")!.filter((id) => id.startsWith("u")).length, 3);
-  // A member not subscribed to a topic gets none of it; a partition claimed twice goes once.
-  const mixed = stickyPlan([
-    { memberId: "a", topics: new Set(["t"]), owned: [u[0]] },
-    { memberId: "b", topics: new Set(["t", "u"]), owned: [u[0]] },
-  ], [...t, ...u]);
-  assert.ok(mixed.get("a")!.every((id) => id.startsWith("t")));
-  assert.deepEqual([...mixed.get("a")!, ...mixed.get("b")!].sort(), [...t, ...u].sort());
 });

@@ -144,33 +144,12 @@ Deno.test("Ledger (at-least-once): messages finished behind an unfinished one ar
   const commit = ledger.take();
   assert.deepEqual(commit.offsets, [{ topic: "t", partition: 0, offset: "9" }]);
   ledger.committed(commit);
-  ledger.assignmentChanged();
   assert.deepEqual(ledger.unfinished("t", 0, ["6"]), ["6"], "forgotten once committed past");
   // Not remembered for a partition no longer owned, nor with exactly-once (records only staged).
   const other = new Ledger();
   other.receive("t", 0, ["1", "2"], ["a"])("2", "a").done();
   other.assignmentChanged();
   assert.deepEqual(other.unfinished("t", 0, ["1", "2"]), ["1", "2"]);
-});
-
-Deno.test("Ledger: a partition kept across an assignment change keeps its work; the others' go stale", () => {
-  const ledger = new Ledger({ rememberFinished: true });
-  const kept = ledger.receive("t", 0, ["5", "6"], ["a"]);
-  const moved = ledger.receive("t", 1, ["3"], ["a"]);
-  const stillRunning = kept("5", "a");
-  const gone = moved("3", "a");
-  kept("6", "a").done();
-  ledger.assignmentChanged(new Set([partitionId("t", 0)]));
-  assert.equal(stillRunning.stale, false, "its job goes on");
-  assert.equal(stillRunning.signal.aborted, false);
-  assert.equal(gone.stale, true);
-  assert.equal(gone.signal.aborted, true, "the moved partition's calls end");
-  assert.equal(ledger.pending, 1);
-  assert.equal(ledger.inFlight("a"), 1);
-  // Kafka delivers the kept partition again from its committed offset: what is known is dropped.
-  assert.deepEqual(ledger.unfinished("t", 0, ["5", "6", "7"]), ["7"]);
-  stillRunning.done();
-  assert.deepEqual(ledger.take().offsets.find((o) => o.partition === 0), { topic: "t", partition: 0, offset: "7" });
 });
 
 Deno.test("UncommittedBudget: at the budget, partitions holding an even share pause; each resumes under half its share", () => {
