@@ -12,7 +12,7 @@ if (!Deno.env.get("KAFKA_BOOTSTRAP_SERVERS")) {
   env.KAFKA_BOOTSTRAP_SERVERS = broker.bootstrap;
   stop = broker.stop;
 }
-const targets = Deno.args.length ? Deno.args : ["src/", "tests/"];
+const targets = Deno.args.length ? Deno.args : ["src/", "tests/", "scripts/check_layers.ts"];
 const child = new Deno.Command(Deno.execPath(), {
   args: ["test", "--allow-all", "--doc", ...targets],
   env,

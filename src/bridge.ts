@@ -20,7 +20,7 @@ import { AgentCards } from "./a2a/agent_cards.ts";
 import { AgentCircuits } from "./a2a/agent_circuits.ts";
 import { AgentLimits } from "./a2a/agent_limits.ts";
 import { AgentConcurrency } from "./a2a/agent_concurrency.ts";
-import { Commits } from "./commits.ts";
+import { Commits } from "./delivery/commits.ts";
 import type { Settings } from "./config/settings.ts";
 import { dispatch, targetPipelines } from "./dispatch.ts";
 import { AnswerTopics } from "./answer_topics.ts";
@@ -39,18 +39,20 @@ import { TransactionalOutput } from "./kafka/transactions.ts";
 import { RecordLimits } from "./kafka/record_limits.ts";
 import { PartitionProducers } from "./kafka/partition_producers.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
-import { Ledger } from "./ledger.ts";
+import { Ledger } from "./delivery/ledger.ts";
 import { eventCount, type Job, partitionId, partitionOf, type Pipeline, pipelineCap } from "./model.ts";
-import { UncommittedBudget } from "./uncommitted_budget.ts";
-import { CallGate, releasePass } from "./call_gate.ts";
+import { UncommittedBudget } from "./delivery/uncommitted_budget.ts";
+import { CallGate, releasePass } from "./delivery/call_gate.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { endMessageSpan } from "./ops/tracing.ts";
 import { startSummary } from "./ops/summary.ts";
 import { decode } from "./stages/decode.ts";
 import { fanOut } from "./stages/fan_out.ts";
-import { agentEndpoint, invoke } from "./stages/invoke.ts";
+import { invoke } from "./stages/invoke.ts";
+import { agentEndpoint, type Archestra } from "./a2a/endpoint.ts";
 import { match } from "./stages/match.ts";
-import { type Outcome, publish } from "./stages/publish.ts";
+import { publish } from "./stages/publish.ts";
+import type { Outcome } from "./delivery/ports.ts";
 import { transform } from "./stages/transform.ts";
 import { window, type WindowStage } from "./stages/window.ts";
 import { pipe } from "./util/pipe.ts";
@@ -153,7 +155,7 @@ export interface Bridge {
 /** The pipelines' agent limits by endpoint; two different limits for one agent are a {@link FatalError}. */
 export function agentLimits(
   pipelines: readonly Pipeline[],
-  archestra: Parameters<typeof agentEndpoint>[1],
+  archestra: Archestra,
 ): AgentLimits {
   const limits = new AgentLimits();
   const problems: string[] = [];

@@ -9,7 +9,7 @@
  * // for await (const job of dispatch(source.batches(), pipelines)) ...
  * ```
  */
-import { unledgered } from "./ledger.ts";
+import { unledgered } from "./delivery/ledger.ts";
 import type { Answer, Batch, HeaderValue, Job, MessageContext, Pipeline, SourceRecord } from "./model.ts";
 import { startMessageSpan } from "./ops/tracing.ts";
 import { contain } from "./stages/stage.ts";

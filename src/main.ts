@@ -6,7 +6,6 @@
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.
  */
 import { getLogger } from "@logtape/logtape";
-import { DEMO_BEHAVIOURS, DEMO_PROMPT_IDS, startDemoAgent } from "./agent/demo_agent.ts";
 import { type Bridge, startBridge } from "./bridge.ts";
 import { readDotEnv } from "./config/dotenv.ts";
 import { loadPipelines } from "./config/load_pipelines.ts";
@@ -14,8 +13,7 @@ import { loadSettings } from "./config/settings.ts";
 import { FatalError, runCommand } from "./errors.ts";
 import { preflight } from "./a2a/preflight.ts";
 import type { Pipeline } from "./model.ts";
-import { agentEndpoint } from "./stages/invoke.ts";
-import { ensureLocalBroker } from "./infra/local_broker.ts";
+import { agentEndpoint, type Archestra } from "./a2a/endpoint.ts";
 import { createKafka } from "./kafka/client.ts";
 import { setupLogging } from "./log.ts";
 import { createMetrics } from "./ops/metrics.ts";
@@ -52,9 +50,11 @@ async function main(): Promise<number> {
       "set ARCHESTRA_URL to your Archestra (or any A2A host), or to demo to use the demo agent on purpose",
     ], { config: true });
   }
+  // Embedded defaults are loaded only when used: a configured run never loads the demo agent.
+  const demo = demoAgent ? await import("./agent/demo_agent.ts") : undefined;
   const pipelines = await loadPipelines(
     { routesFile: settings.routesConfigFile, dir: settings.pipelinesDir },
-    demoAgent ? { ...DEMO_PROMPT_IDS, ...env } : env,
+    demo ? { ...demo.DEMO_PROMPT_IDS, ...env } : env,
     settings,
   );
   log.info("agentstream: {count} pipelines from {source}: {names}", {
@@ -80,13 +80,14 @@ async function main(): Promise<number> {
   let brokers = settings.bootstrapServers;
   if (!brokers) {
     log.info("KAFKA_BOOTSTRAP_SERVERS is not set: using a local broker (embedded default)");
+    const { ensureLocalBroker } = await import("./infra/local_broker.ts");
     const broker = await ensureLocalBroker({ log: (line) => log.info(line) });
     brokers = [broker.bootstrap];
   }
   log.info("Kafka at {brokers}, consumer group {group}", { brokers, group: settings.groupId });
 
   let archestraUrl = settings.archestraUrl;
-  const agent = demoAgent ? startDemoAgent({ port: settings.demoAgentPort, behaviours: DEMO_BEHAVIOURS }) : undefined;
+  const agent = demo?.startDemoAgent({ port: settings.demoAgentPort, behaviours: demo.DEMO_BEHAVIOURS });
   if (agent) {
     archestraUrl = agent.url;
     log.info("ARCHESTRA_URL is not set: using the embedded demo agent at {url} (embedded default)", {
@@ -136,7 +137,7 @@ async function main(): Promise<number> {
 }
 
 /** Fetches every agent's card; an unknown prompt id or a refused token stops the start (exit code 2). */
-async function checkAgents(pipelines: Pipeline[], archestra: Parameters<typeof agentEndpoint>[1]): Promise<void> {
+async function checkAgents(pipelines: Pipeline[], archestra: Archestra): Promise<void> {
   const targets = pipelines.flatMap((pipeline) =>
     pipeline.routes.flatMap((route, index) =>
       route.agents.map((agent) => ({

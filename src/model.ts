@@ -5,7 +5,6 @@
  * skipped passes the later stages untouched until publish writes its outcome.
  */
 import type { StageFailure } from "./errors.ts";
-import type { Ack, StagedRecord } from "./ledger.ts";
 import type { Span } from "@opentelemetry/api";
 import type { PipelineExample } from "./config/pipeline_schema.ts";
 import type { Template } from "./template.ts";
@@ -325,4 +324,46 @@ export interface Pipeline {
   readonly maxHops: number;
   /** Events with what they must become; see src/pipeline_examples.ts. */
   readonly examples: readonly PipelineExample[];
+}
+
+/** A record to write in the transaction that commits its message's offset. */
+export interface StagedRecord {
+  readonly topic: string;
+  readonly record: OutRecord;
+}
+
+/** A job's handle on the ledger (compare a Benthos transaction travelling with its message). */
+export interface Ack {
+  /** The assignment changed since the job was consumed: Kafka delivers its message again, drop the work. */
+  readonly stale: boolean;
+  /**
+   * Fires when the job goes stale (its partition revoked, or any other assignment change): every
+   * wait and call of its work ends then, so a stale job never calls its agent again.
+   */
+  readonly signal: AbortSignal;
+  /** The job becomes `1 + extra` jobs: the acks of the extra ones, or undefined when stale. */
+  split(extra: number): Ack[] | undefined;
+  /**
+   * One durable outcome of the job's message (or, with exactly-once delivery, records staged for
+   * the transaction that will commit its offset). `taskKey` names an agent task to forget once the
+   * message is committed. Ignored when stale.
+   */
+  done(staged?: readonly StagedRecord[], taskKey?: string): void;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * An upper bound of the bytes `record` takes in a Kafka record batch (magic v2, no compression): how
+ * the ledger counts what waits to be committed, and how writers split their batches.
+ */
+export function recordBytes(record: OutRecord): number {
+  // Length, attributes, timestamp and offset deltas (varints, at most 21 bytes), key and value lengths.
+  let size = 21 + 10 + (record.key?.length ?? 0) + record.value.length + 5;
+  for (const [name, value] of Object.entries(record.headers)) {
+    for (const one of [value].flat()) {
+      size += 10 + encoder.encode(name).length + (typeof one === "string" ? encoder.encode(one).length : one.length);
+    }
+  }
+  return size;
 }

@@ -13,7 +13,7 @@
  */
 import type { PipelineExample } from "./config/pipeline_schema.ts";
 import { contextFor } from "./dispatch.ts";
-import { unledgered } from "./ledger.ts";
+import { unledgered } from "./delivery/ledger.ts";
 import { isLive, type Job, type Pipeline, type SourceRecord } from "./model.ts";
 import { decodeJob } from "./stages/decode.ts";
 import { matchJob } from "./stages/match.ts";

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import type { Behaviour } from "./demo_agent.ts";
+import type { Behaviour } from "./behaviour.ts";
 import { demoAnswer } from "./demo_reply.ts";
 
 interface RpcBody {

@@ -43,7 +43,7 @@ import {
   validateVersion,
 } from "@a2a-js/sdk/server";
 import { LegacyJsonRpcTransportHandler } from "@a2a-js/sdk/compat/v0_3/server";
-import type { Behaviour } from "./demo_agent.ts";
+import type { Behaviour } from "./behaviour.ts";
 import { demoAnswer } from "./demo_reply.ts";
 
 /** The A2A versions the SDK flavours speak. */

@@ -25,7 +25,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
 import { type Batch, type HeaderValue, partitionId, partitionOf, type SourceRecord } from "../model.ts";
-import type { TopicPartitionOffset } from "../offsets.ts";
+import type { TopicPartitionOffset } from "../delivery/offsets.ts";
 import { Channel } from "../util/channel.ts";
 import { resolveTopics } from "./topics.ts";
 

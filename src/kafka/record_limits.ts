@@ -7,7 +7,8 @@
  *
  * @example
  * ```ts
- * import { batchBytes, recordBytes } from "./record_limits.ts";
+ * import { batchBytes } from "./record_limits.ts";
+ * import { recordBytes } from "../model.ts";
  * const record = { key: null, value: new Uint8Array(1_000), headers: { "x-pipeline": "p" } };
  * if (recordBytes(record) < 1_000 || batchBytes([record, record]) < 2 * recordBytes(record)) throw new Error("upper bounds");
  * ```
@@ -15,27 +16,14 @@
 import { getLogger } from "@logtape/logtape";
 import { type Admin, ConfigResourceTypes } from "kafkajs";
 import { errorMessage } from "../errors.ts";
-import type { OutRecord } from "../model.ts";
+import { type OutRecord, recordBytes } from "../model.ts";
 
 const log = getLogger(["agentstream", "limits"]);
-const encoder = new TextEncoder();
 
 /** Kafka's defaults, for when the broker cannot be asked. */
 const DEFAULT_MAX_BYTES = 1_048_588;
 /** A record batch's header (magic v2). */
 const BATCH_OVERHEAD = 61;
-
-/** An upper bound of the bytes `record` takes in a record batch (magic v2, no compression). */
-export function recordBytes(record: OutRecord): number {
-  // Length, attributes, timestamp and offset deltas (varints, at most 21 bytes), key and value lengths.
-  let size = 21 + 10 + (record.key?.length ?? 0) + record.value.length + 5;
-  for (const [name, value] of Object.entries(record.headers)) {
-    for (const one of [value].flat()) {
-      size += 10 + encoder.encode(name).length + (typeof one === "string" ? encoder.encode(one).length : one.length);
-    }
-  }
-  return size;
-}
 
 /** An upper bound of a record batch holding `records`. */
 export function batchBytes(records: readonly OutRecord[]): number {

@@ -6,13 +6,13 @@
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Producer } from "kafkajs";
 import type { Pipeline } from "../model.ts";
-import type { PublishContext } from "../stages/publish.ts";
+import type { Sink } from "../delivery/ports.ts";
 import { BatchingSender } from "./batching_sender.ts";
 import { toKafkaMessage } from "./message.ts";
 import { topicMatches } from "../util/glob.ts";
 import { topicName } from "../answer_topics.ts";
 import { type OutputTopics, unwritableReason } from "./output_topics.ts";
-import { releasePass } from "../call_gate.ts";
+import { releasePass } from "../delivery/call_gate.ts";
 
 const log = getLogger(["agentstream", "publish"]);
 
@@ -39,11 +39,11 @@ export interface PublisherKafka {
 }
 
 /**
- * A {@link PublishContext} that produces with kafkajs, in batches (see {@link BatchingSender}). With
+ * A {@link Sink} that produces with kafkajs, in batches (see {@link BatchingSender}). With
  * `outputs`, a record for a topic that cannot be written waits until it can (see
  * {@link OutputTopics}), or until its job goes stale or `stop` aborts.
  */
-export function kafkaPublisher(kafka: PublisherKafka, outputs?: OutputTopics, stop?: AbortSignal): PublishContext {
+export function kafkaPublisher(kafka: PublisherKafka, outputs?: OutputTopics, stop?: AbortSignal): Sink {
   const sender = new BatchingSender(kafka.producer, isPermanent, {
     isUnwritable: (error) => !!unwritableReason(error),
     isMissing: (error) => unwritableReason(error) === "missing",

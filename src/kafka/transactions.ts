@@ -23,16 +23,16 @@
  * ```
  */
 import { getLogger } from "@logtape/logtape";
-import type { TopicPartitionOffset } from "../offsets.ts";
-import type { Commit, StagedRecord } from "../ledger.ts";
+import type { TopicPartitionOffset } from "../delivery/offsets.ts";
+import type { Commit } from "../delivery/ledger.ts";
 import { errorMessage } from "../errors.ts";
 import { isConcurrent, isFenced, type PartitionProducers } from "./partition_producers.ts";
 
 const log = getLogger(["agentstream", "transactions"]);
-import type { PublishContext } from "../stages/publish.ts";
+import type { Sink } from "../delivery/ports.ts";
 import { toKafkaMessage } from "./message.ts";
-import { batchBytes, recordBytes, type RecordLimits } from "./record_limits.ts";
-import { type OutRecord, partitionId } from "../model.ts";
+import { batchBytes, type RecordLimits } from "./record_limits.ts";
+import { type OutRecord, partitionId, recordBytes, type StagedRecord } from "../model.ts";
 import { type OutputTopics, type UnwritableReason, unwritableReason } from "./output_topics.ts";
 
 /** A transaction refused because one of its topics cannot be written; it was aborted. */
@@ -84,7 +84,7 @@ export class TransactionalOutput {
    * The publish side: records wait on their job until its ack stages them in the ledger. A record
    * its topic can never take is refused here, while its job can still go to the DLQ instead.
    */
-  publishContext(): PublishContext {
+  publishContext(): Sink {
     const tooLarge = (error: unknown) => error instanceof RecordTooLarge;
     return {
       send: async (topic, record, job) => {

@@ -16,8 +16,8 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { eventCount, type Job, jobAgent, partitionId } from "../model.ts";
 import { redact } from "../secrets.ts";
-import type { TopicPartitionOffset } from "../offsets.ts";
-import type { Outcome } from "../stages/publish.ts";
+import type { TopicPartitionOffset } from "../delivery/offsets.ts";
+import type { Outcome } from "../delivery/ports.ts";
 import type { CircuitState } from "../circuit.ts";
 
 export interface Metrics {

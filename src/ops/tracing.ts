@@ -20,7 +20,7 @@
 import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { type Job, jobAgent } from "../model.ts";
 import { redact } from "../secrets.ts";
-import type { Outcome } from "../stages/publish.ts";
+import type { Outcome } from "../delivery/ports.ts";
 
 const tracer = trace.getTracer("agentstream");
 

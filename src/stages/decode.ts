@@ -7,7 +7,7 @@
  * ```ts
  * import { decode } from "./decode.ts";
  * import { contextFor } from "../dispatch.ts";
- * import { unledgered } from "../ledger.ts";
+ * import { unledgered } from "../delivery/ledger.ts";
  * import { parsePipelineText } from "../config/load_pipelines.ts";
  * const yaml = "name: p\nsource: {topics: [t]}\nroutes: [{name: r, transform: {template: 'Order {id}'}, invoke: {prompt_id: x}}]\n";
  * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;

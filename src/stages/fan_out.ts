@@ -9,7 +9,7 @@
  * @example
  * ```ts
  * import { fanOut } from "./fan_out.ts";
- * import { unledgered } from "../ledger.ts";
+ * import { unledgered } from "../delivery/ledger.ts";
  * const job = { ack: unledgered, ctx: { messageId: "m" }, route: { agents: [{ promptId: "a" }, { promptId: "b" }] } };
  * const jobs = await Array.fromAsync(fanOut(ReadableStream.from([job as unknown as import("../model.ts").Job])));
  * if (jobs.map((j) => j.agent?.promptId).join() !== "a,b") throw new Error("one job per agent");

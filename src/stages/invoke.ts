@@ -29,24 +29,16 @@ import type { RunningTask, TaskRegistry } from "../a2a/task_registry.ts";
 import { Conversations, type Talk } from "../a2a/conversations.ts";
 import type { AskingTasks } from "../a2a/asking_tasks.ts";
 import { topicName } from "../answer_topics.ts";
-import {
-  type AgentReply,
-  type AgentTarget,
-  isLive,
-  type Job,
-  jobAgent,
-  orderingKey,
-  type Pipeline,
-  type WaitingTask,
-} from "../model.ts";
+import { type AgentReply, isLive, type Job, jobAgent, orderingKey, type Pipeline, type WaitingTask } from "../model.ts";
 import { Circuit } from "../circuit.ts";
-import { type CallGate, releasePass } from "../call_gate.ts";
+import { type CallGate, releasePass } from "../delivery/call_gate.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
 import type { AgentConcurrency } from "../a2a/agent_concurrency.ts";
 import type { AdaptiveLimit, LimitSample } from "../a2a/adaptive_limit.ts";
 import { sendMessage } from "../a2a/send_message.ts";
-import type { A2AVersion, OutgoingMessage } from "../a2a/dialect.ts";
+import type { OutgoingMessage } from "../a2a/dialect.ts";
+import { agentEndpoint, type Archestra } from "../a2a/endpoint.ts";
 import { abortableDelay } from "../util/abortable_delay.ts";
 import { agentCallTraceparent, withJobSpan } from "../ops/tracing.ts";
 import { mapUnordered } from "../util/concurrent.ts";
@@ -57,12 +49,7 @@ import { guarded } from "./stage.ts";
 
 const log = getLogger(["agentstream", "invoke"]);
 
-export interface InvokeContext {
-  /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/{archestraApi}/a2a/{prompt_id}`. */
-  readonly archestraUrl: string;
-  readonly archestraToken?: string;
-  /** Archestra's endpoint for prompt ids: `v1` (A2A 0.3 shapes, the default) or `v2` (A2A 1.0). */
-  readonly archestraApi?: "v1" | "v2";
+export interface InvokeContext extends Archestra {
   /** Cancels calls at the end of a stop's grace period; the jobs cut short are marked `abandoned`. */
   readonly signal?: AbortSignal;
   /**
@@ -99,23 +86,6 @@ export interface InvokeContext {
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** For tests: jitter source in [0, 1). */
   readonly random?: () => number;
-}
-
-/**
- * The endpoint and token a route calls, and the A2A version it speaks where the endpoint alone says
- * (Archestra's `/v1` speaks 0.3, its `/v2` 1.0); an agent given by URL says so in its card.
- */
-export function agentEndpoint(
-  agent: AgentTarget,
-  ctx: Pick<InvokeContext, "archestraUrl" | "archestraToken" | "archestraApi">,
-): { url: string; token?: string; version?: A2AVersion } {
-  if (agent.url !== undefined) return { url: agent.url, token: agent.token };
-  const api = ctx.archestraApi ?? "v1";
-  return {
-    url: `${ctx.archestraUrl}/${api}/a2a/${encodeURIComponent(agent.promptId)}`,
-    token: ctx.archestraToken,
-    version: api === "v2" ? "1.0" : "0.3",
-  };
 }
 
 /** The A2A message for a job, with a message id that is stable across redeliveries. */

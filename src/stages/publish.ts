@@ -16,7 +16,7 @@
  * import { publish } from "./publish.ts";
  * import { failure } from "../errors.ts";
  * import { contextFor } from "../dispatch.ts";
- * import { unledgered } from "../ledger.ts";
+ * import { unledgered } from "../delivery/ledger.ts";
  * import { parsePipelineText } from "../config/load_pipelines.ts";
  * const yaml = "name: p\nsource: {topics: [t]}\nroutes: [{name: r, invoke: {prompt_id: x}}]\n";
  * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
@@ -32,6 +32,7 @@
 import { Buffer } from "node:buffer";
 import { Abandoned, errorMessage, failure } from "../errors.ts";
 import { hopCount, type Job, jobAgent, orderingKey, type OutRecord } from "../model.ts";
+import type { Outcome, Sink } from "../delivery/ports.ts";
 
 export type { OutRecord };
 import { traceparentOf } from "../ops/tracing.ts";
@@ -42,28 +43,6 @@ import { mapUnordered } from "../util/concurrent.ts";
 import { contain } from "./stage.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { jsonText } from "../util/json_text.ts";
-
-/** The Kafka side of publish, as the kafkajs adapter provides it. */
-export interface PublishContext {
-  /**
-   * Produces one record of `job` and resolves once the broker has acknowledged it (acks=all), or,
-   * with exactly-once delivery, once it is staged for the job's transaction. Rejects with
-   * {@link Abandoned} when it waited for its topic until the job went stale or the bridge stopped.
-   */
-  send(topic: string, record: OutRecord, job: Job): Promise<void>;
-  /** Whether a send error can never succeed (e.g. record too large): the job goes to the DLQ. */
-  isPermanent?(error: unknown): boolean;
-  /** Whether a send error says the record is over its topic's size limit (its value can be cut). */
-  isTooLarge?(error: unknown): boolean;
-  /** Sends in flight at once. */
-  concurrency?: number;
-}
-
-/**
- * What happened to a job. `dropped`: its DLQ record was refused even with its value cut, so
- * nothing was written; it is logged and counted, and its offset committed, so the bridge goes on.
- */
-export type Outcome = "replied" | "dead-lettered" | "skipped" | "abandoned" | "dropped";
 
 /** Values a too-large DLQ record is cut to, in turn, until the topic takes one. */
 const CUT_SIZES = [512 * 1024, 64 * 1024, 4 * 1024, 0];
@@ -233,7 +212,7 @@ function writableHeaders(source: Job["record"]["headers"]): { headers: OutRecord
  * Publishes one job; resolves with its outcome once the broker has it. Rejects only when the broker
  * cannot be written to at all (see {@link publish}).
  */
-export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: Job; outcome: Outcome }> {
+export async function publishJob(job: Job, ctx: Sink): Promise<{ job: Job; outcome: Outcome }> {
   if (job.abandoned || job.ack.stale) {
     job.abandoned = true;
     return { job, outcome: "abandoned" };
@@ -258,7 +237,7 @@ export async function publishJob(job: Job, ctx: PublishContext): Promise<{ job: 
  * source offset, so replay works per event), with the window's error and where the window was.
  * Its records are staged on the window's job, whose ack settles every event.
  */
-async function deadLetterWindow(job: Job, ctx: PublishContext): Promise<"dead-lettered" | "dropped"> {
+async function deadLetterWindow(job: Job, ctx: Sink): Promise<"dead-lettered" | "dropped"> {
   const { members } = job.window!;
   const span = `${members[0].ctx.partition}@${members[0].ctx.offset}..${members[members.length - 1].ctx.offset}`;
   // On the job, not the window: a fanned-out window's copies share their window.
@@ -280,7 +259,7 @@ async function deadLetterWindow(job: Job, ctx: PublishContext): Promise<"dead-le
 }
 
 /** Writes the reply; false (with the job failed) when it cannot be built or the topic never takes it. */
-async function writeReply(job: Job, ctx: PublishContext): Promise<boolean> {
+async function writeReply(job: Job, ctx: Sink): Promise<boolean> {
   let topic: string, record: OutRecord;
   try {
     topic = outputTopic(job.pipeline.publish.responses, job);
@@ -312,7 +291,7 @@ const attemptsOf = (job: Job) => job.reply?.attempts ?? 0;
  */
 async function deadLetter(
   job: Job,
-  ctx: PublishContext,
+  ctx: Sink,
   headers: Record<string, string> = {},
 ): Promise<"dead-lettered" | "dropped"> {
   let topic: string;
@@ -363,7 +342,7 @@ export function withValueCut(record: OutRecord, size: number): OutRecord {
  */
 export function publish(
   jobs: AsyncIterable<Job>,
-  ctx: PublishContext,
+  ctx: Sink,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
   const queue = new KeyedQueue(ctx.concurrency ?? 1_000);
   return mapUnordered(jobs, (job) => queue.add(orderingKey(job), () => publishJob(job, ctx)));

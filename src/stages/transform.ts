@@ -12,7 +12,7 @@
  * import { match } from "./match.ts";
  * import { decode } from "./decode.ts";
  * import { contextFor } from "../dispatch.ts";
- * import { unledgered } from "../ledger.ts";
+ * import { unledgered } from "../delivery/ledger.ts";
  * import { parsePipelineText } from "../config/load_pipelines.ts";
  * const yaml = "name: p\nsource: {topics: [t]}\nroutes: [{name: r, transform: {template: 'Order {id}'}, invoke: {prompt_id: x}}]\n";
  * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
@@ -23,7 +23,7 @@
  * ```
  */
 import { failure, type StageFailure } from "../errors.ts";
-import { jointAck } from "../ledger.ts";
+import { jointAck } from "../delivery/ledger.ts";
 import { isLive, type Job, type Route } from "../model.ts";
 import { renderTemplate } from "../template.ts";
 import { lookup } from "../placeholders.ts";

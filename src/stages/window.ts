@@ -18,7 +18,7 @@
  * import { match } from "./match.ts";
  * import { decode } from "./decode.ts";
  * import { contextFor } from "../dispatch.ts";
- * import { unledgered } from "../ledger.ts";
+ * import { unledgered } from "../delivery/ledger.ts";
  * import { parsePipelineText } from "../config/load_pipelines.ts";
  * const yaml = "name: p\nsource: {topics: [t]}\n" +
  *   "routes: [{name: r, window: {size: 1m, max_events: 2}, invoke: {prompt_id: x}}]\n";
@@ -36,7 +36,7 @@
  * ```
  */
 import { messageIdFor } from "../dispatch.ts";
-import { jointAck } from "../ledger.ts";
+import { jointAck } from "../delivery/ledger.ts";
 import { isLive, type Job, type WindowSpec } from "../model.ts";
 import { startMessageSpan } from "../ops/tracing.ts";
 import { Channel } from "../util/channel.ts";

@@ -6,7 +6,7 @@ import { parseRetryAfter } from "../../src/a2a/send_message.ts";
 import { ofGeneration, readyJob as ready } from "../unit/helpers.ts";
 import { Circuit } from "../../src/circuit.ts";
 import type { AgentLimits } from "../../src/a2a/agent_limits.ts";
-import { unledgered } from "../../src/ledger.ts";
+import { unledgered } from "../../src/delivery/ledger.ts";
 import { AGENT_FLAVOURS } from "../support/flavours.ts";
 
 function recordingSleep() {

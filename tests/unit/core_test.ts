@@ -1,9 +1,9 @@
 /** The core's bookkeeping without a broker: the ledger, flow control, and containment of throws. */
 import assert from "node:assert/strict";
-import { FINISHED_MESSAGE_BYTES, Ledger } from "../../src/ledger.ts";
-import { UncommittedBudget } from "../../src/uncommitted_budget.ts";
+import { FINISHED_MESSAGE_BYTES, Ledger } from "../../src/delivery/ledger.ts";
+import { UncommittedBudget } from "../../src/delivery/uncommitted_budget.ts";
 import { parseByteSize } from "../../src/util/byte_size.ts";
-import { Commits } from "../../src/commits.ts";
+import { Commits } from "../../src/delivery/commits.ts";
 import { fitting } from "../../src/kafka/transactions.ts";
 import { batchBytes } from "../../src/kafka/record_limits.ts";
 import { FlowControl } from "../../src/flow_control.ts";

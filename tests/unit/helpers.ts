@@ -1,6 +1,6 @@
 /** Builders for unit tests: a pipeline from YAML, and a job for a message. */
 import { contextFor } from "../../src/dispatch.ts";
-import { unledgered } from "../../src/ledger.ts";
+import { unledgered } from "../../src/delivery/ledger.ts";
 import { parsePipelineText } from "../../src/config/load_pipelines.ts";
 import type { Job, Pipeline, SourceRecord } from "../../src/model.ts";
 import { decodeJob } from "../../src/stages/decode.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { OffsetTracker } from "../../src/offsets.ts";
+import { OffsetTracker } from "../../src/delivery/offsets.ts";
 
 Deno.test("OffsetTracker commits up to the lowest offset still pending", () => {
   const tracker = new OffsetTracker();

@@ -3,7 +3,7 @@
  * broker answers while another member takes a partition over (or finishes the last transaction).
  */
 import assert from "node:assert/strict";
-import type { Commit } from "../../src/ledger.ts";
+import type { Commit } from "../../src/delivery/ledger.ts";
 import type { PartitionProducers } from "../../src/kafka/partition_producers.ts";
 import { TransactionalOutput } from "../../src/kafka/transactions.ts";
 import { OutputTopics } from "../../src/kafka/output_topics.ts";

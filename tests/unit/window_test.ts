@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { parsePipelineText } from "../../src/config/load_pipelines.ts";
 import { contextFor } from "../../src/dispatch.ts";
-import { Ledger, unledgered } from "../../src/ledger.ts";
-import type { Ack } from "../../src/ledger.ts";
+import { Ledger, unledgered } from "../../src/delivery/ledger.ts";
+import type { Ack } from "../../src/model.ts";
 import type { Job, Pipeline } from "../../src/model.ts";
 import { exampleProblems } from "../../src/pipeline_examples.ts";
 import { decode } from "../../src/stages/decode.ts";

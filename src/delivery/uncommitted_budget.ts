@@ -27,7 +27,7 @@
  * ```
  */
 import type { Holding } from "./ledger.ts";
-import { partitionId } from "./model.ts";
+import { partitionId } from "../model.ts";
 
 export interface UncommittedBudgetOptions {
   /** Bytes that may wait behind commit points, in all (MAX_UNCOMMITTED_BYTES). */

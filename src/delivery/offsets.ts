@@ -18,7 +18,7 @@
  * tracker.committable(); // [{ topic: "t", partition: 0, offset: "7" }]
  * ```
  */
-import { partitionId } from "./model.ts";
+import { partitionId } from "../model.ts";
 
 export interface TopicPartitionOffset {
   topic: string;

@@ -21,9 +21,8 @@
  * ledger.committed(commit);
  * ```
  */
-import { type OutRecord, partitionId } from "./model.ts";
+import { type Ack, partitionId, recordBytes, type StagedRecord } from "../model.ts";
 import { OffsetTracker, type TopicPartitionOffset } from "./offsets.ts";
-import { recordBytes } from "./kafka/record_limits.ts";
 
 /**
  * What a finished message costs while it waits for its partition's commit point, beside its records:
@@ -39,31 +38,6 @@ export interface Holding {
   readonly head: string | undefined;
   /** Bytes of what waits to be committed: staged records and the finished messages' bookkeeping. */
   readonly bytes: number;
-}
-
-/** A record to write in the transaction that commits its message's offset. */
-export interface StagedRecord {
-  readonly topic: string;
-  readonly record: OutRecord;
-}
-
-/** A job's handle on the ledger (compare a Benthos transaction travelling with its message). */
-export interface Ack {
-  /** The assignment changed since the job was consumed: Kafka delivers its message again, drop the work. */
-  readonly stale: boolean;
-  /**
-   * Fires when the job goes stale (its partition revoked, or any other assignment change): every
-   * wait and call of its work ends then, so a stale job never calls its agent again.
-   */
-  readonly signal: AbortSignal;
-  /** The job becomes `1 + extra` jobs: the acks of the extra ones, or undefined when stale. */
-  split(extra: number): Ack[] | undefined;
-  /**
-   * One durable outcome of the job's message (or, with exactly-once delivery, records staged for
-   * the transaction that will commit its offset). `taskKey` names an agent task to forget once the
-   * message is committed. Ignored when stale.
-   */
-  done(staged?: readonly StagedRecord[], taskKey?: string): void;
 }
 
 /** An ack tied to no ledger: for jobs run outside the bridge (examples, tests). Never stale. */

@@ -20,9 +20,9 @@
  * ```
  */
 import { getLogger } from "@logtape/logtape";
-import { errorMessage } from "./errors.ts";
+import { errorMessage } from "../errors.ts";
 import type { Commit, Ledger } from "./ledger.ts";
-import { partitionId } from "./model.ts";
+import { partitionId } from "../model.ts";
 import type { TopicPartitionOffset } from "./offsets.ts";
 
 const log = getLogger(["agentstream", "commit"]);
