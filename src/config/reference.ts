@@ -1,8 +1,8 @@
 /**
  * @module
  * Generated documentation: the pipeline file's JSON Schema (for editors) and Markdown tables of
- * pipeline fields and environment variables (for the README), all from the zod schemas, so the
- * docs cannot drift from what is validated. `deno task docs` writes them; a test checks they are
+ * pipeline fields and environment variables (for docs/pipelines.md and docs/configuration.md), all
+ * from the zod schemas, so the docs cannot drift from what is validated. `deno task docs` writes them; a test checks they are
  * current.
  *
  * @example
@@ -90,11 +90,15 @@ export function replaceGenerated(document: string, name: string, content: string
   return `${document.slice(0, from + start.length)}\n${content}\n${document.slice(to)}`;
 }
 
-/** The README with its generated sections brought up to date. */
-export function withGeneratedSections(readme: string): string {
-  return replaceGenerated(
-    replaceGenerated(readme, "environment", environmentReference()),
-    "pipeline-reference",
-    pipelineReference(),
-  );
+/** The documents that hold generated sections: path (from the repository root) → section name → its content. */
+export const GENERATED_DOCUMENTS: Readonly<Record<string, Readonly<Record<string, () => string>>>> = {
+  "docs/configuration.md": { environment: environmentReference },
+  "docs/pipelines.md": { "pipeline-reference": pipelineReference },
+};
+
+/** `document`, the text of the file at `path` (a key of {@link GENERATED_DOCUMENTS}), with its generated sections brought up to date. */
+export function withGeneratedSections(path: string, document: string): string {
+  const sections = GENERATED_DOCUMENTS[path];
+  if (!sections) throw new Error(`${path} has no generated sections`);
+  return Object.entries(sections).reduce((text, [name, content]) => replaceGenerated(text, name, content()), document);
 }

@@ -1,7 +1,7 @@
 /**
  * The same scenarios against every kind of agent there is: Archestra's `/v1` (bare Message, errors
  * at HTTP 200), Archestra's `/v2` (A2A 1.0), a strict `@a2a-js/sdk` 1.x server, and the SDK's 0.3
- * compatibility layer. Each row of the README's interoperability table is a test here.
+ * compatibility layer. Each row of the table in docs/agents.md ("Agents it works with") is a test here.
  */
 import assert from "node:assert/strict";
 import { demoReply, startDemoAgent } from "../../src/agent/demo_agent.ts";

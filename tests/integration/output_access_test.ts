@@ -3,7 +3,7 @@
  * (topics and ACLs belong to a platform team): a responses topic that does not exist, and one the
  * bridge is denied WRITE on. Each pauses only its own pipeline, `/readyz` says which topic and why,
  * one ERROR line names it, nothing is committed past the waiting messages, and once the topic is
- * created (or the ACL lifted) every reply arrives. The bridge runs with the ACLs the README lists.
+ * created (or the ACL lifted) every reply arrives. The bridge runs with the ACLs docs/operations.md lists.
  */
 import assert from "node:assert/strict";
 import {
@@ -138,7 +138,7 @@ Deno.test(
       ];
       await createTopics(plain, [good, missing, denied, ...outputs(good), ...outputs(denied)]);
       await createTopics(plain, outputs(missing).slice(1)); // no responses topic
-      // What the README lists: read the sources, write (and describe) the outputs, read the answers
+      // What docs/operations.md lists: read the sources, write (and describe) the outputs, read the answers
       // topics, the tasks topic in full, the group and the task table's reader groups; with
       // exactly-once the transactional ids and the cluster's configs. No CREATE.
       for (const topic of [good, missing, denied]) {

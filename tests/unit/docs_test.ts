@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { pipelineJsonSchema, withGeneratedSections } from "../../src/config/reference.ts";
+import { GENERATED_DOCUMENTS, pipelineJsonSchema, withGeneratedSections } from "../../src/config/reference.ts";
 
 /** Formats Markdown as `deno fmt` does, so the comparison ignores table padding. */
 async function fmt(markdown: string): Promise<string> {
@@ -14,9 +14,19 @@ async function fmt(markdown: string): Promise<string> {
   return new TextDecoder().decode((await child.output()).stdout);
 }
 
-Deno.test("README tables and config/pipeline.schema.json are generated from the current schemas", async () => {
-  const readme = await Deno.readTextFile("README.md");
-  assert.equal(await fmt(withGeneratedSections(readme)), readme, "run `deno task docs`");
+for (const path of Object.keys(GENERATED_DOCUMENTS)) {
+  Deno.test(`${path}: its generated tables come from the current schemas`, async () => {
+    const document = await Deno.readTextFile(path);
+    assert.equal(await fmt(withGeneratedSections(path, document)), document, "run `deno task docs`");
+  });
+}
+
+Deno.test("config/pipeline.schema.json is generated from the current schema", async () => {
   const schema = JSON.parse(await Deno.readTextFile("config/pipeline.schema.json"));
   assert.deepEqual(schema, pipelineJsonSchema(), "run `deno task docs`");
+});
+
+Deno.test("withGeneratedSections() refuses a document without its markers, and one it does not know", () => {
+  assert.throws(() => withGeneratedSections("docs/configuration.md", "# Configuration\n"), /markers for environment/);
+  assert.throws(() => withGeneratedSections("README.md", "# agentstream\n"), /no generated sections/);
 });
