@@ -4,7 +4,7 @@
  * naming the question it answers (`answer_to.question`) when it looked the task up.
  * `--approve` / `--deny` decide every approval the task waits on (Archestra's tool approvals; to a
  * task that asks in text, the word `approved` or `denied`); `--text` sends a text. Without
- * `--topic`, the answers topic is looked up in the bridge's tasks topic (TASKS_TOPIC, for
+ * `--topic`, the answers topic is looked up in the bridge's tasks topic (KAFKA_TASKS_TOPIC, for
  * KAFKA_GROUP_ID). Writes to KAFKA_BOOTSTRAP_SERVERS, or the local broker, as `deno task send` does.
  */
 import { parseArgs } from "node:util";

@@ -25,7 +25,7 @@
  *
  * `deno task bench --stuck` runs only the stuck-key rows: exactly-once, one event whose call takes two
  * minutes (40 s with --quick), then 50,000 events of 1.5 kB on other keys behind it on its partition,
- * without MAX_UNCOMMITTED_BYTES (the baseline) and with its default of 64 MiB (a fifth with --quick): the
+ * without KAFKA_MAX_UNCOMMITTED_BYTES (the baseline) and with its default of 64 MiB (a fifth with --quick): the
  * RSS each added while the key was stuck, the second as a ratio to the budget.
  *
  * `deno task bench --soak [minutes]` (default 10, at least 1) runs only a soak: one bridge process fed
@@ -300,8 +300,8 @@ delivery: { guarantee: ${guarantee}, ordering: key, concurrency: ${concurrency} 
       KAFKA_GROUP_ID: `bench-${id()}`,
       ARCHESTRA_URL: agentUrl,
       LOG_LEVEL: "ERROR",
-      MAX_IN_FLIGHT: "2000",
-      COMMIT_INTERVAL: `${COMMIT_INTERVAL_MS}ms`,
+      KAFKA_MAX_IN_FLIGHT: "2000",
+      KAFKA_COMMIT_INTERVAL: `${COMMIT_INTERVAL_MS}ms`,
       ...env,
     },
     stdin: "null",
@@ -700,7 +700,7 @@ function verdict(
 
 // ---------- a stuck key ----------
 
-/** MAX_UNCOMMITTED_BYTES for the stuck-key rows: the default, 64 MiB (a fifth with --quick). */
+/** KAFKA_MAX_UNCOMMITTED_BYTES for the stuck-key rows: the default, 64 MiB (a fifth with --quick). */
 const STUCK_BUDGET_MIB = 64 * scale;
 
 /**
@@ -708,7 +708,7 @@ const STUCK_BUDGET_MIB = 64 * scale;
  * 1.5 kB on 997 keys against an instant agent: every reply behind the stuck one waits for the
  * partition's commit point. Returns the bridge's RSS once idle (after a warm-up event), its peak
  * while the key was stuck (sampled every 250 ms until 2 s before the stuck call ends), and how
- * long the run took. `budgetMiB` is MAX_UNCOMMITTED_BYTES.
+ * long the run took. `budgetMiB` is KAFKA_MAX_UNCOMMITTED_BYTES.
  */
 async function stuckKeyRun(label: string, count: number, stuckSeconds: number, budgetMiB: number) {
   const agent = await startAgent(0, { slow: { latencyMs: stuckSeconds * 1000 } });
@@ -716,7 +716,7 @@ async function stuckKeyRun(label: string, count: number, stuckSeconds: number, b
   await createTopic(topic);
   const child = await spawnBridge(topic, agent.url, "exactly-once", "auto", undefined, undefined, {
     // BENCH_LOG_LEVEL=WARNING shows the bridge's pause and resume lines.
-    env: { MAX_UNCOMMITTED_BYTES: `${budgetMiB}MiB`, LOG_LEVEL: Deno.env.get("BENCH_LOG_LEVEL") ?? "ERROR" },
+    env: { KAFKA_MAX_UNCOMMITTED_BYTES: `${budgetMiB}MiB`, LOG_LEVEL: Deno.env.get("BENCH_LOG_LEVEL") ?? "ERROR" },
     slowTimeout: `${stuckSeconds + 60}s`,
     template: "{n} {body}",
   });
@@ -769,7 +769,7 @@ async function stuckRows(): Promise<number> {
       `one event stuck ${stuckSeconds} s, then ${count} events of 1.5 kB on 997 keys, instant agent, one partition\n`,
   );
   console.log(
-    "| MAX_UNCOMMITTED_BYTES | seconds | RSS idle MiB | peak RSS while stuck MiB | added MiB | added ÷ budget |\n" +
+    "| KAFKA_MAX_UNCOMMITTED_BYTES | seconds | RSS idle MiB | peak RSS while stuck MiB | added MiB | added ÷ budget |\n" +
       "| --- | --- | --- | --- | --- | --- |",
   );
   for (const [budget, run] of [["none (the baseline)", unbounded], [`${STUCK_BUDGET_MIB} MiB`, bounded]] as const) {
@@ -813,7 +813,7 @@ interface Row {
 
 /**
  * The exactly-once row beside an at-least-once one: the same agent and output partitions, replies
- * visible to the (read_committed) reader only as each COMMIT_INTERVAL's transaction commits. The
+ * visible to the (read_committed) reader only as each KAFKA_COMMIT_INTERVAL's transaction commits. The
  * burst lasts about 8 commit intervals at the at-least-once rate, at least: a rate read from
  * once-a-second steps needs several of them.
  */

@@ -2,7 +2,7 @@
  * `deno task validate [files or directories…]`: checks pipeline files without connecting to
  * anything, and runs their `examples:`. Prints `file:path: reason` for each problem (stderr) and a
  * summary (stdout); exits 1 when there are problems. Without arguments it checks what `deno task
- * start` would load (PIPELINES_DIR, or ROUTES_CONFIG_FILE). `*.json` files are read in the old
+ * start` would load (PIPELINES_DIR, or PIPELINES_ROUTES_FILE). `*.json` files are read in the old
  * bridge's routes format.
  *
  * `${VAR}` is expanded from the environment and `.env`; a variable that is unset is not a problem of

@@ -78,7 +78,7 @@ export interface BridgeOptions {
       | "sessionTimeoutMs"
       | "commitIntervalMs"
       | "archestraToken"
-      | "archestraApi"
+      | "archestraA2a"
       | "maxInFlight"
       | "maxUncommittedBytes"
       | "shutdownGraceMs"
@@ -178,7 +178,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const archestra = {
     archestraUrl: options.archestraUrl,
     archestraToken: settings.archestraToken,
-    archestraApi: settings.archestraApi,
+    archestraA2a: settings.archestraA2a,
   };
   const limits = agentLimits(pipelines, archestra);
   // Output topics that cannot be written (missing, or denied): the pipelines writing them wait.
@@ -334,7 +334,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       stats.uncommittedPauses++;
       metrics.partitionHeld(topic, partition, true);
       log.warn(
-        "{topic}/{partition}: {held} MiB of finished messages wait behind offset {head}, not yet finished (its share of MAX_UNCOMMITTED_BYTES: {share} MiB): pausing this partition until its commit point moves",
+        "{topic}/{partition}: {held} MiB of finished messages wait behind offset {head}, not yet finished (its share of KAFKA_MAX_UNCOMMITTED_BYTES: {share} MiB): pausing this partition until its commit point moves",
         { topic, partition, head, held: mib(bytes), share: mib(share) },
       );
       flow.set(`held ${partitionId(topic, partition)}`, true);

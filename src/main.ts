@@ -25,8 +25,10 @@ const log = getLogger(["agentstream", "main"]);
 async function main(): Promise<number> {
   // The process environment wins over .env, as with docker compose.
   const env = { ...await readDotEnv(".env"), ...Deno.env.toObject() };
-  const settings = loadSettings(env);
+  const deprecated: string[] = [];
+  const settings = loadSettings(env, (line) => deprecated.push(line));
   await setupLogging({ level: settings.logLevel, format: settings.logFormat });
+  for (const line of deprecated) log.warn(line);
   // From the start: a SIGTERM while still starting (a pod replaced early) is a clean stop too, not
   // death by signal. Before the bridge runs, it stops the start; after, it drains the bridge.
   const started: { bridge?: Bridge } = {};
@@ -105,7 +107,7 @@ async function main(): Promise<number> {
     await checkAgents(pipelines, {
       archestraUrl: archestraUrl!,
       archestraToken: settings.archestraToken,
-      archestraApi: settings.archestraApi,
+      archestraA2a: settings.archestraA2a,
     });
   }
 

@@ -258,8 +258,14 @@ export function orderingKey(job: Job): string | undefined {
 
 /** Where a route sends its calls: an Archestra prompt, or any A2A endpoint. */
 export type AgentTarget =
-  | { readonly promptId: string; readonly url?: undefined; readonly token?: undefined }
-  | { readonly url: string; readonly token?: string; readonly promptId?: undefined };
+  | {
+    readonly promptId: string;
+    /** The A2A version to call it with (its route's `invoke.a2a`), which picks Archestra's endpoint. */
+    readonly a2a?: "0.3" | "1.0";
+    readonly url?: undefined;
+    readonly token?: undefined;
+  }
+  | { readonly url: string; readonly token?: string; readonly promptId?: undefined; readonly a2a?: undefined };
 
 /** A limit that protects an agent, over every pipeline that calls it. */
 export interface AgentLimit {

@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * import { agentEndpoint } from "./endpoint.ts";
- * const { url, version } = agentEndpoint({ promptId: "support" }, { archestraUrl: "http://localhost:9000", archestraApi: "v2" });
+ * const { url, version } = agentEndpoint({ promptId: "support" }, { archestraUrl: "http://localhost:9000", archestraA2a: "1.0" });
  * if (url !== "http://localhost:9000/v2/a2a/support" || version !== "1.0") throw new Error(url);
  * ```
  */
@@ -15,26 +15,27 @@ import type { A2AVersion } from "./dialect.ts";
 
 /** The Archestra a bridge calls for `prompt_id` routes. */
 export interface Archestra {
-  /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/{archestraApi}/a2a/{prompt_id}`. */
+  /** Base URL for `prompt_id` routes: calls go to `{archestraUrl}/v1/a2a/{prompt_id}` (A2A 0.3) or `/v2/` (1.0). */
   readonly archestraUrl: string;
   readonly archestraToken?: string;
-  /** Archestra's endpoint for prompt ids: `v1` (A2A 0.3 shapes, the default) or `v2` (A2A 1.0). */
-  readonly archestraApi?: "v1" | "v2";
+  /** The A2A version prompt ids are called with, unless their route says (default 0.3): it picks the endpoint. */
+  readonly archestraA2a?: A2AVersion;
 }
 
 /**
- * The endpoint and token a route calls, and the A2A version it speaks where the endpoint alone says
- * (Archestra's `/v1` speaks 0.3, its `/v2` 1.0); an agent given by URL says so in its card.
+ * The endpoint and token a route calls, and the A2A version it speaks where the endpoint alone says:
+ * a prompt id's version (its route's, else the default) picks Archestra's `/v1` (0.3) or `/v2` (1.0);
+ * an agent given by URL says so in its card.
  */
 export function agentEndpoint(
   agent: AgentTarget,
   ctx: Archestra,
 ): { url: string; token?: string; version?: A2AVersion } {
   if (agent.url !== undefined) return { url: agent.url, token: agent.token };
-  const api = ctx.archestraApi ?? "v1";
+  const version = agent.a2a ?? ctx.archestraA2a ?? "0.3";
   return {
-    url: `${ctx.archestraUrl}/${api}/a2a/${encodeURIComponent(agent.promptId)}`,
+    url: `${ctx.archestraUrl}/${version === "1.0" ? "v2" : "v1"}/a2a/${encodeURIComponent(agent.promptId)}`,
     token: ctx.archestraToken,
-    version: api === "v2" ? "1.0" : "0.3",
+    version,
   };
 }

@@ -161,7 +161,10 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
       onMissing: route.transform.on_missing,
       agents: route.invoke.url !== undefined
         ? [route.invoke.url].flat().map((url) => ({ url: registerUrlSecrets(url), token: secret(route.invoke.token) }))
-        : [route.invoke.prompt_id!].flat().map((promptId) => ({ promptId })),
+        : [route.invoke.prompt_id!].flat().map((promptId) => ({
+          promptId,
+          ...(route.invoke.a2a ? { a2a: route.invoke.a2a } : {}),
+        })),
       timeoutMs: route.invoke.timeout,
       context: route.invoke.context,
       ...(route.invoke.answers

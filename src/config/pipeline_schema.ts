@@ -87,7 +87,7 @@ const oneOrMore = <T extends z.ZodType>(item: T) => z.union([item, z.array(item)
 const InvokeSchema = z.strictObject({
   prompt_id: oneOrMore(z.string().min(1)).optional()
     .describe(
-      "An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id} (/v2/ with ARCHESTRA_A2A_API=v2). A list: every one of them, in parallel, each reply published.",
+      "An Archestra prompt id: calls {ARCHESTRA_URL}/v1/a2a/{prompt_id} (/v2/ with ARCHESTRA_A2A_VERSION=1.0). A list: every one of them, in parallel, each reply published.",
     ),
   url: oneOrMore(Url).optional().describe("Any A2A JSON-RPC endpoint (or a list), instead of prompt_id."),
   token: z.string().optional()
@@ -102,7 +102,7 @@ const InvokeSchema = z.strictObject({
     "The agent answers with tasks that run long: send without blocking, record the task id at once, poll it until it ends; one still running at the timeout is cancelled and dead-lettered as `timeout`.",
   ),
   a2a: z.enum(["0.3", "1.0"]).optional().describe(
-    "The A2A version to speak; by default ARCHESTRA_A2A_API decides for prompt_id, the agent card (supportedInterfaces) for url.",
+    "The A2A version to speak. For prompt_id it picks Archestra's endpoint (0.3: /v1, 1.0: /v2; default ARCHESTRA_A2A_VERSION); for url, the agent card (supportedInterfaces) decides by default.",
   ),
   answers: z.union([
     z.literal(false),
@@ -165,8 +165,8 @@ const RouteSchema = z.strictObject({
 });
 
 const RetriesSchema = z.strictObject({
-  max: z.int().min(0).max(100).optional().describe("Retries after the first call (MAX_RETRIES)."),
-  backoff: Duration.optional().describe("First retry delay, doubled each time (RETRY_DELAY)."),
+  max: z.int().min(0).max(100).optional().describe("Retries after the first call (AGENT_MAX_RETRIES)."),
+  backoff: Duration.optional().describe("First retry delay, doubled each time (AGENT_RETRY_DELAY)."),
   max_backoff: Duration.prefault("30s").describe("Longest wait between retries."),
 });
 
@@ -248,7 +248,7 @@ export const PipelineFileSchema = z.strictObject({
       .describe("With concurrency auto: the most calls in flight at once it may reach (agent_limits cap it too)."),
     max_in_flight: z.int().min(1).max(1_000_000).optional()
       .describe(
-        "Jobs of this pipeline consumed and not yet finished (a message fanned out to n agents counts n); at this many its topics pause, so one slow agent cannot hold the process's whole MAX_IN_FLIGHT. Default: MAX_IN_FLIGHT shared evenly among the pipelines, at least concurrency (max_concurrency with auto).",
+        "Jobs of this pipeline consumed and not yet finished (a message fanned out to n agents counts n); at this many its topics pause, so one slow agent cannot hold the process's whole KAFKA_MAX_IN_FLIGHT. Default: KAFKA_MAX_IN_FLIGHT shared evenly among the pipelines, at least concurrency (max_concurrency with auto).",
       ),
     retries: RetriesSchema.prefault({}).describe("Retries of transient agent failures (timeouts, 429, 5xx)."),
   }).prefault({}).describe("How messages are worked on."),

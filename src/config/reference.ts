@@ -13,7 +13,7 @@
  */
 import { z } from "zod";
 import { PipelineFileSchema } from "./pipeline_schema.ts";
-import { SettingsSchema } from "./settings.ts";
+import { settingMetas, SettingsFields } from "./settings.ts";
 
 interface JsonSchema {
   type?: string | string[];
@@ -69,13 +69,14 @@ export function pipelineReference(): string {
     .join("\n");
 }
 
-/** The Markdown table of environment variables. */
+/** The Markdown table of environment variables, with the old names each still reads. */
 export function environmentReference(): string {
-  const schema = z.toJSONSchema(SettingsSchema, { io: "input", unrepresentable: "any" }) as JsonSchema;
+  const schema = z.toJSONSchema(SettingsFields, { io: "input", unrepresentable: "any" }) as JsonSchema;
   const lines = ["| variable | default | meaning |", "| --- | --- | --- |"];
-  for (const [name, field] of Object.entries(schema.properties ?? {})) {
-    const fallback = field.default === undefined ? "" : `\`${field.default}\``;
-    lines.push(`| \`${name}\` | ${fallback} | ${field.description ?? ""} |`);
+  for (const [field, meta] of settingMetas()) {
+    const { default: fallback, description = "" } = schema.properties?.[field] ?? {};
+    const old = meta.aliases?.length ? ` Old name: ${meta.aliases.map((name) => `\`${name}\``).join(", ")}.` : "";
+    lines.push(`| \`${meta.env}\` | ${fallback === undefined ? "" : `\`${fallback}\``} | ${description}${old} |`);
   }
   return lines.join("\n");
 }

@@ -30,7 +30,7 @@ import type { Holding } from "./ledger.ts";
 import { partitionId } from "../model.ts";
 
 export interface UncommittedBudgetOptions {
-  /** Bytes that may wait behind commit points, in all (MAX_UNCOMMITTED_BYTES). */
+  /** Bytes that may wait behind commit points, in all (KAFKA_MAX_UNCOMMITTED_BYTES). */
   budget: number;
   /** A partition pauses: it holds `holding.bytes`, at least `share`. */
   onPause: (holding: Holding, share: number) => void;

@@ -158,7 +158,7 @@ export class ConsumerAdapter {
       heartbeatInterval: Math.min(3_000, Math.floor((options.sessionTimeoutMs ?? 30_000) / 10)),
       // Also how long kafkajs sleeps when every partition is paused (consumerGroup.js, fetch): at
       // 1 s, each resume after the in-flight cap idled that long, and throughput was capped near
-      // MAX_IN_FLIGHT per second. A stop waits for the fetch in progress too.
+      // KAFKA_MAX_IN_FLIGHT per second. A stop waits for the fetch in progress too.
       maxWaitTimeInMs: 100,
       // At most 256 KiB per partition per fetch (kafkajs: 1 MiB): more than the in-flight caps take
       // in is dropped and fetched again, and decoding it is most of the bridge's memory churn.

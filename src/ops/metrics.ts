@@ -143,7 +143,7 @@ export function createMetrics(): Metrics {
   const partitionHeld = new Gauge({
     name: "agentstream_partition_held",
     help:
-      "1 while a partition is paused because what waits behind its commit point reached its share of MAX_UNCOMMITTED_BYTES, else 0.",
+      "1 while a partition is paused because what waits behind its commit point reached its share of KAFKA_MAX_UNCOMMITTED_BYTES, else 0.",
     labelNames: ["topic", "partition"],
     registers,
   });

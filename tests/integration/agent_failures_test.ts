@@ -10,7 +10,7 @@ import { invokeJob } from "../../src/stages/invoke.ts";
 import type { Job } from "../../src/model.ts";
 import { ofGeneration, readyJob } from "../unit/helpers.ts";
 import { onePromptPipeline, pipelinesFrom, startTestBridge } from "../support/bridge.ts";
-import { AGENT_FLAVOURS } from "../support/flavours.ts";
+import { a2aOf, AGENT_FLAVOURS } from "../support/flavours.ts";
 import { createTopics, keyedEvents, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { sample } from "../support/prometheus.ts";
 import { until, within } from "../support/until.ts";
@@ -34,7 +34,7 @@ for (const agent of AGENT_FLAVOURS) {
           onePromptPipeline("burst", topic, "p", "delivery: { retries: { max: 3, backoff: 50ms } }\n"),
         ]),
         archestraUrl: server.url,
-        archestraApi: agent.api,
+        archestraA2a: a2aOf(agent.api),
       });
       try {
         const replies = await readRecords(kafka, [`${topic}.responses`], total);
@@ -73,7 +73,7 @@ for (const agent of AGENT_FLAVOURS) {
           onePromptPipeline("broken", broken, "broken", retries),
         ]),
         archestraUrl: server.url,
-        archestraApi: agent.api,
+        archestraA2a: a2aOf(agent.api),
         probeDelayMs: 50,
         maxProbeDelayMs: 100,
       });
@@ -175,7 +175,7 @@ Deno.test(
       const bridge = await startTestBridge({
         pipelines: pipelinesFrom([onePromptPipeline("seen", topic, "p")]),
         archestraUrl: server.url,
-        archestraApi: "v2",
+        archestraA2a: "1.0",
       });
       try {
         await until(() => bridge.stats.replied + bridge.stats.deadLettered >= 10, "ten outcomes");
@@ -261,7 +261,7 @@ function circuitsFor(url: string, api: "v1" | "v2", probeDelayMs: number, maxPro
   });
   const context = {
     archestraUrl: url,
-    archestraApi: api,
+    archestraA2a: a2aOf(api),
     circuitFor: circuits.agent,
     hostCircuitFor: circuits.host,
     sleep: () => Promise.resolve(),

@@ -47,7 +47,7 @@ async function setUp(flavour: AgentFlavour, asks: number, answers = "", extra = 
     `name: refunds\nsource: { topics: [${topic}] }\n` +
     `routes: [{ name: refund, invoke: { prompt_id: refund, timeout: 10s${options} } }]\n${extra}`,
   ]);
-  const start = () => startTestBridge({ pipelines, archestraUrl: agent.url, archestraApi: flavour.api, groupId });
+  const start = () => startTestBridge({ pipelines, archestraUrl: agent.url, archestraA2a: flavour.version, groupId });
   const envelopes = async (count: number): Promise<Envelope[]> =>
     (await readRecords(kafka, [`${topic}.responses`], count)).map((r) => JSON.parse(r.value!.toString()));
   /** Answers a question as its flavour asks it: Archestra's approvals, the others' text. */
@@ -278,7 +278,7 @@ Deno.test(
     const dir = await pipelineDir(yaml);
     const env = { KAFKA_BOOTSTRAP_SERVERS: await testBroker(), KAFKA_GROUP_ID: `refunds-${uniqueId()}` };
     await createTopics(kafka, [topic, `${topic}.responses`]);
-    const main = await startMain({ ...env, PIPELINES_DIR: dir, ARCHESTRA_A2A_API: "v2" });
+    const main = await startMain({ ...env, PIPELINES_DIR: dir, ARCHESTRA_A2A_VERSION: "1.0" });
     const task = (name: string, ...args: string[]) =>
       new Deno.Command(Deno.execPath(), {
         args: ["task", "--quiet", `--config=${root}deno.json`, name, ...args],

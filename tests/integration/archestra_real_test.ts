@@ -5,6 +5,7 @@
  * rate-limits each request once, and a token it refuses. Every answer, error and refusal on the wire
  * is Archestra's own. Skipped, with the reason in one line, where the fixture is not running.
  */
+import { a2aOf } from "../support/flavours.ts";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { exampleEvents } from "../../src/demo_events.ts";
@@ -58,7 +59,7 @@ for (const api of ["v1", "v2"] as const) {
         }),
         archestraUrl: real.url,
         archestraToken: real.token,
-        archestraApi: api,
+        archestraA2a: a2aOf(api),
       });
       try {
         for (const event of seed) {
@@ -100,7 +101,7 @@ for (const api of ["v1", "v2"] as const) {
           pipelines,
           archestraUrl: real.url,
           archestraToken: real.token,
-          archestraApi: api,
+          archestraA2a: a2aOf(api),
           groupId,
         });
       const envelopes = async (count: number) =>
@@ -133,7 +134,7 @@ for (const api of ["v1", "v2"] as const) {
       pipelines: pipelinesFrom([pipeline("ratelimit", topic, real.agents.customerSupport)]),
       archestraUrl: real.url,
       archestraToken: real.token,
-      archestraApi: api,
+      archestraA2a: a2aOf(api),
     });
     await Deno.writeTextFile(real.failFile, "");
     try {
@@ -165,8 +166,8 @@ for (const api of ["v1", "v2"] as const) {
         KAFKA_GROUP_ID: `kill-${uniqueId()}`,
         ARCHESTRA_URL: real.url,
         ARCHESTRA_TOKEN: real.token,
-        ARCHESTRA_A2A_API: api,
-        COMMIT_INTERVAL: "2s",
+        ARCHESTRA_A2A_VERSION: a2aOf(api),
+        KAFKA_COMMIT_INTERVAL: "2s",
         KAFKA_SESSION_TIMEOUT: "6s",
         LOG_LEVEL: "WARNING",
       };
@@ -208,7 +209,7 @@ for (const api of ["v1", "v2"] as const) {
         ]),
         archestraUrl: real.url,
         archestraToken: real.token,
-        archestraApi: api,
+        archestraA2a: a2aOf(api),
         probeDelayMs: 100,
         maxProbeDelayMs: 200,
       });
@@ -244,7 +245,7 @@ for (const api of ["v1", "v2"] as const) {
         groupId,
         archestraUrl: real.url,
         archestraToken: "arch_revoked0000000000000000000000",
-        archestraApi: api,
+        archestraA2a: a2aOf(api),
         probeDelayMs: 100,
         maxProbeDelayMs: 200,
       });
@@ -260,7 +261,7 @@ for (const api of ["v1", "v2"] as const) {
         groupId,
         archestraUrl: real.url,
         archestraToken: real.token,
-        archestraApi: api,
+        archestraA2a: a2aOf(api),
       });
       try {
         const replies = await readRecords(kafka, [`${topic}.responses`], 5);
@@ -288,7 +289,7 @@ for (const api of ["v1", "v2"] as const) {
           pipelines: pipelinesFrom([pipeline("burst", topic, real.agents.customerSupport)]),
           archestraUrl: real.url,
           archestraToken: real.token,
-          archestraApi: api,
+          archestraA2a: a2aOf(api),
         });
         try {
           await produce(kafka, topic, keyedEvents(total, `burst-${topic}-`));

@@ -111,7 +111,7 @@ async function eosGroup(total: number) {
     KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
     KAFKA_GROUP_ID: `eos-group-${uniqueId()}`,
     ARCHESTRA_URL: agent.url,
-    COMMIT_INTERVAL: "2s",
+    KAFKA_COMMIT_INTERVAL: "2s",
     KAFKA_SESSION_TIMEOUT: "6s",
     LOG_LEVEL: Deno.env.get("EOS_TEST_LOG_LEVEL") ?? "WARNING",
   };
@@ -266,7 +266,7 @@ Deno.test(
 );
 
 Deno.test(
-  "exactly-once: one stuck key holds its partition's replies under MAX_UNCOMMITTED_BYTES (that partition pauses, the other flows), then all are answered once",
+  "exactly-once: one stuck key holds its partition's replies under KAFKA_MAX_UNCOMMITTED_BYTES (that partition pauses, the other flows), then all are answered once",
   integration,
   async () => {
     const topic = `eos-stuck-${uniqueId()}.events`;

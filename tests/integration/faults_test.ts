@@ -7,6 +7,7 @@ import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { loadSettings } from "../../src/config/settings.ts";
 import { ensureLocalBroker, stopLocalBroker, throwawayBroker } from "../../src/infra/local_broker.ts";
 import { createKafka } from "../../src/kafka/client.ts";
+import { a2aOf } from "../support/flavours.ts";
 import { testBroker } from "../support/broker.ts";
 import {
   committedOffsets,
@@ -49,9 +50,9 @@ for (const api of ["v1", "v2"] as const) {
         KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
         KAFKA_GROUP_ID: `kill-${uniqueId()}`,
         ARCHESTRA_URL: agent.url,
-        ARCHESTRA_A2A_API: api,
-        MAX_IN_FLIGHT: String(cap),
-        COMMIT_INTERVAL: "200ms",
+        ARCHESTRA_A2A_VERSION: a2aOf(api),
+        KAFKA_MAX_IN_FLIGHT: String(cap),
+        KAFKA_COMMIT_INTERVAL: "200ms",
         // The killed member's partitions move once the group gives up on it (6 s: the broker's minimum).
         KAFKA_SESSION_TIMEOUT: "6s",
       };
@@ -117,9 +118,9 @@ function killExactlyOnce(prompts: string[], total: number, api: "v1" | "v2" = "v
       KAFKA_GROUP_ID: `eos-${uniqueId()}`,
       KAFKA_TRANSACTIONAL_ID: `eos-${uniqueId()}`, // the same across restarts: a restart fences its zombie
       ARCHESTRA_URL: agent.url,
-      ARCHESTRA_A2A_API: api,
-      MAX_IN_FLIGHT: "40",
-      COMMIT_INTERVAL: "300ms",
+      ARCHESTRA_A2A_VERSION: a2aOf(api),
+      KAFKA_MAX_IN_FLIGHT: "40",
+      KAFKA_COMMIT_INTERVAL: "300ms",
       KAFKA_SESSION_TIMEOUT: "6s",
     };
     const outcomes = total * prompts.length;
@@ -207,8 +208,8 @@ Deno.test(
       KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
       KAFKA_GROUP_ID: `group-${uniqueId()}`,
       ARCHESTRA_URL: agent.url,
-      MAX_IN_FLIGHT: "40",
-      COMMIT_INTERVAL: "200ms",
+      KAFKA_MAX_IN_FLIGHT: "40",
+      KAFKA_COMMIT_INTERVAL: "200ms",
       KAFKA_SESSION_TIMEOUT: "6s",
     };
     try {
@@ -264,8 +265,8 @@ Deno.test(
       KAFKA_BOOTSTRAP_SERVERS: broker.bootstrap,
       KAFKA_GROUP_ID: `bounce-${uniqueId()}`,
       ARCHESTRA_URL: agent.url,
-      MAX_IN_FLIGHT: "40",
-      COMMIT_INTERVAL: "200ms",
+      KAFKA_MAX_IN_FLIGHT: "40",
+      KAFKA_COMMIT_INTERVAL: "200ms",
       KAFKA_SESSION_TIMEOUT: "6s",
     };
     const bridge = await spawnBridge(env);
@@ -344,7 +345,7 @@ Deno.test(
       KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
       KAFKA_GROUP_ID: `down-${uniqueId()}`,
       ARCHESTRA_URL: agent.url,
-      COMMIT_INTERVAL: "200ms",
+      KAFKA_COMMIT_INTERVAL: "200ms",
       KAFKA_SESSION_TIMEOUT: "6s",
     };
     try {

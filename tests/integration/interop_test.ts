@@ -10,7 +10,7 @@ import { Circuit } from "../../src/circuit.ts";
 import { invokeJob } from "../../src/stages/invoke.ts";
 import { readyJob } from "../unit/helpers.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
-import { AGENT_FLAVOURS } from "../support/flavours.ts";
+import { a2aOf, AGENT_FLAVOURS } from "../support/flavours.ts";
 import { createTopics, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { sample } from "../support/prometheus.ts";
 import { until } from "../support/until.ts";
@@ -31,7 +31,7 @@ const noWait = (ms: number) => (void ms, Promise.resolve());
 for (const agent of AGENTS) {
   const context = (url: string, extra: Record<string, unknown> = {}) => ({
     archestraUrl: url,
-    archestraApi: agent.api,
+    archestraA2a: a2aOf(agent.api),
     sleep: noWait,
     ...extra,
   });
@@ -164,7 +164,7 @@ for (const agent of AGENTS) {
           `name: interop\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: p } }]\n`,
         ]),
         archestraUrl: server.url,
-        archestraApi: agent.api,
+        archestraA2a: a2aOf(agent.api),
         probeDelayMs: 100,
         maxProbeDelayMs: 400,
       });
@@ -223,7 +223,7 @@ for (const agent of AGENTS) {
           `delivery: { retries: { max: 5, backoff: 200ms } }\n`,
         ]),
         archestraUrl: server.url,
-        archestraApi: agent.api,
+        archestraA2a: a2aOf(agent.api),
       });
       try {
         await produce(

@@ -206,7 +206,7 @@ for (const flavour of AGENT_FLAVOURS.filter((f) => f.name !== "Archestra /v1")) 
       const revoked = new AbortController();
       const job = ofGeneration(ready("slow", { longRunning: true, timeout: "3s" }), revoked);
       try {
-        const running = invokeJob(job, { archestraUrl: agent.url, archestraApi: flavour.api });
+        const running = invokeJob(job, { archestraUrl: agent.url, archestraA2a: flavour.version });
         // The task is sent and polled; then the partition is revoked (its new owner resumes the task).
         await agent.waitForRequests(2);
         revoked.abort();

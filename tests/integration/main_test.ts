@@ -38,10 +38,10 @@ Deno.test("bad pipeline files stop the process with file:path: reason before it 
 });
 
 Deno.test("a bad environment variable is named, with exit code 2", integration, async () => {
-  const { output } = await startMain({ MAX_RETRIES: "many", PIPELINES_DIR: `${root}pipelines` });
+  const { output } = await startMain({ AGENT_MAX_RETRIES: "many", PIPELINES_DIR: `${root}pipelines` });
   const { code, stderr } = await output;
   assert.equal(code, 2);
-  assert.match(stderr, /^environment:MAX_RETRIES: /m);
+  assert.match(stderr, /^environment:AGENT_MAX_RETRIES: /m);
 });
 
 Deno.test(

@@ -42,7 +42,7 @@ Deno.test(
       ARCHESTRA_URL: agent.url,
       ARCHESTRA_TOKEN: token,
       LOG_LEVEL: "DEBUG",
-      COMMIT_INTERVAL: "200ms",
+      KAFKA_COMMIT_INTERVAL: "200ms",
     });
     let scraped = "";
     try {

@@ -172,7 +172,7 @@ Deno.test(
         KAFKA_SASL_PASSWORD: password,
         KAFKA_GROUP_ID: groupId,
         ARCHESTRA_URL: agent.url,
-        COMMIT_INTERVAL: "200ms",
+        KAFKA_COMMIT_INTERVAL: "200ms",
       });
       const unwritableLines = (topic: string) => (record: LogRecord) =>
         record.level === "ERROR" && record.message.startsWith("cannot write to") && record.properties.topic === topic;

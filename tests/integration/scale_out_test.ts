@@ -33,7 +33,7 @@ Deno.test(
       KAFKA_BOOTSTRAP_SERVERS: brokers,
       KAFKA_GROUP_ID: group,
       ARCHESTRA_URL: agent.url,
-      COMMIT_INTERVAL: "200ms",
+      KAFKA_COMMIT_INTERVAL: "200ms",
     };
     const members: MainProcess[] = [];
     try {

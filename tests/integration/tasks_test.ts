@@ -29,9 +29,9 @@ Deno.test(
       KAFKA_BOOTSTRAP_SERVERS: await testBroker(),
       KAFKA_GROUP_ID: `tasks-${uniqueId()}`,
       ARCHESTRA_URL: agent.url,
-      ARCHESTRA_A2A_API: "v2",
-      COMMIT_INTERVAL: "200ms",
-      SHUTDOWN_GRACE: "1s", // the stop does not wait for the task: it is cut short while polling
+      ARCHESTRA_A2A_VERSION: "1.0",
+      KAFKA_COMMIT_INTERVAL: "200ms",
+      AGENT_SHUTDOWN_GRACE: "1s", // the stop does not wait for the task: it is cut short while polling
     };
     const sends = () => agent.requests.filter((r) => r.op === "send");
     const polls = () => agent.requests.filter((r) => r.op === "get");

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { demoTrends } from "../../src/agent/demo_reply.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
-import { AGENT_FLAVOURS } from "../support/flavours.ts";
+import { a2aOf, AGENT_FLAVOURS } from "../support/flavours.ts";
 import {
   committedOffsets,
   createTopics,
@@ -59,7 +59,7 @@ for (const { name, flavour, api } of AGENT_FLAVOURS) {
       const bridge = await startTestBridge({
         pipelines: pipelinesFrom([windowsPipeline(topic, "{ by: key, size: 1h, max_events: 3 }")]),
         archestraUrl: agent.url,
-        archestraApi: api,
+        archestraA2a: a2aOf(api),
       });
       try {
         // Four keys, interleaved, six events each: two windows per key.
@@ -287,8 +287,8 @@ function killWithWindows(guarantee: "at-least-once" | "exactly-once") {
       KAFKA_GROUP_ID: `win-kill-${uniqueId()}`,
       KAFKA_TRANSACTIONAL_ID: `win-kill-${uniqueId()}`,
       ARCHESTRA_URL: agent.url,
-      COMMIT_INTERVAL: "300ms",
-      MAX_IN_FLIGHT: "40",
+      KAFKA_COMMIT_INTERVAL: "300ms",
+      KAFKA_MAX_IN_FLIGHT: "40",
       KAFKA_SESSION_TIMEOUT: "6s", // a killed member's partitions move on soon
       LOG_LEVEL: "WARNING",
     };
@@ -321,7 +321,7 @@ function killWithWindows(guarantee: "at-least-once" | "exactly-once") {
       if (guarantee === "exactly-once") {
         assert.equal(times, total, "each event in exactly one reply, for read_committed readers");
       } else {
-        // Only events not yet committed at a kill come again: never more than MAX_IN_FLIGHT a kill.
+        // Only events not yet committed at a kill come again: never more than KAFKA_MAX_IN_FLIGHT a kill.
         assert.ok(times - total <= 3 * 40, `${times - total} events answered twice`);
       }
     } finally {

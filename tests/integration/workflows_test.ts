@@ -91,7 +91,8 @@ for (const flavour of AGENT_FLAVOURS) {
         `name: talk\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: keyed, context: key } }]\n`,
         `name: plain\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: plain } }]\n`,
       ]);
-      const bridge = () => startTestBridge({ pipelines, archestraUrl: agent.url, archestraApi: flavour.api, groupId });
+      const bridge = () =>
+        startTestBridge({ pipelines, archestraUrl: agent.url, archestraA2a: flavour.version, groupId });
       try {
         let running = await bridge();
         await produce(kafka, topic, [{ key: "alice", value: "{}" }, { key: "bob", value: "{}" }]);
@@ -142,7 +143,7 @@ Deno.test(
         `name: talk\nsource: { topics: [${topic}] }\nroutes: [{ name: r, invoke: { prompt_id: keyed, context: key } }]\n`,
       ]),
       archestraUrl: agent.url,
-      archestraApi: "v2",
+      archestraA2a: "1.0",
     });
     const replies = async (count: number) =>
       (await readRecords(kafka, [`${topic}.responses`], count)).map((r) => JSON.parse(r.value!.toString()));

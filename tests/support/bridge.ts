@@ -31,19 +31,19 @@ export function onePromptPipeline(name: string, topic: string, promptId: string,
 export interface TestBridgeOptions {
   pipelines: Pipeline[];
   archestraUrl: string;
-  /** Archestra's endpoint for prompt ids (ARCHESTRA_A2A_API), default v1. */
-  archestraApi?: "v1" | "v2";
+  /** The A2A version prompt ids are called with (ARCHESTRA_A2A_VERSION), default 0.3: it picks /v1 or /v2. */
+  archestraA2a?: "0.3" | "1.0";
   archestraToken?: string;
   groupId?: string;
   topicRefreshMs?: number;
   maxInFlight?: number;
-  /** MAX_UNCOMMITTED_BYTES (default: the setting's). */
+  /** KAFKA_MAX_UNCOMMITTED_BYTES (default: the setting's). */
   maxUncommittedBytes?: number;
   probeDelayMs?: number;
   maxProbeDelayMs?: number;
-  /** COMMIT_INTERVAL (default 200 ms: tests see commits soon). */
+  /** KAFKA_COMMIT_INTERVAL (default 200 ms: tests see commits soon). */
   commitIntervalMs?: number;
-  /** SHUTDOWN_GRACE (default 5 s). */
+  /** AGENT_SHUTDOWN_GRACE (default 5 s). */
   shutdownGraceMs?: number;
 }
 
@@ -59,7 +59,7 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
     settings: {
       ...settings,
       groupId,
-      archestraApi: options.archestraApi ?? "v1",
+      archestraA2a: options.archestraA2a ?? "0.3",
       archestraToken: options.archestraToken,
       topicRefreshMs: options.topicRefreshMs ?? 60_000,
       commitIntervalMs: options.commitIntervalMs ?? 200,

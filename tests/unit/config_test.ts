@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { loadPipelines, parsePipelineText, parseSeedRoutesText } from "../../src/config/load_pipelines.ts";
 import { loadSettings } from "../../src/config/settings.ts";
+import { agentEndpoint } from "../../src/a2a/endpoint.ts";
 import { parseDotEnv } from "../../src/config/dotenv.ts";
 import { expandVariables } from "../../src/config/expand.ts";
 import { FatalError } from "../../src/errors.ts";
@@ -158,6 +159,62 @@ Deno.test("settings keep the seed's names and defaults and reject bad values by 
     ]);
     return true;
   });
+});
+
+Deno.test("settings: one name each, old names read with a deprecation line, durations with units", () => {
+  const lines: string[] = [];
+  const old = loadSettings(
+    { MAX_RETRIES: "5", RETRY_DELAY: "2", COMMIT_INTERVAL: "3", ARCHESTRA_A2A_API: "v2", ROUTES_CONFIG_FILE: "r.json" },
+    (line) => lines.push(line),
+  );
+  assert.equal(old.maxRetries, 5);
+  assert.equal(old.retryDelayMs, 2000, "an old name's bare number is seconds, as it was");
+  assert.equal(old.commitIntervalMs, 3000);
+  assert.equal(old.archestraA2a, "1.0", "ARCHESTRA_A2A_API=v2 is A2A 1.0");
+  assert.equal(old.routesConfigFile, "r.json");
+  assert.deepEqual(lines.sort(), [
+    "environment:ARCHESTRA_A2A_API is deprecated: use ARCHESTRA_A2A_VERSION",
+    "environment:COMMIT_INTERVAL is deprecated: use KAFKA_COMMIT_INTERVAL",
+    "environment:MAX_RETRIES is deprecated: use AGENT_MAX_RETRIES",
+    "environment:RETRY_DELAY is deprecated: use AGENT_RETRY_DELAY",
+    "environment:ROUTES_CONFIG_FILE is deprecated: use PIPELINES_ROUTES_FILE",
+  ]);
+  const both: string[] = [];
+  assert.equal(loadSettings({ AGENT_MAX_RETRIES: "1", MAX_RETRIES: "9" }, (line) => both.push(line)).maxRetries, 1);
+  assert.deepEqual(both, [
+    "environment:MAX_RETRIES is ignored: AGENT_MAX_RETRIES is set (MAX_RETRIES is its old name)",
+  ]);
+  const quiet: string[] = [];
+  const current = loadSettings(
+    { KAFKA_COMMIT_INTERVAL: "250ms", AGENT_RETRY_DELAY: "1.5s" },
+    (line) => quiet.push(line),
+  );
+  assert.equal(current.commitIntervalMs, 250);
+  assert.equal(current.retryDelayMs, 1500);
+  assert.deepEqual(quiet, []);
+  assert.throws(
+    () => loadSettings({ KAFKA_COMMIT_INTERVAL: "1000" }),
+    /environment:KAFKA_COMMIT_INTERVAL: "1000" has no unit: write 1000s for seconds, or 1000ms/,
+  );
+  assert.throws(() => loadSettings({ RETRY_DELAY: "soon" }), /environment:RETRY_DELAY: "soon" is not a duration/);
+  assert.throws(() => loadSettings({ ARCHESTRA_A2A_VERSION: "v2" }), /environment:ARCHESTRA_A2A_VERSION: /);
+});
+
+Deno.test("a prompt_id route's A2A version picks Archestra's endpoint", () => {
+  const archestra = { archestraUrl: "http://a:9000", archestraA2a: "0.3" as const };
+  assert.equal(agentEndpoint({ promptId: "p" }, archestra).url, "http://a:9000/v1/a2a/p");
+  assert.deepEqual(agentEndpoint({ promptId: "p", a2a: "1.0" }, archestra), {
+    url: "http://a:9000/v2/a2a/p",
+    token: undefined,
+    version: "1.0",
+  });
+  const [pipeline] = parsePipelineText(
+    "pipelines/x.yaml",
+    `name: p\nsource: {topics: [a]}\nroutes: [{name: r, invoke: {prompt_id: x, a2a: "1.0"}}]`,
+    {},
+    defaults,
+  ).pipelines;
+  assert.equal(agentEndpoint(pipeline.routes[0].agents[0], archestra).url, "http://a:9000/v2/a2a/x");
 });
 
 Deno.test("parseDotEnv() reads comments, quotes and export", () => {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { standInEnv } from "../../src/config/expand.ts";
 import { configuredSources, readPipelines } from "../../src/config/load_pipelines.ts";
-import { DEPLOYMENT_REQUIRED, loadSettings, SettingsSchema } from "../../src/config/settings.ts";
+import { DEPLOYMENT_REQUIRED, loadSettings, settingNames } from "../../src/config/settings.ts";
 
 /** The variables the shipped pipelines read through `${VAR}`. */
 async function pipelineVariables(): Promise<Set<string>> {
@@ -19,7 +19,7 @@ async function pipelineVariables(): Promise<Set<string>> {
 async function checkVariables(where: string, names: string[]) {
   const pipelineVars = await pipelineVariables();
   assert.ok(pipelineVars.size >= 3, "the shipped pipelines read their prompt ids");
-  const known = new Set([...Object.keys(SettingsSchema.shape), ...pipelineVars]);
+  const known = new Set([...settingNames(), ...pipelineVars]);
   const unknown = names.filter((name) => !known.has(name));
   assert.deepEqual(unknown, [], `${where} sets variables the bridge does not read`);
   const missing = [...DEPLOYMENT_REQUIRED, ...pipelineVars].filter((name) => !names.includes(name));
