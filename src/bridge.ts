@@ -8,10 +8,30 @@
  *
  * @example
  * ```ts
- * import { startBridge } from "./bridge.ts";
- * // const bridge = await startBridge({ kafka, pipelines, settings, archestraUrl: "http://localhost:9000" });
- * // Deno.addSignalListener("SIGTERM", () => bridge.stop());
- * // await bridge.done;
+ * import { agentLimits, type BridgeOptions, startBridge } from "./bridge.ts";
+ * import { FatalError } from "./errors.ts";
+ * import { parsePipelineText } from "./config/load_pipelines.ts";
+ * // What src/main.ts does with a Kafka client, the pipelines and the settings (not called here: it needs a broker).
+ * async function serve(options: BridgeOptions): Promise<void> {
+ *   const bridge = await startBridge(options);
+ *   Deno.addSignalListener("SIGTERM", () => void bridge.stop());
+ *   await bridge.done; // rejects with the reason when the bridge had to stop by itself
+ * }
+ * // The agents' limits, shared by the pipelines that call them, as the bridge sets them up at its start:
+ * const pipeline = (name: string, concurrency: number) => {
+ *   const yaml = `name: ${name}\nsource: {topics: [t]}\nroutes: [{name: r, invoke: {prompt_id: x}}]\n` +
+ *     `agent_limits: [{prompt_id: x, concurrency: ${concurrency}}]\n`;
+ *   return parsePipelineText(`${name}.yaml`, yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines[0];
+ * };
+ * const archestra = { archestraUrl: "http://localhost:9000" };
+ * const limits = agentLimits([pipeline("a", 2), pipeline("b", 2)], archestra);
+ * if (limits.concurrencyOf("http://localhost:9000/v1/a2a/x") !== 2) throw new Error("x's limit");
+ * try {
+ *   agentLimits([pipeline("a", 2), pipeline("b", 3)], archestra);
+ *   throw new Error("two limits for one agent");
+ * } catch (error) {
+ *   if (!(error instanceof FatalError) || error.exitCode !== 2) throw error;
+ * }
  * ```
  */
 import { getLogger } from "@logtape/logtape";

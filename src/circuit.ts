@@ -21,9 +21,12 @@
  * @example
  * ```ts
  * import { Circuit } from "./circuit.ts";
- * const circuit = new Circuit({ threshold: 5, onChange: (open) => console.log(open ? "agent down" : "agent back") });
- * const role = await circuit.acquire(); // "call", or "probe" while open
- * // ... make the call, then circuit.succeeded() or circuit.failed()
+ * const circuit = new Circuit({ threshold: 2 });
+ * for (const _ of [1, 2]) {
+ *   const role = await circuit.acquire(); // "call", or "probe" while open
+ *   circuit.failed(role); // the call failed; after a call that worked: circuit.succeeded()
+ * }
+ * if (!circuit.open) throw new Error("two failed calls in a row open it");
  * ```
  */
 /** The longest pause between probes of an open circuit, unless configured: bounds how long a recovered agent waits to be noticed. */

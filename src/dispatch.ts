@@ -6,7 +6,15 @@
  * @example
  * ```ts
  * import { dispatch } from "./dispatch.ts";
- * // for await (const job of dispatch(source.batches(), pipelines)) ...
+ * import { parsePipelineText } from "./config/load_pipelines.ts";
+ * const pipelines = [["all", "orders.*"], ["events", "orders.events"], ["other", "customers"]].flatMap(([name, topic]) => {
+ *   const yaml = `name: ${name}\nsource: {topics: ['${topic}']}\nroutes: [{name: r, invoke: {prompt_id: x}}]\n`;
+ *   return parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
+ * });
+ * const record = { topic: "orders.events", partition: 0, offset: "7", key: null, value: new Uint8Array(), headers: {}, timestamp: "0" };
+ * const batches = ReadableStream.from([{ topic: "orders.events", partition: 0, records: [record] }]);
+ * const jobs = await Array.fromAsync(dispatch(batches, pipelines));
+ * if (jobs.map((job) => job.ctx.pipeline).join() !== "all,events") throw new Error("one job per pipeline reading the topic");
  * ```
  */
 import { unledgered } from "./delivery/ledger.ts";

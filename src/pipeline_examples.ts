@@ -7,8 +7,15 @@
  * @example
  * ```ts
  * import { exampleProblems } from "./pipeline_examples.ts";
- * // for (const line of exampleProblems(pipeline)) console.error(line);
- * // pipelines/orders.yaml:examples[0].expect.text: expected "Order ORD-1", got "Order ORD-2"
+ * import { parsePipelineText } from "./config/load_pipelines.ts";
+ * const yaml = "name: orders\nsource: {topics: [orders.events]}\n" +
+ *   "routes: [{name: r, transform: {template: 'Order {id}'}, invoke: {prompt_id: x}}]\n" +
+ *   "examples: [{value: {id: ORD-2}, expect: {route: r, text: Order ORD-1}}]\n";
+ * const [pipeline] = parsePipelineText("pipelines/orders.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
+ * const problems = exampleProblems(pipeline);
+ * if (problems.join() !== 'pipelines/orders.yaml:examples[0].expect.text: expected "Order ORD-1", got "Order ORD-2"') {
+ *   throw new Error(problems.join());
+ * }
  * ```
  */
 import type { PipelineExample } from "./config/pipeline_schema.ts";

@@ -10,7 +10,12 @@
  * @example
  * ```ts
  * import { lookup } from "./placeholders.ts";
- * // lookup(job, "$topic") === "orders.events"; lookup(job, "order.id") === "ORD-1"
+ * const ctx = { topic: "orders.events", partition: 0, offset: "7", key: "K-1", headers: { "x-kind": "order" },
+ *   timestamp: "1970-01-01T00:00:00.000Z", pipeline: "orders", messageId: "m", correlationId: "m" };
+ * const job = { ctx, value: { order: { id: "ORD-1" } } };
+ * if (lookup(job, "$topic") !== "orders.events" || lookup(job, "$headers.x-kind") !== "order") throw new Error("metadata");
+ * if (lookup(job, "order.id") !== "ORD-1" || lookup(job, "order") !== '{"id":"ORD-1"}') throw new Error("the value");
+ * if (lookup(job, "order.total") !== undefined) throw new Error("no such field: no value");
  * ```
  */
 import type { Job } from "./model.ts";

@@ -12,9 +12,13 @@
  * @example
  * ```ts
  * import { replayPlan } from "./replay.ts";
- * // replayPlan(dlqRecord, { stages: ["invoke"], maxReplays: 3 })
- * //   → { topic: "orders.events", record: { key, value, headers: { ..., "x-replay-count": "1" } } }
- * //   or { skip: "filtered" } / { skip: "max-replays" } / { skip: "no-source" }
+ * const headers = { "x-source-topic": "orders.events", "x-error-stage": "invoke" };
+ * const dlq = { key: null, value: new TextEncoder().encode("{}"), headers, timestampMs: 0 };
+ * const plan = replayPlan(dlq, { stages: ["invoke"], maxReplays: 3 });
+ * if (!("topic" in plan) || plan.topic !== "orders.events") throw new Error("back to its source topic");
+ * if (plan.record.headers["x-replay-count"] !== "1" || plan.record.headers["x-error-stage"]) throw new Error("headers");
+ * const again = { ...dlq, headers: { ...headers, "x-replay-count": "3" } };
+ * if (!("skip" in replayPlan(again, { maxReplays: 3 }))) throw new Error("replayed 3 times: stays in the DLQ");
  * ```
  */
 import { toKafkaMessage } from "./kafka/message.ts";

@@ -12,8 +12,8 @@
  * import { parseTemplate, renderTemplate } from "./template.ts";
  * const template = parseTemplate("Order {order_id} on {$topic}");
  * if ("error" in template) throw new Error(template.error);
- * renderTemplate(template, (path) => path === "order_id" ? "ORD-1" : path === "$topic" ? "orders.events" : undefined);
- * // { text: "Order ORD-1 on orders.events", missing: [] }
+ * const { text, missing } = renderTemplate(template, (path) => ({ order_id: "ORD-1", $topic: "orders.events" })[path]);
+ * if (text !== "Order ORD-1 on orders.events" || missing.length) throw new Error(text);
  * ```
  */
 export type TemplatePart = { literal: string } | { path: string };

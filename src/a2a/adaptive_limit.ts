@@ -44,9 +44,9 @@
  * const limit = new AdaptiveLimit({ max: 64 });
  * await limit.acquire();
  * const started = performance.now();
- * // ... the call ...
+ * await new Promise((resolve) => setTimeout(resolve, 5)); // the call to the agent
  * limit.release({ latencyMs: performance.now() - started, overload: false });
- * limit.limit; // 4 at first; it grows while the agent keeps up
+ * if (limit.limit !== 4) throw new Error("4 at first; it grows while the agent keeps up");
  * ```
  */
 

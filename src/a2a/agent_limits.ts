@@ -9,8 +9,17 @@
  * ```ts
  * import { AgentLimits } from "./agent_limits.ts";
  * const limits = new AgentLimits();
- * limits.set("http://agents/v1/a2a/p", { concurrency: 2, rate: { calls: 10, perMs: 1_000 } });
- * // await limits.run("http://agents/v1/a2a/p", () => sendMessage(...), signal);
+ * const url = "http://agents/v1/a2a/p";
+ * if (!limits.set(url, { concurrency: 2, rate: { calls: 10, perMs: 1_000 } })) throw new Error("its first limit");
+ * if (limits.set(url, { concurrency: 3 })) throw new Error("a second, different limit is an error");
+ * let inFlight = 0, most = 0;
+ * const call = async () => {
+ *   most = Math.max(most, ++inFlight);
+ *   await new Promise((resolve) => setTimeout(resolve, 1));
+ *   inFlight--;
+ * };
+ * await Promise.all([1, 2, 3, 4, 5].map(() => limits.run(url, call)));
+ * if (most !== 2) throw new Error(`${most} calls at once`);
  * ```
  */
 import PQueue from "p-queue";

@@ -10,7 +10,20 @@
  * @example
  * ```ts
  * import { preflight } from "./preflight.ts";
- * // const { problems, warnings } = await preflight([{ url, token, where: "pipelines/a.yaml:routes[0].invoke" }]);
+ * const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) =>
+ *   new URL(request.url).pathname === "/v1/a2a/support/.well-known/agent.json"
+ *     ? Response.json({ name: "support" })
+ *     : new Response(null, { status: 404 }));
+ * const base = `http://127.0.0.1:${server.addr.port}/v1/a2a`;
+ * const { problems, cards } = await preflight([
+ *   { url: `${base}/support`, where: "pipelines/a.yaml:routes[0].invoke" },
+ *   { url: `${base}/suport`, where: "pipelines/a.yaml:routes[1].invoke" },
+ * ]);
+ * await server.shutdown();
+ * if (cards.get(`${base}/support`)?.name !== "support") throw new Error("its card");
+ * if (problems.join() !== `pipelines/a.yaml:routes[1].invoke: no agent at ${base}/suport (HTTP 404): is the prompt id right?`) {
+ *   throw new Error(problems.join());
+ * }
  * ```
  */
 import { errorMessage } from "../errors.ts";

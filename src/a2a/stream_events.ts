@@ -9,7 +9,7 @@
  * import { foldEvent } from "./stream_events.ts";
  * let result = foldEvent(undefined, { kind: "task", id: "t", contextId: "c", status: { state: "working" } });
  * result = foldEvent(result, { kind: "status-update", taskId: "t", contextId: "c", status: { state: "completed" } });
- * // result: the task, completed
+ * if (result.kind !== "task" || result.status.state !== "completed") throw new Error("the task, completed");
  * ```
  *
  * @module

@@ -13,8 +13,7 @@
  *   {},
  *   { maxRetries: 3, retryDelayMs: 1000 },
  * );
- * pipelines[0].name; // "analytics"
- * problems.length; // 0
+ * if (pipelines[0].name !== "analytics" || problems.length) throw new Error(problems.join("\n"));
  * ```
  */
 import { parse as parseYaml, YAMLParseError } from "yaml";

@@ -15,9 +15,16 @@
  *
  * @example
  * ```ts
+ * import type { Producer } from "kafkajs";
  * import { BatchingSender } from "./batching_sender.ts";
- * // const sender = new BatchingSender(producer, isPermanent);
- * // await sender.send("orders.events.responses", { key, value, headers });
+ * const calls: number[] = [];
+ * const producer = { sendBatch: ({ topicMessages }: { topicMessages: { messages: unknown[] }[] }) => {
+ *   calls.push(topicMessages.flatMap((t) => t.messages).length);
+ *   return Promise.resolve([]);
+ * } } as unknown as Producer;
+ * const sender = new BatchingSender(producer, () => false);
+ * await Promise.all(["a", "b", "c"].map((value) => sender.send("orders.events.responses", { key: "K-1", value })));
+ * if (calls.join() !== "3") throw new Error(`three records, one produce request: ${calls}`);
  * ```
  */
 import { getLogger } from "@logtape/logtape";

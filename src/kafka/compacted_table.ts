@@ -10,10 +10,18 @@
  *
  * @example
  * ```ts
+ * import type { Kafka, Message } from "kafkajs";
  * import { KafkaTable } from "./compacted_table.ts";
- * // const table = new KafkaTable({ kafka, topic: "__agentstream.tasks", groupId: "g" });
- * // await table.start();
- * // table.get(key) ?? await table.set(key, { taskId, url });
+ * const written: Message[] = [];
+ * const kafka = { // a stand-in: the producer a write needs (start() would read the topic with a consumer)
+ *   producer: () => ({ send: ({ messages }: { messages: Message[] }) => (written.push(...messages), Promise.resolve([])) }),
+ *   consumer: () => ({}),
+ * } as unknown as Kafka;
+ * const table = new KafkaTable({ kafka, topic: "__agentstream.tasks", groupId: "g" });
+ * await table.set("K-1", { taskId: "t-1" }); // durable once the broker has it
+ * if ((table.get("K-1") as { taskId: string }).taskId !== "t-1") throw new Error("read back");
+ * table.delete("K-1");
+ * if (written.map((m) => `${m.key}=${m.value}`).join() !== 'g/K-1={"taskId":"t-1"},g/K-1=null') throw new Error("a tombstone");
  * ```
  */
 import { Buffer } from "node:buffer";

@@ -16,10 +16,31 @@
  *
  * @example
  * ```ts
+ * import type { Admin, EachBatchPayload, Kafka } from "kafkajs";
  * import { ConsumerAdapter } from "./consumer_adapter.ts";
- * // const consumer = new ConsumerAdapter({ kafka, groupId: "g", subscriptions: ["orders.*"], ... });
- * // await consumer.start();
- * // for await (const batch of consumer.batches()) ...
+ * const message = { offset: "0", key: null, value: new TextEncoder().encode("{}"), headers: {}, timestamp: "0" };
+ * const fetched = { topic: "orders.events", partition: 0, messages: [message], highWatermark: "1" };
+ * const consumer = { // a stand-in for kafkajs's consumer, which fetches one batch when run
+ *   events: {}, on() {}, pause() {}, resume() {}, connect: () => Promise.resolve(), subscribe: () => Promise.resolve(),
+ *   run({ eachBatch }: { eachBatch: (payload: EachBatchPayload) => Promise<void> }) {
+ *     const payload = { batch: fetched, resolveOffset() {}, isRunning: () => true, isStale: () => false };
+ *     void eachBatch(payload as unknown as EachBatchPayload);
+ *     return Promise.resolve();
+ *   },
+ * };
+ * const kafka = { consumer: () => consumer } as unknown as Kafka;
+ * const admin = { listTopics: () => Promise.resolve(["orders.events", "orders.events.responses"]) } as unknown as Admin;
+ * const adapter = new ConsumerAdapter({
+ *   kafka, admin, groupId: "g", subscriptions: ["orders.*"], isOutput: (topic) => topic.endsWith(".responses"),
+ *   fromBeginning: true, refreshMs: 60_000, onBatch: (batch) => batch, drain: () => Promise.resolve(),
+ * });
+ * await adapter.start();
+ * if (adapter.topics.join() !== "orders.events") throw new Error("the glob matches the source, not the output");
+ * for await (const batch of adapter.batches()) {
+ *   if (batch.topic !== "orders.events" || batch.records[0].offset !== "0") throw new Error("the fetched batch");
+ *   break;
+ * }
+ * await adapter.close();
  * ```
  */
 import { getLogger } from "@logtape/logtape";

@@ -7,10 +7,20 @@
  *
  * @example
  * ```ts
+ * import type { Admin, Consumer } from "kafkajs";
  * import { caughtUp, logEnds } from "./read_to_end.ts";
- * // const { ends } = await logEnds(admin, topic);
- * // const done = caughtUp(consumer, topic, ends); // before consumer.run
- * // await done;
+ * const offsets = [{ partition: 0, low: "0", high: "5" }, { partition: 1, low: "3", high: "3" }]; // 1 is empty
+ * const admin = { fetchTopicOffsets: () => Promise.resolve(offsets) } as unknown as Admin;
+ * const { ends, records } = await logEnds(admin, "t");
+ * if (records !== 5 || ends.size !== 1) throw new Error("five records, in partition 0");
+ * let endBatch = (_: unknown) => {};
+ * const consumer = {
+ *   events: { END_BATCH_PROCESS: "end", CRASH: "crash" },
+ *   on: (event: string, listener: (e: unknown) => void) => { if (event === "end") endBatch = listener; },
+ * } as unknown as Consumer;
+ * const done = caughtUp(consumer, "t", ends); // before consumer.run
+ * endBatch({ payload: { topic: "t", partition: 0, lastOffset: "4" } }); // kafkajs, after the batch up to offset 4
+ * await done;
  * ```
  */
 import type { Admin, Consumer } from "kafkajs";

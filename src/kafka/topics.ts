@@ -7,8 +7,9 @@
  * @example
  * ```ts
  * import { resolveTopics } from "./topics.ts";
- * resolveTopics(["orders.*", "customer.events"], ["orders.events", "orders.events.responses"], () => false);
- * // { topics: ["orders.events"], missing: ["customer.events"] }
+ * const existing = ["orders.events", "orders.events.responses"];
+ * const { topics, missing } = resolveTopics(["orders.*", "customer.events"], existing, () => false);
+ * if (topics.join() !== "orders.events" || missing.join() !== "customer.events") throw new Error(`${topics}; ${missing}`);
  * ```
  */
 import type { Pipeline } from "../model.ts";

@@ -14,10 +14,23 @@
  *
  * @example
  * ```ts
- * import { fitting } from "./transactions.ts";
- * // const output = new TransactionalOutput(new PartitionProducers(kafka, groupId), groupId, limits);
- * // publish(jobs, output.publishContext())   // records wait on their jobs
- * // await output.commit(ledger.take())        // a transaction per input partition
+ * import type { Job } from "../model.ts";
+ * import type { PartitionProducers } from "./partition_producers.ts";
+ * import { fitting, TransactionalOutput } from "./transactions.ts";
+ * const steps: string[] = [];
+ * const step = (name: string) => () => (steps.push(name), Promise.resolve());
+ * const transaction = { sendBatch: step("records"), sendOffsets: step("offset"), commit: step("commit") };
+ * const producers = { // a stand-in: the transactional producer of each input partition
+ *   claimed: () => Promise.resolve({ transaction: () => Promise.resolve(transaction) }),
+ * } as unknown as PartitionProducers;
+ * const output = new TransactionalOutput(producers, "g");
+ * const job = { ctx: { pipeline: "orders" } } as Job;
+ * const reply = { key: null, value: new TextEncoder().encode("{}"), headers: {} };
+ * await output.publishContext().send("orders.events.responses", reply, job);
+ * if (steps.length || job.staged?.length !== 1) throw new Error("staged on its job, not sent yet");
+ * const offset = { topic: "orders.events", partition: 0, offset: "8" }; // the job's message was at 7
+ * await output.commit({ offsets: [offset], records: job.staged!, parts: [{ offset, records: job.staged! }] });
+ * if (steps.join() !== "records,offset,commit") throw new Error(`one transaction: ${steps}`);
  * const record = { key: null, value: new Uint8Array(600_000), headers: {} };
  * if (fitting([record, record], 1_048_588).length !== 2) throw new Error("two sends: one batch would be too large");
  * ```

@@ -9,8 +9,8 @@
  * import { summaryLine } from "./summary.ts";
  * const before = { consumed: 0, replied: 0, deadLettered: 0, skipped: 0, dropped: 0 };
  * const now = { consumed: 310, replied: 300, deadLettered: 2, skipped: 8, dropped: 0 };
- * summaryLine(before, now, 10_000, 40);
- * // "last 10 s: 300 replied (30.0/s), 2 dead-lettered, 8 skipped; 40 in flight"
+ * const line = summaryLine(before, now, 10_000, 40);
+ * if (line !== "last 10 s: 300 replied (30.0/s), 2 dead-lettered, 8 skipped; 40 in flight") throw new Error(line);
  * ```
  */
 import { getLogger } from "@logtape/logtape";

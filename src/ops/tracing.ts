@@ -12,9 +12,16 @@
  * @example
  * ```ts
  * import { endMessageSpan, startMessageSpan, traceparentOf } from "./tracing.ts";
- * // startMessageSpan(job);                 // at dispatch
- * // headers.traceparent = traceparentOf(job);
- * // endMessageSpan(job, "replied");        // once its outcome is written
+ * import type { Job, MessageContext } from "../model.ts";
+ * const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; // the producer's
+ * const ctx: MessageContext = { topic: "orders.events", partition: 0, offset: "7", key: null, headers: { traceparent },
+ *   timestamp: "", pipeline: "orders", messageId: "m", correlationId: "m" };
+ * const job = { ctx } as Job;
+ * startMessageSpan(job); // at dispatch
+ * const sent = traceparentOf(job); // on the agent call, the reply and the DLQ record: the span's, or the source's
+ * if (sent?.split("-")[1] !== "4bf92f3577b34da6a3ce929d0e0e4736") throw new Error("the producer's trace goes on");
+ * endMessageSpan(job, "replied"); // once its outcome is written
+ * if (job.span) throw new Error("ended");
  * ```
  */
 import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";

@@ -18,8 +18,23 @@
  * @example
  * ```ts
  * import { invoke } from "./invoke.ts";
- * // for await (const job of invoke(transform(match(decode(jobs))), { archestraUrl: "http://localhost:9000" }))
- * //   console.log(job.reply?.text ?? job.failure?.message);
+ * import { transform } from "./transform.ts";
+ * import { match } from "./match.ts";
+ * import { decode } from "./decode.ts";
+ * import { contextFor } from "../dispatch.ts";
+ * import { unledgered } from "../delivery/ledger.ts";
+ * import { parsePipelineText } from "../config/load_pipelines.ts";
+ * import { startDemoAgent } from "../agent/demo_agent.ts";
+ * const agent = startDemoAgent({ port: 0 }); // an A2A agent, served the way Archestra serves its prompts
+ * const yaml = "name: p\nsource: {topics: [t]}\n" +
+ *   "routes: [{name: r, transform: {template: 'Order {id}'}, invoke: {prompt_id: x}}]\n";
+ * const [p] = parsePipelineText("p.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 }).pipelines;
+ * const value = new TextEncoder().encode('{"id":"A-1"}');
+ * const record = { topic: "t", partition: 0, offset: "0", key: null, value, headers: {}, timestamp: "0" };
+ * const jobs = ReadableStream.from([{ record, ctx: contextFor(p, record), pipeline: p, ack: unledgered }]);
+ * const [job] = await Array.fromAsync(invoke(transform(match(decode(jobs))), { archestraUrl: agent.url }));
+ * if (job.reply?.text !== "Demo agent [x] received 9 characters. First line: Order A-1") throw new Error(job.failure?.message);
+ * await agent.close();
  * ```
  */
 import { Buffer } from "node:buffer";

@@ -8,9 +8,8 @@
  * @example
  * ```ts
  * import { parseByteSize } from "./byte_size.ts";
- * parseByteSize("64MiB"); // 67108864
- * parseByteSize("1.5 KB"); // 1500
- * parseByteSize("nope"); // undefined
+ * if (parseByteSize("64MiB") !== 67108864 || parseByteSize("1.5 KB") !== 1500) throw new Error("units");
+ * if (parseByteSize("nope") !== undefined) throw new Error("not a size");
  * ```
  */
 export function parseByteSize(input: string): number | undefined {

@@ -10,7 +10,8 @@
  * import { Channel } from "./channel.ts";
  * const channel = new Channel<number>(1);
  * (async () => { await channel.send(1); await channel.send(2); channel.close(); })();
- * for await (const n of channel) console.log(n); // 1, 2
+ * const received = await Array.fromAsync(channel);
+ * if (received.join() !== "1,2") throw new Error(`in order: ${received}`);
  * ```
  */
 export class Channel<T> implements AsyncIterable<T> {

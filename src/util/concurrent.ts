@@ -10,7 +10,8 @@
  * import { mapUnordered } from "./concurrent.ts";
  * async function* numbers() { yield 30; yield 10; }
  * const wait = (ms: number) => new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms));
- * for await (const ms of mapUnordered(numbers(), wait)) console.log(ms); // 10, then 30
+ * const done = await Array.fromAsync(mapUnordered(numbers(), wait));
+ * if (done.join() !== "10,30") throw new Error(`in the order they finish: ${done}`);
  * ```
  */
 import { Channel } from "./channel.ts";

@@ -8,9 +8,8 @@
  * @example
  * ```ts
  * import { parseDuration } from "./duration.ts";
- * parseDuration("1.5s"); // 1500
- * parseDuration("250ms"); // 250
- * parseDuration(2); // 2000
+ * if (parseDuration("1.5s") !== 1500 || parseDuration("250ms") !== 250) throw new Error("units");
+ * if (parseDuration(2) !== 2000) throw new Error("a bare number is seconds");
  * ```
  */
 export function parseDuration(input: string | number): number | undefined {

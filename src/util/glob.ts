@@ -8,9 +8,9 @@
  * @example
  * ```ts
  * import { globToRegExp, isGlob } from "./glob.ts";
- * globToRegExp("orders.*").test("orders.events"); // true
- * globToRegExp("orders.*").test("orders.events.responses"); // false
- * isGlob("customer.events"); // false
+ * if (!globToRegExp("orders.*").test("orders.events")) throw new Error("one segment");
+ * if (globToRegExp("orders.*").test("orders.events.responses")) throw new Error("not two");
+ * if (isGlob("customer.events")) throw new Error("a plain name");
  * ```
  */
 export function globToRegExp(glob: string): RegExp {

@@ -8,7 +8,7 @@
  * import { LatencyWindow } from "./latency_window.ts";
  * const window = new LatencyWindow(5);
  * for (const ms of [100, 120, 90, 5000, 110]) window.record(ms);
- * window.median(); // 110
+ * if (window.median() !== 110) throw new Error("one slow call does not move the median");
  * ```
  */
 export class LatencyWindow {

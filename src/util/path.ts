@@ -7,8 +7,8 @@
  * @example
  * ```ts
  * import { getPath } from "./path.ts";
- * getPath({ order: { id: "ORD-1" } }, "order.id"); // "ORD-1"
- * getPath({ order: null }, "order.id"); // undefined
+ * if (getPath({ order: { id: "ORD-1" } }, "order.id") !== "ORD-1") throw new Error("a nested field");
+ * if (getPath({ order: null }, "order.id") !== undefined) throw new Error("through null: no value");
  * ```
  */
 export function getPath(value: unknown, path: string): unknown {
