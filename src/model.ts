@@ -25,6 +25,12 @@ export interface SourceRecord {
 /** A header value as Kafka carries it: bytes, or null (producers such as Java's may send a header without a value). */
 export type HeaderValue = Uint8Array | null;
 
+/** A partition of a topic. */
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
 /** Identifies a partition in maps and sets. */
 export function partitionId(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;

@@ -43,6 +43,11 @@ export interface AgentCircuitsOptions {
   onHolding: (key: string, holding: boolean) => void;
 }
 
+/** The keys of the circuits a call to `url` passes: its host's, then its agent endpoint's. */
+export function circuitKeysOf(url: string): [string, string] {
+  return [`host ${new URL(url).origin}`, `agent ${url}`];
+}
+
 export class AgentCircuits {
   readonly #options: AgentCircuitsOptions;
   readonly #circuits = new Map<string, Circuit>();
@@ -55,7 +60,7 @@ export class AgentCircuits {
 
   /** The keys of the circuits a call to `url` passes through: its host's, then its agent's. */
   keysOf(url: string): [string, string] {
-    return [`host ${new URL(url).origin}`, `agent ${url}`];
+    return circuitKeysOf(url);
   }
 
   /** The circuit of `url`'s host, which opens while several of its agents cannot be reached. */

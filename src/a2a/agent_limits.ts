@@ -23,7 +23,9 @@
  * ```
  */
 import PQueue from "p-queue";
-import type { AgentLimit } from "../model.ts";
+import { FatalError } from "../errors.ts";
+import type { AgentLimit, Pipeline } from "../model.ts";
+import { agentEndpoint, type Archestra } from "./endpoint.ts";
 
 type Limit = Omit<AgentLimit, "agent">;
 
@@ -55,4 +57,21 @@ export class AgentLimits {
     const entry = this.#queues.get(url);
     return entry ? entry.queue.add(call, { signal, priority: options.retry ? 1 : 0 }) as Promise<T> : call();
   }
+}
+
+/** The pipelines' agent limits by endpoint; two different limits for one agent are a {@link FatalError}. */
+export function agentLimitsOf(pipelines: readonly Pipeline[], archestra: Archestra): AgentLimits {
+  const limits = new AgentLimits();
+  const problems: string[] = [];
+  const seen = new Map<string, string>();
+  for (const pipeline of pipelines) {
+    pipeline.agentLimits.forEach(({ agent, ...limit }, index) => {
+      const { url } = agentEndpoint(agent, archestra);
+      const where = `${pipeline.file}:agent_limits[${index}]`;
+      if (!limits.set(url, limit)) problems.push(`${where}: ${url} has a different limit in ${seen.get(url)}`);
+      seen.set(url, seen.get(url) ?? where);
+    });
+  }
+  if (problems.length) throw new FatalError(problems, { config: true });
+  return limits;
 }

@@ -1,9 +1,10 @@
 /**
  * @module
- * The interfaces delivery bookkeeping asks of the outside: where a job's outcome is written (a
- * {@link Sink}: the Kafka publisher, or with exactly-once the transactional output) and what
- * happened to a job ({@link Outcome}). Stages, metrics and tracing depend on these, never on
- * `kafka/`, which implements them.
+ * The interfaces between delivery bookkeeping and the outside: where a job's outcome is written (a
+ * {@link Sink}: the Kafka publisher, or with exactly-once the transactional output), what happened
+ * to a job ({@link Outcome}), and what a source tells when its partitions change hands (a
+ * {@link RebalanceListener}). Stages, metrics and tracing depend on these, never on `kafka/`, which
+ * implements and calls them.
  *
  * @example
  * ```ts
@@ -14,7 +15,7 @@
  * if (outcome !== "replied" || typeof sink.send !== "function") throw new Error("unexpected");
  * ```
  */
-import type { Job, OutRecord } from "../model.ts";
+import type { Job, OutRecord, TopicPartition } from "../model.ts";
 
 /** Where publish writes the records of a job's outcome: the Kafka publisher, or with exactly-once the transactional output. */
 export interface Sink {
@@ -37,3 +38,30 @@ export interface Sink {
  * nothing was written; it is logged and counted, and its offset committed, so the bridge goes on.
  */
 export type Outcome = "replied" | "dead-lettered" | "skipped" | "abandoned" | "dropped";
+
+/** A change of the partitions a source hands out: see {@link RebalanceListener}. */
+export interface PartitionChange {
+  /**
+   * What happened: the group began to rebalance, this member joined it, the consumer crashed (and
+   * restarts), it subscribes again (new topics), or it moved its fetch positions to the committed
+   * offsets (after an exactly-once claim).
+   */
+  readonly kind: "rebalance" | "join" | "crash" | "resubscribe" | "seek";
+  /** The same in words, for logs. */
+  readonly cause: string;
+  /** Every partition owned before: all are handed out again from their committed offsets. */
+  readonly revoked: readonly TopicPartition[];
+  /** After a join: the partitions owned now (unknown until the join, e.g. while a rebalance begins). */
+  readonly assigned?: readonly TopicPartition[];
+}
+
+/**
+ * The one place partition lifecycle is handled. A source calls it, synchronously and before it
+ * fetches again, whenever it will hand partitions out again from their committed offsets (a
+ * rebalance, a rejoin, a crash and restart, a new subscription), and before it subscribes again.
+ */
+export interface RebalanceListener {
+  partitionsChanged(change: PartitionChange): void;
+  /** Before the source subscribes again, with fetching paused: resolve once what it handed out is committed. */
+  drain(): Promise<void>;
+}

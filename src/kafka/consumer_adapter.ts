@@ -2,14 +2,14 @@
  * @module
  * The consumer adapter: the one place that drives kafkajs's consumer. It turns fetches into an
  * `AsyncIterable<Batch>`, pauses and resumes topics as flow control says, commits offsets (and
- * says so when kafkajs silently skips a commit), and raises one signal, `onAssignmentChanged`,
- * whenever kafkajs will hand out uncommitted messages again, whatever caused it: a rebalance, a
- * rejoin after UNKNOWN_MEMBER_ID, a crash and restart, or our own re-subscription.
+ * says so when kafkajs silently skips a commit), and tells its {@link RebalanceListener} whenever
+ * kafkajs will hand out uncommitted messages again, whatever caused it: a rebalance, a rejoin after
+ * UNKNOWN_MEMBER_ID, a crash and restart, or our own re-subscription.
  *
  * Subscriptions are resolved by {@link resolveTopics} now and every `refreshMs`, so a topic created
  * later that matches a glob is picked up. kafkajs cannot add topics to a running consumer, so a
  * change of topics pauses fetching, waits until everything consumed so far is finished and
- * committed (`drain`), then subscribes again: nothing is redelivered by the switch.
+ * committed (the listener's `drain`), then subscribes again: nothing is redelivered by the switch.
  *
  * The batches channel is bounded: while it is full, `eachBatch` waits (heartbeating), so fetching
  * stops instead of piling messages up in memory.
@@ -32,8 +32,9 @@
  * const admin = { listTopics: () => Promise.resolve(["orders.events", "orders.events.responses"]) } as unknown as Admin;
  * const adapter = new ConsumerAdapter({
  *   kafka, admin, groupId: "g", subscriptions: ["orders.*"], isOutput: (topic) => topic.endsWith(".responses"),
- *   fromBeginning: true, refreshMs: 60_000, onBatch: (batch) => batch, drain: () => Promise.resolve(),
+ *   fromBeginning: true, refreshMs: 60_000,
  * });
+ * adapter.attach({ onBatch: (batch) => batch, rebalance: { partitionsChanged() {}, drain: () => Promise.resolve() } });
  * await adapter.start();
  * if (adapter.topics.join() !== "orders.events") throw new Error("the glob matches the source, not the output");
  * for await (const batch of adapter.batches()) {
@@ -45,8 +46,16 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage } from "kafkajs";
-import { type Batch, type HeaderValue, partitionId, partitionOf, type SourceRecord } from "../model.ts";
+import {
+  type Batch,
+  type HeaderValue,
+  partitionId,
+  partitionOf,
+  type SourceRecord,
+  type TopicPartition,
+} from "../model.ts";
 import type { TopicPartitionOffset } from "../delivery/offsets.ts";
+import type { PartitionChange, RebalanceListener } from "../delivery/ports.ts";
 import { Channel } from "../util/channel.ts";
 import { resolveTopics } from "./topics.ts";
 
@@ -55,6 +64,23 @@ const log = getLogger(["agentstream", "consumer"]);
 /** How long the consumer keeps restarting while it cannot rejoin its group (the broker is gone) before the bridge stops. */
 const RESTART_FOR_MS = 5 * 60_000;
 const encoder = new TextEncoder();
+
+/** What the adapter hands its batches and partition changes to: see {@link ConsumerAdapter.attach}. */
+export interface ConsumerHandlers {
+  /**
+   * Called for a batch before it is queued, so its offsets are known to be in flight; returns the
+   * batch as queued (with the acks of its jobs).
+   */
+  onBatch: (batch: Batch) => Batch;
+  /**
+   * How many more messages of `topic`'s `partition` may be taken in now; a fetched batch larger
+   * than that is taken in parts, so the in-flight caps hold however large fetches are. 0 means the
+   * partition is paused: the rest of the batch is left, and fetched again when it resumes.
+   */
+  room?: (topic: string, partition: number) => number;
+  /** Told whenever kafkajs will hand partitions out again from their committed offsets, and before a resubscription. */
+  rebalance: RebalanceListener;
+}
 
 export interface ConsumerAdapterOptions {
   kafka: Kafka;
@@ -68,24 +94,6 @@ export interface ConsumerAdapterOptions {
   refreshMs: number;
   /** The group's session timeout; heartbeats go out at a tenth of it (at most every 3 s). */
   sessionTimeoutMs?: number;
-  /**
-   * Called for a batch before it is queued, so its offsets are known to be in flight; returns the
-   * batch as queued (with the acks of its jobs).
-   */
-  onBatch: (batch: Batch) => Batch;
-  /**
-   * How many more messages of `topic`'s `partition` may be taken in now; a fetched batch larger
-   * than that is taken in parts, so the in-flight caps hold however large fetches are. 0 means the
-   * partition is paused: the rest of the batch is left, and fetched again when it resumes.
-   */
-  room?: (topic: string, partition: number) => number;
-  /**
-   * Called synchronously whenever kafkajs is about to fetch every partition from its committed
-   * offset again (see the module comment), with what caused it.
-   */
-  onAssignmentChanged?: (cause: string, assigned?: { topic: string; partition: number }[]) => void;
-  /** Called with fetching paused before a resubscribe: resolve once all queued work is committed. */
-  drain: () => Promise<void>;
   /** Called with the topics newly subscribed, before their first fetch (e.g. to create outputs). */
   onSubscribe?: (topics: string[]) => Promise<void>;
   /**
@@ -146,6 +154,9 @@ export function toRecord(topic: string, partition: number, message: KafkaMessage
 
 export class ConsumerAdapter {
   readonly #options: ConsumerAdapterOptions;
+  #handlers: ConsumerHandlers | undefined;
+  /** The partitions the last join gave this member (none while it rejoins). */
+  #owned: readonly TopicPartition[] = [];
   readonly #consumer: Consumer;
   readonly #channel: Channel<Batch>;
   #subscribed: string[] = [];
@@ -191,7 +202,6 @@ export class ConsumerAdapter {
       },
     });
     const { GROUP_JOIN, CRASH, REBALANCING, STOP, DISCONNECT, COMMIT_OFFSETS } = this.#consumer.events;
-    const changed = (cause: string) => options.onAssignmentChanged?.(cause);
     this.#consumer.on(GROUP_JOIN, ({ payload }) => {
       this.#joined = true;
       this.#crashingSince = undefined;
@@ -200,12 +210,12 @@ export class ConsumerAdapter {
       const assigned = Object.entries(payload.memberAssignment ?? {}).flatMap(([topic, partitions]) =>
         (partitions as number[]).map((partition) => ({ topic, partition }))
       );
-      options.onAssignmentChanged?.("joined the group", assigned);
+      this.#changed("join", "joined the group", assigned);
       this.#applyPaused();
     });
     for (const left of [CRASH, REBALANCING, STOP, DISCONNECT]) this.#consumer.on(left, () => this.#joined = false);
     this.#consumer.on(CRASH, ({ payload }) => {
-      changed(`the consumer crashed: ${payload.error?.message ?? payload.error}`);
+      this.#changed("crash", `the consumer crashed: ${payload.error?.message ?? payload.error}`);
       if (payload.restart || this.#closed) return;
       // kafkajs has disconnected and will not restart: a retriable error it asked us about already
       // (and we said no), a non-retriable one it never retries, though a broker restart causes some.
@@ -218,9 +228,23 @@ export class ConsumerAdapter {
     });
     this.#consumer.on(REBALANCING, () => {
       log.info("the consumer group is rebalancing");
-      changed("rebalancing");
+      this.#changed("rebalance", "rebalancing");
     });
     this.#consumer.on(COMMIT_OFFSETS, () => this.#commitsSent++);
+  }
+
+  /** Where batches and partition changes go: set once, before {@link start}. */
+  attach(handlers: ConsumerHandlers): void {
+    this.#handlers = handlers;
+  }
+
+  /** Tells the listener that partitions are handed out again from their committed offsets. */
+  #changed(kind: PartitionChange["kind"], cause: string, assigned?: readonly TopicPartition[]): void {
+    const revoked = this.#owned;
+    // A seek keeps what is owned; anything else leaves nothing owned until the next join says.
+    if (assigned) this.#owned = assigned;
+    else if (kind !== "seek") this.#owned = [];
+    this.#handlers?.rebalance.partitionsChanged({ kind, cause, revoked, ...(assigned ? { assigned } : {}) });
   }
 
   /** The topics consumed now. */
@@ -240,6 +264,7 @@ export class ConsumerAdapter {
 
   /** Connects, subscribes to what exists now and starts fetching. */
   async start(): Promise<void> {
+    if (!this.#handlers) throw new Error("the consumer adapter has no handlers: attach() them before start()");
     await this.#consumer.connect();
     await this.refresh();
     this.#timer = setInterval(() => void this.refresh(), this.#options.refreshMs);
@@ -282,7 +307,7 @@ export class ConsumerAdapter {
       this.#draining = true;
       this.#pauseAll();
       try {
-        await this.#options.drain();
+        await this.#handlers!.rebalance.drain();
       } finally {
         this.#draining = false;
       }
@@ -290,7 +315,7 @@ export class ConsumerAdapter {
       if (this.#closed) return;
       this.#running = false;
       await this.#consumer.stop();
-      this.#options.onAssignmentChanged?.("subscribing again");
+      this.#changed("resubscribe", "subscribing again");
     }
     if (this.#closed) return;
     if (added.length) {
@@ -399,12 +424,12 @@ export class ConsumerAdapter {
   async #eachBatch({ batch, heartbeat, resolveOffset, isRunning, isStale }: EachBatchPayload): Promise<void> {
     for (let start = 0; start < batch.messages.length;) {
       if (this.#closed || !isRunning() || isStale()) return;
-      const room = this.#draining ? 0 : this.#options.room?.(batch.topic, batch.partition) ?? Infinity;
+      const room = this.#draining ? 0 : this.#handlers!.room?.(batch.topic, batch.partition) ?? Infinity;
       // No room: the partition is paused, and the rest of the batch is fetched again when it resumes.
       if (room <= 0) return;
       const part = batch.messages.slice(start, start + room);
       const records = part.map((message) => toRecord(batch.topic, batch.partition, message));
-      const item = this.#options.onBatch({
+      const item = this.#handlers!.onBatch({
         topic: batch.topic,
         partition: batch.partition,
         records,
@@ -452,7 +477,7 @@ export class ConsumerAdapter {
         this.#try("seek", () => this.#consumer.seek({ topic, partition, offset }));
       }
     }
-    this.#options.onAssignmentChanged?.("moved to the committed offsets");
+    this.#changed("seek", "moved to the committed offsets", this.#owned);
   }
 
   /**

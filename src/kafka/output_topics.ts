@@ -64,7 +64,12 @@ export interface OutputTopicsOptions {
    * A topic became unwritable (`reason`), or is no longer known to be: a record was written to it
    * (`written`), or none waits for it any more (`forgotten`: the next one finds out afresh).
    */
-  onChange?: (topic: string, reason: UnwritableReason | undefined, how?: "written" | "forgotten") => void;
+  onChange?: (
+    topic: string,
+    reason: UnwritableReason | undefined,
+    how: "written" | "forgotten" | undefined,
+    writers: ReadonlySet<string>,
+  ) => void;
   /** Records wait on an unwritable topic (or stopped waiting): the pipelines that write it pause. */
   onHolding?: (topic: string, holding: boolean) => void;
 }
@@ -109,7 +114,7 @@ export class OutputTopics {
     this.#probes.set(topic, { at: Date.now() + delay, delay });
     const before = this.#reasons.get(topic);
     this.#reasons.set(topic, reason);
-    if (before === undefined) this.#options.onChange?.(topic, reason);
+    if (before === undefined) this.#options.onChange?.(topic, reason, undefined, this.writersOf(topic));
   }
 
   /** Exactly-once: whether records for `topic` may be tried now (it is not refused, or its next try is due). */
@@ -122,7 +127,7 @@ export class OutputTopics {
   written(topic: string): void {
     if (!this.#probes.delete(topic)) return;
     this.#reasons.delete(topic);
-    this.#options.onChange?.(topic, undefined, "written");
+    this.#options.onChange?.(topic, undefined, "written", this.writersOf(topic));
   }
 
   /** Exactly-once: whether records for `topic` are held (its pipelines pause while they are). */
@@ -138,7 +143,7 @@ export class OutputTopics {
     this.#probes.delete(topic);
     this.#circuits.get(topic)?.dispose();
     this.#circuits.delete(topic);
-    if (this.#reasons.delete(topic)) this.#options.onChange?.(topic, undefined, "forgotten");
+    if (this.#reasons.delete(topic)) this.#options.onChange?.(topic, undefined, "forgotten", this.writersOf(topic));
   }
 
   /**
@@ -187,7 +192,12 @@ export class OutputTopics {
         maxProbeDelayMs: this.#options.maxProbeDelayMs,
         onChange: (open, _state, reason) => {
           if (!open) this.#reasons.delete(topic);
-          this.#options.onChange?.(topic, open ? reason as UnwritableReason : undefined, "written");
+          this.#options.onChange?.(
+            topic,
+            open ? reason as UnwritableReason : undefined,
+            "written",
+            this.writersOf(topic),
+          );
         },
         onHolding: (holding) => {
           this.#options.onHolding?.(topic, holding);

@@ -25,7 +25,8 @@
  * ```
  */
 import { Buffer } from "node:buffer";
-import { failure } from "../errors.ts";
+import { getLogger } from "@logtape/logtape";
+import { errorMessage, failure } from "../errors.ts";
 import { decodeValue } from "./decode.ts";
 import type { Answer, Job, MessageContext, OutRecord, WaitingTask } from "../model.ts";
 import { ANSWER_KIND_HEADER } from "../dispatch.ts";
@@ -203,4 +204,41 @@ export function answers(
       yield job;
     }
   })();
+}
+
+/**
+ * Gives each task that waits past its deadline the bridge's own timeout on its answers topic, once
+ * per deadline (a send that fails is tried again at the next tick): read like an answer, in turn
+ * with any answer that came first, it cancels the task if it still waits. Returns the stop.
+ */
+export function startAnswerDeadlines(options: {
+  expired: () => WaitingTask[];
+  send: (topic: string, record: OutRecord) => Promise<void>;
+  everyMs?: number;
+}): () => void {
+  const log = getLogger(["agentstream", "answers"]);
+  const timedOut = new Set<string>();
+  const timer = setInterval(async () => {
+    const expired = options.expired();
+    // Marks of tasks that no longer wait past a deadline go: the set holds only what waits now.
+    const now = new Set(expired.map((task) => `${task.taskId}\n${task.deadline}`));
+    for (const mark of timedOut) if (!now.has(mark)) timedOut.delete(mark);
+    for (const task of expired) {
+      const mark = `${task.taskId}\n${task.deadline}`;
+      if (timedOut.has(mark)) continue;
+      timedOut.add(mark);
+      const { topic, record } = timeoutRecord(task);
+      try {
+        await options.send(topic, record);
+      } catch (error) {
+        timedOut.delete(mark);
+        log.warn("could not time out task {taskId} on {topic}: {error}", {
+          taskId: task.taskId,
+          topic,
+          error: errorMessage(error),
+        });
+      }
+    }
+  }, options.everyMs ?? 1_000);
+  return () => clearInterval(timer);
 }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Admin, Kafka } from "kafkajs";
+import type { PartitionChange } from "../../src/delivery/ports.ts";
 import { ConsumerAdapter, type ConsumerAdapterOptions } from "../../src/kafka/consumer_adapter.ts";
 
 function standIn() {
@@ -56,7 +57,12 @@ function standIn() {
 }
 
 /** An adapter on the stand-in, subscribed to "t", started. */
-async function startAdapter(kafka: Kafka, admin: Admin, options: Partial<ConsumerAdapterOptions> = {}) {
+async function startAdapter(
+  kafka: Kafka,
+  admin: Admin,
+  options: Partial<ConsumerAdapterOptions> & { onChange?: (change: PartitionChange) => void } = {},
+) {
+  const { onChange, ...rest } = options;
   const adapter = new ConsumerAdapter({
     kafka,
     admin,
@@ -65,9 +71,11 @@ async function startAdapter(kafka: Kafka, admin: Admin, options: Partial<Consume
     isOutput: () => false,
     fromBeginning: true,
     refreshMs: 60_000,
+    ...rest,
+  });
+  adapter.attach({
     onBatch: (batch) => batch,
-    drain: () => Promise.resolve(),
-    ...options,
+    rebalance: { partitionsChanged: (change) => onChange?.(change), drain: () => Promise.resolve() },
   });
   await adapter.start();
   return adapter;
@@ -76,7 +84,7 @@ async function startAdapter(kafka: Kafka, admin: Admin, options: Partial<Consume
 Deno.test("a commit kafkajs skips while its runner restarts is an error, and a crash is an assignment change", async () => {
   const { kafka, admin, emit, setRunnerUp } = standIn();
   const changes: string[] = [];
-  const adapter = await startAdapter(kafka, admin, { onAssignmentChanged: (cause) => changes.push(cause) });
+  const adapter = await startAdapter(kafka, admin, { onChange: ({ cause }) => changes.push(cause) });
   try {
     await adapter.commit([{ topic: "t", partition: 0, offset: "1" }]);
     emit("crash", { error: new Error("coordinator went away"), restart: true });

@@ -6,7 +6,7 @@ import { parseByteSize } from "../../src/util/byte_size.ts";
 import { Commits } from "../../src/delivery/commits.ts";
 import { fitting } from "../../src/kafka/transactions.ts";
 import { batchBytes } from "../../src/kafka/record_limits.ts";
-import { FlowControl } from "../../src/flow_control.ts";
+import { FlowControl, type PauseReason } from "../../src/delivery/flow_control.ts";
 import { contextFor, dispatch } from "../../src/dispatch.ts";
 import { type Batch, partitionId } from "../../src/model.ts";
 import { perJob } from "../../src/stages/stage.ts";
@@ -191,31 +191,40 @@ Deno.test("parseByteSize reads bytes, decimal and binary units, and refuses anyt
 Deno.test("FlowControl pauses a partition alone: the other partitions of its topic flow", () => {
   const applied: string[][] = [];
   const flow = new FlowControl({
-    topicsOf: (reason) => reason === "held" ? [partitionId("a", 1)] : ["a"],
+    topicsOf: (reason) => reason.kind === "held" ? [partitionId(reason.topic, reason.partition)] : ["a"],
     apply: (paused) => applied.push([...paused]),
   });
-  flow.set("held", true);
+  flow.set({ kind: "held", topic: "a", partition: 1 }, true);
   assert.equal(flow.paused("a", 1), true);
   assert.equal(flow.paused("a", 0), false);
   assert.equal(flow.paused("a"), false, "the topic as a whole is not paused");
-  flow.set("circuit", true);
+  flow.set({ kind: "circuit", key: "agent x" }, true);
   assert.equal(flow.paused("a", 0), true, "its topic's pause covers every partition");
 });
 
 Deno.test("FlowControl pauses only the topics a reason covers, and caps pause at the cap and resume at half", () => {
   const applied: string[][] = [];
-  const topicsOf = (reason: string) =>
-    reason === "in-flight" ? ["a", "b"] : reason === "circuit x" ? ["a"] : reason === "pipeline b" ? ["b"] : [];
+  const topicsOf = (reason: PauseReason) =>
+    reason.kind === "in-flight"
+      ? ["a", "b"]
+      : reason.kind === "circuit"
+      ? ["a"]
+      : reason.kind === "pipeline"
+      ? ["b"]
+      : [];
   const flow = new FlowControl({ topicsOf, apply: (paused) => applied.push([...paused].sort()) });
-  flow.set("circuit x", true);
+  const x = { kind: "circuit", key: "agent x" } as const;
+  const b = { kind: "pipeline", pipeline: "b" } as const;
+  flow.set(x, true);
   assert.deepEqual(applied, [["a"]]);
   assert.equal(flow.paused("b"), false, "another agent's topic flows");
-  assert.equal(flow.cap("pipeline b", 10, 10), true);
-  assert.equal(flow.cap("pipeline b", 6, 10), false, "above half: still paused");
+  assert.equal(flow.cap(b, 10, 10), true);
+  assert.equal(flow.cap(b, 6, 10), false, "above half: still paused");
   assert.equal(flow.paused("b"), true);
-  flow.cap("pipeline b", 5, 10);
+  assert.equal(flow.holds(b), true);
+  flow.cap(b, 5, 10);
   assert.equal(flow.paused("b"), false);
-  flow.set("circuit x", false);
+  flow.set(x, false);
   assert.deepEqual(applied.at(-1), []);
 });
 
