@@ -36,7 +36,7 @@ import { Caps } from "./delivery/caps.ts";
 import { Commits } from "./delivery/commits.ts";
 import { FlowControl, type PauseReason } from "./delivery/flow_control.ts";
 import { Ledger } from "./delivery/ledger.ts";
-import type { Outcome } from "./delivery/ports.ts";
+import type { Outcome, PartitionChange, Sink } from "./delivery/ports.ts";
 import { Rebalance } from "./delivery/rebalance.ts";
 import { dispatch, targetPipelines } from "./dispatch.ts";
 import { errorMessage, FatalError } from "./errors.ts";
@@ -51,7 +51,7 @@ import { ensureOutputTopics, kafkaPublisher } from "./kafka/sink.ts";
 import { outputTopicTest } from "./kafka/topics.ts";
 import { TransactionalOutput } from "./kafka/transactions.ts";
 import { Lifecycle } from "./lifecycle.ts";
-import { type Batch, type Job, partitionId, type Pipeline } from "./model.ts";
+import { type Batch, type Job, type OutRecord, partitionId, type Pipeline } from "./model.ts";
 import { pollLogEnds } from "./ops/log_ends.ts";
 import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import {
@@ -153,28 +153,14 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const fatal = (error: unknown) =>
     void life.stop(error instanceof FatalError ? error : new FatalError(errorMessage(error)));
   const metrics = options.metrics ?? createMetrics();
+  const stats = newStats();
   const answerTopics = new AnswerTopics(pipelines);
   const targets = (topic: string) => targetPipelines(pipelines, topic, answerTopics);
   const probes = { probeDelayMs: options.probeDelayMs, maxProbeDelayMs: options.maxProbeDelayMs };
 
   // Kafka: the admin, the consumer (which flow control pauses), then the clients that write.
   const admin = await connected(options, kafka.admin());
-  const consumer = new ConsumerAdapter({
-    kafka,
-    admin,
-    groupId: settings.groupId,
-    subscriptions: settings.topics ?? [...new Set(pipelines.flatMap((p) => p.topics))],
-    isOutput: outputTopicTest(pipelines),
-    companions: (sources) => answerTopics.of(sources),
-    fromBeginning: settings.autoOffsetReset === "earliest",
-    refreshMs: settings.topicRefreshMs,
-    sessionTimeoutMs: settings.sessionTimeoutMs,
-    onSubscribe: (topics) =>
-      ensureOutputTopics(admin, pipelines, topics, {
-        partitions: settings.outputTopicPartitions,
-        replicationFactor: settings.outputTopicReplicationFactor,
-      }),
-  });
+  const consumer = consumerFor(options, admin, answerTopics);
   const flow = new FlowControl();
   const outputs = new OutputTopics({
     ...probes,
@@ -184,36 +170,20 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const fenced = new FencedTimer({ sessionTimeoutMs: settings.sessionTimeoutMs, fatal });
   const { producer, table, transactional } = await connectWriters(options, admin, outputs, () => fenced.fenced());
   // Running tasks, keys' conversations and tasks that asked: one compacted topic the replicas share.
-  const tasks = new TaskRegistry(table);
-  const conversations = new Conversations(table);
-  const asking = new AskingTasks(table);
+  const [tasks, conversations, asking] = [new TaskRegistry(table), new Conversations(table), new AskingTasks(table)];
 
-  // Delivery: the ledger, the caps on what it holds, and commits of what it says is done.
+  // Delivery: the ledger, the caps on what it holds, commits of what it says is done.
   const ledger = new Ledger({ forgetTask: (key) => table.delete(key), rememberFinished: !transactional });
-  const stats = newStats();
-  const caps = new Caps({
-    ledger,
-    flow,
-    pipelines,
-    targets,
-    maxInFlight: settings.maxInFlight,
-    maxUncommittedBytes: settings.maxUncommittedBytes,
-    onPaused: () => stats.backpressurePauses++,
-    onHeld: (topic, partition, held) => {
-      if (held) stats.uncommittedPauses++;
-      metrics.partitionHeld(topic, partition, held);
-    },
-  });
+  metrics.inFlightFrom(() => ledger.pending);
+  metrics.uncommittedFrom(() => ledger.uncommittedBytes);
+  const caps = capsFor({ ledger, flow, pipelines, targets, settings, stats, metrics });
   const commits = new Commits({
     ledger,
     write: (commit) => transactional ? transactional.commit(commit) : consumer.commit(commit.offsets),
     losesRecords: transactional !== undefined,
     fatal,
-    onCommitted: ({ offsets }) => {
-      metrics.committed(offsets);
-      // Commit points moved: partitions paused for what they held may resume.
-      caps.check(true);
-    },
+    // Commit points moved: partitions paused for what they held may resume.
+    onCommitted: ({ offsets }) => (metrics.committed(offsets), caps.check(true)),
   });
   Object.defineProperties(stats, {
     commits: { get: () => commits.stored },
@@ -237,7 +207,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     apply: (paused) => consumer.setPaused(paused),
   });
 
-  // Partitions changing hands, and the resubscription's drain.
+  // Partitions changing hands (and exactly-once claims after a join), the resubscription's drain.
   const gate = new CallGate();
   const rebalance = new Rebalance({
     ledger,
@@ -248,12 +218,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
     drainMs: drainMs(pipelines),
     stopping: life.stopping,
   });
-  let joinedBefore = false;
-  rebalance.onChange(({ kind }) => {
-    if (consumer.topics.length && kind !== "seek" && (kind !== "join" || joinedBefore)) stats.rebalances++;
-    joinedBefore ||= kind === "join";
-    metrics.forgetPartitions();
-  });
+  rebalance.onChange(rebalanceCounter(consumer, stats, metrics));
   if (transactional) {
     const claims = new Claims({
       commits,
@@ -264,7 +229,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       stopping: life.stopping,
       fatal,
     });
-    rebalance.onChange(({ assigned }) => assigned && void claims.claim(assigned));
+    rebalance.onChange(({ kind, assigned }) => kind === "join" && assigned && void claims.claim(assigned));
   }
   consumer.attach({
     onBatch: intake({ ledger, targets, stats, metrics, caps }),
@@ -273,72 +238,45 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   });
 
   // The stages, from the consumer's batches to each outcome settled.
-  const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
-  warnOversizedWindows(pipelines, caps);
   const renewed: Producer[] = [];
-  const outcomes = pipe(
-    consumer.batches(),
-    (batches) => dispatch(batches, pipelines, answerTopics),
-    decode,
-    (jobs) => answers(jobs, asking, (topic) => answerTopics.pipelinesFor(topic)[0]?.name),
-    match,
-    // Without a windowed route, no stage: every job would only pass through it.
-    (jobs) => {
-      if (!windowed) return jobs;
-      const windows = window(jobs, caps.windowing());
-      // While a cap holds, windows waiting to fill it would stall it; those of revoked partitions go.
-      caps.onHold(() => windows.relieve());
-      rebalance.onChange(() => windows.dropStale());
-      return windows;
-    },
-    transform,
-    fanOut,
-    (jobs) =>
-      invoke(jobs, {
-        ...archestra,
-        signal: life.cut,
-        stopping: life.stopping,
-        circuitFor: circuits.agent,
-        hostCircuitFor: circuits.host,
-        tasks,
-        conversations,
-        asking,
-        limits,
-        concurrency,
-        cards: new AgentCards(),
-        gate,
-      }),
-    (jobs) =>
-      publish(
-        jobs,
-        transactional?.publishContext() ??
-          kafkaPublisher(replyWriter(kafka, admin, producer, renewed), outputs, life.stopping),
-      ),
-  );
-  const settle = (job: Job, outcome: Outcome) => {
-    // Its call (if it made one) is over, outcome and all: a resubscription waiting for it may go on.
-    releasePass(job);
-    reportOutcome(job, outcome, { metrics, stats });
-    // Only what is durable is acked; its agent task, if it had one, is forgotten once committed.
-    if (outcome !== "abandoned") job.ack.done(job.staged, finishedTask(job, tasks));
-    caps.check();
-  };
+  const publisher = transactional?.publishContext() ??
+    kafkaPublisher(replyWriter(kafka, admin, producer, renewed), outputs, life.stopping);
+  const stages = { pipelines, answerTopics, asking, caps, rebalance, publisher };
+  const outcomes = stagesOf(stages, (jobs) =>
+    invoke(jobs, {
+      ...archestra,
+      signal: life.cut,
+      stopping: life.stopping,
+      circuitFor: circuits.agent,
+      hostCircuitFor: circuits.host,
+      tasks,
+      conversations,
+      asking,
+      limits,
+      concurrency,
+      cards: new AgentCards(),
+      gate,
+    }), consumer.batches());
   const run = (async () => {
-    for await (const { job, outcome } of outcomes) settle(job, outcome);
+    for await (const { job, outcome } of outcomes) {
+      // Its call (if it made one) is over, outcome and all: a resubscription waiting for it may go on.
+      releasePass(job);
+      reportOutcome(job, outcome, { metrics, stats });
+      // Only what is durable is acked; its agent task, if it had one, is forgotten once committed.
+      if (outcome !== "abandoned") job.ack.done(job.staged, finishedTask(job, tasks));
+      caps.check();
+    }
   })();
-  life.running(run);
 
   // The stop, in order (see Lifecycle).
-  life.on("intake", () => {
-    caps.close();
-    return consumer.close();
-  });
+  life.running(run);
+  life.on("intake", () => (caps.close(), consumer.close()));
   for (const part of [fenced, circuits, outputs, concurrency]) life.on("release", () => part.dispose());
   life.on("commit", () => commits.now());
   for (const client of [consumer, producer, admin]) life.on("disconnect", () => client.disconnect());
+  // Producers that replaced the first one for replies, made while it ran.
   life.on("disconnect", () => Promise.all(renewed.map((fresh) => fresh.disconnect())));
-  life.on("disconnect", () => table.stop());
-  life.on("disconnect", () => transactional?.close());
+  life.on("disconnect", () => Promise.all([table.stop(), transactional?.close()]));
 
   try {
     await consumer.start();
@@ -349,22 +287,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const commitTimer = setInterval(() => void commits.now(), settings.commitIntervalMs);
   life.on("release", () => clearInterval(commitTimer));
   life.on("release", startSummary(() => stats, () => ledger.pending, settings.summaryIntervalMs ?? 30_000));
-  life.on(
-    "release",
-    startAnswerDeadlines({
-      expired: () => asking.expired(),
-      send: (topic, record) => producer.send({ topic, acks: -1, messages: [toKafkaMessage(record)] }).then(() => {}),
-    }),
-  );
-  life.on(
-    "release",
-    pollLogEnds({
-      topics: () => consumer.topics,
-      fetchTopicOffsets: (topic) => admin.fetchTopicOffsets(topic),
-      highWatermark: (topic, partition, high) => metrics.highWatermark(topic, partition, high),
-      everyMs: settings.topicRefreshMs,
-    }),
-  );
+  life.on("release", startAnswerDeadlines({ expired: () => asking.expired(), send: sendRecord(producer) }));
+  life.on("release", pollLogEnds({ ...lagSource(admin, consumer, metrics), everyMs: settings.topicRefreshMs }));
 
   // The pipeline ending by itself means the source failed or a reply could not be written.
   const done = run.then(() => life.stop(), () => life.stop());
@@ -570,4 +494,115 @@ async function connectWriters(options: BridgeOptions, admin: Admin, outputs: Out
     throw new FatalError(`cannot reach Kafka at ${options.brokers.join(",")}: ${errorMessage(error)}`);
   }
   return { producer, table, transactional };
+}
+
+/** The consumer adapter for the pipelines' topics (and the answers topics beside them). */
+function consumerFor(options: BridgeOptions, admin: Admin, answerTopics: AnswerTopics): ConsumerAdapter {
+  const { kafka, pipelines, settings } = options;
+  return new ConsumerAdapter({
+    kafka,
+    admin,
+    groupId: settings.groupId,
+    subscriptions: settings.topics ?? [...new Set(pipelines.flatMap((p) => p.topics))],
+    isOutput: outputTopicTest(pipelines),
+    companions: (sources) => answerTopics.of(sources),
+    fromBeginning: settings.autoOffsetReset === "earliest",
+    refreshMs: settings.topicRefreshMs,
+    sessionTimeoutMs: settings.sessionTimeoutMs,
+    onSubscribe: (topics) =>
+      ensureOutputTopics(admin, pipelines, topics, {
+        partitions: settings.outputTopicPartitions,
+        replicationFactor: settings.outputTopicReplicationFactor,
+      }),
+  });
+}
+
+/** The caps on what the process takes in, counted and measured when they hold. */
+function capsFor(parts: {
+  ledger: Ledger;
+  flow: FlowControl;
+  pipelines: readonly Pipeline[];
+  targets: (topic: string) => readonly Pipeline[];
+  settings: Pick<Settings, "maxInFlight" | "maxUncommittedBytes">;
+  stats: BridgeStats;
+  metrics: Metrics;
+}): Caps {
+  const { settings, stats, metrics } = parts;
+  return new Caps({
+    ...parts,
+    maxInFlight: settings.maxInFlight,
+    maxUncommittedBytes: settings.maxUncommittedBytes,
+    onPaused: () => stats.backpressurePauses++,
+    onHeld: (topic, partition, held) => {
+      if (held) stats.uncommittedPauses++;
+      metrics.partitionHeld(topic, partition, held);
+    },
+  });
+}
+
+/** Counts assignment changes (not the first join, nor a seek) and forgets the partitions' gauges. */
+function rebalanceCounter(consumer: ConsumerAdapter, stats: BridgeStats, metrics: Metrics) {
+  let joinedBefore = false;
+  return ({ kind }: PartitionChange) => {
+    if (consumer.topics.length && kind !== "seek" && (kind !== "join" || joinedBefore)) stats.rebalances++;
+    joinedBefore ||= kind === "join";
+    metrics.forgetPartitions();
+  };
+}
+
+/**
+ * The stages from the consumer's batches to each job's outcome: dispatch → decode → answers → match
+ * → window → transform → fan-out → invoke → publish.
+ */
+function stagesOf(
+  parts: {
+    pipelines: readonly Pipeline[];
+    answerTopics: AnswerTopics;
+    asking: AskingTasks;
+    caps: Caps;
+    rebalance: Rebalance;
+    publisher: Sink;
+  },
+  invoking: (jobs: AsyncIterable<Job>) => AsyncIterable<Job>,
+  batches: AsyncIterable<Batch>,
+): AsyncIterable<{ job: Job; outcome: Outcome }> {
+  const { pipelines, answerTopics, asking, caps, rebalance, publisher } = parts;
+  const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
+  warnOversizedWindows(pipelines, caps);
+  return pipe(
+    batches,
+    (batches) => dispatch(batches, pipelines, answerTopics),
+    decode,
+    (jobs) => answers(jobs, asking, (topic) => answerTopics.pipelinesFor(topic)[0]?.name),
+    match,
+    // Without a windowed route, no stage: every job would only pass through it.
+    (jobs) => {
+      if (!windowed) return jobs;
+      const windows = window(jobs, caps.windowing());
+      // While a cap holds, windows waiting to fill it would stall it; those of revoked partitions go.
+      caps.onHold(() => windows.relieve());
+      rebalance.onChange(() => windows.dropStale());
+      return windows;
+    },
+    transform,
+    fanOut,
+    invoking,
+    (jobs) => publish(jobs, publisher),
+  );
+}
+
+/** Writes one record, acknowledged by every replica. */
+function sendRecord(producer: Producer) {
+  return async (topic: string, record: OutRecord) => {
+    await producer.send({ topic, acks: -1, messages: [toKafkaMessage(record)] });
+  };
+}
+
+/** Where the consumer-lag metric's log ends come from while fetching is paused. */
+function lagSource(admin: Admin, consumer: ConsumerAdapter, metrics: Metrics) {
+  return {
+    topics: () => consumer.topics,
+    fetchTopicOffsets: (topic: string) => admin.fetchTopicOffsets(topic),
+    highWatermark: (topic: string, partition: number, high: string) => metrics.highWatermark(topic, partition, high),
+  };
 }

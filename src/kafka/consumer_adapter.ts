@@ -477,7 +477,7 @@ export class ConsumerAdapter {
         this.#try("seek", () => this.#consumer.seek({ topic, partition, offset }));
       }
     }
-    this.#changed("seek", "moved to the committed offsets", this.#owned);
+    this.#changed("seek", "moved to the committed offsets");
   }
 
   /**
