@@ -15,6 +15,10 @@
  * or a message the agent cannot take: the agent's card, asked afresh, tells which. An agent that
  * answers fails the message as `exhausted`; one that does not opens its circuit.
  *
+ * Each call goes through a chain of policies, one module each in `./invoke/` (retry, resends, the
+ * refusal gate, the outage gate, the adaptive limit, the agent's limits, the call gate), composed in
+ * one order in {@link invokeJob}.
+ *
  * @example
  * ```ts
  * import { invoke } from "./invoke.ts";
@@ -152,9 +156,10 @@ function adaptiveLimitOf(job: Job, url: string, ctx: InvokeContext): AdaptiveLim
  * Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`.
  *
  * Every call passes the host's circuit, then the agent's (see {@link AgentCircuits}), then the
- * adaptive limit and the agent's limits. While a circuit is open only its probe goes out: a call
- * that got its slot after the circuit opened goes back to wait with the others, so a burst of first
- * calls queued for slots cannot keep the probe (ideally a retry) from being made.
+ * adaptive limit and the agent's limits, then the call gate: the chain in `invokeInScope`, read top
+ * to bottom. While a circuit is open only its probe goes out: a call that got its slot after the
+ * circuit opened goes back to wait with the others, so a burst of first calls queued for slots
+ * cannot keep the probe (ideally a retry) from being made.
  */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   // The job's own signals: its waits and calls end too when it goes stale (its partition revoked).
@@ -259,6 +264,7 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
     refusalGate(ctx.circuitFor ? circuits.agent : undefined),
     // The host's circuit, then the agent's: only a probe goes out while one is open.
     outageGate(circuits),
+    // The agent's A2A version and a task to resume, read afresh on each pass.
     lookUp,
     // The agent's adaptive concurrency (`concurrency: auto`).
     adaptiveLimit(adaptiveLimitOf(job, url, ctx), route),
@@ -271,6 +277,7 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
   ], send);
   const attempt = firstAttempt(job, { waits: ctx.stopping ?? ctx.signal, signal: ctx.signal });
   const outcome = await call(attempt);
+  // (`again` never comes out of the retry policy: it goes through the chain again.)
   if ("abandoned" in outcome || "again" in outcome) {
     job.abandoned = true;
     return job;
