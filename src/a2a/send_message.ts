@@ -84,7 +84,8 @@ export interface SendMessageRequest {
   };
 }
 
-type Outcome = { reply: A2AReply } | { failure: StageFailure } | { skipped: string };
+/** What one call came to: a reply, a failure, or (an answer that came late) skipped. */
+export type Outcome = { reply: A2AReply } | { failure: StageFailure } | { skipped: string };
 type RpcOutcome = { result: unknown } | { failure: StageFailure };
 
 const FAILED = new Set(["failed", "canceled", "rejected"]);

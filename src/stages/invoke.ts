@@ -15,6 +15,10 @@
  * or a message the agent cannot take: the agent's card, asked afresh, tells which. An agent that
  * answers fails the message as `exhausted`; one that does not opens its circuit.
  *
+ * Each call goes through a chain of policies, one module each in `./invoke/` (retry, resends, the
+ * refusal gate, the outage gate, the adaptive limit, the agent's limits, the call gate), composed in
+ * one order in {@link invokeJob}.
+ *
  * @example
  * ```ts
  * import { invoke } from "./invoke.ts";
@@ -46,21 +50,32 @@ import type { AskingTasks } from "../a2a/asking_tasks.ts";
 import { topicName } from "../answer_topics.ts";
 import { type AgentReply, isLive, type Job, jobAgent, orderingKey, type Pipeline, type WaitingTask } from "../model.ts";
 import { Circuit } from "../circuit.ts";
-import { type CallGate, releasePass } from "../delivery/call_gate.ts";
+import type { CallGate } from "../delivery/call_gate.ts";
 import type { AgentCards } from "../a2a/agent_cards.ts";
 import type { AgentLimits } from "../a2a/agent_limits.ts";
 import type { AgentConcurrency } from "../a2a/agent_concurrency.ts";
-import type { AdaptiveLimit, LimitSample } from "../a2a/adaptive_limit.ts";
+import type { AdaptiveLimit } from "../a2a/adaptive_limit.ts";
 import { sendMessage } from "../a2a/send_message.ts";
-import type { OutgoingMessage } from "../a2a/dialect.ts";
+import type { A2AVersion, OutgoingMessage } from "../a2a/dialect.ts";
 import { agentEndpoint, type Archestra } from "../a2a/endpoint.ts";
 import { abortableDelay } from "../util/abortable_delay.ts";
 import { agentCallTraceparent, withJobSpan } from "../ops/tracing.ts";
 import { mapUnordered } from "../util/concurrent.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { LatencyWindow } from "../util/latency_window.ts";
-import { nameBasedUuid } from "../util/uuid.ts";
 import { guarded } from "./stage.ts";
+import { chain, firstAttempt, type Policy, type Step } from "./invoke/policy.ts";
+import { retry } from "./invoke/retry.ts";
+import { Outgoing, resends } from "./invoke/resend.ts";
+import { refusalGate } from "./invoke/refusal_gate.ts";
+import { outageGate, stillClear } from "./invoke/outage_gate.ts";
+import { adaptiveLimit } from "./invoke/adaptive_limit.ts";
+import { rateLimit } from "./invoke/rate_limit.ts";
+import { callGate } from "./invoke/call_gate.ts";
+
+export { backoffDelay } from "./invoke/retry.ts";
+export { MAX_RESENDS, resentMessageId } from "./invoke/resend.ts";
+export { limitSample } from "./invoke/adaptive_limit.ts";
 
 const log = getLogger(["agentstream", "invoke"]);
 
@@ -137,72 +152,29 @@ export function answerMessage(job: Job): OutgoingMessage {
   };
 }
 
-function withoutContext({ contextId: _, ...message }: OutgoingMessage): OutgoingMessage {
-  return message;
-}
-
 /** The conversation a job's message belongs to: its key's, with `invoke.context: key`; else none. */
 export function talkOf(job: Job, url: string): Talk | undefined {
   const key = job.record.key;
   return job.route?.context === "key" && key !== null ? { pipeline: job.ctx.pipeline, key, url } : undefined;
 }
 
-/** The wait before retry number `retry` (1-based): doubling from `backoffMs`, capped, half jittered. */
-export function backoffDelay(
-  retry: number,
-  retries: Pipeline["delivery"]["retries"],
-  random: () => number,
-): number {
-  const full = Math.min(retries.maxBackoffMs, retries.backoffMs * 2 ** (retry - 1));
-  return full / 2 + (full / 2) * random();
-}
-
 const noCircuit = new Circuit({ threshold: Number.POSITIVE_INFINITY });
 const inMemory = new Conversations();
 
-/** What a call's outcome says about the agent's capacity: its latency, or that it was overloaded. */
-export function limitSample(
-  outcome: { reply: unknown } | { failure: { overload?: boolean } },
-  latencyMs: number,
-): LimitSample | undefined {
-  if ("reply" in outcome) return { latencyMs, overload: false };
-  return outcome.failure.overload ? { latencyMs, overload: true } : undefined;
-}
-
 /** The adaptive limit a job's calls go through, if its pipeline has `concurrency: auto`. */
-function adaptiveLimit(job: Job, url: string, ctx: InvokeContext): AdaptiveLimit | undefined {
+function adaptiveLimitOf(job: Job, url: string, ctx: InvokeContext): AdaptiveLimit | undefined {
   const { concurrency, maxConcurrency } = job.pipeline.delivery;
   return concurrency === "auto" ? ctx.concurrency?.limitFor(url, maxConcurrency) : undefined;
-}
-
-/** The most times a message the agent has already seen is sent again under a new id. */
-export const MAX_RESENDS = 10;
-
-/**
- * The id under which a message is sent again when the agent has already seen its id (a redelivery
- * after a crash, to Archestra's `/v2`): derived from the original id and how many times it was sent
- * again, so a second crash meets the same ids again, in the same order.
- *
- * @example
- * ```ts
- * import { resentMessageId } from "./invoke.ts";
- * const id = "2c8b4f0a-1f1e-8c3d-9a7b-5e6f7a8b9c0d";
- * if (resentMessageId(id, 1) !== resentMessageId(id, 1) || resentMessageId(id, 1) === resentMessageId(id, 2)) {
- *   throw new Error("stable, and new for each resend");
- * }
- * ```
- */
-export function resentMessageId(messageId: string, resend: number): string {
-  return nameBasedUuid(`resent\n${resend}\n`, messageId);
 }
 
 /**
  * Calls the agent for one live job, retrying as its pipeline allows; fills `reply` or `failure`.
  *
  * Every call passes the host's circuit, then the agent's (see {@link AgentCircuits}), then the
- * adaptive limit and the agent's limits. While a circuit is open only its probe goes out: a call
- * that got its slot after the circuit opened goes back to wait with the others, so a burst of first
- * calls queued for slots cannot keep the probe (ideally a retry) from being made.
+ * adaptive limit and the agent's limits, then the call gate: the chain in `invokeInScope`, read top
+ * to bottom. While a circuit is open only its probe goes out: a call that got its slot after the
+ * circuit opened goes back to wait with the others, so a burst of first calls queued for slots
+ * cannot keep the probe (ideally a retry) from being made.
  */
 export async function invokeJob(job: Job, ctx: InvokeContext): Promise<Job> {
   // The job's own signals: its waits and calls end too when it goes stale (its partition revoked).
@@ -246,235 +218,109 @@ async function invokeInScope(job: Job, ctx: InvokeContext): Promise<Job> {
   const route = job.route!;
   const endpoint = agentEndpoint(jobAgent(job)!, ctx);
   const { url, token } = endpoint;
-  const retries = job.pipeline.delivery.retries;
-  const sleep = ctx.sleep ?? abortableDelay;
-  const host = ctx.hostCircuitFor?.(url) ?? noCircuit;
-  const agent = ctx.circuitFor?.(url) ?? noCircuit;
-  const adaptive = adaptiveLimit(job, url, ctx);
-  // Waiting (for a circuit, a slot, a retry) ends at a stop; a call already made may finish.
-  const waits = ctx.stopping ?? ctx.signal;
-  const stopped = () => waits?.aborted || ctx.signal?.aborted;
+  const circuits = { host: ctx.hostCircuitFor?.(url) ?? noCircuit, agent: ctx.circuitFor?.(url) ?? noCircuit };
   const conversations = ctx.conversations ?? inMemory;
   // An answer goes into the task that asked (see answers.ts); nothing else is sent for it.
   const answer = job.answer?.waiting ? job.answer : undefined;
   const talk = answer ? undefined : talkOf(job, url);
-  let original = answer ? answerMessage(job) : buildMessage(job, talk && conversations.contextFor(talk));
-  let message = original;
-  let resent = 0;
+  const outgoing = new Outgoing(
+    answer ? answerMessage(job) : buildMessage(job, talk && conversations.contextFor(talk)),
+  );
   const taskKey = job.ctx.messageId;
   const stream = route.stream && ctx.cards !== undefined && await ctx.cards.streams(url, token);
   // From the first call made: waiting for a circuit or a concurrency slot is ours, not the agent's.
   let started: number | undefined;
-  const successesBefore = agent.successes;
-  const abandon = () => {
+  // What the call needs, looked up again on each pass, before it waits for a slot.
+  let version: A2AVersion;
+  let resumeTaskId: string | undefined;
+  const lookUp: Policy = async (attempt, next) => {
+    // A card that could not be fetched at first may be there now.
+    version = route.a2a ?? endpoint.version ?? await ctx.cards?.version(url, token) ?? "0.3";
+    // A task the agent already works on for this message (from an earlier run or attempt) is
+    // polled, not started again.
+    const running = answer ? undefined : ctx.tasks?.get(taskKey);
+    resumeTaskId = running?.url === url ? running.taskId : undefined;
+    return await next(attempt);
+  };
+  const send: Step = (attempt) => {
+    // Timed from when the call goes out: waiting for a slot or for agent_limits is ours.
+    attempt.callStarted = performance.now();
+    started ??= attempt.callStarted;
+    const message = outgoing.message;
+    return withJobSpan(job, () =>
+      sendMessage({
+        url,
+        token,
+        version,
+        message,
+        timeoutMs: route.timeoutMs,
+        longRunning: route.longRunning,
+        signal: ctx.signal,
+        traceparent: agentCallTraceparent(job),
+        resumeTaskId,
+        stream: stream && !answer,
+        onTask: ctx.tasks && !answer ? (taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url }) : undefined,
+        answer: answer && answerRequest(job, ctx),
+      }));
+  };
+  // Outermost first: each step acts before (and sees the outcome after) the ones below it.
+  const call = chain([
+    // Spends an attempt on each transient failure, backing off; goes again at once on `again`.
+    retry({
+      retries: job.pipeline.delivery.retries,
+      circuits,
+      isUp: ctx.circuitFor ? async () => await ctx.cards?.answers(url, token) === true : undefined,
+      sleep: ctx.sleep ?? abortableDelay,
+      random: ctx.random ?? Math.random,
+    }),
+    // A seen id or a lost conversation changes the message and sends it again.
+    resends(outgoing, { talk, conversations, url }),
+    // A refusal opens the agent's circuit (refused): the message waits at the outage gate below.
+    refusalGate(ctx.circuitFor ? circuits.agent : undefined),
+    // The host's circuit, then the agent's: only a probe goes out while one is open.
+    outageGate(circuits),
+    // The agent's A2A version and a task to resume, read afresh on each pass.
+    lookUp,
+    // The agent's adaptive concurrency (`concurrency: auto`).
+    adaptiveLimit(adaptiveLimitOf(job, url, ctx), route),
+    // A circuit that opened while the call waited for its slot holds it back.
+    stillClear(circuits),
+    // The agent's `agent_limits` (rate and concurrency), shared by every pipeline.
+    rateLimit(ctx.limits, url),
+    // No call starts while the consumer subscribes again.
+    callGate(ctx.gate, route),
+  ], send);
+  const attempt = firstAttempt(job, { waits: ctx.stopping ?? ctx.signal, signal: ctx.signal });
+  const outcome = await call(attempt);
+  // (`again` never comes out of the retry policy: it goes through the chain again.)
+  if ("abandoned" in outcome || "again" in outcome) {
     job.abandoned = true;
     return job;
-  };
-  // The agent answered (a reply, or an error it made on purpose): it and its host are up.
-  const answered = () => {
-    host.succeeded();
-    agent.succeeded();
-  };
-  for (let attempt = 1;;) {
-    // A pass is held from a call until its outcome: a retry waits without one.
-    releasePass(job);
-    // Past the host's circuit first, then the agent's. A message that failed before is the better
-    // probe of its agent; the host's is best made by one whose own agent's circuit is closed.
-    const retry = attempt > 1;
-    const hostRole = await host.acquire(waits, { retry, ready: () => !agent.open });
-    const role = await agent.acquire(waits, { retry });
-    const probing = hostRole === "probe" || role === "probe";
-    // A call that will not be made hands its probe on: a probe never made would keep a circuit shut.
-    const skip = () => {
-      host.skipped(hostRole);
-      agent.skipped(role);
-    };
-    // Shutting down, or the assignment changed (Kafka delivers the message again): no more calls.
-    if (stopped() || job.ack.stale) {
-      skip();
-      return abandon();
-    }
-    let outcome: Awaited<ReturnType<typeof sendMessage>>;
-    try {
-      // Read each attempt: a card that could not be fetched at first may be there now.
-      const version = route.a2a ?? endpoint.version ?? await ctx.cards?.version(url, token) ?? "0.3";
-      // A task the agent already works on for this message (from an earlier run or attempt) is
-      // polled, not started again.
-      const running = answer ? undefined : ctx.tasks?.get(taskKey);
-      const resumeTaskId = running?.url === url ? running.taskId : undefined;
-      const sent = message;
-      const call = () =>
-        withJobSpan(job, () =>
-          sendMessage({
-            url,
-            token,
-            version,
-            message: sent,
-            timeoutMs: route.timeoutMs,
-            longRunning: route.longRunning,
-            signal: ctx.signal,
-            traceparent: agentCallTraceparent(job),
-            resumeTaskId,
-            stream: stream && !answer,
-            onTask: ctx.tasks && !answer ? (taskId) => rememberTask(ctx.tasks!, taskKey, { taskId, url }) : undefined,
-            answer: answer && answerRequest(job, ctx),
-          }));
-      await adaptive?.acquire(waits, { retry });
-      let sample: LimitSample | undefined;
-      try {
-        // The assignment may have changed, or a stop begun, while the call waited for its slot.
-        if (job.ack.stale || stopped()) {
-          skip();
-          return abandon();
-        }
-        // A circuit that opened meanwhile holds this call back with the others.
-        if ((hostRole === "call" && host.open) || (role === "call" && agent.open)) {
-          skip();
-          continue;
-        }
-        // Timed from when the call goes out: waiting for a slot or for agent_limits is ours.
-        let callStarted = 0;
-        const timed = async () => {
-          // While the consumer subscribes again, no call starts (a long-running task is resumed
-          // from the task registry when its message comes again: it need not be waited for).
-          if (ctx.gate && !route.longRunning) job.callPass ??= await ctx.gate.enter(waits);
-          // A stop began while the call waited for the agent's limits or the gate: it is not made.
-          if (stopped()) throw new Error("stopping");
-          callStarted = performance.now();
-          started ??= callStarted;
-          return call();
-        };
-        outcome = await (ctx.limits
-          ? throughLimits(ctx.limits, url, timed, {
-            retry,
-            waits,
-            signal: ctx.signal,
-            running: () => callStarted > 0,
-          })
-          : timed());
-        // Long-running tasks are polled for minutes: their duration says nothing of the agent's load.
-        if (!route.longRunning && !("skipped" in outcome)) {
-          sample = limitSample(outcome, performance.now() - callStarted);
-        }
-      } finally {
-        adaptive?.release(sample);
-      }
-    } catch (error) {
-      skip();
-      if (!stopped()) throw error;
-      // Stopped while waiting for the agent's limits: the next run handles the message.
-      return abandon();
-    }
-    if ("reply" in outcome) {
-      answered();
-      if (talk) await conversations.replied(talk, outcome.reply.contextId);
-      const reply: AgentReply = {
-        ...outcome.reply,
-        attempts: attempt,
-        latencyMs: Math.round(performance.now() - started!),
-        url,
-        ...(resent ? { resent } : {}),
-      };
-      if (reply.state === "completed") job.reply = reply;
-      else await asked(job, reply, ctx);
-      return job;
-    }
-    if ("skipped" in outcome) {
-      // An answer that comes late (the task was answered, or timed out, already): nothing to do.
-      answered();
-      log.debug("{reason}: answer skipped", { reason: outcome.skipped });
-      job.skipped = true;
-      return job;
-    }
-    const problem = outcome.failure;
-    // Cut short (the end of the grace period, or the job went stale): whoever handles the message
-    // next makes the call. A probe cut short is no answer: it is handed on, or the circuit would
-    // wait for it for ever.
-    if (ctx.signal?.aborted) {
-      skip();
-      return abandon();
-    }
-    if (problem.class === "seen") {
-      // The agent has answered this id before (the message is delivered again after a crash) and
-      // keeps no answer to give back: the message goes again as a new one, spending no retry.
-      answered();
-      if (resent === MAX_RESENDS) {
-        const why = `${problem.message} (and for each of ${MAX_RESENDS} new ids)`;
-        job.failure = failure("invoke", "permanent", why, { attempts: attempt });
-        return job;
-      }
-      resent++;
-      message = { ...original, messageId: resentMessageId(original.messageId, resent) };
-      continue;
-    }
-    if (problem.class === "context-lost" && talk && message.contextId) {
-      // The agent no longer knows the key's conversation (expired or deleted), or accepts only ids
-      // it minted: the key starts a new one, spending no retry.
-      answered();
-      conversations.lost(talk);
-      log.info("the agent at {url} does not know the conversation of a key; starting a new one", { url });
-      original = withoutContext(original);
-      message = withoutContext(message);
-      continue;
-    }
-    if (problem.class === "refused" && ctx.circuitFor) {
-      // The agent refuses the caller, not this message: wait with every other call to it, spending
-      // no retry, until a probe is accepted (see Circuit). Its host answered: it is up.
-      host.succeeded();
-      agent.refused(role, problem.message);
-      continue;
-    }
-    if (problem.class !== "transient") {
-      // The agent is up: it just refused this message.
-      answered();
-      const failureClass = problem.class === "context-lost" ? "permanent" : problem.class;
-      job.failure = { ...problem, class: failureClass, attempts: attempt };
-      return job;
-    }
-    // A first call's own failure (a rate limit passed on as -32603, an HTTP 429) is not evidence
-    // of an outage; the same message failing again, or an agent that cannot be reached, is.
-    const unreachable = problem.unreachable === true;
-    agent.failed(role, { evidence: unreachable || retry || probing, unreachable });
-    // Whatever the agent answered, its host answered: only an unreachable agent says the host is down.
-    if (unreachable) host.failed(hostRole);
-    else host.succeeded();
-    const spent = attempt > retries.max;
-    if (spent && ctx.circuitFor && (probing || agent.successes === successesBefore)) {
-      // Nobody got an answer from this agent while this message spent its retries: is the agent
-      // down, or is it this message? An agent whose card answers is up, so the message ends here.
-      if (await ctx.cards?.answers(url, token)) {
-        // Its circuit stays as it is: a card that answers is no call that succeeded, and closing it
-        // would let every waiting message out to fail, and out of the card check.
-        if (hostRole === "probe") host.succeeded();
-        job.failure = failure(
-          "invoke",
-          "exhausted",
-          `${problem.message} (after ${attempt} attempts; the agent is up)`,
-          { attempts: attempt },
-        );
-        return job;
-      }
-      agent.trip();
-    }
-    // While the agent is down its callers wait; a probe is this message's retry, and spends one.
-    if (host.open || agent.open) {
-      if (probing && !spent) attempt++;
-      continue;
-    }
-    if (spent) {
-      job.failure = failure("invoke", "exhausted", `${problem.message} (after ${attempt} attempts)`, {
-        attempts: attempt,
-      });
-      return job;
-    }
-    // Retry-After is honoured up to max_backoff: a slot (and the key behind it) is never held longer.
-    const retryAfter = Math.min(problem.retryAfterMs ?? 0, retries.maxBackoffMs);
-    const delay = Math.max(backoffDelay(attempt, retries, ctx.random ?? Math.random), retryAfter);
-    attempt++;
-    // No call is in flight while it backs off: a resubscription need not wait for it.
-    releasePass(job);
-    await sleep(delay, waits);
   }
+  if ("skipped" in outcome) {
+    // An answer that comes late (the task was answered, or timed out, already): nothing to do.
+    log.debug("{reason}: answer skipped", { reason: outcome.skipped });
+    job.skipped = true;
+    return job;
+  }
+  if ("failure" in outcome) {
+    // The agent is up: it just refused this message (or the retries are spent).
+    const problem = outcome.failure;
+    const failureClass = problem.class === "context-lost" ? "permanent" : problem.class;
+    job.failure = { ...problem, class: failureClass, attempts: attempt.number };
+    return job;
+  }
+  if (talk) await conversations.replied(talk, outcome.reply.contextId);
+  const reply: AgentReply = {
+    ...outcome.reply,
+    attempts: attempt.number,
+    latencyMs: Math.round(performance.now() - started!),
+    url,
+    ...(outgoing.resent ? { resent: outgoing.resent } : {}),
+  };
+  if (reply.state === "completed") job.reply = reply;
+  else await asked(job, reply, ctx);
+  return job;
 }
 
 /**
@@ -561,32 +407,6 @@ function approvalIdsOf(requests: readonly unknown[]): string[] {
     const { approvalId, resolved } = (request ?? {}) as { approvalId?: unknown; resolved?: unknown };
     return typeof approvalId === "string" && resolved !== true ? [approvalId] : [];
   });
-}
-
-/**
- * Runs a call through the agent's limits (p-queue). Its wait ends when `waits` aborts (a stop);
- * p-queue's signal would also end the call once under way, so it aborts then only while the call
- * has not started, and at the end of the grace period (`signal`) as every call does.
- */
-async function throughLimits<T>(
-  limits: AgentLimits,
-  url: string,
-  run: () => Promise<T>,
-  options: { retry: boolean; waits?: AbortSignal; signal?: AbortSignal; running: () => boolean },
-): Promise<T> {
-  const { waits, signal, running, retry } = options;
-  const queued = new AbortController();
-  const stop = () => running() || queued.abort();
-  const end = () => queued.abort();
-  waits?.addEventListener("abort", stop);
-  signal?.addEventListener("abort", end);
-  if (waits?.aborted || signal?.aborted) queued.abort();
-  try {
-    return await limits.run(url, run, queued.signal, { retry });
-  } finally {
-    waits?.removeEventListener("abort", stop);
-    signal?.removeEventListener("abort", end);
-  }
 }
 
 /**
