@@ -49,7 +49,7 @@ export interface Batch {
   readonly records: readonly SourceRecord[];
   /** The partition's log end offset when the batch was fetched (for lag). */
   readonly highWatermark?: string;
-  /** The ack of a job made from one of the records (see src/ledger.ts); none outside the bridge. */
+  /** The ack of a job made from one of the records (see src/delivery/ledger.ts); none outside the bridge. */
   readonly ack?: (offset: string, pipeline: string) => Ack;
 }
 
@@ -174,7 +174,7 @@ export interface Job {
   skipped?: boolean;
   /** Given up at shutdown before it finished: neither published nor committed, so seen again. */
   abandoned?: boolean;
-  /** Its agent call's pass through the call gate (see src/call_gate.ts): released once its outcome is settled. */
+  /** Its agent call's pass through the call gate (see src/delivery/call_gate.ts): released once its outcome is settled. */
   callPass?: () => void;
   /** Its OpenTelemetry span, while tracing is on (see src/ops/tracing.ts). */
   span?: Span;

@@ -4,7 +4,7 @@
  * parallel and published on its own (the envelope names its agent). The first keeps the message's
  * id; the others get ids of their own, derived from it, so each call is recognisable on a
  * redelivery. The source message is finished only when every one of them has its outcome: each
- * copy gets an ack split from the job's (see src/ledger.ts).
+ * copy gets an ack split from the job's (see src/delivery/ledger.ts).
  *
  * @example
  * ```ts
