@@ -36,7 +36,7 @@ import { Caps } from "./delivery/caps.ts";
 import { Commits } from "./delivery/commits.ts";
 import { FlowControl, type PauseReason } from "./delivery/flow_control.ts";
 import { Ledger } from "./delivery/ledger.ts";
-import type { Outcome, PartitionChange, Sink } from "./delivery/ports.ts";
+import type { Outcome, PartitionChange, Sink, Source, TransactionalSink } from "./delivery/ports.ts";
 import { Rebalance } from "./delivery/rebalance.ts";
 import { dispatch, targetPipelines } from "./dispatch.ts";
 import { errorMessage, FatalError } from "./errors.ts";
@@ -239,7 +239,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
   // The stages, from the consumer's batches to each outcome settled.
   const renewed: Producer[] = [];
-  const publisher = transactional?.publishContext() ??
+  const publisher = transactional?.sink() ??
     kafkaPublisher(replyWriter(kafka, admin, producer, renewed), outputs, life.stopping);
   const stages = { pipelines, answerTopics, asking, caps, rebalance, publisher };
   const outcomes = stagesOf(stages, (jobs) =>
@@ -318,7 +318,7 @@ function finishedTask(job: Job, tasks: TaskRegistry): string | undefined {
 
 /** What `/readyz` says now. */
 function readiness(
-  consumer: ConsumerAdapter,
+  consumer: Source,
   circuits: AgentCircuits,
   outputs: OutputTopics,
   life: Lifecycle,
@@ -475,7 +475,7 @@ async function connectWriters(options: BridgeOptions, admin: Admin, outputs: Out
   });
   // Transactions are sized to what the broker and the output topics take.
   const limits = new RecordLimits(admin);
-  const transactional = exactlyOnce
+  const transactional: TransactionalSink | undefined = exactlyOnce
     ? new TransactionalOutput(
       new PartitionProducers(kafka, settings.transactionalId ?? settings.groupId),
       settings.groupId,
@@ -497,7 +497,7 @@ async function connectWriters(options: BridgeOptions, admin: Admin, outputs: Out
 }
 
 /** The consumer adapter for the pipelines' topics (and the answers topics beside them). */
-function consumerFor(options: BridgeOptions, admin: Admin, answerTopics: AnswerTopics): ConsumerAdapter {
+function consumerFor(options: BridgeOptions, admin: Admin, answerTopics: AnswerTopics): Source {
   const { kafka, pipelines, settings } = options;
   return new ConsumerAdapter({
     kafka,
@@ -541,7 +541,7 @@ function capsFor(parts: {
 }
 
 /** Counts assignment changes (not the first join, nor a seek) and forgets the partitions' gauges. */
-function rebalanceCounter(consumer: ConsumerAdapter, stats: BridgeStats, metrics: Metrics) {
+function rebalanceCounter(consumer: Source, stats: BridgeStats, metrics: Metrics) {
   let joinedBefore = false;
   return ({ kind }: PartitionChange) => {
     if (consumer.topics.length && kind !== "seek" && (kind !== "join" || joinedBefore)) stats.rebalances++;
@@ -599,7 +599,7 @@ function sendRecord(producer: Producer) {
 }
 
 /** Where the consumer-lag metric's log ends come from while fetching is paused. */
-function lagSource(admin: Admin, consumer: ConsumerAdapter, metrics: Metrics) {
+function lagSource(admin: Admin, consumer: Source, metrics: Metrics) {
   return {
     topics: () => consumer.topics,
     fetchTopicOffsets: (topic: string) => admin.fetchTopicOffsets(topic),

@@ -1,10 +1,12 @@
 /**
  * @module
- * The interfaces between delivery bookkeeping and the outside: where a job's outcome is written (a
- * {@link Sink}: the Kafka publisher, or with exactly-once the transactional output), what happened
- * to a job ({@link Outcome}), and what a source tells when its partitions change hands (a
- * {@link RebalanceListener}). Stages, metrics and tracing depend on these, never on `kafka/`, which
- * implements and calls them.
+ * The interfaces between delivery bookkeeping and a Kafka client: where messages come from (a
+ * {@link Source}), where a job's outcome is written (a {@link Sink}, or with exactly-once a
+ * {@link TransactionalSink} that commits records and offsets together), what happened to a job
+ * ({@link Outcome}), and what a source tells when its partitions change hands (a
+ * {@link RebalanceListener}). The task store is `state/table.ts`'s `Table`. Stages, metrics and
+ * tracing depend on these, never on `kafka/`, which implements them with kafkajs; none of them
+ * names a kafkajs type, so a second client could implement them too.
  *
  * @example
  * ```ts
@@ -15,7 +17,9 @@
  * if (outcome !== "replied" || typeof sink.send !== "function") throw new Error("unexpected");
  * ```
  */
-import type { Job, OutRecord, TopicPartition } from "../model.ts";
+import type { Batch, Job, OutRecord, TopicPartition } from "../model.ts";
+import type { Commit } from "./ledger.ts";
+import type { TopicPartitionOffset } from "./offsets.ts";
 
 /** Where publish writes the records of a job's outcome: the Kafka publisher, or with exactly-once the transactional output. */
 export interface Sink {
@@ -64,4 +68,49 @@ export interface RebalanceListener {
   partitionsChanged(change: PartitionChange): void;
   /** Before the source subscribes again, with fetching paused: resolve once what it handed out is committed. */
   drain(): Promise<void>;
+}
+
+/** What a source hands its batches and partition changes to. */
+export interface SourceHandlers {
+  /** Called for a batch before it is queued, so its offsets are known to be in flight; returns it as queued. */
+  onBatch: (batch: Batch) => Batch;
+  /** How many more messages of a partition may be taken in now; 0: it is paused. */
+  room?: (topic: string, partition: number) => number;
+  rebalance: RebalanceListener;
+}
+
+/** Where messages come from: a consumer group member's batches, paused per topic or partition, and its commits. */
+export interface Source {
+  /** The topics consumed now. */
+  readonly topics: readonly string[];
+  /** Whether it is a member of its group now. */
+  readonly joined: boolean;
+  /** Where batches and partition changes go: set once, before {@link start}. */
+  attach(handlers: SourceHandlers): void;
+  start(): Promise<void>;
+  /** The batches, until {@link close}. */
+  batches(): AsyncIterable<Batch>;
+  /** Fetches only topics and partitions (as `partitionId`s) outside `paused` from now on. */
+  setPaused(paused: ReadonlySet<string>): void;
+  /** Stores offsets for the group; rejects when they did not reach the coordinator. */
+  commit(offsets: TopicPartitionOffset[]): Promise<void>;
+  /** Moves the fetch positions of `partitions` to their committed offsets as the coordinator has them now. */
+  seekToCommitted(partitions: readonly TopicPartition[]): Promise<void>;
+  /** Matches the subscriptions against the broker's topics again. */
+  refresh(): Promise<void>;
+  /** Stops fetching and ends {@link batches}; stays in the group for the final commits. */
+  close(): Promise<void>;
+  /** Leaves the group. */
+  disconnect(): Promise<void>;
+}
+
+/** Exactly-once output: records wait on their jobs, and a commit writes them with the offsets that settle them. */
+export interface TransactionalSink {
+  /** The sink jobs write through: records are held for the transaction of their input partition. */
+  sink(): Sink;
+  /** One transaction per input partition: the records staged, then the offsets. Resolves with what it stored. */
+  commit(commit: Commit): Promise<Commit>;
+  /** After a join: take the assigned partitions' transactional ids over, fencing earlier holders. */
+  claim(assigned: readonly TopicPartition[]): Promise<void>;
+  close(): Promise<void>;
 }

@@ -55,7 +55,7 @@ import {
   type TopicPartition,
 } from "../model.ts";
 import type { TopicPartitionOffset } from "../delivery/offsets.ts";
-import type { PartitionChange, RebalanceListener } from "../delivery/ports.ts";
+import type { PartitionChange, Source, SourceHandlers } from "../delivery/ports.ts";
 import { Channel } from "../util/channel.ts";
 import { resolveTopics } from "./topics.ts";
 
@@ -66,21 +66,7 @@ const RESTART_FOR_MS = 5 * 60_000;
 const encoder = new TextEncoder();
 
 /** What the adapter hands its batches and partition changes to: see {@link ConsumerAdapter.attach}. */
-export interface ConsumerHandlers {
-  /**
-   * Called for a batch before it is queued, so its offsets are known to be in flight; returns the
-   * batch as queued (with the acks of its jobs).
-   */
-  onBatch: (batch: Batch) => Batch;
-  /**
-   * How many more messages of `topic`'s `partition` may be taken in now; a fetched batch larger
-   * than that is taken in parts, so the in-flight caps hold however large fetches are. 0 means the
-   * partition is paused: the rest of the batch is left, and fetched again when it resumes.
-   */
-  room?: (topic: string, partition: number) => number;
-  /** Told whenever kafkajs will hand partitions out again from their committed offsets, and before a resubscription. */
-  rebalance: RebalanceListener;
-}
+export type ConsumerHandlers = SourceHandlers;
 
 export interface ConsumerAdapterOptions {
   kafka: Kafka;
@@ -152,7 +138,7 @@ export function toRecord(topic: string, partition: number, message: KafkaMessage
   };
 }
 
-export class ConsumerAdapter {
+export class ConsumerAdapter implements Source {
   readonly #options: ConsumerAdapterOptions;
   #handlers: ConsumerHandlers | undefined;
   /** The partitions the last join gave this member (none while it rejoins). */

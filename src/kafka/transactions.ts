@@ -26,7 +26,7 @@
  * const output = new TransactionalOutput(producers, "g");
  * const job = { ctx: { pipeline: "orders" } } as Job;
  * const reply = { key: null, value: new TextEncoder().encode("{}"), headers: {} };
- * await output.publishContext().send("orders.events.responses", reply, job);
+ * await output.sink().send("orders.events.responses", reply, job);
  * if (steps.length || job.staged?.length !== 1) throw new Error("staged on its job, not sent yet");
  * const offset = { topic: "orders.events", partition: 0, offset: "8" }; // the job's message was at 7
  * await output.commit({ offsets: [offset], records: job.staged!, parts: [{ offset, records: job.staged! }] });
@@ -42,7 +42,7 @@ import { errorMessage } from "../errors.ts";
 import { isConcurrent, isFenced, type PartitionProducers } from "./partition_producers.ts";
 
 const log = getLogger(["agentstream", "transactions"]);
-import type { Sink } from "../delivery/ports.ts";
+import type { Sink, TransactionalSink } from "../delivery/ports.ts";
 import { toKafkaMessage } from "./message.ts";
 import { batchBytes, type RecordLimits } from "./record_limits.ts";
 import { type OutRecord, partitionId, recordBytes, type StagedRecord } from "../model.ts";
@@ -65,7 +65,7 @@ export class RecordTooLarge extends Error {
   readonly type = "MESSAGE_TOO_LARGE";
 }
 
-export class TransactionalOutput {
+export class TransactionalOutput implements TransactionalSink {
   readonly #producers: PartitionProducers;
   readonly #groupId: string;
   readonly #limits: RecordLimits | undefined;
@@ -97,7 +97,7 @@ export class TransactionalOutput {
    * The publish side: records wait on their job until its ack stages them in the ledger. A record
    * its topic can never take is refused here, while its job can still go to the DLQ instead.
    */
-  publishContext(): Sink {
+  sink(): Sink {
     const tooLarge = (error: unknown) => error instanceof RecordTooLarge;
     return {
       send: async (topic, record, job) => {
