@@ -36,7 +36,7 @@ interface Rule {
 export const RULES: readonly Rule[] = [
   {
     layer: "src/delivery/",
-    not: ["src/kafka/", "src/stages/", "src/a2a/", "src/ops/", "src/agent/", "src/infra/"],
+    not: ["src/kafka/", "src/stages/", "src/a2a/", "src/ops/", "src/agent/", "src/infra/", "src/registry/"],
     why: "delivery bookkeeping owns the interfaces the others implement",
   },
   {
@@ -53,6 +53,11 @@ export const RULES: readonly Rule[] = [
     layer: "src/a2a/",
     not: ["src/kafka/", "src/stages/", "src/ops/", "src/agent/", "src/infra/"],
     why: "A2A calls know nothing of Kafka or the stages that use them",
+  },
+  {
+    layer: "src/registry/",
+    not: ["src/kafka/", "src/stages/", "src/a2a/", "src/ops/", "src/agent/", "src/infra/", "src/delivery/"],
+    why: "decoding with a registered schema knows nothing of Kafka clients, stages or delivery",
   },
   {
     layer: "src/ops/",

@@ -64,7 +64,9 @@ import {
 } from "./ops/reports.ts";
 import { startSummary } from "./ops/summary.ts";
 import { answers, startAnswerDeadlines } from "./stages/answers.ts";
-import { decode } from "./stages/decode.ts";
+import { decoder } from "./stages/decode.ts";
+import type { Stage } from "./stages/stage.ts";
+import { type RecordDecoder, RegistryUnavailable } from "./registry/wire.ts";
 import { fanOut } from "./stages/fan_out.ts";
 import { invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
@@ -104,7 +106,10 @@ export interface BridgeOptions {
       | "tasksTopic"
     >
     & Partial<Pick<Settings, "outputTopicPartitions" | "outputTopicReplicationFactor">>
-    & Partial<Pick<Settings, "summaryIntervalMs">>;
+    & Partial<Pick<Settings, "summaryIntervalMs">>
+    & Partial<
+      Pick<Settings, "schemaRegistryUrl" | "schemaRegistryUsername" | "schemaRegistryPassword" | "schemaRegistryToken">
+    >;
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
   probeDelayMs?: number;
@@ -157,6 +162,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const answerTopics = new AnswerTopics(pipelines);
   const targets = (topic: string) => targetPipelines(pipelines, topic, answerTopics);
   const probes = { probeDelayMs: options.probeDelayMs, maxProbeDelayMs: options.maxProbeDelayMs };
+
+  // The schema registry, where one is configured: its credentials are checked before anything else.
+  const registry = await openRegistry(settings);
 
   // Kafka: the admin, the consumer (which flow control pauses), then the clients that write.
   const admin = await connected(options, kafka.admin());
@@ -241,7 +249,8 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const renewed: Producer[] = [];
   const publisher = transactional?.sink() ??
     kafkaPublisher(replyWriter(kafka, admin, producer, renewed), outputs, life.stopping);
-  const stages = { pipelines, answerTopics, asking, caps, rebalance, publisher };
+  const decodeStage = decoder({ registry, stopping: life.stopping });
+  const stages = { pipelines, answerTopics, asking, caps, rebalance, publisher, decode: decodeStage };
   const outcomes = stagesOf(stages, (jobs) =>
     invoke(jobs, {
       ...archestra,
@@ -562,11 +571,12 @@ function stagesOf(
     caps: Caps;
     rebalance: Rebalance;
     publisher: Sink;
+    decode: Stage;
   },
   invoking: (jobs: AsyncIterable<Job>) => AsyncIterable<Job>,
   batches: AsyncIterable<Batch>,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
-  const { pipelines, answerTopics, asking, caps, rebalance, publisher } = parts;
+  const { pipelines, answerTopics, asking, caps, rebalance, publisher, decode } = parts;
   const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
   warnOversizedWindows(pipelines, caps);
   return pipe(
@@ -605,4 +615,37 @@ function lagSource(admin: Admin, consumer: Source, metrics: Metrics) {
     fetchTopicOffsets: (topic: string) => admin.fetchTopicOffsets(topic),
     highWatermark: (topic: string, partition: number, high: string) => metrics.highWatermark(topic, partition, high),
   };
+}
+
+/**
+ * The schema registry, when SCHEMA_REGISTRY_URL is set (its serde library is loaded only then). Its
+ * credentials refused is a configuration error; a registry that does not answer yet is waited for
+ * by the records that need it.
+ */
+async function openRegistry(
+  settings: BridgeOptions["settings"],
+): Promise<RecordDecoder | undefined> {
+  if (!settings.schemaRegistryUrl) return undefined;
+  const { SchemaRegistry } = await import("./registry/schema_registry.ts");
+  const registry = new SchemaRegistry({
+    url: settings.schemaRegistryUrl,
+    username: settings.schemaRegistryUsername,
+    password: settings.schemaRegistryPassword,
+    token: settings.schemaRegistryToken,
+  });
+  try {
+    await registry.check();
+  } catch (error) {
+    if (error instanceof RegistryUnavailable && error.refused) {
+      throw new FatalError([
+        `environment:SCHEMA_REGISTRY_URL: ${error.message} at ${registry.url}`,
+        "set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD, or SCHEMA_REGISTRY_TOKEN, to credentials it accepts",
+      ], { config: true });
+    }
+    log.warn("the schema registry at {url} does not answer yet ({error}): records in its wire format wait for it", {
+      url: registry.url,
+      error: errorMessage(error),
+    });
+  }
+  return registry;
 }

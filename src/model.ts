@@ -316,6 +316,8 @@ export interface Pipeline {
   readonly file: string;
   readonly topics: readonly string[];
   readonly decode: "json" | "text" | "bytes";
+  /** How records are encoded: the schema registry's wire format (avro, protobuf, json-schema), `auto`, or `json` (see `decode`). */
+  readonly format: "auto" | "json" | "avro" | "protobuf" | "json-schema";
   readonly routes: readonly Route[];
   readonly unmatched: "skip" | "dlq";
   readonly publish: { readonly responses: Template; readonly dlq: Template; readonly format: "envelope" | "text" };

@@ -148,6 +148,7 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
     file,
     topics: spec.source.topics,
     decode: spec.decode,
+    format: spec.source.format,
     unmatched: spec.unmatched,
     routes: spec.routes.map((route) => ({
       name: route.name,

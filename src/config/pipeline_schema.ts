@@ -212,6 +212,9 @@ export const PipelineFileSchema = z.strictObject({
   source: z.strictObject({
     topics: z.array(z.string().min(1)).min(1)
       .describe("Exact topic names or globs: `*` within a dot segment, `**` across segments."),
+    format: z.enum(["auto", "json", "avro", "protobuf", "json-schema"]).default("auto").describe(
+      "How records are encoded. auto: the schema registry's wire format (a zero byte and a schema id) is decoded with its registered schema when SCHEMA_REGISTRY_URL is set, anything else as `decode` says; avro, protobuf, json-schema: every record is in the wire format with a schema of that kind (needs SCHEMA_REGISTRY_URL); json: never the registry.",
+    ),
   }).describe("Where messages come from."),
   decode: z.enum(["json", "text", "bytes"]).default("json")
     .describe("How message bytes become a value: JSON, UTF-8 text, or base64 text."),

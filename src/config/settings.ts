@@ -4,7 +4,7 @@
  * code uses, each field's metadata the variable it is read from (and the old names still read),
  * its description the docs. Each name starts with the part it configures: `ARCHESTRA_` (the agent
  * host), `AGENT_` (how agents are called), `KAFKA_` (the cluster, the group, topics and commits),
- * `PIPELINES_`, `LOG_`, `METRICS_`, `DEMO_`. Durations carry their unit (`500ms`, `5s`, `2m`).
+ * `SCHEMA_REGISTRY_`, `PIPELINES_`, `LOG_`, `METRICS_`, `DEMO_`. Durations carry their unit (`500ms`, `5s`, `2m`).
  * Empty values count as unset, as compose files often leave them.
  *
  * @example
@@ -130,6 +130,16 @@ export const SettingsFields = z.object({
   sslCertFile: optional.meta(env("KAFKA_SSL_CERT_FILE"))
     .describe("With SSL/SASL_SSL: PEM client certificate, for brokers that require one."),
   sslKeyFile: optional.meta(env("KAFKA_SSL_KEY_FILE")).describe("The client certificate's PEM private key."),
+  schemaRegistryUrl: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).optional()
+    .meta(env("SCHEMA_REGISTRY_URL")).describe(
+      "A schema registry with Confluent's API (Confluent, Apicurio's /apis/ccompat/v7, Karapace): records in its wire format are decoded with their registered schemas (see docs/schema-registry.md). Unset: none.",
+    ),
+  schemaRegistryUsername: optional.meta(env("SCHEMA_REGISTRY_USERNAME"))
+    .describe("Basic-auth user name for the schema registry."),
+  schemaRegistryPassword: optional.meta(env("SCHEMA_REGISTRY_PASSWORD"))
+    .describe("Basic-auth password for the schema registry. A secret: never logged."),
+  schemaRegistryToken: optional.meta(env("SCHEMA_REGISTRY_TOKEN"))
+    .describe("Bearer token for the schema registry, instead of basic auth. A secret: never logged."),
   maxRetries: z.coerce.number().int().min(0).max(100).default(3).meta(
     env("AGENT_MAX_RETRIES", { aliases: ["MAX_RETRIES"] }),
   )
@@ -250,5 +260,7 @@ export function loadSettings(
   }
   registerSecret(parsed.data.archestraToken);
   registerSecret(parsed.data.saslPassword);
+  registerSecret(parsed.data.schemaRegistryPassword);
+  registerSecret(parsed.data.schemaRegistryToken);
   return parsed.data;
 }

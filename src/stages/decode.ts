@@ -1,7 +1,12 @@
 /**
  * @module
- * decode: the message's bytes become a value, as the pipeline's `decode` says: `json` (default),
- * `text` (UTF-8), or `bytes` (base64 text). Bytes that do not decode are a permanent failure.
+ * decode: the message's bytes become a value. A record in a schema registry's wire format is
+ * decoded with its registered schema (Avro, Protobuf, JSON Schema: see `source.format` and
+ * src/registry/); any other as the pipeline's `decode` says: `json` (default), `text` (UTF-8), or
+ * `bytes` (base64 text). Bytes that do not decode are a permanent failure, naming the schema id
+ * where there is one. A registry that cannot answer is no failure of the record: the stage waits
+ * and tries again (doubling pauses up to 30 s, one WARN line an outage), so nothing is
+ * dead-lettered while it is down; a stop, or the job going stale, ends the wait.
  *
  * @example
  * ```ts
@@ -17,9 +22,14 @@
  * for await (const job of decode(jobs)) if ((job.value as { id: string }).id !== "A-1") throw new Error("parsed");
  * ```
  */
+import { getLogger } from "@logtape/logtape";
 import { failure } from "../errors.ts";
-import type { Job } from "../model.ts";
-import { perJob } from "./stage.ts";
+import { isLive, type Job } from "../model.ts";
+import { type RecordDecoder, RegistryUnavailable, schemaIdOf, UndecodableRecord } from "../registry/wire.ts";
+import { abortableDelay } from "../util/abortable_delay.ts";
+import { contain, perJob, type Stage } from "./stage.ts";
+
+const log = getLogger(["agentstream", "decode"]);
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -61,5 +71,77 @@ export function decodeValue(pipeline: Job["pipeline"], bytes: Uint8Array): unkno
   return probe.failure ? undefined : probe.value;
 }
 
-/** The decode stage. */
+/** The decode stage, without a schema registry. */
 export const decode = perJob("decode", decodeJob);
+
+/** The first and the longest pause before asking a registry that could not answer again. */
+const REGISTRY_RETRY_MS = [1_000, 30_000] as const;
+
+/**
+ * The decode stage with a schema registry (see the module comment). `stopping` ends the waits for a
+ * registry that cannot answer: the job is abandoned (neither published nor committed).
+ */
+export function decoder(
+  options: { registry?: RecordDecoder; stopping?: AbortSignal; sleep?: typeof abortableDelay },
+): Stage {
+  const { registry } = options;
+  if (!registry) return decode;
+  const sleep = options.sleep ?? abortableDelay;
+  let down = false;
+  return async function* (jobs) {
+    for await (const job of jobs) {
+      if (!isLive(job) || job.answer) {
+        yield job;
+        continue;
+      }
+      const bytes = job.record.value;
+      const { format } = job.pipeline;
+      const wire = bytes !== null && format !== "json" && (format !== "auto" || schemaIdOf(bytes) !== undefined);
+      if (!wire) {
+        try {
+          decodeJob(job);
+        } catch (error) {
+          contain(job, "decode", error);
+        }
+        yield job;
+        continue;
+      }
+      for (let pause: number = REGISTRY_RETRY_MS[0];; pause = Math.min(2 * pause, REGISTRY_RETRY_MS[1])) {
+        try {
+          const expected = format === "auto" ? undefined : format;
+          job.value = (await registry.decode(job.ctx.topic, bytes!, expected)).value;
+          if (down) log.info("the schema registry at {url} answers again", { url: registry.url });
+          down = false;
+          break;
+        } catch (error) {
+          if (error instanceof UndecodableRecord) {
+            job.failure = failure("decode", "permanent", error.message);
+            break;
+          }
+          if (!(error instanceof RegistryUnavailable)) {
+            contain(job, "decode", error);
+            break;
+          }
+          if (!down) {
+            log.warn("schema registry at {url}: {error}; records wait for it, none is dead-lettered", {
+              url: registry.url,
+              error: error.message,
+            });
+          }
+          down = true;
+          const ended = AbortSignal.any([job.ack.signal, ...(options.stopping ? [options.stopping] : [])]);
+          if (ended.aborted) {
+            job.abandoned = true;
+            break;
+          }
+          await sleep(pause, ended);
+          if (ended.aborted) {
+            job.abandoned = true;
+            break;
+          }
+        }
+      }
+      yield job;
+    }
+  };
+}

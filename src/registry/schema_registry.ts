@@ -1,0 +1,201 @@
+/**
+ * @module
+ * Records in the Confluent wire format (a zero byte, a four-byte schema id, the body), decoded with
+ * their registered schema by Confluent's serde library (`@confluentinc/schemaregistry`: Avro,
+ * Protobuf with message indexes, JSON Schema) against any registry with Confluent's API (Confluent,
+ * Apicurio's `/apis/ccompat/v7`, Karapace). Schemas are cached by id. Each failure has a class:
+ * {@link RegistryUnavailable} (unreachable, 5xx, or it refuses the credentials: try again later,
+ * nothing is dead-lettered) or {@link UndecodableRecord} (an unknown schema id, bytes that do not
+ * match their schema: permanent, naming the schema id).
+ *
+ * @example
+ * ```ts
+ * import { SchemaRegistry } from "./schema_registry.ts";
+ * import { UndecodableRecord } from "./wire.ts";
+ * const registry = new SchemaRegistry({ url: "http://127.0.0.1:1/apis/ccompat/v7" });
+ * try {
+ *   await registry.decode("orders", new TextEncoder().encode('{"id":1}'));
+ *   throw new Error("decoded");
+ * } catch (error) {
+ *   if (!(error instanceof UndecodableRecord)) throw error; // JSON is not the wire format: no registry asked
+ * }
+ * ```
+ */
+import { Buffer } from "node:buffer";
+import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
+import type { Client, SchemaInfo } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
+import { AvroDeserializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { JsonDeserializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
+import { ProtobufDeserializer } from "@confluentinc/schemaregistry/dist/serde/protobuf.js";
+import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
+import { RestError } from "@confluentinc/schemaregistry/dist/rest-error.js";
+import { errorMessage } from "../errors.ts";
+import {
+  type RecordDecoder,
+  type RegisteredFormat,
+  RegistryUnavailable,
+  schemaIdOf,
+  UndecodableRecord,
+} from "./wire.ts";
+import { LOGICAL_TYPES } from "./avro_logical.ts";
+import { serializedDescriptor } from "./protobuf_text.ts";
+import { plainValue } from "./values.ts";
+
+/** Where the registry is and how the bridge signs in (basic auth or a bearer token). */
+export interface RegistryOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  token?: string;
+}
+
+const FORMATS: Record<string, RegisteredFormat> = { AVRO: "avro", PROTOBUF: "protobuf", JSON: "json-schema" };
+
+export class SchemaRegistry implements RecordDecoder {
+  readonly #client: Client;
+  readonly #deserializers: Record<RegisteredFormat, { deserialize(topic: string, payload: Buffer): Promise<unknown> }>;
+  readonly #url: string;
+
+  constructor(options: RegistryOptions) {
+    this.#url = options.url.replace(/\/+$/, "");
+    const client = new SchemaRegistryClient({
+      baseURLs: [this.#url],
+      ...(options.username !== undefined
+        ? {
+          basicAuthCredentials: {
+            credentialsSource: "USER_INFO",
+            userInfo: `${options.username}:${options.password ?? ""}`,
+          },
+        }
+        : {}),
+      // The library's own bearer option is Confluent Cloud's (it wants a logical cluster): a header instead.
+      ...(options.token ? { createAxiosDefaults: { headers: { Authorization: `Bearer ${options.token}` } } } : {}),
+      // The bridge retries a record itself, with the pipeline paused: one quick retry here.
+      maxRetries: 1,
+      retriesWaitMs: 200,
+      retriesMaxWaitMs: 1_000,
+    });
+    this.#client = withProtobufText(client);
+    const serde = (kind: RegisteredFormat) => {
+      switch (kind) {
+        case "avro":
+          // deno-lint-ignore no-explicit-any
+          return new AvroDeserializer(this.#client, SerdeType.VALUE, { logicalTypes: LOGICAL_TYPES } as any);
+        case "protobuf":
+          return new ProtobufDeserializer(this.#client, SerdeType.VALUE, {});
+        case "json-schema":
+          return new JsonDeserializer(this.#client, SerdeType.VALUE, { validate: true });
+      }
+    };
+    this.#deserializers = { avro: serde("avro"), protobuf: serde("protobuf"), "json-schema": serde("json-schema") };
+  }
+
+  /** The registry's base URL (no credentials in it). */
+  get url(): string {
+    return this.#url;
+  }
+
+  /**
+   * Asks the registry for its subjects: resolves when it answers, rejects with a
+   * {@link RegistryUnavailable} (`refused` when it refuses the credentials) when it does not.
+   */
+  async check(): Promise<void> {
+    try {
+      await this.#client.getAllSubjects();
+    } catch (error) {
+      throw unavailable(error) ?? new RegistryUnavailable(errorMessage(error));
+    }
+  }
+
+  /**
+   * Decodes a wire-format record of `topic` with its registered schema, as plain JSON data (see
+   * values.ts). `expected`: the format the pipeline says its records are; another is undecodable.
+   */
+  async decode(
+    topic: string,
+    bytes: Uint8Array,
+    expected?: RegisteredFormat,
+  ): Promise<{ format: RegisteredFormat; schemaId: number; value: unknown }> {
+    const schemaId = schemaIdOf(bytes);
+    if (schemaId === undefined) {
+      throw new UndecodableRecord("value is not in the Confluent wire format (no magic byte 0 and schema id)");
+    }
+    let info: SchemaInfo;
+    try {
+      info = await this.#client.getBySubjectAndId(`${topic}-value`, schemaId);
+    } catch (error) {
+      const cause = unavailable(error);
+      if (cause) throw cause;
+      if (error instanceof RestError && error.status === 404) {
+        throw new UndecodableRecord(`schema id ${schemaId} is not registered at ${this.#url}`, schemaId);
+      }
+      throw new RegistryUnavailable(`schema id ${schemaId}: ${errorMessage(error)}`);
+    }
+    const format = FORMATS[info.schemaType ?? "AVRO"];
+    if (!format) {
+      throw new UndecodableRecord(
+        `schema id ${schemaId} is of type ${info.schemaType}, not one the bridge reads`,
+        schemaId,
+      );
+    }
+    if (expected && format !== expected) {
+      throw new UndecodableRecord(`schema id ${schemaId} is ${format}, the pipeline reads ${expected}`, schemaId);
+    }
+    try {
+      const value = await this.#deserializers[format].deserialize(
+        topic,
+        Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      );
+      return { format, schemaId, value: plainValue(value) };
+    } catch (error) {
+      const cause = unavailable(error);
+      if (cause) throw cause;
+      throw new UndecodableRecord(
+        `does not decode as ${format} with schema id ${schemaId}: ${errorMessage(error)}`,
+        schemaId,
+      );
+    }
+  }
+}
+
+/** The registry's failure to answer, classed: unreachable, 5xx, 408/429, or refused credentials. */
+function unavailable(error: unknown): RegistryUnavailable | undefined {
+  const status = error instanceof RestError
+    ? error.status
+    : (error as { response?: { status?: number } })?.response?.status;
+  const code = (error as { code?: string })?.code;
+  if (status === 401 || status === 403) {
+    return new RegistryUnavailable(`the registry refuses the bridge's credentials (HTTP ${status})`, true);
+  }
+  if ((status !== undefined && (status >= 500 || status === 408 || status === 429)) || (status === undefined && code)) {
+    return new RegistryUnavailable(`the registry cannot be reached: ${errorMessage(error)}`);
+  }
+  return undefined;
+}
+
+/**
+ * The client, with Protobuf schemas asked for as serialized descriptors built from their `.proto`
+ * text (see protobuf_text.ts), memoized per schema.
+ */
+function withProtobufText(client: Client): Client {
+  const built = new Map<string, SchemaInfo>();
+  const serialized = (info: SchemaInfo, id: number): SchemaInfo => {
+    if (info.schemaType !== "PROTOBUF") return info;
+    const key = `${id}\n${info.schema}`;
+    let result = built.get(key);
+    if (!result) built.set(key, result = { ...info, schema: serializedDescriptor(info.schema, `schema-${id}.proto`) });
+    return result;
+  };
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      if (property === "getBySubjectAndId") {
+        return async (subject: string, id: number, format?: string) => {
+          const info = await target.getBySubjectAndId(subject, id);
+          return format === "serialized" ? serialized(info, id) : info;
+        };
+      }
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}

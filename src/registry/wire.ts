@@ -1,0 +1,52 @@
+/**
+ * @module
+ * The Confluent wire format (a zero byte, a four-byte big-endian schema id, the body) and the two
+ * classes of failure to decode a record with its schema, without the serde library itself (which
+ * is loaded only where a registry is configured: see schema_registry.ts).
+ *
+ * @example
+ * ```ts
+ * import { schemaIdOf } from "./wire.ts";
+ * if (schemaIdOf(new Uint8Array([0, 0, 0, 1, 2, 7])) !== 258) throw new Error("the id after the magic byte");
+ * if (schemaIdOf(new TextEncoder().encode('{"a":1}')) !== undefined) throw new Error("JSON is not the wire format");
+ * ```
+ */
+
+/** The registered formats, as pipelines name them. */
+export type RegisteredFormat = "avro" | "protobuf" | "json-schema";
+
+/** Decodes wire-format records with their registered schemas (see `SchemaRegistry`). */
+export interface RecordDecoder {
+  /** The registry's base URL, for messages. */
+  readonly url: string;
+  /** A record of `topic` as plain JSON data; rejects with {@link RegistryUnavailable} or {@link UndecodableRecord}. */
+  decode(
+    topic: string,
+    bytes: Uint8Array,
+    expected?: RegisteredFormat,
+  ): Promise<{ format: RegisteredFormat; schemaId: number; value: unknown }>;
+  /** Resolves when the registry answers and accepts the credentials. */
+  check(): Promise<void>;
+}
+
+/** The registry cannot answer now (unreachable, 5xx, or it refuses the credentials): try again later. */
+export class RegistryUnavailable extends Error {
+  override name = "RegistryUnavailable";
+  constructor(message: string, readonly refused = false) {
+    super(message);
+  }
+}
+
+/** The record cannot be decoded, however often it is tried: an unknown schema id, or bytes that do not match it. */
+export class UndecodableRecord extends Error {
+  override name = "UndecodableRecord";
+  constructor(message: string, readonly schemaId?: number) {
+    super(message);
+  }
+}
+
+/** The schema id of a record in the Confluent wire format; undefined for anything else. */
+export function schemaIdOf(bytes: Uint8Array): number | undefined {
+  if (bytes.length < 5 || bytes[0] !== 0) return undefined;
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(1);
+}
