@@ -258,8 +258,8 @@ export async function findJava(minimum = MINIMUM_JAVA): Promise<{ java: string; 
   const major = await javaVersion("java");
   if (major >= minimum) return { java: "java", major };
   throw new FatalError(
-    `no Java ${minimum} or newer found (looked in JAVA_HOME, /usr/lib/jvm and the PATH), and Apicurio Registry ` +
-      `${REGISTRY_VERSION} needs one: install one, or set JAVA_HOME to one`,
+    `Apicurio Registry ${REGISTRY_VERSION} needs Java ${minimum} or newer and none was found ` +
+      `(looked in JAVA_HOME, /usr/lib/jvm and the PATH): install one, or set JAVA_HOME to one`,
   );
 }
 
