@@ -22,6 +22,8 @@
  * ```
  */
 import { Buffer } from "node:buffer";
+import { createFileRegistry, type FileRegistry, fromBinary, toJson } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import type { Client, SchemaInfo } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import { AvroDeserializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
@@ -55,6 +57,8 @@ export class SchemaRegistry implements RecordDecoder {
   readonly #client: Client;
   readonly #deserializers: Record<RegisteredFormat, { deserialize(topic: string, payload: Buffer): Promise<unknown> }>;
   readonly #url: string;
+  /** Protobuf schemas' descriptors by schema id, to render their messages. */
+  readonly #protobufFiles = new Map<number, FileRegistry>();
 
   constructor(options: RegistryOptions) {
     this.#url = options.url.replace(/\/+$/, "");
@@ -68,8 +72,12 @@ export class SchemaRegistry implements RecordDecoder {
           },
         }
         : {}),
-      // The library's own bearer option is Confluent Cloud's (it wants a logical cluster): a header instead.
-      ...(options.token ? { createAxiosDefaults: { headers: { Authorization: `Bearer ${options.token}` } } } : {}),
+      createAxiosDefaults: {
+        // A registry that takes the connection and never answers is one that cannot answer (axios waits for ever).
+        timeout: 10_000,
+        // The library's own bearer option is Confluent Cloud's (it wants a logical cluster): a header instead.
+        ...(options.token ? { headers: { Authorization: `Bearer ${options.token}` } } : {}),
+      },
       // The bridge retries a record itself, with the pipeline paused: one quick retry here.
       maxRetries: 1,
       retriesWaitMs: 200,
@@ -88,6 +96,10 @@ export class SchemaRegistry implements RecordDecoder {
       }
     };
     this.#deserializers = { avro: serde("avro"), protobuf: serde("protobuf"), "json-schema": serde("json-schema") };
+  }
+
+  #protobufJson(schemaId: number, text: string, message: unknown): unknown {
+    return protobufJson(this.#protobufFiles, schemaId, text, message);
   }
 
   /** The registry's base URL (no credentials in it). */
@@ -142,10 +154,11 @@ export class SchemaRegistry implements RecordDecoder {
       throw new UndecodableRecord(`schema id ${schemaId} is ${format}, the pipeline reads ${expected}`, schemaId);
     }
     try {
-      const value = await this.#deserializers[format].deserialize(
+      const decoded = await this.#deserializers[format].deserialize(
         topic,
         Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
       );
+      const value = format === "protobuf" ? this.#protobufJson(schemaId, info.schema, decoded) : decoded;
       return { format, schemaId, value: plainValue(value) };
     } catch (error) {
       const cause = unavailable(error);
@@ -156,6 +169,25 @@ export class SchemaRegistry implements RecordDecoder {
       );
     }
   }
+}
+
+/**
+ * A decoded Protobuf message in Protobuf's JSON mapping, with the field names of the `.proto`
+ * (`order_id`, as templates name them), 64-bit integers as strings, bytes as base64, enums by name.
+ */
+function protobufJson(files: Map<number, FileRegistry>, schemaId: number, text: string, message: unknown): unknown {
+  let registry = files.get(schemaId);
+  if (!registry) {
+    const file = fromBinary(
+      FileDescriptorProtoSchema,
+      Buffer.from(serializedDescriptor(text, `schema-${schemaId}.proto`), "base64"),
+    );
+    files.set(schemaId, registry = createFileRegistry(file, () => undefined));
+  }
+  const typeName = (message as { $typeName?: string }).$typeName;
+  const desc = typeName ? registry.getMessage(typeName) : undefined;
+  // deno-lint-ignore no-explicit-any
+  return desc ? toJson(desc, message as any, { useProtoFieldName: true }) : message;
 }
 
 /** The registry's failure to answer, classed: unreachable, 5xx, 408/429, or refused credentials. */

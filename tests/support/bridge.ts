@@ -45,6 +45,8 @@ export interface TestBridgeOptions {
   commitIntervalMs?: number;
   /** AGENT_SHUTDOWN_GRACE (default 5 s). */
   shutdownGraceMs?: number;
+  /** SCHEMA_REGISTRY_URL and its credentials (default: none). */
+  schemaRegistry?: { url: string; username?: string; password?: string; token?: string };
 }
 
 /** Starts a bridge; `stop()` it at the end of the test. */
@@ -66,6 +68,10 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
       shutdownGraceMs: options.shutdownGraceMs ?? 5_000,
       maxInFlight: options.maxInFlight ?? settings.maxInFlight,
       maxUncommittedBytes: options.maxUncommittedBytes ?? settings.maxUncommittedBytes,
+      schemaRegistryUrl: options.schemaRegistry?.url,
+      schemaRegistryUsername: options.schemaRegistry?.username,
+      schemaRegistryPassword: options.schemaRegistry?.password,
+      schemaRegistryToken: options.schemaRegistry?.token,
     },
     archestraUrl: options.archestraUrl,
     probeDelayMs: options.probeDelayMs,

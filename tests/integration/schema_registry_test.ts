@@ -1,0 +1,265 @@
+/**
+ * Registered records end to end, on the real broker and a real registry (Apicurio Registry, started
+ * by tests/support/registry.ts): records written by Confluent's serde library (not our decoder)
+ * in Avro, Protobuf (the second message of its file, so its message index is not 0) and JSON
+ * Schema are decoded, matched on fields, templated and answered; an unknown schema id and a
+ * truncated body go to the DLQ as permanent, with their original bytes; a registry that answers
+ * 503 for 20 s costs no record: every one is answered once it is back.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
+import { AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
+import { ProtobufSerializer } from "@confluentinc/schemaregistry/dist/serde/protobuf.js";
+import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
+import { startDemoAgent } from "../../src/agent/demo_agent.ts";
+import type { FatalError } from "../../src/errors.ts";
+import { serializedDescriptor } from "../../src/registry/protobuf_text.ts";
+import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
+import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import { testRegistry } from "../support/registry.ts";
+import { until } from "../support/until.ts";
+
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+const ORDER_AVRO = {
+  type: "record",
+  name: "Order",
+  namespace: "shop",
+  fields: [
+    { name: "order_id", type: "string" },
+    { name: "status", type: { type: "enum", name: "Status", symbols: ["NEW", "PAID"] } },
+    { name: "amount", type: { type: "bytes", logicalType: "decimal", precision: 10, scale: 2 } },
+    { name: "at", type: { type: "long", logicalType: "timestamp-millis" } },
+    { name: "note", type: ["null", "string"], default: null },
+  ],
+};
+const ORDER_PROTO = `syntax = "proto3";
+package shop;
+
+message Header {
+  string source = 1;
+}
+
+message Order {
+  string order_id = 1;
+  string status = 2;
+  int64 quantity = 3;
+}
+`;
+const ORDER_JSON_SCHEMA = {
+  type: "object",
+  properties: { order_id: { type: "string" }, status: { type: "string" } },
+  required: ["order_id", "status"],
+};
+
+/** The serde library's own serializers, writing under `<topic>-value` after registering the schema there. */
+async function writers(url: string, topics: { avro: string; protobuf: string; json: string }) {
+  const client = new SchemaRegistryClient({ baseURLs: [url], createAxiosDefaults: { timeout: 10_000 } });
+  await client.register(`${topics.avro}-value`, { schemaType: "AVRO", schema: JSON.stringify(ORDER_AVRO) });
+  await client.register(`${topics.protobuf}-value`, { schemaType: "PROTOBUF", schema: ORDER_PROTO });
+  await client.register(`${topics.json}-value`, { schemaType: "JSON", schema: JSON.stringify(ORDER_JSON_SCHEMA) });
+  const file = createFileRegistry(
+    fromBinary(FileDescriptorProtoSchema, Buffer.from(serializedDescriptor(ORDER_PROTO, "order.proto"), "base64")),
+    () => undefined,
+  );
+  const latest = { useLatestVersion: true };
+  const avro = new AvroSerializer(client, SerdeType.VALUE, latest);
+  // deno-lint-ignore no-explicit-any
+  const protobuf = new ProtobufSerializer(client, SerdeType.VALUE, { ...latest, registry: file } as any);
+  const json = new JsonSerializer(client, SerdeType.VALUE, latest);
+  const order = file.getFile("order.proto")!.messages.find((m) => m.name === "Order")!;
+  return {
+    avro: (value: object) => avro.serialize(topics.avro, value),
+    protobuf: (value: Record<string, unknown>) => protobuf.serialize(topics.protobuf, create(order, value)),
+    json: (value: object) => json.serialize(topics.json, value),
+  };
+}
+
+const PIPELINE = (prefix: string) => `
+name: registered-${prefix}
+source: { topics: ["${prefix}.*"] }
+routes:
+  - name: paid
+    match: { fields: { status: PAID } }
+    transform: { template: "{$topic}: order {order_id} paid" }
+    invoke: { prompt_id: orders }
+  - name: other
+    transform: { template: "{$topic}: order {order_id} {status}" }
+    invoke: { prompt_id: orders }
+`;
+
+Deno.test(
+  "registered records (Avro, Protobuf with a message index, JSON Schema) written by the serde library are decoded, matched, templated and answered",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    const prefix = `reg-${uniqueId()}`;
+    const topics = { avro: `${prefix}.avro`, protobuf: `${prefix}.protobuf`, json: `${prefix}.json` };
+    const { kafka } = await testKafka();
+    await createTopics(kafka, Object.values(topics));
+    const write = await writers(url, topics);
+    await produce(kafka, topics.avro, [{
+      key: "a",
+      value: await write.avro({
+        order_id: "A-1",
+        status: "PAID",
+        amount: Buffer.from([0x01, 0xe2, 0x40]),
+        at: 1_700_000_000_123,
+        note: null,
+      }),
+    }]);
+    await produce(kafka, topics.protobuf, [{
+      key: "p",
+      value: await write.protobuf({ orderId: "P-1", status: "NEW", quantity: 2n ** 60n }),
+    }]);
+    await produce(kafka, topics.json, [{ key: "j", value: await write.json({ order_id: "J-1", status: "PAID" }) }]);
+    // A plain JSON event beside them, read as JSON (format auto).
+    await produce(kafka, topics.json, [{ key: "plain", value: '{"order_id":"J-2","status":"NEW"}' }]);
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([PIPELINE(prefix)]),
+      archestraUrl: agent.url,
+      schemaRegistry: { url },
+    });
+    try {
+      const replies = await readRecords(kafka, Object.values(topics).map((t) => `${t}.responses`), 4);
+      const texts = replies.map((r) => JSON.parse(r.value!.toString()).request.text).sort();
+      assert.deepEqual(texts, [
+        `${topics.avro}: order A-1 paid`,
+        `${topics.json}: order J-1 paid`,
+        `${topics.json}: order J-2 NEW`,
+        `${topics.protobuf}: order P-1 NEW`,
+      ]);
+      assert.equal(bridge.stats.deadLettered, 0);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "an unknown schema id and a truncated body go to the DLQ as permanent, with their original bytes and the schema id",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    const prefix = `regbad-${uniqueId()}`;
+    const topic = `${prefix}.avro`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const write = await writers(url, { avro: topic, protobuf: `${prefix}.p`, json: `${prefix}.j` });
+    const good = await write.avro({ order_id: "A-2", status: "NEW", amount: Buffer.from([1]), at: 0, note: "x" });
+    const unknown = new Uint8Array([0, 0x7f, 0xff, 0xff, 0x01, 2, 3]);
+    const truncated = good.subarray(0, 9);
+    await produce(kafka, topic, [
+      { key: "unknown", value: unknown },
+      { key: "truncated", value: truncated },
+      { key: "good", value: good },
+    ]);
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([PIPELINE(prefix)]),
+      archestraUrl: agent.url,
+      schemaRegistry: { url },
+    });
+    try {
+      await until(() => bridge.stats.replied === 1 && bridge.stats.deadLettered === 2, "one reply, two DLQ records");
+      await bridge.stop();
+      const dead = await readAll(kafka, `${topic}.dlq`);
+      const byKey = Object.fromEntries(dead.map((r) => [r.key, r]));
+      assert.equal(byKey.unknown.headers["x-error-class"], "permanent");
+      assert.match(byKey.unknown.headers["x-error-message"], /schema id 2147483393 is not registered/);
+      assert.deepEqual(new Uint8Array(byKey.unknown.value!), unknown, "the original bytes");
+      assert.equal(byKey.truncated.headers["x-error-class"], "permanent");
+      assert.match(byKey.truncated.headers["x-error-message"], /schema id \d+/);
+      assert.deepEqual(new Uint8Array(byKey.truncated.value!), new Uint8Array(truncated));
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "a registry that answers 503 for 20 s dead-letters nothing: every record is answered once it is back",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    // A proxy in front of the registry: down (503) until told otherwise.
+    let down = true;
+    const proxy = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async (request) => {
+      if (down) return Response.json({ error_code: 50301, message: "unavailable" }, { status: 503 });
+      const target = new URL(request.url);
+      const upstream = new URL(url);
+      const forwarded = `${upstream.origin}${target.pathname}${target.search}`;
+      return await fetch(forwarded, { method: request.method, headers: request.headers, body: request.body });
+    });
+    const proxied = `http://127.0.0.1:${proxy.addr.port}${new URL(url).pathname}`;
+    const prefix = `regdown-${uniqueId()}`;
+    const topic = `${prefix}.avro`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const write = await writers(url, { avro: topic, protobuf: `${prefix}.p`, json: `${prefix}.j` });
+    const events = await Promise.all(
+      Array.from({ length: 5 }, async (_, n) => ({
+        key: `k${n}`,
+        value: await write.avro({ order_id: `D-${n}`, status: "NEW", amount: Buffer.from([n]), at: n, note: null }),
+      })),
+    );
+    await produce(kafka, topic, events);
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([PIPELINE(prefix)]),
+      archestraUrl: agent.url,
+      schemaRegistry: { url: proxied },
+    });
+    try {
+      await until(() => bridge.stats.consumed >= 1, "the first record consumed");
+      const upAt = Date.now() + 20_000;
+      await until(() => Date.now() >= upAt, "20 s of a registry that answers 503", 30_000);
+      assert.equal(bridge.stats.replied + bridge.stats.deadLettered, 0, "nothing answered, nothing dead-lettered");
+      down = false;
+      await until(() => bridge.stats.replied === 5, "every record answered", 60_000);
+      assert.equal(bridge.stats.deadLettered, 0);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+      await proxy.shutdown();
+    }
+  },
+);
+
+Deno.test(
+  "a registry that refuses the bridge's credentials stops the start with a configuration error (exit 2), the password unsaid",
+  integration,
+  async () => {
+    const registry = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen() {} },
+      () => Response.json({ error_code: 40101, message: "Unauthorized" }, { status: 401 }),
+    );
+    const agent = startDemoAgent();
+    try {
+      await assert.rejects(
+        startTestBridge({
+          pipelines: pipelinesFrom([PIPELINE(`regauth-${uniqueId()}`)]),
+          archestraUrl: agent.url,
+          schemaRegistry: { url: `http://127.0.0.1:${registry.addr.port}`, username: "bridge", password: "s3cret-pw" },
+        }),
+        (error: FatalError) => {
+          assert.equal(error.exitCode, 2);
+          assert.match(error.message, /refuses the bridge's credentials \(HTTP 401\)/);
+          assert.match(error.message, /SCHEMA_REGISTRY_USERNAME/);
+          assert.doesNotMatch(error.message, /s3cret-pw/);
+          return true;
+        },
+      );
+    } finally {
+      await agent.close();
+      await registry.shutdown();
+    }
+  },
+);
