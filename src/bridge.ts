@@ -636,10 +636,12 @@ async function openRegistry(
   try {
     await registry.check();
   } catch (error) {
-    if (error instanceof RegistryUnavailable && error.refused) {
+    if (error instanceof RegistryUnavailable && error.why) {
       throw new FatalError([
         `environment:SCHEMA_REGISTRY_URL: ${error.message} at ${registry.url}`,
-        "set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD, or SCHEMA_REGISTRY_TOKEN, to credentials it accepts",
+        error.refused
+          ? "set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD, or SCHEMA_REGISTRY_TOKEN, to credentials it accepts"
+          : "set SCHEMA_REGISTRY_URL to the registry's Confluent-compatible API",
       ], { config: true });
     }
     log.warn("the schema registry at {url} does not answer yet ({error}): records in its wire format wait for it", {

@@ -5,8 +5,9 @@
  * that itself; Apicurio's compatible API answers with bytes the deserializer cannot read. So the
  * bridge always reads the text and builds the descriptor here (protobufjs parses it,
  * @bufbuild/protobuf writes it), whichever registry it talks to. Types are qualified by
- * Protobuf's scoping rules (nested first, then outward to the package). Schemas that import others
- * (references) are not built here.
+ * Protobuf's scoping rules (nested first, then outward to the package); imports of well-known types
+ * (`google/protobuf/timestamp.proto`…) are dependencies every reader knows. Schemas that import
+ * other files of their own (references) are not built here.
  *
  * @example
  * ```ts
@@ -32,12 +33,25 @@ import "protobufjs/ext/descriptor/index.js";
 
 /** The base64 FileDescriptorProto of a `.proto` text, named `fileName`. */
 export function serializedDescriptor(text: string, fileName: string): string {
-  const root = protobuf.parse(text, { keepCase: true }).root;
+  const parsed = protobuf.parse(text, { keepCase: true });
+  const root = parsed.root;
+  // Well-known types (google/protobuf/*.proto) are known to every reader: added to resolve against, not written.
+  const wellKnown = (parsed.imports ?? []).filter((name) => name.startsWith("google/protobuf/"));
+  for (const name of wellKnown) {
+    // deno-lint-ignore no-explicit-any
+    const common = (protobuf as any).common.get(name);
+    if (common) root.addJSON(common.nested);
+  }
+  // Resolved, so that map fields of messages and imported types have descriptors.
+  root.resolveAll();
+  const syntax = /^\s*syntax\s*=\s*"(proto[23])"/m.exec(text)?.[1] ?? "proto2";
   // deno-lint-ignore no-explicit-any
-  const set = (root as any).toDescriptor("proto3");
-  const file = fromBinary(FileDescriptorSetSchema, set.constructor.encode(set).finish() as Uint8Array).file[0];
+  const set = (root as any).toDescriptor(syntax);
+  const files = fromBinary(FileDescriptorSetSchema, set.constructor.encode(set).finish() as Uint8Array).file;
+  const file = files.find((f) => f.package === (parsed.package ?? "") && !f.name.startsWith("google_protobuf")) ??
+    files[0];
   file.name = fileName;
-  const prefix = file.package ? `.${file.package}` : "";
+  file.dependency = wellKnown;
   // Every type's full name, to resolve the relative names protobufjs writes.
   const known = new Set<string>();
   const collect = (scope: string, messages: DescriptorProto[], enums: EnumDescriptorProto[]) => {
@@ -47,7 +61,7 @@ export function serializedDescriptor(text: string, fileName: string): string {
       collect(`${scope}.${message.name}`, message.nestedType, message.enumType);
     }
   };
-  collect(prefix, file.messageType, file.enumType);
+  for (const each of files) collect(each.package ? `.${each.package}` : "", each.messageType, each.enumType);
   const qualify = (scope: string, messages: DescriptorProto[]) => {
     for (const message of messages) {
       const inner = `${scope}.${message.name}`;
@@ -59,7 +73,7 @@ export function serializedDescriptor(text: string, fileName: string): string {
       qualify(inner, message.nestedType);
     }
   };
-  qualify(prefix, file.messageType);
+  qualify(file.package ? `.${file.package}` : "", file.messageType);
   return Buffer.from(toBinary(FileDescriptorProtoSchema, file)).toString("base64");
 }
 

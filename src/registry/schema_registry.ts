@@ -22,8 +22,10 @@
  * ```
  */
 import { Buffer } from "node:buffer";
-import { createFileRegistry, type FileRegistry, fromBinary, toJson } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import http from "node:http";
+import https from "node:https";
+import { createFileRegistry, type DescFile, type FileRegistry, fromBinary, toJson } from "@bufbuild/protobuf";
+import * as wkt from "@bufbuild/protobuf/wkt";
 import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import type { Client, SchemaInfo } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import { AvroDeserializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
@@ -32,6 +34,7 @@ import { ProtobufDeserializer } from "@confluentinc/schemaregistry/dist/serde/pr
 import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
 import { RestError } from "@confluentinc/schemaregistry/dist/rest-error.js";
 import { errorMessage } from "../errors.ts";
+import { registerSecret } from "../secrets.ts";
 import {
   type RecordDecoder,
   type RegisteredFormat,
@@ -39,7 +42,7 @@ import {
   schemaIdOf,
   UndecodableRecord,
 } from "./wire.ts";
-import { LOGICAL_TYPES } from "./avro_logical.ts";
+import { avroOptions } from "./avro_logical.ts";
 import { serializedDescriptor } from "./protobuf_text.ts";
 import { plainValue } from "./values.ts";
 
@@ -51,6 +54,13 @@ export interface RegistryOptions {
   token?: string;
 }
 
+/** The well-known types' files (google/protobuf/*.proto), by name, for schemas that import them. */
+const WELL_KNOWN = new Map(
+  Object.values(wkt).flatMap((value) =>
+    (value as { kind?: string }).kind === "file" ? [[(value as DescFile).proto.name, value as DescFile]] : []
+  ),
+);
+
 const FORMATS: Record<string, RegisteredFormat> = { AVRO: "avro", PROTOBUF: "protobuf", JSON: "json-schema" };
 
 export class SchemaRegistry implements RecordDecoder {
@@ -61,7 +71,14 @@ export class SchemaRegistry implements RecordDecoder {
   readonly #protobufFiles = new Map<number, FileRegistry>();
 
   constructor(options: RegistryOptions) {
-    this.#url = options.url.replace(/\/+$/, "");
+    // Credentials written into the URL become basic auth: the URL, in logs and DLQ records, carries none.
+    const parsed = new URL(options.url);
+    const username = options.username ?? (parsed.username ? decodeURIComponent(parsed.username) : undefined);
+    const password = options.password ?? (parsed.password ? decodeURIComponent(parsed.password) : undefined);
+    registerSecret(password);
+    parsed.username = parsed.password = "";
+    this.#url = parsed.href.replace(/\/+$/, "");
+    options = { ...options, username, password };
     const client = new SchemaRegistryClient({
       baseURLs: [this.#url],
       ...(options.username !== undefined
@@ -75,6 +92,9 @@ export class SchemaRegistry implements RecordDecoder {
       createAxiosDefaults: {
         // A registry that takes the connection and never answers is one that cannot answer (axios waits for ever).
         timeout: 10_000,
+        // A connection each request: a kept-alive one that the registry closed has hung axios on Deno for good.
+        httpAgent: new http.Agent({ keepAlive: false }),
+        httpsAgent: new https.Agent({ keepAlive: false }),
         // The library's own bearer option is Confluent Cloud's (it wants a logical cluster): a header instead.
         ...(options.token ? { headers: { Authorization: `Bearer ${options.token}` } } : {}),
       },
@@ -88,7 +108,7 @@ export class SchemaRegistry implements RecordDecoder {
       switch (kind) {
         case "avro":
           // deno-lint-ignore no-explicit-any
-          return new AvroDeserializer(this.#client, SerdeType.VALUE, { logicalTypes: LOGICAL_TYPES } as any);
+          return new AvroDeserializer(this.#client, SerdeType.VALUE, avroOptions() as any);
         case "protobuf":
           return new ProtobufDeserializer(this.#client, SerdeType.VALUE, {});
         case "json-schema":
@@ -138,10 +158,11 @@ export class SchemaRegistry implements RecordDecoder {
     } catch (error) {
       const cause = unavailable(error);
       if (cause) throw cause;
-      if (error instanceof RestError && error.status === 404) {
+      // 40403 is "schema not found"; a 404 without it is a URL that serves no registry API.
+      if (error instanceof RestError && error.status === 404 && error.errorCode === 40403) {
         throw new UndecodableRecord(`schema id ${schemaId} is not registered at ${this.#url}`, schemaId);
       }
-      throw new RegistryUnavailable(`schema id ${schemaId}: ${errorMessage(error)}`);
+      throw new UndecodableRecord(`schema id ${schemaId}: the registry answers ${errorMessage(error)}`, schemaId);
     }
     const format = FORMATS[info.schemaType ?? "AVRO"];
     if (!format) {
@@ -179,10 +200,10 @@ function protobufJson(files: Map<number, FileRegistry>, schemaId: number, text: 
   let registry = files.get(schemaId);
   if (!registry) {
     const file = fromBinary(
-      FileDescriptorProtoSchema,
+      wkt.FileDescriptorProtoSchema,
       Buffer.from(serializedDescriptor(text, `schema-${schemaId}.proto`), "base64"),
     );
-    files.set(schemaId, registry = createFileRegistry(file, () => undefined));
+    files.set(schemaId, registry = createFileRegistry(file, (name) => WELL_KNOWN.get(name)));
   }
   const typeName = (message as { $typeName?: string }).$typeName;
   const desc = typeName ? registry.getMessage(typeName) : undefined;
@@ -195,11 +216,20 @@ function unavailable(error: unknown): RegistryUnavailable | undefined {
   const status = error instanceof RestError
     ? error.status
     : (error as { response?: { status?: number } })?.response?.status;
-  const code = (error as { code?: string })?.code;
   if (status === 401 || status === 403) {
-    return new RegistryUnavailable(`the registry refuses the bridge's credentials (HTTP ${status})`, true);
+    return new RegistryUnavailable(`the registry refuses the bridge's credentials (HTTP ${status})`, "refused");
   }
-  if ((status !== undefined && (status >= 500 || status === 408 || status === 429)) || (status === undefined && code)) {
+  if (status === 404 && !(error instanceof RestError && error.errorCode === 40403)) {
+    return new RegistryUnavailable(
+      "the URL serves no Confluent-compatible registry API (HTTP 404; Apicurio's is at /apis/ccompat/v7)",
+      "misconfigured",
+    );
+  }
+  if (status !== undefined && (status >= 500 || status === 408 || status === 429)) {
+    return new RegistryUnavailable(`the registry cannot answer: ${errorMessage(error)}`);
+  }
+  // No answer at all (refused, reset, timed out, DNS, TLS): only HTTP client errors, not a deserializer's own.
+  if (status === undefined && (error as { name?: string; isAxiosError?: boolean })?.isAxiosError) {
     return new RegistryUnavailable(`the registry cannot be reached: ${errorMessage(error)}`);
   }
   return undefined;

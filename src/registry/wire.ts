@@ -32,8 +32,17 @@ export interface RecordDecoder {
 /** The registry cannot answer now (unreachable, 5xx, or it refuses the credentials): try again later. */
 export class RegistryUnavailable extends Error {
   override name = "RegistryUnavailable";
-  constructor(message: string, readonly refused = false) {
+  /**
+   * `refused`: it refuses the credentials; `misconfigured`: the URL serves no Confluent-compatible
+   * API (a 404 that is no "schema not found"). Either stops the start; later, records wait.
+   */
+  constructor(message: string, readonly why?: "refused" | "misconfigured") {
     super(message);
+  }
+
+  /** Whether it refuses the credentials. */
+  get refused(): boolean {
+    return this.why === "refused";
   }
 }
 

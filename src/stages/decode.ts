@@ -96,7 +96,10 @@ export function decoder(
       }
       const bytes = job.record.value;
       const { format } = job.pipeline;
-      const wire = bytes !== null && format !== "json" && (format !== "auto" || schemaIdOf(bytes) !== undefined);
+      // auto: the wire format where JSON is expected (JSON text never starts with a zero byte), so
+      // binary values (`decode: bytes`) that happen to start with one are never taken for it.
+      const wire = bytes !== null && format !== "json" &&
+        (format !== "auto" || (job.pipeline.decode === "json" && schemaIdOf(bytes) !== undefined));
       if (!wire) {
         try {
           decodeJob(job);

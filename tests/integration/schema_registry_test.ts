@@ -8,8 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import http from "node:http";
 import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp, FileDescriptorProtoSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import { AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
 import { JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
@@ -40,14 +41,22 @@ const ORDER_AVRO = {
 const ORDER_PROTO = `syntax = "proto3";
 package shop;
 
+import "google/protobuf/timestamp.proto";
+
 message Header {
   string source = 1;
+}
+
+message Line {
+  string sku = 1;
 }
 
 message Order {
   string order_id = 1;
   string status = 2;
   int64 quantity = 3;
+  map<string, Line> lines = 4;
+  google.protobuf.Timestamp at = 5;
 }
 `;
 const ORDER_JSON_SCHEMA = {
@@ -58,13 +67,17 @@ const ORDER_JSON_SCHEMA = {
 
 /** The serde library's own serializers, writing under `<topic>-value` after registering the schema there. */
 async function writers(url: string, topics: { avro: string; protobuf: string; json: string }) {
-  const client = new SchemaRegistryClient({ baseURLs: [url], createAxiosDefaults: { timeout: 10_000 } });
+  const client = new SchemaRegistryClient({
+    baseURLs: [url],
+    // As the bridge's client: a connection each request (see src/registry/schema_registry.ts).
+    createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
+  });
   await client.register(`${topics.avro}-value`, { schemaType: "AVRO", schema: JSON.stringify(ORDER_AVRO) });
   await client.register(`${topics.protobuf}-value`, { schemaType: "PROTOBUF", schema: ORDER_PROTO });
   await client.register(`${topics.json}-value`, { schemaType: "JSON", schema: JSON.stringify(ORDER_JSON_SCHEMA) });
   const file = createFileRegistry(
     fromBinary(FileDescriptorProtoSchema, Buffer.from(serializedDescriptor(ORDER_PROTO, "order.proto"), "base64")),
-    () => undefined,
+    (name) => name === "google/protobuf/timestamp.proto" ? file_google_protobuf_timestamp : undefined,
   );
   const latest = { useLatestVersion: true };
   const avro = new AvroSerializer(client, SerdeType.VALUE, latest);
@@ -114,7 +127,14 @@ Deno.test(
     }]);
     await produce(kafka, topics.protobuf, [{
       key: "p",
-      value: await write.protobuf({ orderId: "P-1", status: "NEW", quantity: 2n ** 60n }),
+      value: await write.protobuf({
+        orderId: "P-1",
+        status: "NEW",
+        quantity: 2n ** 60n,
+        // A map of messages and a well-known type: the schema imports google/protobuf/timestamp.proto.
+        lines: { first: { sku: "S-1" } },
+        at: timestampFromMs(1_700_000_000_123),
+      }),
     }]);
     await produce(kafka, topics.json, [{ key: "j", value: await write.json({ order_id: "J-1", status: "PAID" }) }]);
     // A plain JSON event beside them, read as JSON (format auto).

@@ -54,6 +54,16 @@ Deno.test("decode with a registry: auto reads the wire format with its schema, a
   assert.deepEqual(asked, [1], "only the wire-format record went to the registry");
 });
 
+Deno.test("decode with a registry: auto leaves binary values alone (decode: bytes), though they start with a zero byte", async () => {
+  const { decoder: registry, asked } = standIn();
+  const p = pipeline(
+    `name: p\nsource: {topics: [orders.events]}\ndecode: bytes\nroutes: [{name: r, invoke: {prompt_id: x}}]\n`,
+  );
+  const [binary] = await collect(decoder({ registry })(from([job(p, wire(1))])));
+  assert.equal(binary.value, "AAAAAAE=");
+  assert.deepEqual(asked, []);
+});
+
 Deno.test("decode with a registry: an unknown schema id and a record not in the wire format are permanent, naming what is wrong", async () => {
   const { decoder: registry } = standIn();
   const [unknown, plain, other] = await collect(
@@ -95,4 +105,26 @@ Deno.test("Avro decimals keep every digit, negative ones too", () => {
   assert.equal(decimalText(new Uint8Array([0x01, 0xe2, 0x40]), 2), "1234.56");
   assert.equal(decimalText(new Uint8Array([0xfe, 0x1d, 0xc0]), 2), "-1234.56");
   assert.equal(decimalText(new Uint8Array([0x05]), 3), "0.005");
+});
+
+Deno.test("a URL that serves no registry API (404 without 'schema not found') is a misconfiguration, not an unknown schema; credentials in the URL are sent, never shown", async () => {
+  const { SchemaRegistry } = await import("../../src/registry/schema_registry.ts");
+  const seen: (string | null)[] = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
+    seen.push(request.headers.get("authorization"));
+    return new Response("<html>Not Found</html>", { status: 404, headers: { "content-type": "text/html" } });
+  });
+  try {
+    const registry = new SchemaRegistry({ url: `http://bridge:s3cret@127.0.0.1:${server.addr.port}` });
+    assert.doesNotMatch(registry.url, /s3cret|bridge@/);
+    await assert.rejects(registry.check(), (error: RegistryUnavailable) => {
+      assert.ok(error instanceof RegistryUnavailable);
+      assert.equal(error.why, "misconfigured");
+      return true;
+    });
+    await assert.rejects(registry.decode("t", new Uint8Array([0, 0, 0, 0, 1, 2])), RegistryUnavailable);
+    assert.equal(seen[0], `Basic ${btoa("bridge:s3cret")}`);
+  } finally {
+    await server.shutdown();
+  }
 });
