@@ -17,6 +17,7 @@
  * ```
  */
 import { FatalError } from "../errors.ts";
+import { exists, freePort, portIsFree, processAlive } from "./local_process.ts";
 
 export const KAFKA_VERSION = "4.4.0";
 const LOG4J_VERSION = "2.25.5";
@@ -94,15 +95,6 @@ export interface EnsureOptions {
   secure?: SecureOptions;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Whether a Kafka broker answers at `host:port`: sends an ApiVersions request and checks that the
  * reply carries its correlation id. Any TCP server that is not Kafka fails this.
@@ -137,31 +129,6 @@ export async function isKafka(host: string, port: number, timeoutMs = 2_000): Pr
     try {
       conn?.close();
     } catch { /* already closed by the timer */ }
-  }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-function portIsFree(port: number): boolean {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
   }
 }
 

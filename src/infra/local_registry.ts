@@ -28,6 +28,7 @@
  */
 import { FatalError } from "../errors.ts";
 import { cacheDir } from "./local_broker.ts";
+import { exists, freePort, portIsFree, processAlive } from "./local_process.ts";
 
 export const REGISTRY_VERSION = "3.3.3";
 const ARTIFACT = `io.apicurio:apicurio-registry-app:${REGISTRY_VERSION}:tar.gz:all`;
@@ -73,40 +74,6 @@ export interface EnsureRegistryOptions {
   tethered?: boolean;
   /** How long to wait for it to answer. Default 120 s. */
   startTimeoutMs?: number;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-function portIsFree(port: number): boolean {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
