@@ -17,7 +17,7 @@
  * ```
  */
 import { FatalError } from "../errors.ts";
-import { exists, freePort, portIsFree, processAlive } from "./local_process.ts";
+import { exists, freePort, type LocalServerOptions, portIsFree, processAlive, run } from "./local_process.ts";
 
 export const KAFKA_VERSION = "4.4.0";
 const LOG4J_VERSION = "2.25.5";
@@ -79,18 +79,8 @@ export interface LocalBroker {
   stop(): Promise<void>;
 }
 
-export interface EnsureOptions {
-  /** Holds the state file, config, data and log. */
-  stateDir?: string;
-  /** The port to prefer; 0 picks a free one. Default 9092. */
-  port?: number;
-  /** Progress lines. */
-  log?: (line: string) => void;
-  /**
-   * Stop the broker when this process exits, however it exits (a killed test run must not leave
-   * a broker behind). Default: the broker outlives this process until {@link stopLocalBroker}.
-   */
-  tethered?: boolean;
+/** {@link LocalServerOptions} (its state directory also holds the config and data); the port defaults to 9092. */
+export interface EnsureOptions extends LocalServerOptions {
   /** Also open secured listeners (a new broker only: SCRAM users are set when storage is formatted). */
   secure?: SecureOptions;
 }
@@ -130,21 +120,6 @@ export async function isKafka(host: string, port: number, timeoutMs = 2_000): Pr
       conn?.close();
     } catch { /* already closed by the timer */ }
   }
-}
-
-async function run(command: string, args: string[], what: string): Promise<string> {
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new FatalError(`${what}: '${command}' is not installed (see README: Troubleshooting)`);
-    }
-    throw error;
-  }
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-  if (!output.success) throw new FatalError(`${what} failed:\n${text.trim().split("\n").slice(-20).join("\n")}`);
-  return text;
 }
 
 /** Fetches Kafka's server jars with `mvn` unless cached; returns the directory holding them. */

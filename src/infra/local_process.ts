@@ -1,7 +1,8 @@
 /**
  * @module
  * What the local broker and the local registry both need to run a server beside the bridge: a
- * free port, whether one is taken, whether a process still lives, whether a file exists.
+ * free port, whether one is taken, whether a process still lives, whether a file exists, and a
+ * command run to its end (mvn, tar, java).
  *
  * @example
  * ```ts
@@ -11,6 +12,22 @@
  * if (!processAlive(Deno.pid)) throw new Error("this process lives");
  * ```
  */
+import { FatalError } from "../errors.ts";
+
+/** How a local server is started, whichever it is. */
+export interface LocalServerOptions {
+  /** Holds its state file, log and data. */
+  stateDir?: string;
+  /** The port to prefer; 0 picks a free one. */
+  port?: number;
+  /** Progress lines. */
+  log?: (line: string) => void;
+  /**
+   * Stop it when this process exits, however it exits (a killed test run must not leave one
+   * behind). Default: it outlives this process until stopped.
+   */
+  tethered?: boolean;
+}
 
 /** Whether `path` exists. */
 export async function exists(path: string): Promise<boolean> {
@@ -48,4 +65,35 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Runs `command` to its end and returns what it printed; a FatalError naming `what` when it is not
+ * installed or fails (with the last lines it printed). Long runs say so every 15 s through `log`.
+ */
+export async function run(
+  command: string,
+  args: string[],
+  what: string,
+  log: (line: string) => void = () => {},
+): Promise<string> {
+  const started = Date.now();
+  const ticker = setInterval(
+    () => log(`${what}: still at it (${Math.round((Date.now() - started) / 1000)} s)…`),
+    15_000,
+  );
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new FatalError(`${what}: '${command}' is not installed; install it (see README: Troubleshooting)`);
+    }
+    throw error;
+  } finally {
+    clearInterval(ticker);
+  }
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new FatalError(`${what} failed:\n${text.trim().split("\n").slice(-20).join("\n")}`);
+  return text;
 }

@@ -28,7 +28,7 @@
  */
 import { FatalError } from "../errors.ts";
 import { cacheDir } from "./local_broker.ts";
-import { exists, freePort, portIsFree, processAlive } from "./local_process.ts";
+import { exists, freePort, type LocalServerOptions, portIsFree, processAlive, run } from "./local_process.ts";
 
 export const REGISTRY_VERSION = "3.3.3";
 const ARTIFACT = `io.apicurio:apicurio-registry-app:${REGISTRY_VERSION}:tar.gz:all`;
@@ -60,18 +60,8 @@ export interface LocalRegistry {
   stop(): Promise<void>;
 }
 
-export interface EnsureRegistryOptions {
-  /** Holds the state file and the log. */
-  stateDir?: string;
-  /** The port to prefer; 0 picks a free one. Default {@link DEFAULT_REGISTRY_PORT}. */
-  port?: number;
-  /** Progress lines. */
-  log?: (line: string) => void;
-  /**
-   * Stop the registry when this process exits, however it exits (a killed test run must not leave
-   * one behind). Default: the registry outlives this process until {@link stopLocalRegistry}.
-   */
-  tethered?: boolean;
+/** {@link LocalServerOptions}; the port defaults to {@link DEFAULT_REGISTRY_PORT}. */
+export interface EnsureRegistryOptions extends LocalServerOptions {
   /** How long to wait for it to answer. Default 120 s. */
   startTimeoutMs?: number;
 }
@@ -98,37 +88,6 @@ export async function isSchemaRegistry(url: string, timeoutMs = 2_000): Promise<
   } catch {
     return false;
   }
-}
-
-/**
- * Runs a command, with a line every 15 s while it lasts; returns its output, or throws a
- * {@link FatalError} with the last lines of it.
- */
-async function run(
-  command: string,
-  args: string[],
-  what: string,
-  log: (line: string) => void = () => {},
-): Promise<string> {
-  const started = Date.now();
-  const ticker = setInterval(
-    () => log(`${what}: still at it (${Math.round((Date.now() - started) / 1000)} s)…`),
-    15_000,
-  );
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new FatalError(`${what}: '${command}' is not installed; install it (see README: Troubleshooting)`);
-    }
-    throw error;
-  } finally {
-    clearInterval(ticker);
-  }
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-  if (!output.success) throw new FatalError(`${what} failed:\n${text.trim().split("\n").slice(-20).join("\n")}`);
-  return text;
 }
 
 /**
