@@ -66,11 +66,12 @@ import { startSummary } from "./ops/summary.ts";
 import { answers, startAnswerDeadlines } from "./stages/answers.ts";
 import { decoder } from "./stages/decode.ts";
 import type { Stage } from "./stages/stage.ts";
-import { type RecordDecoder, RegistryUnavailable } from "./registry/wire.ts";
+import { type RecordDecoder, RegistryUnavailable, type ReplyEncoder } from "./registry/wire.ts";
+import { RegistryWaits } from "./stages/registry_waits.ts";
 import { fanOut } from "./stages/fan_out.ts";
 import { invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
-import { publish } from "./stages/publish.ts";
+import { publish, type RegisteredReplies } from "./stages/publish.ts";
 import { transform } from "./stages/transform.ts";
 import { window } from "./stages/window.ts";
 import { pipe } from "./util/pipe.ts";
@@ -250,7 +251,9 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   const publisher = transactional?.sink() ??
     kafkaPublisher(replyWriter(kafka, admin, producer, renewed), outputs, life.stopping);
   const decodeStage = decoder({ registry, stopping: life.stopping });
-  const stages = { pipelines, answerTopics, asking, caps, rebalance, publisher, decode: decodeStage };
+  const replies = registry &&
+    { encoder: registry, waits: new RegistryWaits(registry.url, "replies", { stopping: life.stopping }) };
+  const stages = { pipelines, answerTopics, asking, caps, rebalance, publisher, replies, decode: decodeStage };
   const outcomes = stagesOf(stages, (jobs) =>
     invoke(jobs, {
       ...archestra,
@@ -571,12 +574,13 @@ function stagesOf(
     caps: Caps;
     rebalance: Rebalance;
     publisher: Sink;
+    replies?: RegisteredReplies;
     decode: Stage;
   },
   invoking: (jobs: AsyncIterable<Job>) => AsyncIterable<Job>,
   batches: AsyncIterable<Batch>,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
-  const { pipelines, answerTopics, asking, caps, rebalance, publisher, decode } = parts;
+  const { pipelines, answerTopics, asking, caps, rebalance, publisher, replies, decode } = parts;
   const windowed = pipelines.some((pipeline) => pipeline.routes.some((route) => route.window));
   warnOversizedWindows(pipelines, caps);
   return pipe(
@@ -597,7 +601,7 @@ function stagesOf(
     transform,
     fanOut,
     invoking,
-    (jobs) => publish(jobs, publisher),
+    (jobs) => publish(jobs, publisher, replies),
   );
 }
 
@@ -624,7 +628,7 @@ function lagSource(admin: Admin, consumer: Source, metrics: Metrics) {
  */
 async function openRegistry(
   settings: BridgeOptions["settings"],
-): Promise<RecordDecoder | undefined> {
+): Promise<(RecordDecoder & ReplyEncoder) | undefined> {
   if (!settings.schemaRegistryUrl) return undefined;
   const { SchemaRegistry } = await import("./registry/schema_registry.ts");
   const registry = new SchemaRegistry({

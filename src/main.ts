@@ -59,15 +59,15 @@ async function main(): Promise<number> {
     demo ? { ...demo.DEMO_PROMPT_IDS, ...env } : env,
     settings,
   );
-  const needRegistry = pipelines.filter((p) => !["auto", "json"].includes(p.format));
-  if (needRegistry.length && !settings.schemaRegistryUrl) {
-    throw new FatalError(
-      needRegistry.map((p) =>
-        `${p.file}:source.format: ${p.format} records need a schema registry: set SCHEMA_REGISTRY_URL`
-      ),
-      { config: true },
-    );
-  }
+  const needRegistry = pipelines.flatMap((p) => [
+    ...(["auto", "json"].includes(p.format)
+      ? []
+      : [`${p.file}:source.format: ${p.format} records need a schema registry: set SCHEMA_REGISTRY_URL`]),
+    ...(p.publish.format === "avro" || p.publish.format === "json-schema"
+      ? [`${p.file}:publish.format: ${p.publish.format} replies need a schema registry: set SCHEMA_REGISTRY_URL`]
+      : []),
+  ]);
+  if (needRegistry.length && !settings.schemaRegistryUrl) throw new FatalError(needRegistry, { config: true });
   log.info("agentstream: {count} pipelines from {source}: {names}", {
     count: pipelines.length,
     source: settings.routesConfigFile ?? settings.pipelinesDir,

@@ -320,7 +320,15 @@ export interface Pipeline {
   readonly format: "auto" | "json" | "avro" | "protobuf" | "json-schema";
   readonly routes: readonly Route[];
   readonly unmatched: "skip" | "dlq";
-  readonly publish: { readonly responses: Template; readonly dlq: Template; readonly format: "envelope" | "text" };
+  readonly publish: {
+    readonly responses: Template;
+    readonly dlq: Template;
+    /** How a reply is written: the JSON envelope, the reply text, or the envelope with a registered schema. */
+    readonly format: "envelope" | "text" | "avro" | "json-schema";
+    /** With avro or json-schema: where the reply schema is registered (see src/registry/reply_schema.ts). */
+    readonly subject: "topic" | "record" | "topic-record";
+    readonly autoRegister: boolean;
+  };
   readonly delivery: {
     readonly guarantee: "at-least-once" | "exactly-once";
     readonly ordering: "key" | "partition" | "none";

@@ -177,7 +177,9 @@ function compile(file: string, spec: PipelineFile, defaults: PipelineDefaults): 
     publish: {
       responses: template(spec.publish.responses),
       dlq: template(spec.publish.dlq),
-      format: spec.publish.format,
+      format: spec.publish.format === "json" ? "envelope" : spec.publish.format,
+      subject: spec.publish.subject,
+      autoRegister: spec.publish.auto_register,
     },
     maxHops: spec.chain.max_hops,
     agentLimits: spec.agent_limits.map((limit) => ({

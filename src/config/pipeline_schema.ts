@@ -224,8 +224,16 @@ export const PipelineFileSchema = z.strictObject({
   publish: z.strictObject({
     responses: TemplateText.default("{$topic}.responses").describe("Topic for replies (a template)."),
     dlq: TemplateText.default("{$topic}.dlq").describe("Topic for failures (a template)."),
-    format: z.enum(["envelope", "text"]).default("envelope")
-      .describe("envelope: the JSON envelope; text: the reply text alone, for simple consumers."),
+    format: z.enum(["envelope", "json", "text", "avro", "json-schema"]).default("envelope")
+      .describe(
+        "envelope (or json): the JSON envelope; text: the reply text alone, for simple consumers; avro, json-schema: the envelope in the schema registry's wire format, with the reply schema shipped in config/schemas/ registered under `subject` (needs SCHEMA_REGISTRY_URL).",
+      ),
+    subject: z.enum(["topic", "record", "topic-record"]).default("topic").describe(
+      "With avro or json-schema: the subject the reply schema is under. topic: `<responses topic>-value` (TopicNameStrategy); record: `io.agentstream.Reply` (RecordNameStrategy); topic-record: `<responses topic>-io.agentstream.Reply`.",
+    ),
+    auto_register: z.boolean().default(true).describe(
+      "With avro or json-schema: register the reply schema under its subject when it is not there. false: it must be registered already; a reply whose subject lacks it goes to the DLQ.",
+    ),
   }).prefault({}).describe("Where outcomes go."),
   agent_limits: z.array(AgentLimitSchema).default([]).describe(
     "Limits that protect an agent (the model behind it): shared by every pipeline that calls it; the same agent may not get two different limits.",

@@ -28,8 +28,8 @@ import { createFileRegistry, type DescFile, type FileRegistry, fromBinary, toJso
 import * as wkt from "@bufbuild/protobuf/wkt";
 import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import type { Client, SchemaInfo } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
-import { AvroDeserializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
-import { JsonDeserializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
+import { AvroDeserializer, AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { JsonDeserializer, JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
 import { ProtobufDeserializer } from "@confluentinc/schemaregistry/dist/serde/protobuf.js";
 import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
 import { RestError } from "@confluentinc/schemaregistry/dist/rest-error.js";
@@ -39,9 +39,13 @@ import {
   type RecordDecoder,
   type RegisteredFormat,
   RegistryUnavailable,
+  type ReplyEncoder,
+  type ReplyEncoding,
   schemaIdOf,
   UndecodableRecord,
+  UnencodableReply,
 } from "./wire.ts";
+import { avroReply, REPLY_AVRO_SCHEMA, REPLY_JSON_SCHEMA, REPLY_RECORD_NAME } from "./reply_schema.ts";
 import { avroOptions } from "./avro_logical.ts";
 import { serializedDescriptor } from "./protobuf_text.ts";
 import { plainValue } from "./values.ts";
@@ -63,12 +67,17 @@ const WELL_KNOWN = new Map(
 
 const FORMATS: Record<string, RegisteredFormat> = { AVRO: "avro", PROTOBUF: "protobuf", JSON: "json-schema" };
 
-export class SchemaRegistry implements RecordDecoder {
+/** A serializer of reply envelopes, bound to one subject and schema id. */
+type ReplySerializer = { serialize(topic: string, message: unknown): Promise<Buffer> };
+
+export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
   readonly #client: Client;
   readonly #deserializers: Record<RegisteredFormat, { deserialize(topic: string, payload: Buffer): Promise<unknown> }>;
   readonly #url: string;
   /** Protobuf schemas' descriptors by schema id, to render their messages. */
   readonly #protobufFiles = new Map<number, FileRegistry>();
+  /** Reply serializers by format, subject and registration: the schema registered or found once each. */
+  readonly #replySerializers = new Map<string, Promise<ReplySerializer>>();
 
   constructor(options: RegistryOptions) {
     // Credentials written into the URL become basic auth: the URL, in logs and DLQ records, carries none.
@@ -189,6 +198,98 @@ export class SchemaRegistry implements RecordDecoder {
         schemaId,
       );
     }
+  }
+
+  /**
+   * A reply envelope of `topic` in the wire format, with the shipped reply schema (reply_schema.ts)
+   * under its subject: registered there once when `autoRegister`, else found there.
+   */
+  async encode(topic: string, envelope: Record<string, unknown>, encoding: ReplyEncoding): Promise<Uint8Array> {
+    const subject = replySubject(topic, encoding.subject);
+    const key = `${encoding.format}\n${subject}\n${encoding.autoRegister}`;
+    let serializer = this.#replySerializers.get(key);
+    if (!serializer) {
+      serializer = this.#replySerializer(subject, encoding);
+      this.#replySerializers.set(key, serializer);
+      // Asked again for the next reply: the registry may answer, or have the schema, by then.
+      serializer.catch(() => this.#replySerializers.delete(key));
+    }
+    const message = encoding.format === "avro" ? avroReply(envelope) : envelope;
+    const ready = await serializer;
+    try {
+      const bytes = await ready.serialize(topic, message);
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } catch (error) {
+      const cause = unavailable(error);
+      if (cause) throw cause;
+      throw new UnencodableReply(`the reply does not fit the ${encoding.format} reply schema: ${errorMessage(error)}`);
+    }
+  }
+
+  async #replySerializer(subject: string, { format, autoRegister }: ReplyEncoding): Promise<ReplySerializer> {
+    const info: SchemaInfo = format === "avro"
+      ? { schemaType: "AVRO", schema: JSON.stringify(REPLY_AVRO_SCHEMA) }
+      : { schemaType: "JSON", schema: JSON.stringify(REPLY_JSON_SCHEMA) };
+    let id: number;
+    try {
+      id = autoRegister
+        ? await this.#client.register(subject, info, false)
+        : await this.#client.getId(subject, info, false);
+    } catch (error) {
+      throw replySchemaError(error, subject, format, autoRegister);
+    }
+    // The schema id is settled above: the serializer neither derives a schema nor registers one.
+    const conf = { useSchemaId: id, autoRegisterSchemas: false, subjectNameStrategy: () => subject };
+    return format === "avro"
+      ? new AvroSerializer(this.#client, SerdeType.VALUE, conf)
+      : new JsonSerializer(this.#client, SerdeType.VALUE, { ...conf, validate: true });
+  }
+}
+
+/** Why the reply schema could not be registered (or found) under its subject, classed. */
+function replySchemaError(
+  error: unknown,
+  subject: string,
+  format: ReplyEncoding["format"],
+  autoRegister: boolean,
+): Error {
+  const file = format === "avro" ? "config/schemas/reply.avsc" : "config/schemas/reply.schema.json";
+  const status = error instanceof RestError ? error.status : undefined;
+  const code = error instanceof RestError ? error.errorCode : undefined;
+  // 40401: no such subject; 40403: the subject has no such schema.
+  if (!autoRegister && status === 404 && (code === 40401 || code === 40403)) {
+    return new UnencodableReply(
+      `subject ${subject} has no version of the reply schema: register ${file} under it, or set publish.auto_register: true`,
+    );
+  }
+  if (status === 409) {
+    return new UnencodableReply(
+      `the registry refuses the reply schema under subject ${subject}: it is not compatible with the versions there (HTTP 409)`,
+    );
+  }
+  if (autoRegister && (status === 401 || status === 403)) {
+    return new RegistryUnavailable(
+      `the registry refuses to register the reply schema under subject ${subject} (HTTP ${status}): give the bridge's credentials that right, or register ${file} and set publish.auto_register: false`,
+      "refused",
+    );
+  }
+  const cause = unavailable(error);
+  if (cause) return cause;
+  return new UnencodableReply(`the reply schema under subject ${subject}: ${errorMessage(error)}`);
+}
+
+/**
+ * The subject a reply of `topic` is registered under (Confluent's TopicNameStrategy,
+ * RecordNameStrategy and TopicRecordNameStrategy).
+ */
+export function replySubject(topic: string, strategy: ReplyEncoding["subject"]): string {
+  switch (strategy) {
+    case "topic":
+      return `${topic}-value`;
+    case "record":
+      return REPLY_RECORD_NAME;
+    case "topic-record":
+      return `${topic}-${REPLY_RECORD_NAME}`;
   }
 }
 

@@ -29,6 +29,39 @@ export interface RecordDecoder {
   check(): Promise<void>;
 }
 
+/** The formats a reply envelope can be written in with a registered schema (`publish.format`). */
+export type ReplyFormat = "avro" | "json-schema";
+
+/**
+ * Where a reply's schema is registered (Confluent's subject name strategies): `topic`:
+ * `<responses topic>-value`; `record`: the schema's full name; `topic-record`: `<topic>-<full name>`.
+ */
+export type SubjectStrategy = "topic" | "record" | "topic-record";
+
+/** How one pipeline writes its replies with a registered schema. */
+export interface ReplyEncoding {
+  format: ReplyFormat;
+  subject: SubjectStrategy;
+  /** Register the shipped schema under its subject when it is not there; false: it must be there. */
+  autoRegister: boolean;
+}
+
+/** Writes reply envelopes in the wire format with the shipped reply schema (see reply_schema.ts). */
+export interface ReplyEncoder {
+  /** The registry's base URL, for messages. */
+  readonly url: string;
+  /**
+   * The envelope for `topic` as wire-format bytes; rejects with {@link RegistryUnavailable} (try
+   * again later) or {@link UnencodableReply} (never: a subject without the schema, an incompatible one).
+   */
+  encode(topic: string, envelope: Record<string, unknown>, encoding: ReplyEncoding): Promise<Uint8Array>;
+}
+
+/** A reply cannot be written with its registered schema, however often it is tried. */
+export class UnencodableReply extends Error {
+  override name = "UnencodableReply";
+}
+
 /** The registry cannot answer now (unreachable, 5xx, or it refuses the credentials): try again later. */
 export class RegistryUnavailable extends Error {
   override name = "RegistryUnavailable";

@@ -22,14 +22,12 @@
  * for await (const job of decode(jobs)) if ((job.value as { id: string }).id !== "A-1") throw new Error("parsed");
  * ```
  */
-import { getLogger } from "@logtape/logtape";
-import { failure } from "../errors.ts";
+import { Abandoned, failure } from "../errors.ts";
 import { isLive, type Job } from "../model.ts";
-import { type RecordDecoder, RegistryUnavailable, schemaIdOf, UndecodableRecord } from "../registry/wire.ts";
-import { abortableDelay } from "../util/abortable_delay.ts";
+import { type RecordDecoder, schemaIdOf, UndecodableRecord } from "../registry/wire.ts";
+import type { abortableDelay } from "../util/abortable_delay.ts";
+import { RegistryWaits } from "./registry_waits.ts";
 import { contain, perJob, type Stage } from "./stage.ts";
-
-const log = getLogger(["agentstream", "decode"]);
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -74,9 +72,6 @@ export function decodeValue(pipeline: Job["pipeline"], bytes: Uint8Array): unkno
 /** The decode stage, without a schema registry. */
 export const decode = perJob("decode", decodeJob);
 
-/** The first and the longest pause before asking a registry that could not answer again. */
-const REGISTRY_RETRY_MS = [1_000, 30_000] as const;
-
 /**
  * The decode stage with a schema registry (see the module comment). `stopping` ends the waits for a
  * registry that cannot answer: the job is abandoned (neither published nor committed).
@@ -86,8 +81,7 @@ export function decoder(
 ): Stage {
   const { registry } = options;
   if (!registry) return decode;
-  const sleep = options.sleep ?? abortableDelay;
-  let down = false;
+  const waits = new RegistryWaits(registry.url, "records", options);
   return async function* (jobs) {
     for await (const job of jobs) {
       if (!isLive(job) || job.answer) {
@@ -109,40 +103,13 @@ export function decoder(
         yield job;
         continue;
       }
-      for (let pause: number = REGISTRY_RETRY_MS[0];; pause = Math.min(2 * pause, REGISTRY_RETRY_MS[1])) {
-        try {
-          const expected = format === "auto" ? undefined : format;
-          job.value = (await registry.decode(job.ctx.topic, bytes!, expected)).value;
-          if (down) log.info("the schema registry at {url} answers again", { url: registry.url });
-          down = false;
-          break;
-        } catch (error) {
-          if (error instanceof UndecodableRecord) {
-            job.failure = failure("decode", "permanent", error.message);
-            break;
-          }
-          if (!(error instanceof RegistryUnavailable)) {
-            contain(job, "decode", error);
-            break;
-          }
-          if (!down) {
-            log.warn("schema registry at {url}: {error}; records wait for it, none is dead-lettered", {
-              url: registry.url,
-              error: error.message,
-            });
-          }
-          down = true;
-          const ended = AbortSignal.any([job.ack.signal, ...(options.stopping ? [options.stopping] : [])]);
-          if (ended.aborted) {
-            job.abandoned = true;
-            break;
-          }
-          await sleep(pause, ended);
-          if (ended.aborted) {
-            job.abandoned = true;
-            break;
-          }
-        }
+      try {
+        const expected = format === "auto" ? undefined : format;
+        job.value = (await waits.call(job, () => registry.decode(job.ctx.topic, bytes!, expected))).value;
+      } catch (error) {
+        if (error instanceof Abandoned) job.abandoned = true;
+        else if (error instanceof UndecodableRecord) job.failure = failure("decode", "permanent", error.message);
+        else contain(job, "decode", error);
       }
       yield job;
     }

@@ -43,6 +43,8 @@ import { mapUnordered } from "../util/concurrent.ts";
 import { contain } from "./stage.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { jsonText } from "../util/json_text.ts";
+import { type ReplyEncoder, UnencodableReply } from "../registry/wire.ts";
+import type { RegistryWaits } from "./registry_waits.ts";
 
 /** Values a too-large DLQ record is cut to, in turn, until the topic takes one. */
 const CUT_SIZES = [512 * 1024, 64 * 1024, 4 * 1024, 0];
@@ -123,15 +125,17 @@ function windowSummary(job: Job): Record<string, unknown> {
 
 /**
  * The reply record: the source key, the envelope as JSON (or, with `publish.format: text`, the
- * reply text alone), the correlation headers and the next hop count of a chain.
+ * reply text alone; with avro or json-schema, `encoded`: see {@link RegisteredReplies}), the
+ * correlation headers and the next hop count of a chain.
  */
-export function replyRecord(job: Job): OutRecord {
-  const value = job.pipeline.publish.format === "text" ? job.reply!.text : jsonText(replyEnvelope(job));
+export function replyRecord(job: Job, encoded?: Uint8Array): OutRecord {
+  const value = encoded ??
+    encoder.encode(job.pipeline.publish.format === "text" ? job.reply!.text : jsonText(replyEnvelope(job)));
   // An answer's reply is its message's: keyed as that message was.
   const kept = job.answer?.waiting?.original.key;
   return {
     key: kept === undefined ? job.record.key : kept === null ? null : Buffer.from(kept, "base64"),
-    value: encoder.encode(value),
+    value,
     headers: { ...correlationHeaders(job), "x-hop-count": String(hopCount(job.ctx) + 1) },
   };
 }
@@ -212,7 +216,11 @@ function writableHeaders(source: Job["record"]["headers"]): { headers: OutRecord
  * Publishes one job; resolves with its outcome once the broker has it. Rejects only when the broker
  * cannot be written to at all (see {@link publish}).
  */
-export async function publishJob(job: Job, ctx: Sink): Promise<{ job: Job; outcome: Outcome }> {
+export async function publishJob(
+  job: Job,
+  ctx: Sink,
+  replies?: RegisteredReplies,
+): Promise<{ job: Job; outcome: Outcome }> {
   if (job.abandoned || job.ack.stale) {
     job.abandoned = true;
     return { job, outcome: "abandoned" };
@@ -220,7 +228,7 @@ export async function publishJob(job: Job, ctx: Sink): Promise<{ job: Job; outco
   if (job.skipped) return { job, outcome: "skipped" };
   try {
     if (!job.failure) {
-      const reply = await writeReply(job, ctx);
+      const reply = await writeReply(job, ctx, replies);
       if (reply) return { job, outcome: "replied" };
     }
     return { job, outcome: job.window ? await deadLetterWindow(job, ctx) : await deadLetter(job, ctx) };
@@ -259,16 +267,18 @@ async function deadLetterWindow(job: Job, ctx: Sink): Promise<"dead-lettered" | 
 }
 
 /** Writes the reply; false (with the job failed) when it cannot be built or the topic never takes it. */
-async function writeReply(job: Job, ctx: Sink): Promise<boolean> {
+async function writeReply(job: Job, ctx: Sink, replies?: RegisteredReplies): Promise<boolean> {
   let topic: string, record: OutRecord;
   try {
     topic = outputTopic(job.pipeline.publish.responses, job);
-    record = replyRecord(job);
+    record = replyRecord(job, await registeredReply(job, topic, replies));
   } catch (error) {
-    if (!(error instanceof UnnamedTopic)) contain(job, "publish", error);
-    else {job.failure = failure("publish", "permanent", `reply not written: ${error.message}`, {
+    if (error instanceof Abandoned) throw error;
+    if (error instanceof UnnamedTopic || error instanceof UnencodableReply) {
+      job.failure = failure("publish", "permanent", `reply not written: ${error.message}`, {
         attempts: attemptsOf(job),
-      });}
+      });
+    } else contain(job, "publish", error);
     return false;
   }
   try {
@@ -281,6 +291,25 @@ async function writeReply(job: Job, ctx: Sink): Promise<boolean> {
     });
     return false;
   }
+}
+
+/**
+ * Writes replies with a registered schema (`publish.format: avro | json-schema`): the encoder,
+ * and the waits for a registry that cannot answer (the reply waits; nothing is dead-lettered).
+ */
+export interface RegisteredReplies {
+  encoder: ReplyEncoder;
+  waits: RegistryWaits;
+}
+
+/** The reply's value in the wire format, for a pipeline that writes replies with a registered schema. */
+async function registeredReply(job: Job, topic: string, replies?: RegisteredReplies): Promise<Uint8Array | undefined> {
+  const { format, subject, autoRegister } = job.pipeline.publish;
+  if (format !== "avro" && format !== "json-schema") return undefined;
+  // Checked at start (main.ts): a pipeline that writes registered replies needs SCHEMA_REGISTRY_URL.
+  if (!replies) throw new UnencodableReply(`publish.format ${format} needs a schema registry: set SCHEMA_REGISTRY_URL`);
+  const encoding = { format, subject, autoRegister };
+  return await replies.waits.call(job, () => replies.encoder.encode(topic, replyEnvelope(job), encoding));
 }
 
 const attemptsOf = (job: Job) => job.reply?.attempts ?? 0;
@@ -343,7 +372,8 @@ export function withValueCut(record: OutRecord, size: number): OutRecord {
 export function publish(
   jobs: AsyncIterable<Job>,
   ctx: Sink,
+  replies?: RegisteredReplies,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
   const queue = new KeyedQueue(ctx.concurrency ?? 1_000);
-  return mapUnordered(jobs, (job) => queue.add(orderingKey(job), () => publishJob(job, ctx)));
+  return mapUnordered(jobs, (job) => queue.add(orderingKey(job), () => publishJob(job, ctx, replies)));
 }

@@ -12,8 +12,8 @@ import http from "node:http";
 import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { file_google_protobuf_timestamp, FileDescriptorProtoSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
-import { AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
-import { JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
+import { AvroDeserializer, AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { JsonDeserializer, JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
 import { ProtobufSerializer } from "@confluentinc/schemaregistry/dist/serde/protobuf.js";
 import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
@@ -155,6 +155,82 @@ Deno.test(
         `${topics.protobuf}: order P-1 NEW`,
       ]);
       assert.equal(bridge.stats.deadLettered, 0);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+/** A pipeline answering JSON events on `topics`, writing its replies as `publish` says. */
+const REPLYING = (name: string, topics: string[], publish: string) => `
+name: ${name}
+source: { topics: ${JSON.stringify(topics)} }
+routes:
+  - name: ask
+    transform: { template: "order {order_id}" }
+    invoke: { prompt_id: orders }
+publish: ${publish}
+`;
+
+Deno.test(
+  "replies written with a registered schema (Avro under <topic>-value, JSON Schema under <topic>-io.agentstream.Reply) are read back by the serde library; without auto-registration, a subject that lacks the schema dead-letters with the reason",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    const prefix = `regout-${uniqueId()}`;
+    const { kafka } = await testKafka();
+    const sources = ["avro", "json", "pre", "none"].map((kind) => `${prefix}.${kind}`);
+    await createTopics(kafka, sources);
+    const client = new SchemaRegistryClient({
+      baseURLs: [url],
+      createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
+    });
+    // A platform team's registration of the shipped schema file, for the pipeline that may not register.
+    const shipped = await Deno.readTextFile("config/schemas/reply.avsc");
+    await client.register(`${prefix}.pre.responses-value`, { schemaType: "AVRO", schema: shipped });
+    for (const topic of sources) await produce(kafka, topic, [{ key: "k", value: '{"order_id":"R-1"}' }]);
+    const pipelines = [
+      REPLYING(`${prefix}-avro`, [`${prefix}.avro`], "{ format: avro }"),
+      REPLYING(`${prefix}-json`, [`${prefix}.json`], "{ format: json-schema, subject: topic-record }"),
+      REPLYING(`${prefix}-given`, [`${prefix}.pre`, `${prefix}.none`], "{ format: avro, auto_register: false }"),
+    ];
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom(pipelines),
+      archestraUrl: agent.url,
+      schemaRegistry: { url },
+    });
+    try {
+      await until(() => bridge.stats.replied === 3 && bridge.stats.deadLettered === 1, "three replies, one DLQ record");
+      const read = async (topic: string, deserializer: { deserialize(t: string, b: Buffer): Promise<unknown> }) => {
+        const [record] = await readAll(kafka, `${topic}.responses`);
+        // deno-lint-ignore no-explicit-any
+        return await deserializer.deserialize(`${topic}.responses`, record.value!) as Record<string, any>;
+      };
+      const avro = new AvroDeserializer(client, SerdeType.VALUE, {});
+      const json = new JsonDeserializer(client, SerdeType.VALUE, { validate: true });
+      const fromAvro = await read(`${prefix}.avro`, avro);
+      assert.equal(fromAvro.request.text, "order R-1");
+      assert.equal(fromAvro.source.topic, `${prefix}.avro`);
+      assert.equal(typeof JSON.parse(fromAvro.reply.parts), "object", "free-form parts as JSON text");
+      assert.ok(fromAvro.reply.text.length > 0);
+      const fromJson = await read(`${prefix}.json`, json);
+      assert.equal(fromJson.request.text, "order R-1");
+      assert.ok(Array.isArray(fromJson.reply.parts));
+      assert.deepEqual(await client.getAllSubjects().then((all) => all.filter((s) => s.startsWith(prefix)).sort()), [
+        `${prefix}.avro.responses-value`,
+        `${prefix}.json.responses-io.agentstream.Reply`,
+        `${prefix}.pre.responses-value`,
+      ]);
+      assert.equal((await read(`${prefix}.pre`, avro)).request.text, "order R-1");
+      const [dead] = await readAll(kafka, `${prefix}.none.dlq`);
+      assert.equal(dead.headers["x-error-class"], "permanent");
+      assert.match(
+        dead.headers["x-error-message"],
+        /subject .*none\.responses-value has no version of the reply schema/,
+      );
+      assert.equal(dead.value!.toString(), '{"order_id":"R-1"}', "the DLQ keeps the original bytes");
     } finally {
       await bridge.stop();
       await agent.close();

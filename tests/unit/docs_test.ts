@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { GENERATED_DOCUMENTS, pipelineJsonSchema, withGeneratedSections } from "../../src/config/reference.ts";
+import { SHIPPED_SCHEMAS } from "../../src/registry/reply_schema.ts";
 
 /** Formats Markdown as `deno fmt` does, so the comparison ignores table padding. */
 async function fmt(markdown: string): Promise<string> {
@@ -25,6 +26,12 @@ Deno.test("config/pipeline.schema.json is generated from the current schema", as
   const schema = JSON.parse(await Deno.readTextFile("config/pipeline.schema.json"));
   assert.deepEqual(schema, pipelineJsonSchema(), "run `deno task docs`");
 });
+
+for (const [path, schema] of Object.entries(SHIPPED_SCHEMAS)) {
+  Deno.test(`${path} is the shipped reply schema`, async () => {
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(path)), schema, "run `deno task docs`");
+  });
+}
 
 Deno.test("withGeneratedSections() refuses a document without its markers, and one it does not know", () => {
   assert.throws(() => withGeneratedSections("docs/configuration.md", "# Configuration\n"), /markers for environment/);

@@ -3,6 +3,8 @@ import type { Producer } from "kafkajs";
 import { BatchingSender } from "../../src/kafka/batching_sender.ts";
 import { OutputTopics, unwritableReason } from "../../src/kafka/output_topics.ts";
 import { Abandoned } from "../../src/errors.ts";
+import { RegistryUnavailable, UnencodableReply } from "../../src/registry/wire.ts";
+import { RegistryWaits } from "../../src/stages/registry_waits.ts";
 import { until } from "../support/until.ts";
 import { decodeJob } from "../../src/stages/decode.ts";
 import { matchJob } from "../../src/stages/match.ts";
@@ -255,4 +257,71 @@ Deno.test("OutputTopics: records wait on an unwritable topic, one probes it, and
     "any other error is the caller's",
   );
   outputs.dispose();
+});
+
+/** `replied()` for a pipeline that writes its replies with a registered schema. */
+function registeredReply(publish = "{ format: avro }"): Job {
+  const j = replied();
+  return { ...j, pipeline: { ...j.pipeline, publish: pipeline(`${ORDERS_YAML}publish: ${publish}\n`).publish } };
+}
+const ORDERS_YAML =
+  "name: orders\nsource: { topics: [orders.events] }\nroutes: [{ name: any, invoke: { prompt_id: p } }]\n";
+
+/** An encoder that fails as `failures` says, in turn, then answers with the bytes 0, 1, 2. */
+function encoderFailing(...failures: Error[]) {
+  const calls: { topic: string; envelope: Record<string, unknown>; encoding: unknown }[] = [];
+  return {
+    calls,
+    url: "http://registry",
+    encode(topic: string, envelope: Record<string, unknown>, encoding: unknown) {
+      calls.push({ topic, envelope, encoding });
+      const failure = failures.shift();
+      return failure ? Promise.reject(failure) : Promise.resolve(new Uint8Array([0, 1, 2]));
+    },
+  };
+}
+
+Deno.test("a registered reply is the encoder's bytes, for the envelope, under the pipeline's subject and registration", async () => {
+  const sink = recorder();
+  const encoder = encoderFailing();
+  const j = registeredReply("{ format: json-schema, subject: record, auto_register: false }");
+  const replies = { encoder, waits: new RegistryWaits(encoder.url, "replies") };
+  assert.equal((await publishJob(j, sink, replies)).outcome, "replied");
+  assert.deepEqual(sink.sent[0].record.value, new Uint8Array([0, 1, 2]));
+  assert.equal(sink.sent[0].topic, "orders.events.responses");
+  assert.deepEqual(encoder.calls[0].envelope, replyEnvelope(j));
+  assert.deepEqual(encoder.calls[0].encoding, { format: "json-schema", subject: "record", autoRegister: false });
+});
+
+Deno.test("a registered reply waits while the registry cannot answer (nothing dead-lettered), and is written once it does", async () => {
+  const sink = recorder();
+  const encoder = encoderFailing(new RegistryUnavailable("HTTP 503"), new RegistryUnavailable("HTTP 503"));
+  const pauses: number[] = [];
+  const sleep = (ms: number) => (pauses.push(ms), Promise.resolve());
+  const replies = { encoder, waits: new RegistryWaits(encoder.url, "replies", { sleep }) };
+  assert.equal((await publishJob(registeredReply(), sink, replies)).outcome, "replied");
+  assert.deepEqual(pauses, [1_000, 2_000]);
+  assert.equal(sink.sent.length, 1);
+});
+
+Deno.test("a registered reply whose registry is down when the bridge stops is abandoned, not dead-lettered", async () => {
+  const sink = recorder();
+  const stopping = new AbortController();
+  const encoder = encoderFailing(new RegistryUnavailable("HTTP 503"));
+  const sleep = () => (stopping.abort(), Promise.resolve());
+  const replies = { encoder, waits: new RegistryWaits(encoder.url, "replies", { stopping: stopping.signal, sleep }) };
+  const j = registeredReply();
+  assert.equal((await publishJob(j, sink, replies)).outcome, "abandoned");
+  assert.equal(sink.sent.length, 0);
+});
+
+Deno.test("a registered reply that can never be encoded goes to the DLQ as permanent, with the reason", async () => {
+  const sink = recorder();
+  const encoder = encoderFailing(new UnencodableReply("subject x-value has no version of the reply schema"));
+  const replies = { encoder, waits: new RegistryWaits(encoder.url, "replies") };
+  const j = registeredReply();
+  assert.equal((await publishJob(j, sink, replies)).outcome, "dead-lettered");
+  assert.equal(sink.sent[0].topic, "orders.events.dlq");
+  assert.equal(j.failure?.class, "permanent");
+  assert.match(j.failure!.message, /reply not written: subject x-value has no version/);
 });
