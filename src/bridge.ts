@@ -68,6 +68,7 @@ import { decoder } from "./stages/decode.ts";
 import type { Stage } from "./stages/stage.ts";
 import { type RecordDecoder, RegistryUnavailable, type ReplyEncoder } from "./registry/wire.ts";
 import { RegistryWaits } from "./stages/registry_waits.ts";
+import { pemFile } from "./config/pem_file.ts";
 import { fanOut } from "./stages/fan_out.ts";
 import { invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
@@ -109,7 +110,15 @@ export interface BridgeOptions {
     & Partial<Pick<Settings, "outputTopicPartitions" | "outputTopicReplicationFactor">>
     & Partial<Pick<Settings, "summaryIntervalMs">>
     & Partial<
-      Pick<Settings, "schemaRegistryUrl" | "schemaRegistryUsername" | "schemaRegistryPassword" | "schemaRegistryToken">
+      Pick<
+        Settings,
+        | "schemaRegistryUrl"
+        | "schemaRegistryUsername"
+        | "schemaRegistryPassword"
+        | "schemaRegistryToken"
+        | "schemaRegistryCaFile"
+        | "sslCaFile"
+      >
     >;
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
@@ -636,6 +645,10 @@ async function openRegistry(
     username: settings.schemaRegistryUsername,
     password: settings.schemaRegistryPassword,
     token: settings.schemaRegistryToken,
+    // The trust Kafka has, where the registry has none of its own.
+    ca: settings.schemaRegistryCaFile
+      ? pemFile("SCHEMA_REGISTRY_SSL_CA_FILE", settings.schemaRegistryCaFile)
+      : pemFile("KAFKA_SSL_CA_FILE", settings.sslCaFile),
   });
   try {
     await registry.check();

@@ -140,6 +140,9 @@ export const SettingsFields = z.object({
     .describe("Basic-auth password for the schema registry. A secret: never logged."),
   schemaRegistryToken: optional.meta(env("SCHEMA_REGISTRY_TOKEN"))
     .describe("Bearer token for the schema registry, instead of basic auth. A secret: never logged."),
+  schemaRegistryCaFile: optional.meta(env("SCHEMA_REGISTRY_SSL_CA_FILE")).describe(
+    "With an https:// SCHEMA_REGISTRY_URL: PEM file of the CA(s) to trust. Unset: KAFKA_SSL_CA_FILE's, where set; else the system's.",
+  ),
   maxRetries: z.coerce.number().int().min(0).max(100).default(3).meta(
     env("AGENT_MAX_RETRIES", { aliases: ["MAX_RETRIES"] }),
   )

@@ -8,7 +8,8 @@ import { getLogger } from "@logtape/logtape";
 import { Kafka, logLevel, type SASLOptions } from "kafkajs";
 import type { ConnectionOptions } from "node:tls";
 import type { Settings } from "../config/settings.ts";
-import { errorMessage, FatalError } from "../errors.ts";
+import { FatalError } from "../errors.ts";
+import { pemFile } from "../config/pem_file.ts";
 
 const kafkaLog = getLogger(["agentstream", "kafkajs"]);
 
@@ -20,16 +21,6 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
   if (name === "TimeoutNegativeWarning" || String(warning).includes("is a negative number")) return;
   (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
 }) as typeof process.emitWarning;
-
-/** Reads a PEM file named by a setting; a file that cannot be read is a configuration error naming it. */
-function pemFile(variable: string, path: string | undefined): string | undefined {
-  if (path === undefined) return undefined;
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (error) {
-    throw new FatalError(`environment:${variable}: cannot read ${path}: ${errorMessage(error)}`, { config: true });
-  }
-}
 
 /** kafkajs' TLS options: `false` for PLAINTEXT and SASL_PLAINTEXT. */
 function tlsOptions(settings: Settings): boolean | ConnectionOptions {

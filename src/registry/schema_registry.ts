@@ -56,6 +56,8 @@ export interface RegistryOptions {
   username?: string;
   password?: string;
   token?: string;
+  /** PEM CA certificate(s) to trust for an https:// URL, instead of the system's. */
+  ca?: string;
 }
 
 /** The well-known types' files (google/protobuf/*.proto), by name, for schemas that import them. */
@@ -103,7 +105,7 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
         timeout: 10_000,
         // A connection each request: a kept-alive one that the registry closed has hung axios on Deno for good.
         httpAgent: new http.Agent({ keepAlive: false }),
-        httpsAgent: new https.Agent({ keepAlive: false }),
+        httpsAgent: new https.Agent({ keepAlive: false, ...(options.ca ? { ca: options.ca } : {}) }),
         // The library's own bearer option is Confluent Cloud's (it wants a logical cluster): a header instead.
         ...(options.token ? { headers: { Authorization: `Bearer ${options.token}` } } : {}),
       },

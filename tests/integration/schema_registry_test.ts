@@ -19,6 +19,8 @@ import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import type { FatalError } from "../../src/errors.ts";
 import { serializedDescriptor } from "../../src/registry/protobuf_text.ts";
+import { SchemaRegistry } from "../../src/registry/schema_registry.ts";
+import { makeTestCertificates } from "../support/certs.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
 import { testRegistry } from "../support/registry.ts";
@@ -325,6 +327,49 @@ Deno.test(
       await bridge.stop();
       await agent.close();
       await proxy.shutdown();
+    }
+  },
+);
+
+Deno.test(
+  "a registry behind TLS is trusted with Kafka's CA (KAFKA_SSL_CA_FILE): its records are answered; without that CA it cannot be reached",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    const certs = await makeTestCertificates();
+    const read = (file: string) => Deno.readTextFile(`${certs.dir}/${file}`);
+    const tls = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", cert: await read("broker.crt"), key: await read("broker.key"), onListen() {} },
+      (request) => {
+        const target = new URL(request.url);
+        const forwarded = `${new URL(url).origin}${target.pathname}${target.search}`;
+        return fetch(forwarded, { method: request.method, headers: request.headers, body: request.body });
+      },
+    );
+    const secured = `https://127.0.0.1:${tls.addr.port}${new URL(url).pathname}`;
+    const prefix = `regtls-${uniqueId()}`;
+    const topic = `${prefix}.avro`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const write = await writers(url, { avro: topic, protobuf: `${prefix}.p`, json: `${prefix}.j` });
+    const order = { order_id: "T-1", status: "PAID", amount: Buffer.from([1]), at: 0, note: null };
+    await produce(kafka, topic, [{ key: "t", value: await write.avro(order) }]);
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([PIPELINE(prefix)]),
+      archestraUrl: agent.url,
+      schemaRegistry: { url: secured },
+      kafkaCaFile: certs.caFile,
+    });
+    try {
+      const [reply] = await readRecords(kafka, [`${topic}.responses`], 1);
+      assert.equal(JSON.parse(reply.value!.toString()).request.text, `${topic}: order T-1 paid`);
+      await assert.rejects(new SchemaRegistry({ url: secured }).check(), /cannot be reached.*certificate/i);
+    } finally {
+      await bridge.stop();
+      await agent.close();
+      await tls.shutdown();
+      await Deno.remove(certs.dir, { recursive: true });
     }
   },
 );

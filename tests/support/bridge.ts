@@ -47,6 +47,8 @@ export interface TestBridgeOptions {
   shutdownGraceMs?: number;
   /** SCHEMA_REGISTRY_URL and its credentials (default: none). */
   schemaRegistry?: { url: string; username?: string; password?: string; token?: string };
+  /** KAFKA_SSL_CA_FILE, with Kafka itself on PLAINTEXT: the trust an https:// registry shares. */
+  kafkaCaFile?: string;
 }
 
 /** Starts a bridge; `stop()` it at the end of the test. */
@@ -72,6 +74,7 @@ export async function startTestBridge(options: TestBridgeOptions): Promise<Bridg
       schemaRegistryUsername: options.schemaRegistry?.username,
       schemaRegistryPassword: options.schemaRegistry?.password,
       schemaRegistryToken: options.schemaRegistry?.token,
+      sslCaFile: options.kafkaCaFile,
     },
     archestraUrl: options.archestraUrl,
     probeDelayMs: options.probeDelayMs,
