@@ -27,6 +27,7 @@ import { isLive, type Job } from "../model.ts";
 import { type RecordDecoder, schemaIdOf, UndecodableRecord } from "../registry/wire.ts";
 import type { abortableDelay } from "../util/abortable_delay.ts";
 import { RegistryWaits } from "./registry_waits.ts";
+import { mapUnordered } from "../util/concurrent.ts";
 import { contain, perJob, type Stage } from "./stage.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -82,36 +83,36 @@ export function decoder(
   const { registry } = options;
   if (!registry) return decode;
   const waits = new RegistryWaits(registry.url, "records", options);
-  return async function* (jobs) {
-    for await (const job of jobs) {
-      if (!isLive(job) || job.answer) {
-        yield job;
-        continue;
-      }
-      const bytes = job.record.value;
-      const { format } = job.pipeline;
-      // auto: the wire format where JSON is expected (JSON text never starts with a zero byte), so
-      // binary values (`decode: bytes`) that happen to start with one are never taken for it.
-      const wire = bytes !== null && format !== "json" &&
-        (format !== "auto" || (job.pipeline.decode === "json" && schemaIdOf(bytes) !== undefined));
-      if (!wire) {
-        try {
-          decodeJob(job);
-        } catch (error) {
-          contain(job, "decode", error);
-        }
-        yield job;
-        continue;
-      }
-      try {
+  const decodeOne = async (job: Job): Promise<Job> => {
+    const bytes = job.record.value;
+    const { format } = job.pipeline;
+    // auto: the wire format where JSON is expected (JSON text never starts with a zero byte), so
+    // binary values (`decode: bytes`) that happen to start with one are never taken for it.
+    const wire = bytes !== null && format !== "json" &&
+      (format !== "auto" || (job.pipeline.decode === "json" && schemaIdOf(bytes) !== undefined));
+    try {
+      if (!wire) decodeJob(job);
+      else {
         const expected = format === "auto" ? undefined : format;
         job.value = (await waits.call(job, () => registry.decode(job.ctx.topic, bytes!, expected))).value;
-      } catch (error) {
-        if (error instanceof Abandoned) job.abandoned = true;
-        else if (error instanceof UndecodableRecord) job.failure = failure("decode", "permanent", error.message);
-        else contain(job, "decode", error);
       }
-      yield job;
+    } catch (error) {
+      if (error instanceof Abandoned) job.abandoned = true;
+      else if (error instanceof UndecodableRecord) job.failure = failure("decode", "permanent", error.message);
+      else contain(job, "decode", error);
     }
+    return job;
   };
+  // One pipeline after another would let a registry outage stall every pipeline: each pipeline's
+  // records keep their order (each decoded, and passed on, after the one before it), and wait for
+  // the registry without holding up another pipeline's.
+  const tails = new Map<string, Promise<Job>>();
+  return (jobs) =>
+    mapUnordered(jobs, (job) => {
+      if (!isLive(job) || job.answer) return Promise.resolve(job);
+      const previous = tails.get(job.pipeline.name) ?? Promise.resolve(job);
+      const decoded = previous.then(() => decodeOne(job));
+      tails.set(job.pipeline.name, decoded);
+      return decoded;
+    });
 }

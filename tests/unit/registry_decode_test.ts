@@ -101,6 +101,29 @@ Deno.test("decode with a registry: a stop while the registry is down abandons th
   assert.equal(waiting.failure, undefined);
 });
 
+Deno.test("decode with a registry: while one pipeline's records wait for the registry, another pipeline's go on; each pipeline's keep their order", async () => {
+  const { decoder: registry } = standIn(1);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  const avro = withFormat("avro");
+  const json = pipeline(
+    `name: plain\nsource: {topics: [orders.events]}\nroutes: [{name: r, invoke: {prompt_id: x}}]\n`,
+  );
+  const out = decoder({ registry, sleep: () => released })(from([
+    job(avro, { ...wire(1), offset: "1" }),
+    job(json, record('{"id":"J-1"}')),
+    job(avro, { ...wire(1), offset: "2" }),
+    job(json, record('{"id":"J-2"}')),
+  ]))[Symbol.asyncIterator]();
+  const first = await out.next();
+  const second = await out.next();
+  assert.deepEqual([first.value.value, second.value.value], [{ id: "J-1" }, { id: "J-2" }], "JSON first, in order");
+  release();
+  const rest = [(await out.next()).value, (await out.next()).value];
+  assert.deepEqual(rest.map((j) => [j.record.offset, j.value]), [["1", { id: "ORD-1" }], ["2", { id: "ORD-1" }]]);
+  assert.equal((await out.next()).done, true);
+});
+
 Deno.test("Avro decimals keep every digit, negative ones too", () => {
   assert.equal(decimalText(new Uint8Array([0x01, 0xe2, 0x40]), 2), "1234.56");
   assert.equal(decimalText(new Uint8Array([0xfe, 0x1d, 0xc0]), 2), "-1234.56");
