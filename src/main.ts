@@ -18,6 +18,7 @@ import { createKafka } from "./kafka/client.ts";
 import { setupLogging } from "./log.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { startOpsServer } from "./ops/server.ts";
+import { isRegistered } from "./registry/wire.ts";
 import { isGlob } from "./util/glob.ts";
 
 const log = getLogger(["agentstream", "main"]);
@@ -59,7 +60,7 @@ async function main(): Promise<number> {
     demo ? { ...demo.DEMO_PROMPT_IDS, ...env } : env,
     settings,
   );
-  const needRegistry = pipelines.filter((p) => !["auto", "json"].includes(p.format));
+  const needRegistry = pipelines.filter((p) => isRegistered(p.format));
   if (needRegistry.length && !settings.schemaRegistryUrl) {
     throw new FatalError(
       needRegistry.map((p) =>
