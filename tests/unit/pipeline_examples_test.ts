@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { exampleProblems } from "../../src/pipeline_examples.ts";
 import { parsePipelineText } from "../../src/config/load_pipelines.ts";
+import { examplePayments, PAYMENT_SCHEMA_FILE } from "../../src/demo_events.ts";
+import { avroMisfits, parseAvroSchema } from "../../src/registry/avro_json.ts";
 import { pipeline } from "./helpers.ts";
 
 const orders = (examples: string) =>
@@ -141,4 +143,11 @@ Deno.test("an example's schema file that is missing, not JSON or not Avro is nam
   assert.deepEqual(await exampleProblems(notAvro.pipeline), [
     `${notAvro.dir}/payments.yaml:examples[0].schema: ${notAvro.dir}/payment.avsc is not an Avro schema: undefined type name: decimal`,
   ]);
+});
+
+Deno.test("the payments deno task send --format avro writes fit the shipped Avro example's schema", async () => {
+  const type = parseAvroSchema(await Deno.readTextFile(PAYMENT_SCHEMA_FILE));
+  const payments = examplePayments(3);
+  assert.equal(payments.length, 6);
+  assert.deepEqual(payments.flatMap((payment) => avroMisfits(type, payment.value)), []);
 });
