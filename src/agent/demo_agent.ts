@@ -50,6 +50,8 @@ export const DEMO_PROMPT_IDS = {
   TRENDS_PROMPT_ID: "trends",
   /** For the approvals example (pipelines/examples/approvals): asks before its refund tool runs. */
   REFUNDS_PROMPT_ID: "refunds",
+  /** For the Avro example (pipelines/examples/avro). */
+  PAYMENTS_PROMPT_ID: "payments",
 };
 
 /**

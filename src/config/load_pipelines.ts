@@ -242,7 +242,7 @@ export async function readPipelines(
       ? parseSeedRoutesText(file, text, env, defaults)
       : parsePipelineText(file, text, env, defaults);
     result.pipelines.push(...parsed.pipelines);
-    result.problems.push(...parsed.problems, ...parsed.pipelines.flatMap(exampleProblems));
+    result.problems.push(...parsed.problems, ...(await Promise.all(parsed.pipelines.map(exampleProblems))).flat());
   }
   const seen = new Map<string, string>();
   for (const pipeline of result.pipelines) {

@@ -17,6 +17,7 @@
 import { z } from "zod";
 import { parseDuration } from "../util/duration.ts";
 import { parseTemplate } from "../template.ts";
+import { isRegistered } from "../registry/wire.ts";
 
 const Name = z.string().regex(
   /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
@@ -180,6 +181,9 @@ const ExampleSchema = z.strictObject({
   events: z.array(z.unknown()).min(1).optional().describe(
     "Instead of value, for a route with a window: the events of one window, in order (sharing key and headers).",
   ),
+  schema: z.string().min(1).optional().describe(
+    "With source.format avro: the Avro schema (an .avsc file, relative to this file) the value (or each event) is a record of, given as JSON as the bridge decodes it (a decimal as its digits, a timestamp as ISO 8601 text). The value must fit the schema, and is written and read back with it, so the routes see what a real record would give them.",
+  ),
   expect: z.strictObject({
     route: z.string().nullable().describe("The route that must match; null: no route matches."),
     text: z.string().optional().describe("The agent text the route must produce, exactly."),
@@ -217,7 +221,9 @@ export const PipelineFileSchema = z.strictObject({
     ),
   }).describe("Where messages come from."),
   decode: z.enum(["json", "text", "bytes"]).default("json")
-    .describe("How message bytes become a value: JSON, UTF-8 text, or base64 text."),
+    .describe(
+      "How message bytes become a value: JSON, UTF-8 text, or base64 text. With source.format avro, protobuf or json-schema: json only (their records decode to JSON-like values).",
+    ),
   routes: z.array(RouteSchema).min(1).describe("Tried in order; the first that matches wins."),
   unmatched: z.enum(["skip", "dlq"]).default("skip")
     .describe("A message no route matches: count and skip it, or dead-letter it."),
@@ -266,6 +272,24 @@ export const PipelineFileSchema = z.strictObject({
   examples: z.array(ExampleSchema).default([])
     .describe("Events with the route and agent text they must produce: checked offline at start and by validate."),
 }).superRefine((pipeline, ctx) => {
+  const { format } = pipeline.source;
+  if (isRegistered(format) && pipeline.decode !== "json") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["decode"],
+      message:
+        `${pipeline.decode} contradicts source.format ${format}: a registered record decodes to a value as JSON does (leave decode out)`,
+    });
+  }
+  pipeline.examples.forEach((example, index) => {
+    if (example.schema !== undefined && format !== "avro") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["examples", index, "schema"],
+        message: `an Avro schema is for a pipeline whose source.format is avro, not ${format}`,
+      });
+    }
+  });
   const seen = new Set<string>();
   pipeline.routes.forEach((route, index) => {
     const cap = pipeline.delivery.max_in_flight;

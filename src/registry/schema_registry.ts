@@ -22,19 +22,14 @@
  * ```
  */
 import { Buffer } from "node:buffer";
-import http from "node:http";
-import https from "node:https";
 import { createFileRegistry, type DescFile, type FileRegistry, fromBinary, toJson } from "@bufbuild/protobuf";
 import * as wkt from "@bufbuild/protobuf/wkt";
-import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import type { Client, SchemaInfo } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import { AvroDeserializer, AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
 import { JsonDeserializer, JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
 import { ProtobufDeserializer } from "@confluentinc/schemaregistry/dist/serde/protobuf.js";
 import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
-import { RestError } from "@confluentinc/schemaregistry/dist/rest-error.js";
 import { errorMessage } from "../errors.ts";
-import { registerSecret } from "../secrets.ts";
 import {
   type RecordDecoder,
   type RegisteredFormat,
@@ -47,18 +42,10 @@ import {
 } from "./wire.ts";
 import { avroReply, REPLY_AVRO_SCHEMA, REPLY_JSON_SCHEMA, REPLY_RECORD_NAME } from "./reply_schema.ts";
 import { avroOptions } from "./avro_logical.ts";
+import { registryClient, type RegistryOptions, schemaNotFound, unavailable } from "./client.ts";
+import { RestError } from "@confluentinc/schemaregistry/dist/rest-error.js";
 import { serializedDescriptor } from "./protobuf_text.ts";
 import { plainValue } from "./values.ts";
-
-/** Where the registry is and how the bridge signs in (basic auth or a bearer token). */
-export interface RegistryOptions {
-  url: string;
-  username?: string;
-  password?: string;
-  token?: string;
-  /** PEM CA certificate(s) to trust for an https:// URL, instead of the system's. */
-  ca?: string;
-}
 
 /** The well-known types' files (google/protobuf/*.proto), by name, for schemas that import them. */
 const WELL_KNOWN = new Map(
@@ -82,38 +69,8 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
   readonly #replySerializers = new Map<string, Promise<ReplySerializer>>();
 
   constructor(options: RegistryOptions) {
-    // Credentials written into the URL become basic auth: the URL, in logs and DLQ records, carries none.
-    const parsed = new URL(options.url);
-    const username = options.username ?? (parsed.username ? decodeURIComponent(parsed.username) : undefined);
-    const password = options.password ?? (parsed.password ? decodeURIComponent(parsed.password) : undefined);
-    registerSecret(password);
-    parsed.username = parsed.password = "";
-    this.#url = parsed.href.replace(/\/+$/, "");
-    options = { ...options, username, password };
-    const client = new SchemaRegistryClient({
-      baseURLs: [this.#url],
-      ...(options.username !== undefined
-        ? {
-          basicAuthCredentials: {
-            credentialsSource: "USER_INFO",
-            userInfo: `${options.username}:${options.password ?? ""}`,
-          },
-        }
-        : {}),
-      createAxiosDefaults: {
-        // A registry that takes the connection and never answers is one that cannot answer (axios waits for ever).
-        timeout: 10_000,
-        // A connection each request: a kept-alive one that the registry closed has hung axios on Deno for good.
-        httpAgent: new http.Agent({ keepAlive: false }),
-        httpsAgent: new https.Agent({ keepAlive: false, ...(options.ca ? { ca: options.ca } : {}) }),
-        // The library's own bearer option is Confluent Cloud's (it wants a logical cluster): a header instead.
-        ...(options.token ? { headers: { Authorization: `Bearer ${options.token}` } } : {}),
-      },
-      // The bridge retries a record itself, with the pipeline paused: one quick retry here.
-      maxRetries: 1,
-      retriesWaitMs: 200,
-      retriesMaxWaitMs: 1_000,
-    });
+    const { client, url } = registryClient(options);
+    this.#url = url;
     this.#client = withProtobufText(client);
     const serde = (kind: RegisteredFormat) => {
       switch (kind) {
@@ -169,8 +126,8 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
     } catch (error) {
       const cause = unavailable(error);
       if (cause) throw cause;
-      // 40403 is "schema not found"; a 404 without it is a URL that serves no registry API.
-      if (error instanceof RestError && error.status === 404 && error.errorCode === 40403) {
+      // A 404 that is no "schema not found" is a URL that serves no registry API (see unavailable()).
+      if (schemaNotFound(error)) {
         throw new UndecodableRecord(`schema id ${schemaId} is not registered at ${this.#url}`, schemaId);
       }
       throw new UndecodableRecord(`schema id ${schemaId}: the registry answers ${errorMessage(error)}`, schemaId);
@@ -312,30 +269,6 @@ function protobufJson(files: Map<number, FileRegistry>, schemaId: number, text: 
   const desc = typeName ? registry.getMessage(typeName) : undefined;
   // deno-lint-ignore no-explicit-any
   return desc ? toJson(desc, message as any, { useProtoFieldName: true }) : message;
-}
-
-/** The registry's failure to answer, classed: unreachable, 5xx, 408/429, or refused credentials. */
-function unavailable(error: unknown): RegistryUnavailable | undefined {
-  const status = error instanceof RestError
-    ? error.status
-    : (error as { response?: { status?: number } })?.response?.status;
-  if (status === 401 || status === 403) {
-    return new RegistryUnavailable(`the registry refuses the bridge's credentials (HTTP ${status})`, "refused");
-  }
-  if (status === 404 && !(error instanceof RestError && error.errorCode === 40403)) {
-    return new RegistryUnavailable(
-      "the URL serves no Confluent-compatible registry API (HTTP 404; Apicurio's is at /apis/ccompat/v7)",
-      "misconfigured",
-    );
-  }
-  if (status !== undefined && (status >= 500 || status === 408 || status === 429)) {
-    return new RegistryUnavailable(`the registry cannot answer: ${errorMessage(error)}`);
-  }
-  // No answer at all (refused, reset, timed out, DNS, TLS): only HTTP client errors, not a deserializer's own.
-  if (status === undefined && (error as { name?: string; isAxiosError?: boolean })?.isAxiosError) {
-    return new RegistryUnavailable(`the registry cannot be reached: ${errorMessage(error)}`);
-  }
-  return undefined;
 }
 
 /**

@@ -12,8 +12,13 @@
  * ```
  */
 
-/** The registered formats, as pipelines name them. */
-export type RegisteredFormat = "avro" | "protobuf" | "json-schema";
+/** The registered formats, as pipelines name them (`source.format`). */
+export const REGISTERED_FORMATS = ["avro", "protobuf", "json-schema"] as const;
+export type RegisteredFormat = typeof REGISTERED_FORMATS[number];
+
+/** Whether a pipeline's `source.format` is one whose records are decoded with a registered schema. */
+export const isRegistered = (format: string): format is RegisteredFormat =>
+  (REGISTERED_FORMATS as readonly string[]).includes(format);
 
 /** Decodes wire-format records with their registered schemas (see `SchemaRegistry`). */
 export interface RecordDecoder {

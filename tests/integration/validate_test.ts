@@ -23,12 +23,12 @@ Deno.test("validate passes the shipped pipelines and their examples, with nothin
   assert.equal(code, 0);
 });
 
-Deno.test("validate passes the shipped examples' pipelines (chaining, windows), as the README runs them", async () => {
+Deno.test("validate passes the shipped examples' pipelines (chaining, windows, avro), as the docs run them", async () => {
   const { code, stdout, stderr } = await validate([], {
-    PIPELINES_DIR: "pipelines,pipelines/examples/chaining,pipelines/examples/windows",
+    PIPELINES_DIR: "pipelines,pipelines/examples/chaining,pipelines/examples/windows,pipelines/examples/avro",
   });
   assert.equal(stderr, "");
-  assert.equal(stdout, "validate: ok (5 files, 5 pipelines, 10 examples)\n");
+  assert.equal(stdout, "validate: ok (6 files, 6 pipelines, 12 examples)\n");
   assert.equal(code, 0);
 });
 
@@ -58,4 +58,35 @@ Deno.test("validate prints file:path: reason for broken files and failing exampl
   ]);
   assert.match(stderr, /c\.yaml:3:1: \S/, "a YAML syntax error names its line and column");
   assert.equal(stdout, "validate: 4 problems (4 files, 1 pipelines, 1 examples)\n");
+});
+
+Deno.test("validate checks format settings and Avro examples against their schema files, naming file and field", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.copyFile(`${root}pipelines/examples/avro/payment.avsc`, `${dir}/payment.avsc`);
+  await Deno.writeTextFile(`${dir}/bad.avsc`, '{"type": "enum", "name": "S", "symbols": ["a b"]}');
+  const pipeline = (name: string, source: string, more: string) =>
+    Deno.writeTextFile(
+      `${dir}/${name}.yaml`,
+      `name: ${name}\nsource: {topics: [payments.events]${source}}\n` +
+        "routes: [{name: r, transform: {template: '{payment_id} {amount}'}, invoke: {prompt_id: p}}]\n" + more,
+    );
+  const example = (schema: string, amount = "'1.5'") =>
+    `examples: [{schema: ${schema}, value: {payment_id: P, order_id: O, status: CAPTURED, amount: ${amount}, ` +
+    "currency: EUR, at: '2025-01-12T10:00:00Z'}, expect: {route: r, text: P 1.50}}]\n";
+  await pipeline("a", ", format: avro", "decode: text\n");
+  await pipeline("b", "", example("payment.avsc"));
+  await pipeline("c", ", format: avro", example("missing.avsc"));
+  await pipeline("d", ", format: avro", example("bad.avsc"));
+  await pipeline("e", ", format: avro", example("payment.avsc", "'1.505'"));
+  await pipeline("f", ", format: avro", example("payment.avsc"));
+  const { code, stdout, stderr } = await validate([dir]);
+  assert.deepEqual(stderr.trim().split("\n"), [
+    `${dir}/a.yaml:decode: text contradicts source.format avro: a registered record decodes to a value as JSON does (leave decode out)`,
+    `${dir}/b.yaml:examples[0].schema: an Avro schema is for a pipeline whose source.format is avro, not auto`,
+    `${dir}/c.yaml:examples[0].schema: cannot read ${dir}/missing.avsc: No such file or directory (os error 2): readfile '${dir}/missing.avsc'`,
+    `${dir}/d.yaml:examples[0].schema: ${dir}/bad.avsc is not an Avro schema: invalid "S" symbol: "a b"`,
+    `${dir}/e.yaml:examples[0].value.amount: "1.505" is not a decimal (digits, at most 2 after the point, 12 in all)`,
+  ]);
+  assert.equal(stdout, "validate: 5 problems (6 files, 4 pipelines, 4 examples)\n");
+  assert.equal(code, 1);
 });

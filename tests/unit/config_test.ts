@@ -63,6 +63,23 @@ delivery: { concurrency: 0 }
   );
 });
 
+Deno.test("a registered source.format takes no decode but json, and only an avro pipeline's examples name a schema", () => {
+  const yaml = (source: string, decode: string) =>
+    `name: p\nsource: {topics: [t]${source}}\n${decode}routes: [{name: r, invoke: {prompt_id: p}}]\n` +
+    "examples: [{schema: p.avsc, value: {}, expect: {route: r}}]\n";
+  assert.deepEqual(problemsOf(yaml(", format: protobuf", "decode: bytes\n")), [
+    "pipelines/x.yaml:decode: bytes contradicts source.format protobuf: a registered record decodes to a value as JSON does (leave decode out)",
+    "pipelines/x.yaml:examples[0].schema: an Avro schema is for a pipeline whose source.format is avro, not protobuf",
+  ]);
+  assert.deepEqual(problemsOf(yaml("", "decode: text\n")), [
+    "pipelines/x.yaml:examples[0].schema: an Avro schema is for a pipeline whose source.format is avro, not auto",
+  ]);
+  assert.deepEqual(problemsOf(yaml(", format: avro", "decode: json\n")), []);
+  assert.deepEqual(problemsOf(yaml(", format: json-schema", "decode: text\n")).slice(0, 1), [
+    "pipelines/x.yaml:decode: text contradicts source.format json-schema: a registered record decodes to a value as JSON does (leave decode out)",
+  ]);
+});
+
 Deno.test("invoke needs exactly one of prompt_id and url", () => {
   const both = problemsOf(
     `name: p\nsource: {topics: [a]}\nroutes: [{name: r, invoke: {prompt_id: p, url: "http://a"}}]`,

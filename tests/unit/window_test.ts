@@ -295,7 +295,7 @@ Deno.test("window settings and window placeholders are checked, each naming its 
   );
 });
 
-Deno.test("an example of a windowed route gives its window's events and the text they make", () => {
+Deno.test("an example of a windowed route gives its window's events and the text they make", async () => {
   const yaml = (text: string) => `
 name: w
 source: { topics: [m] }
@@ -315,9 +315,9 @@ examples:
     maxRetries: 1,
     retryDelayMs: 1,
   }).pipelines;
-  assert.deepEqual(exampleProblems(ok), []);
+  assert.deepEqual(await exampleProblems(ok), []);
   const [wrong] = parsePipelineText("w.yaml", yaml("cpu x3"), {}, { maxRetries: 1, retryDelayMs: 1 }).pipelines;
-  assert.deepEqual(exampleProblems(wrong), [
+  assert.deepEqual(await exampleProblems(wrong), [
     'w.yaml:examples[0].expect.text: expected "cpu x3", got "cpu x2 at 1970-01-01T00:00:00.000Z: 1\\n2"',
   ]);
 });
