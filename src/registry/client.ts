@@ -76,7 +76,7 @@ export function unavailable(error: unknown): RegistryUnavailable | undefined {
     ? error.status
     : (error as { response?: { status?: number } })?.response?.status;
   if (status === 401 || status === 403) {
-    return new RegistryUnavailable(`the registry refuses the bridge's credentials (HTTP ${status})`, "refused");
+    return new RegistryUnavailable(`the registry refuses the credentials (HTTP ${status})`, "refused");
   }
   if (status === 404 && !schemaNotFound(error)) {
     return new RegistryUnavailable(

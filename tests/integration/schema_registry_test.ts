@@ -397,7 +397,7 @@ Deno.test(
         }),
         (error: FatalError) => {
           assert.equal(error.exitCode, 2);
-          assert.match(error.message, /refuses the bridge's credentials \(HTTP 401\)/);
+          assert.match(error.message, /refuses the credentials \(HTTP 401\)/);
           assert.match(error.message, /SCHEMA_REGISTRY_USERNAME/);
           assert.doesNotMatch(error.message, /s3cret-pw/);
           return true;
