@@ -8,11 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import http from "node:http";
 import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { file_google_protobuf_timestamp, FileDescriptorProtoSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
-import { AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
 import { JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
 import { ProtobufSerializer } from "@confluentinc/schemaregistry/dist/serde/protobuf.js";
 import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
@@ -21,7 +18,7 @@ import type { FatalError } from "../../src/errors.ts";
 import { serializedDescriptor } from "../../src/registry/protobuf_text.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
-import { testRegistry } from "../support/registry.ts";
+import { avroWriter, serdeClient, testRegistry } from "../support/registry.ts";
 import { until } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -67,12 +64,8 @@ const ORDER_JSON_SCHEMA = {
 
 /** The serde library's own serializers, writing under `<topic>-value` after registering the schema there. */
 async function writers(url: string, topics: { avro: string; protobuf: string; json: string }) {
-  const client = new SchemaRegistryClient({
-    baseURLs: [url],
-    // As the bridge's client: a connection each request (see src/registry/schema_registry.ts).
-    createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
-  });
-  await client.register(`${topics.avro}-value`, { schemaType: "AVRO", schema: JSON.stringify(ORDER_AVRO) });
+  const client = serdeClient(url);
+  const avro = await avroWriter(url, topics.avro, ORDER_AVRO);
   await client.register(`${topics.protobuf}-value`, { schemaType: "PROTOBUF", schema: ORDER_PROTO });
   await client.register(`${topics.json}-value`, { schemaType: "JSON", schema: JSON.stringify(ORDER_JSON_SCHEMA) });
   const file = createFileRegistry(
@@ -80,13 +73,12 @@ async function writers(url: string, topics: { avro: string; protobuf: string; js
     (name) => name === "google/protobuf/timestamp.proto" ? file_google_protobuf_timestamp : undefined,
   );
   const latest = { useLatestVersion: true };
-  const avro = new AvroSerializer(client, SerdeType.VALUE, latest);
   // deno-lint-ignore no-explicit-any
   const protobuf = new ProtobufSerializer(client, SerdeType.VALUE, { ...latest, registry: file } as any);
   const json = new JsonSerializer(client, SerdeType.VALUE, latest);
   const order = file.getFile("order.proto")!.messages.find((m) => m.name === "Order")!;
   return {
-    avro: (value: object) => avro.serialize(topics.avro, value),
+    avro,
     protobuf: (value: Record<string, unknown>) => protobuf.serialize(topics.protobuf, create(order, value)),
     json: (value: object) => json.serialize(topics.json, value),
   };
