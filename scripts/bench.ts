@@ -14,6 +14,14 @@
  * The bridge and the agent run as separate processes; the broker is KAFKA_BOOTSTRAP_SERVERS or a
  * throwaway local one. `--quick` uses a fifth of the messages; `--memory` runs only the memory rows.
  *
+ * With the instant agent, an Avro row follows: the same events, in Avro in the schema registry's wire format
+ * (written by Confluent's serde library beforehand), read with `source.format: avro`, their throughput
+ * as a ratio to the JSON row's (run earlier on the same agent); and the decode stage alone, in the bench's own process: µs a
+ * message for JSON and for Avro, beside the serde library's deserializer and `JSON.parse` alone. The
+ * registry is SCHEMA_REGISTRY_URL or a throwaway Apicurio (Java 21+); without one the rows are skipped
+ * with a line saying why. `deno task bench --registry` runs only these rows (JSON and Avro twice each,
+ * in the order JSON, Avro, Avro, JSON).
+ *
  * `deno task bench --windows` runs only the windows rows: 10,000 events on 100 keys against a 100 ms
  * agent, answered one call per event and in windows of up to 20 per key (`size: 1s`): events per
  * second from the first event produced to the last answered, and agent calls per event.
@@ -35,12 +43,25 @@
  * the messages were answered after a short drain, and the bridge did not exit; else FAIL (exit 1).
  */
 import { Buffer } from "node:buffer";
+import http from "node:http";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type KafkaMessage, Partitioners } from "kafkajs";
+import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
+import { AvroDeserializer, AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
+import { parsePipelineText } from "../src/config/load_pipelines.ts";
 import { loadSettings } from "../src/config/settings.ts";
+import { unledgered } from "../src/delivery/ledger.ts";
+import { contextFor } from "../src/dispatch.ts";
+import { errorMessage } from "../src/errors.ts";
 import { throwawayBroker } from "../src/infra/local_broker.ts";
+import { findJava, throwawayRegistry } from "../src/infra/local_registry.ts";
 import { createKafka } from "../src/kafka/client.ts";
+import type { Job } from "../src/model.ts";
+import { SchemaRegistry } from "../src/registry/schema_registry.ts";
+import { decoder } from "../src/stages/decode.ts";
+import type { Stage } from "../src/stages/stage.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const { values: flags, positionals } = parseArgs({
@@ -53,13 +74,14 @@ const { values: flags, positionals } = parseArgs({
     windows: { type: "boolean", default: false },
     isolation: { type: "boolean", default: false },
     stuck: { type: "boolean", default: false },
+    registry: { type: "boolean", default: false },
   },
   allowPositionals: true, // the soak's minutes: `--soak 2`
 });
 const soakMinutes = Number(positionals[0] ?? 10);
 if (positionals.length > 1 || (positionals.length && !flags.soak) || !(soakMinutes >= 1)) {
   console.error(
-    "usage: deno task bench [--quick] [--memory | --adaptive | --windows | --isolation | --stuck] | deno task bench --soak [minutes ≥ 1, default 10]",
+    "usage: deno task bench [--quick] [--memory | --adaptive | --windows | --isolation | --stuck | --registry] | deno task bench --soak [minutes ≥ 1, default 10]",
   );
   Deno.exit(2);
 }
@@ -124,6 +146,50 @@ async function createTopic(topic: string): Promise<void> {
   await admin.disconnect();
 }
 
+/** A bench event: `n` for the templates, `slow` for the slow route's match, `body` to make it larger. */
+interface BenchEvent {
+  n: number;
+  slow: boolean;
+  body?: string;
+}
+
+/** How an event becomes a record's value. */
+type Encode = (event: BenchEvent) => Buffer;
+
+const asJson: Encode = (event) => Buffer.from(JSON.stringify(event));
+
+/** The bench events' Avro schema: the JSON events' fields (no body). */
+const BENCH_EVENT_AVRO = {
+  type: "record",
+  name: "BenchEvent",
+  namespace: "bench",
+  fields: [{ name: "n", type: "int" }, { name: "slow", type: "boolean" }],
+};
+
+/**
+ * Registers {@link BENCH_EVENT_AVRO} under `<topic>-value` at the registry `url`, and writes the
+ * events numbered `from` to `from + count - 1` (none slow) with Confluent's serde library, ahead of
+ * time: producing them then costs what producing JSON does. Returns their encoder.
+ */
+async function avroEvents(url: string, topic: string, from: number, count: number): Promise<Encode> {
+  const client = new SchemaRegistryClient({
+    baseURLs: [url],
+    // As the bridge's client: a connection each request (see src/registry/schema_registry.ts).
+    createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
+  });
+  await client.register(`${topic}-value`, { schemaType: "AVRO", schema: JSON.stringify(BENCH_EVENT_AVRO) });
+  const serializer = new AvroSerializer(client, SerdeType.VALUE, { useLatestVersion: true });
+  const values: Buffer[] = [];
+  for (let n = from; n < from + count; n++) values.push(await serializer.serialize(topic, { n, slow: false }));
+  return (event) => {
+    const value = values[event.n - from];
+    if (!value || event.slow || event.body !== undefined) {
+      throw new Error(`no Avro record for ${JSON.stringify(event)}`);
+    }
+    return value;
+  };
+}
+
 /** Produces `count` events on `keys` keys; every `slowEvery`-th one asks for the slow route. */
 async function produceEvents(
   topic: string,
@@ -132,6 +198,7 @@ async function produceEvents(
   from = 0,
   keys = 997,
   body?: string,
+  encode = asJson,
 ): Promise<void> {
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
@@ -146,7 +213,7 @@ async function produceEvents(
         const n = start + i;
         return {
           key: `key-${n % keys}`,
-          value: Buffer.from(JSON.stringify({ n, slow: slowEvery > 0 && n % slowEvery === slowEvery / 2, body })),
+          value: encode({ n, slow: slowEvery > 0 && n % slowEvery === slowEvery / 2, body }),
         };
       }),
     });
@@ -233,6 +300,13 @@ function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+/** CPU time a process has used (user and system), in ms: /proc/<pid>/stat's utime and stime, in ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  // The fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 // ---------- the bridge ----------
 
 interface BridgeResult {
@@ -244,6 +318,8 @@ interface BridgeResult {
   agentP99: number;
   /** Records the bridge dead-lettered. */
   deadLettered: number;
+  /** The bridge process's CPU time over the burst (from its first event produced to its last reply read), µs a message. */
+  cpuUs: number;
 }
 
 type Guarantee = "at-least-once" | "exactly-once";
@@ -260,11 +336,13 @@ async function spawnBridge(
   concurrency: Concurrency = "auto",
   window?: string,
   extra?: string,
-  { env = {}, slowTimeout = "60s", template = "{n}" }: {
+  { env = {}, slowTimeout = "60s", template = "{n}", format }: {
     env?: Record<string, string>;
     slowTimeout?: string;
     /** The fast route's template (without `window`). */
     template?: string;
+    /** `source.format` (default: none, so `auto`). */
+    format?: string;
   } = {},
 ): Promise<Deno.ChildProcess> {
   const dir = await Deno.makeTempDir();
@@ -274,7 +352,7 @@ async function spawnBridge(
   await Deno.writeTextFile(
     `${dir}/bench.yaml`,
     `name: bench
-source: { topics: [${topic}] }
+source: { topics: [${topic}]${format ? `, format: ${format}` : ""} }
 routes:
   - { name: slow, match: { fields: { slow: true } }, transform: { template: "{n}" }, invoke: { prompt_id: slow, timeout: ${slowTimeout} } }
   - { name: fast, ${fast}, invoke: { prompt_id: fast } }
@@ -334,6 +412,8 @@ function burstRate(replyTimes: number[], stepMs = 0): number {
  * reply time minus source time), then reads its peak RSS. With exactly-once a reply is visible to
  * the (read_committed) reader only once its transaction commits, which its timestamp does not
  * tell: its latency is the time the reader, caught up beforehand, saw it minus source time.
+ * With `registry` (a schema registry's URL) the events are in Avro, written beforehand, and the
+ * pipeline reads them with `source.format: avro`; such a run is not paced.
  */
 async function runBridge(
   label: string,
@@ -344,19 +424,32 @@ async function runBridge(
     paced = true,
     guarantee = "at-least-once" as Guarantee,
     concurrency = "auto" as Concurrency,
+    registry = undefined as string | undefined,
   } = {},
 ): Promise<BridgeResult> {
+  if (registry && (paced || slowEvery)) throw new Error("an Avro run is neither paced nor has slow events");
   const topic = `bench-${id()}`;
   await createTopic(topic);
-  const child = await spawnBridge(topic, agentUrl, guarantee, concurrency);
+  const encode = registry ? await avroEvents(registry, topic, -1, count + 1) : asJson;
+  const child = await spawnBridge(
+    topic,
+    agentUrl,
+    guarantee,
+    concurrency,
+    undefined,
+    undefined,
+    registry ? { env: { SCHEMA_REGISTRY_URL: registry }, format: "avro" } : {},
+  );
   try {
-    await produceEvents(topic, 1, 0, -1);
+    await produceEvents(topic, 1, 0, -1, 997, undefined, encode);
     await readReplies(`${topic}.responses`, 1, () => {});
     const start = now();
-    await produceEvents(topic, count, slowEvery);
+    const cpuAtStart = cpuMs(child.pid);
+    await produceEvents(topic, count, slowEvery, 0, 997, undefined, encode);
     const burst = await readReplies(`${topic}.responses`, count + 1, (n) => {
       progress(`${label}: ${n - 1}/${count} replies, ${((n - 1) / ((now() - start) / 1000)).toFixed(0)}/s`);
     });
+    const cpuUs = ((cpuMs(child.pid) - cpuAtStart) * 1000) / count;
     const exactlyOnce = guarantee === "exactly-once";
     const throughput = burstRate(burst.replyTimes.slice(1), exactlyOnce ? COMMIT_INTERVAL_MS : 0);
     let latencies = burst.latencies.slice(1);
@@ -398,6 +491,7 @@ async function runBridge(
       p99: percentile(latencies, 99),
       rssMiB: peakRssMiB(child.pid),
       agentP99: percentile(burst.agentLatencies.slice(1), 99),
+      cpuUs,
       deadLettered: await topicSize(`${topic}.dlq`),
     };
   } finally {
@@ -790,6 +884,134 @@ if (flags.stuck) {
   Deno.exit(0);
 }
 
+// ---------- registered records ----------
+
+/**
+ * The schema registry for the Avro rows: SCHEMA_REGISTRY_URL, else a throwaway Apicurio Registry
+ * (tethered to this process, as the tests start one). Undefined, after a line saying why, when
+ * there is none (no Java 21+, or it did not start): the rest of the bench runs without the rows.
+ */
+async function benchRegistry(): Promise<{ url: string; stop: () => Promise<void> } | undefined> {
+  const configured = Deno.env.get("SCHEMA_REGISTRY_URL");
+  if (configured) return { url: configured.replace(/\/+$/, ""), stop: () => Promise.resolve() };
+  try {
+    await findJava();
+    return await throwawayRegistry((line) => done(`registry: ${line}`));
+  } catch (error) {
+    done(`Avro rows skipped, no schema registry: ${errorMessage(error)} (or set SCHEMA_REGISTRY_URL to one)`);
+    return undefined;
+  }
+}
+
+/** The Avro row: the events and agent of the JSON row whose throughput is `json`, in Avro. */
+async function avroRow(agentUrl: string, count: number, registry: string, json: number): Promise<Row> {
+  const result = await runBridge("0 ms agent, Avro input", agentUrl, count, { paced: false, registry });
+  done(
+    `0 ms agent, Avro input: ${result.throughput.toFixed(0)} msg/s (${
+      (result.throughput / json).toFixed(2)
+    } × JSON), ` +
+      `CPU ${result.cpuUs.toFixed(0)} µs a message, ${result.deadLettered} dead-lettered`,
+  );
+  return { scenario: "Avro input (schema registry), agent 0 ms (instant)", result, json, unpaced: true };
+}
+
+/** Microseconds a message of each way of decoding, in this process (see {@link decodeCost}). */
+interface DecodeCost {
+  count: number;
+  /** The decode stage without a registry, JSON events. */
+  json: number;
+  /** UTF-8 decoding and JSON.parse alone. */
+  parse: number;
+  /** The decode stage with a registry, `source.format: avro`. */
+  avro: number;
+  /** The serde library's Avro deserializer alone. */
+  library: number;
+}
+
+/**
+ * The decode stage alone, in the bench's process: `count` events as JSON through the stage as a
+ * bridge without a registry runs it, the same events in Avro through the stage with one (`format:
+ * avro`, the schema cached after the first record), and for reference `JSON.parse` alone and the
+ * serde library's Avro deserializer alone. µs a message: the median of five passes after a warm-up.
+ */
+async function decodeCost(url: string, count: number): Promise<DecodeCost> {
+  const topic = `bench-decode-${id()}`;
+  const events = Array.from({ length: count }, (_, n) => ({ n, slow: false }));
+  const json = events.map(asJson);
+  const avro = events.map(await avroEvents(url, topic, 0, count));
+  const pipeline = (format: string) => {
+    const yaml = `name: decode\nsource: { topics: [${topic}], format: ${format} }\n` +
+      `routes: [{ name: r, transform: { template: "{n}" }, invoke: { prompt_id: fast } }]\n`;
+    const { pipelines, problems } = parsePipelineText("bench.yaml", yaml, {}, { maxRetries: 1, retryDelayMs: 10 });
+    if (problems.length) throw new Error(problems.join("\n"));
+    return pipelines[0];
+  };
+  const jobs = (values: Buffer[], format: string): Job[] => {
+    const p = pipeline(format);
+    return values.map((value, n) => {
+      const record = { topic, partition: 0, offset: String(n), key: null, value, headers: {}, timestamp: "0" };
+      return { record, ctx: contextFor(p, record), pipeline: p, ack: unledgered };
+    });
+  };
+  const stages = { json: decoder({}), avro: decoder({ registry: new SchemaRegistry({ url }) }) };
+  const client = new SchemaRegistryClient({
+    baseURLs: [url],
+    createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
+  });
+  const library = new AvroDeserializer(client, SerdeType.VALUE, {});
+  const utf8 = new TextDecoder();
+  /** Each way of decoding: made ready (its jobs built) before the clock starts, then run. */
+  const throughStage = (stage: Stage, values: Buffer[], format: string) => () => {
+    const input = jobs(values, format);
+    return async () => {
+      for await (const job of stage(ReadableStream.from(input))) {
+        if (job.failure) throw new Error(job.failure.message);
+      }
+    };
+  };
+  const ways: Record<keyof Omit<DecodeCost, "count">, () => () => unknown> = {
+    json: throughStage(stages.json, json, "json"),
+    parse: () => () => json.forEach((value) => JSON.parse(utf8.decode(value))),
+    avro: throughStage(stages.avro, avro, "avro"),
+    library: () => async () => {
+      for (const value of avro) await library.deserialize(topic, value);
+    },
+  };
+  const cost = { count } as DecodeCost;
+  for (const [way, ready] of Object.entries(ways) as [keyof typeof ways, () => () => unknown][]) {
+    await ready()(); // warm-up: compiled, and the schema cached
+    const passes: number[] = [];
+    for (let pass = 0; pass < 5; pass++) {
+      progress(`decode alone: ${way}, pass ${pass + 1}/5`);
+      const run = ready();
+      const start = now();
+      await run();
+      passes.push(((now() - start) * 1000) / count);
+    }
+    cost[way] = median(passes);
+  }
+  done(
+    `decode alone, µs a message: JSON ${cost.json.toFixed(1)} (JSON.parse ${cost.parse.toFixed(1)}), ` +
+      `Avro ${cost.avro.toFixed(1)} (the serde library alone ${cost.library.toFixed(1)})`,
+  );
+  return cost;
+}
+
+/** Prints the decode stage's cost as a table of its own. */
+function printDecodeCost(cost: DecodeCost): void {
+  console.log(
+    `\ndecode alone, in-process, ${cost.count} events {n, slow}, µs a message, median of 5 passes\n`,
+  );
+  console.log("| decoding | µs a message | ÷ the JSON decode stage |\n| --- | --- | --- |");
+  const rows: [string, number][] = [
+    ["the decode stage, JSON (no registry)", cost.json],
+    ["UTF-8 decoding and JSON.parse alone", cost.parse],
+    ["the decode stage, Avro (`source.format: avro`)", cost.avro],
+    ["the serde library's Avro deserializer alone", cost.library],
+  ];
+  for (const [name, us] of rows) console.log(`| ${name} | ${us.toFixed(1)} | ${(us / cost.json).toFixed(1)} |`);
+}
+
 // ---------- the run ----------
 
 if (flags.soak) {
@@ -809,6 +1031,9 @@ interface Row {
   ceiling?: number;
   handLoop?: number;
   atLeastOnce?: number; // the at-least-once row's throughput, for an exactly-once row
+  json?: number; // the JSON row's throughput, for an Avro row
+  /** Not paced: its latencies are the burst's queueing, not printed. */
+  unpaced?: boolean;
 }
 
 /**
@@ -1002,9 +1227,66 @@ if (flags.windows) {
 
 const rows: Row[] = [];
 const n = (count: number) => Math.max(200, Math.round(count * scale));
+
+if (flags.registry) {
+  const registry = await benchRegistry();
+  const agent = registry ? await startAgent(0) : undefined;
+  try {
+    if (registry && agent) {
+      const count = n(10_000);
+      const runs: Record<"json" | "avro", BridgeResult[]> = { json: [], avro: [] };
+      // JSON, Avro, Avro, JSON: a drift of the machine (or a warm-up) over the run weighs on both alike.
+      for (const format of ["json", "avro", "avro", "json"] as const) {
+        if (format === "json") {
+          const json = await runBridge("0 ms agent, JSON input", agent.url, count, { paced: false });
+          done(
+            `0 ms agent, JSON input: ${json.throughput.toFixed(0)} msg/s, CPU ${json.cpuUs.toFixed(0)} µs a message`,
+          );
+          runs.json.push(json);
+        } else {
+          runs.avro.push((await avroRow(agent.url, count, registry.url, runs.json[0].throughput)).result);
+        }
+      }
+      const cost = await decodeCost(registry.url, count);
+      const mean = (results: BridgeResult[], of: (result: BridgeResult) => number) =>
+        results.reduce((sum, result) => sum + of(result), 0) / results.length;
+      const rate = (result: BridgeResult) => result.throughput;
+      const cpu = (result: BridgeResult) => result.cpuUs;
+      console.log(
+        `\nregistered records, ${new Date().toISOString().slice(0, 10)}, ${navigator.hardwareConcurrency} cores, ` +
+          `instant agent, ${count} events {n, slow} on 997 keys, one partition, concurrency auto, ` +
+          `two runs each (JSON, Avro, Avro, JSON)\n`,
+      );
+      console.log(
+        "| input | msg/s, each run | mean | ÷ JSON | bridge CPU µs a message, each run | mean | − JSON |\n" +
+          "| --- | --- | --- | --- | --- | --- | --- |",
+      );
+      for (const [name, results] of [["JSON", runs.json], ["Avro, `source.format: avro`", runs.avro]] as const) {
+        console.log(
+          `| ${name} | ${results.map((r) => r.throughput.toFixed(0)).join(", ")} | ${
+            mean(results, rate).toFixed(0)
+          } | ` +
+            `${(mean(results, rate) / mean(runs.json, rate)).toFixed(2)} | ` +
+            `${results.map((r) => r.cpuUs.toFixed(0)).join(", ")} | ${mean(results, cpu).toFixed(0)} | ` +
+            `${(mean(results, cpu) - mean(runs.json, cpu)).toFixed(0)} |`,
+        );
+      }
+      printDecodeCost(cost);
+    }
+  } finally {
+    await agent?.stop();
+    await registry?.stop();
+    await stopBroker();
+  }
+  Deno.exit(0);
+}
+
 const pipe = flags.memory ? 0 : await kafkaPipe(n(20_000));
 if (!flags.memory) done(`baseline (c) Kafka-only pipe: ${pipe.toFixed(0)} msg/s`);
 
+/** The registry of the Avro rows (beside the instant agent's), and the decode stage's cost. */
+let registry: Awaited<ReturnType<typeof benchRegistry>>;
+let decode: DecodeCost | undefined;
 for (const latency of flags.memory || flags.adaptive ? [] : [0, 50, 100, 200]) {
   const agent = await startAgent(latency, { slow: { latencyMs: 5_000 } });
   try {
@@ -1028,6 +1310,13 @@ for (const latency of flags.memory || flags.adaptive ? [] : [0, 50, 100, 200]) {
     if (loop) done(`${label}: hand-written kafkajs loop ${loop.toFixed(0)} msg/s`);
     rows.push({ scenario: `agent ${latency} ms`, result, old, ceiling, handLoop: loop });
     if (exactlyOnce) rows.push(exactlyOnce);
+    if (latency === 0) {
+      registry = await benchRegistry();
+      if (registry) {
+        rows.push(await avroRow(agent.url, count, registry.url, result.throughput));
+        decode = await decodeCost(registry.url, count);
+      }
+    }
     if (latency === 100) {
       const fixed = await runBridge("100 ms, concurrency 16", agent.url, n(2_000), { concurrency: 16 });
       done(`100 ms, the old default fixed cap of 16: ${fixed.throughput.toFixed(0)} msg/s`);
@@ -1078,17 +1367,18 @@ console.log(
     `one partition, 997 keys\n`,
 );
 console.log(
-  "| scenario | msg/s | p50 ms | p99 ms | agent p99 ms | peak RSS MiB | × old design | ÷ ceiling (b) | ÷ Kafka pipe (c) | ÷ hand loop (d) | ÷ at-least-once |",
+  "| scenario | msg/s | p50 ms | p99 ms | agent p99 ms | peak RSS MiB | × old design | ÷ ceiling (b) | ÷ Kafka pipe (c) | ÷ hand loop (d) | ÷ at-least-once | ÷ JSON input |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-for (const { scenario, result, old, ceiling, handLoop, atLeastOnce } of rows) {
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const { scenario, result, old, ceiling, handLoop, atLeastOnce, json, unpaced } of rows) {
+  const latency = (value: number) => unpaced ? "" : fmt(value);
   console.log(
-    `| ${scenario} | ${fmt(result.throughput)} | ${fmt(result.p50)} | ${fmt(result.p99)} | ${fmt(result.agentP99)} | ` +
-      `${fmt(result.rssMiB)} | ${old ? fmt(result.throughput / old, 1) : ""} | ` +
+    `| ${scenario} | ${fmt(result.throughput)} | ${latency(result.p50)} | ${latency(result.p99)} | ` +
+      `${fmt(result.agentP99)} | ${fmt(result.rssMiB)} | ${old ? fmt(result.throughput / old, 1) : ""} | ` +
       `${ceiling ? fmt(result.throughput / ceiling, 2) : ""} | ${fmt(result.throughput / pipe, 2)} | ` +
       `${handLoop ? fmt(result.throughput / handLoop, 2) : ""} | ${
         atLeastOnce ? fmt(result.throughput / atLeastOnce, 2) : ""
-      } |`,
+      } | ${json ? fmt(result.throughput / json, 2) : ""} |`,
   );
 }
 for (const [messages, result] of [[n(5_000), small], [n(50_000), large]] as const) {
@@ -1096,9 +1386,11 @@ for (const [messages, result] of [[n(5_000), small], [n(50_000), large]] as cons
   console.log(
     `| memory: ${messages} messages, instant agent | ${fmt(result.throughput)} | | | | ${
       fmt(result.rssMiB)
-    } | | | | | |`,
+    } | | | | | | |`,
   );
 }
+if (decode) printDecodeCost(decode);
+await registry?.stop();
 
 if (flags.memory && small && large) {
   console.log(`\npeak RSS ${small.rssMiB.toFixed(0)} MiB → ${large.rssMiB.toFixed(0)} MiB at 10 × the messages`);

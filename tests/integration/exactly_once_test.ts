@@ -2,11 +2,20 @@
 import assert from "node:assert/strict";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
-import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
+import {
+  committedOffsets,
+  createTopics,
+  produce,
+  readAll,
+  readRecords,
+  testKafka,
+  uniqueId,
+} from "../support/kafka.ts";
 import { until, within } from "../support/until.ts";
 import { sample } from "../support/prometheus.ts";
 import { testBroker } from "../support/broker.ts";
 import { type MainProcess, pipelineDir, startMain } from "../support/main_process.ts";
+import { avroWriter, testRegistry } from "../support/registry.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -329,6 +338,81 @@ delivery: { guarantee: exactly-once, ordering: key, concurrency: 16 }
       assert.equal(sources.size, 801, "every event has a reply for read_committed readers");
       assert.equal(replies.length, 801, "and only one");
       assert.ok(bridge.stats.uncommittedPauses >= 1);
+    } finally {
+      gate.resolve();
+      await bridge.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "exactly-once with Avro records written by the serde library: a restart redelivers what a stuck record held back, and read_committed readers see each reply once, its offset committed with it",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    const topic = `eos-avro-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const write = await avroWriter(url, topic, {
+      type: "record",
+      name: "Job",
+      namespace: "eos",
+      fields: [{ name: "n", type: "int" }, { name: "stuck", type: "boolean" }],
+    });
+    const total = 10;
+    const stuckAt = 3;
+    const gate = Promise.withResolvers<void>();
+    const agent = startDemoAgent({ behaviours: { stuck: { gate: gate.promise } } });
+    const groupId = `eos-avro-${uniqueId()}`;
+    const start = () =>
+      startTestBridge({
+        pipelines: pipelinesFrom([`
+name: eos-avro
+source: { topics: [${topic}], format: avro }
+routes:
+  - { name: stuck, match: { fields: { stuck: true } }, transform: { template: "{n}" }, invoke: { prompt_id: stuck } }
+  - { name: r, transform: { template: "{n}" }, invoke: { prompt_id: p } }
+delivery: { guarantee: exactly-once }
+`]),
+        archestraUrl: agent.url,
+        groupId,
+        schemaRegistry: { url },
+        shutdownGraceMs: 200, // the stuck call is cut at the stop: its record is abandoned
+      });
+    const committed = async () => (await committedOffsets(kafka, groupId, topic))[0];
+    const offsetsOf = (records: { headers: Record<string, string> }[]) =>
+      records.map((r) => Number(r.headers["x-source-offset"])).sort((a, b) => a - b);
+    let bridge = await start();
+    try {
+      const values = await Promise.all(Array.from({ length: total }, (_, n) => write({ n, stuck: n === stuckAt })));
+      await produce(kafka, topic, values.map((value, n) => ({ key: `k${n}`, value })));
+      // A record that does not decode is dead-lettered, not called: that ends the wait too.
+      await until(() => agent.requests.length >= total || bridge.stats.deadLettered > 0, "a call for every record");
+      assert.equal(bridge.stats.deadLettered, 0, "nothing dead-lettered");
+      // The replies after the stuck record wait for its offset: only those before it commit.
+      await until(async () => await committed() === String(stuckAt), "the offsets before the stuck record committed");
+      await bridge.stop();
+      assert.equal(await committed(), String(stuckAt), "nothing past the abandoned record committed");
+      const before = await readAll(kafka, `${topic}.responses`);
+      assert.deepEqual(offsetsOf(before), [0, 1, 2], "only the committed replies are visible");
+      gate.resolve();
+      bridge = await start();
+      await readRecords(kafka, [`${topic}.responses`], total, {
+        until: (records) => new Set(offsetsOf(records)).size >= total,
+      });
+      await bridge.stop();
+      const replies = await readAll(kafka, `${topic}.responses`);
+      assert.deepEqual(offsetsOf(replies), Array.from({ length: total }, (_, n) => n), "each record answered once");
+      const texts = replies.map((r) => JSON.parse(r.value!.toString()).request.text);
+      assert.deepEqual(texts.map(Number).sort((a, b) => a - b), offsetsOf(replies), "from its decoded value");
+      assert.equal(await committed(), String(total));
+      assert.equal(
+        agent.requests.length,
+        total + (total - stuckAt),
+        "the records from the stuck one on were delivered again and called again",
+      );
+      assert.equal(bridge.stats.deadLettered, 0);
     } finally {
       gate.resolve();
       await bridge.stop();

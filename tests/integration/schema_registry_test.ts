@@ -8,11 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import http from "node:http";
 import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { file_google_protobuf_timestamp, FileDescriptorProtoSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
-import { AvroDeserializer, AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { AvroDeserializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
 import { JsonDeserializer, JsonSerializer } from "@confluentinc/schemaregistry/dist/serde/json.js";
 import { ProtobufSerializer } from "@confluentinc/schemaregistry/dist/serde/protobuf.js";
 import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
@@ -23,7 +21,7 @@ import { SchemaRegistry } from "../../src/registry/schema_registry.ts";
 import { makeTestCertificates } from "../support/certs.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
-import { testRegistry } from "../support/registry.ts";
+import { avroWriter, serdeClient, testRegistry } from "../support/registry.ts";
 import { until } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -69,12 +67,8 @@ const ORDER_JSON_SCHEMA = {
 
 /** The serde library's own serializers, writing under `<topic>-value` after registering the schema there. */
 async function writers(url: string, topics: { avro: string; protobuf: string; json: string }) {
-  const client = new SchemaRegistryClient({
-    baseURLs: [url],
-    // As the bridge's client: a connection each request (see src/registry/schema_registry.ts).
-    createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
-  });
-  await client.register(`${topics.avro}-value`, { schemaType: "AVRO", schema: JSON.stringify(ORDER_AVRO) });
+  const client = serdeClient(url);
+  const avro = await avroWriter(url, topics.avro, ORDER_AVRO);
   await client.register(`${topics.protobuf}-value`, { schemaType: "PROTOBUF", schema: ORDER_PROTO });
   await client.register(`${topics.json}-value`, { schemaType: "JSON", schema: JSON.stringify(ORDER_JSON_SCHEMA) });
   const file = createFileRegistry(
@@ -82,13 +76,12 @@ async function writers(url: string, topics: { avro: string; protobuf: string; js
     (name) => name === "google/protobuf/timestamp.proto" ? file_google_protobuf_timestamp : undefined,
   );
   const latest = { useLatestVersion: true };
-  const avro = new AvroSerializer(client, SerdeType.VALUE, latest);
   // deno-lint-ignore no-explicit-any
   const protobuf = new ProtobufSerializer(client, SerdeType.VALUE, { ...latest, registry: file } as any);
   const json = new JsonSerializer(client, SerdeType.VALUE, latest);
   const order = file.getFile("order.proto")!.messages.find((m) => m.name === "Order")!;
   return {
-    avro: (value: object) => avro.serialize(topics.avro, value),
+    avro,
     protobuf: (value: Record<string, unknown>) => protobuf.serialize(topics.protobuf, create(order, value)),
     json: (value: object) => json.serialize(topics.json, value),
   };
@@ -184,10 +177,7 @@ Deno.test(
     const { kafka } = await testKafka();
     const sources = ["avro", "json", "pre", "none"].map((kind) => `${prefix}.${kind}`);
     await createTopics(kafka, sources);
-    const client = new SchemaRegistryClient({
-      baseURLs: [url],
-      createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
-    });
+    const client = serdeClient(url);
     // A platform team's registration of the shipped schema file, for the pipeline that may not register.
     const shipped = await Deno.readTextFile("config/schemas/reply.avsc");
     await client.register(`${prefix}.pre.responses-value`, { schemaType: "AVRO", schema: shipped });

@@ -3,6 +3,7 @@
  * request text is `{$key}|` and its events' `n`, one per line, so a reply says which events it holds.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import { demoTrends } from "../../src/agent/demo_reply.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
@@ -20,6 +21,7 @@ import {
 } from "../support/kafka.ts";
 import { testBroker } from "../support/broker.ts";
 import { pipelineDir, startMain } from "../support/main_process.ts";
+import { avroWriter, testRegistry } from "../support/registry.ts";
 import { until, within } from "../support/until.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -364,6 +366,95 @@ Deno.test(
     } finally {
       await second?.stop();
       await first.stop();
+      await agent.close();
+    }
+  },
+);
+
+Deno.test(
+  "windows over Avro records written by the serde library: the template reads decoded fields, decimals and timestamps as text, one reply per window",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    const topic = `win-avro-${uniqueId()}.events`;
+    const { kafka } = await testKafka();
+    await createTopics(kafka, [topic]);
+    const write = await avroWriter(url, topic, {
+      type: "record",
+      name: "Reading",
+      namespace: "plant",
+      fields: [
+        { name: "sensor", type: "string" },
+        { name: "amount", type: { type: "bytes", logicalType: "decimal", precision: 10, scale: 2 } },
+        { name: "at", type: { type: "long", logicalType: "timestamp-millis" } },
+      ],
+    });
+    const agent = startDemoAgent();
+    const bridge = await startTestBridge({
+      pipelines: pipelinesFrom([`
+name: avro-windows
+source: { topics: [${topic}], format: avro }
+routes:
+  - name: w
+    window: { by: key, size: 1h, max_events: 3 }
+    transform: { each: "{at} {amount}", template: "{$key} ({sensor}): {$count} readings\\n{$events}" }
+    invoke: { prompt_id: trends }
+`]),
+      archestraUrl: agent.url,
+      schemaRegistry: { url },
+    });
+    try {
+      // Two keys, interleaved, three readings each: one window per key. Amounts are big-endian
+      // two's complement at scale 2: 0x01e240 is 1234.56, 0xff38 is -2.00.
+      const at = 1_700_000_000_123;
+      const readings = [
+        { key: "cpu", sensor: "cpu-1", amount: [0x01, 0xe2, 0x40], at },
+        { key: "mem", sensor: "mem-1", amount: [0xff, 0x38], at: at + 1 },
+        { key: "cpu", sensor: "cpu-2", amount: [0x05], at: at + 1_000 },
+        { key: "mem", sensor: "mem-2", amount: [0x00], at: at + 1_001 },
+        { key: "cpu", sensor: "cpu-3", amount: [0x7f], at: at + 60_000 },
+        { key: "mem", sensor: "mem-3", amount: [0x27, 0x10], at: at + 60_001 },
+      ];
+      const values = await Promise.all(
+        readings.map(({ sensor, amount, at }) => write({ sensor, amount: Buffer.from(amount), at })),
+      );
+      await produce(kafka, topic, readings.map(({ key }, n) => ({ key, value: values[n] })));
+      // Until both replies are in, or a DLQ record (an event that did not decode) is.
+      const read = await readRecords(kafka, [`${topic}.responses`, `${topic}.dlq`], 2, {
+        until: (records) => records.length >= 2 || records.some((r) => r.topic === `${topic}.dlq`),
+      });
+      const dead = read.filter((r) => r.topic === `${topic}.dlq`).map((r) => r.headers["x-error-message"]);
+      assert.deepEqual(dead, [], "nothing dead-lettered");
+      const replies = read.filter((r) => r.topic === `${topic}.responses`);
+      const byKey = Object.fromEntries(replies.map((reply) => [reply.key, envelopeOf(reply)]));
+      assert.equal(
+        byKey.cpu.request.text,
+        [
+          "cpu (cpu-1): 3 readings",
+          "2023-11-14T22:13:20.123Z 1234.56",
+          "2023-11-14T22:13:21.123Z 0.05",
+          "2023-11-14T22:14:20.123Z 1.27",
+        ].join("\n"),
+      );
+      assert.equal(
+        byKey.mem.request.text,
+        [
+          "mem (mem-1): 3 readings",
+          "2023-11-14T22:13:20.124Z -2.00",
+          "2023-11-14T22:13:21.124Z 0.00",
+          "2023-11-14T22:14:20.124Z 100.00",
+        ].join("\n"),
+      );
+      assert.deepEqual([byKey.cpu.window.count, byKey.mem.window.count], [3, 3]);
+      await until(
+        async () => (await committedOffsets(kafka, bridge.groupId, topic))[0] === "6",
+        "every event committed",
+      );
+      assert.equal(await topicSize(kafka, `${topic}.responses`), 2, "one reply per window");
+      assert.equal(agent.requests.length, 2, "one call per window");
+      assert.equal(bridge.stats.deadLettered, 0);
+    } finally {
+      await bridge.stop();
       await agent.close();
     }
   },

@@ -7,7 +7,15 @@
  * - else (`deno test` on its own) one started for this test file and stopped when it ends or dies.
  *
  * No registry starts unless a test asks for one.
+ *
+ * Records for the registry are written by Confluent's serde library ({@link serdeClient},
+ * {@link avroWriter}), never by the bridge's code: what a producer on a registry-backed platform writes.
  */
+import type { Buffer } from "node:buffer";
+import http from "node:http";
+import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
+import { AvroSerializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
 import { ensureLocalRegistry, throwawayRegistry } from "../../src/infra/local_registry.ts";
 
 const log = (line: string) => console.error(`registry: ${line}`);
@@ -39,4 +47,27 @@ async function sharedRegistry(stateDir: string): Promise<string> {
   } finally {
     lock.close(); // releases the lock
   }
+}
+
+/** A client of the serde library on `url`, set up as the bridge's own (a connection each request: see src/registry/schema_registry.ts). */
+export function serdeClient(url: string): SchemaRegistryClient {
+  return new SchemaRegistryClient({
+    baseURLs: [url],
+    createAxiosDefaults: { timeout: 10_000, httpAgent: new http.Agent({ keepAlive: false }) },
+  });
+}
+
+/**
+ * Registers the Avro `schema` under `<topic>-value` and returns the serde library's own serializer
+ * for `topic`'s values: a value in, the record's bytes in the wire format out.
+ */
+export async function avroWriter(
+  url: string,
+  topic: string,
+  schema: object,
+): Promise<(value: object) => Promise<Buffer>> {
+  const client = serdeClient(url);
+  await client.register(`${topic}-value`, { schemaType: "AVRO", schema: JSON.stringify(schema) });
+  const serializer = new AvroSerializer(client, SerdeType.VALUE, { useLatestVersion: true });
+  return (value) => serializer.serialize(topic, value);
 }
