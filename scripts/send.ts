@@ -126,6 +126,7 @@ async function avroRecords(
   // The serde library is loaded only for Avro.
   const { avroMisfits, parseAvroSchema } = await import("../src/registry/avro_json.ts");
   const { avroWriter } = await import("../src/registry/avro_writer.ts");
+  const { registryOptions } = await import("../src/registry/client.ts");
   let text: string;
   try {
     text = await Deno.readTextFile(schemaFile);
@@ -145,12 +146,7 @@ async function avroRecords(
     );
   });
   if (misfits.length) throw new FatalError(misfits);
-  const registry = {
-    url: settings.schemaRegistryUrl,
-    username: settings.schemaRegistryUsername,
-    password: settings.schemaRegistryPassword,
-    token: settings.schemaRegistryToken,
-  };
+  const registry = registryOptions(settings);
   const writers = new Map<string, Awaited<ReturnType<typeof avroWriter>>>();
   const records: Uint8Array[] = [];
   for (const event of events) {

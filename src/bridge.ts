@@ -66,9 +66,9 @@ import { startSummary } from "./ops/summary.ts";
 import { answers, startAnswerDeadlines } from "./stages/answers.ts";
 import { decoder } from "./stages/decode.ts";
 import type { Stage } from "./stages/stage.ts";
-import { type RecordDecoder, RegistryUnavailable, type ReplyEncoder } from "./registry/wire.ts";
+import { type RecordDecoder, RegistryUnavailable, type ReplyEncoder, UnencodableReply } from "./registry/wire.ts";
 import { RegistryWaits } from "./stages/registry_waits.ts";
-import { pemFile } from "./config/pem_file.ts";
+import { renderTemplate } from "./template.ts";
 import { fanOut } from "./stages/fan_out.ts";
 import { invoke } from "./stages/invoke.ts";
 import { match } from "./stages/match.ts";
@@ -175,6 +175,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
 
   // The schema registry, where one is configured: its credentials are checked before anything else.
   const registry = await openRegistry(settings);
+  if (registry) await prepareReplySubjects(pipelines, registry);
 
   // Kafka: the admin, the consumer (which flow control pauses), then the clients that write.
   const admin = await connected(options, kafka.admin());
@@ -631,6 +632,40 @@ function lagSource(admin: Admin, consumer: Source, metrics: Metrics) {
 }
 
 /**
+ * The reply schema under every subject known at start (a pipeline with exact source topics and a
+ * responses topic named from `{$topic}` alone, or `subject: record`): one that will never take it
+ * (registration off and the schema not there, incompatible versions, registration refused) stops
+ * the start, before any agent is called for replies that could not be written. A registry that does
+ * not answer yet is waited for by the replies.
+ */
+async function prepareReplySubjects(pipelines: readonly Pipeline[], registry: ReplyEncoder): Promise<void> {
+  const problems: string[] = [];
+  for (const pipeline of pipelines) {
+    const { format, subject, autoRegister, responses } = pipeline.publish;
+    if (format !== "avro" && format !== "json-schema") continue;
+    if (pipeline.topics.some((topic) => topic.includes("*"))) continue;
+    for (const topic of pipeline.topics) {
+      const named = renderTemplate(responses, (path) => path === "$topic" ? topic : undefined);
+      if (named.missing.length) break;
+      try {
+        await registry.prepare(named.text, { format, subject, autoRegister });
+      } catch (error) {
+        const never = error instanceof UnencodableReply || (error instanceof RegistryUnavailable && error.why);
+        if (never) problems.push(`${pipeline.file}:publish: ${errorMessage(error)}`);
+        else {log.warn("the reply schema for {topic}: {error}; its replies wait for the registry", {
+            topic: named.text,
+            error: errorMessage(error),
+          });}
+        if (!never) return;
+      }
+      // One subject for every topic.
+      if (subject === "record") break;
+    }
+  }
+  if (problems.length) throw new FatalError(problems, { config: true });
+}
+
+/**
  * The schema registry, when SCHEMA_REGISTRY_URL is set (its serde library is loaded only then). Its
  * credentials refused is a configuration error; a registry that does not answer yet is waited for
  * by the records that need it.
@@ -640,25 +675,21 @@ async function openRegistry(
 ): Promise<(RecordDecoder & ReplyEncoder) | undefined> {
   if (!settings.schemaRegistryUrl) return undefined;
   const { SchemaRegistry } = await import("./registry/schema_registry.ts");
-  const registry = new SchemaRegistry({
-    url: settings.schemaRegistryUrl,
-    username: settings.schemaRegistryUsername,
-    password: settings.schemaRegistryPassword,
-    token: settings.schemaRegistryToken,
-    // The trust Kafka has, where the registry has none of its own.
-    ca: settings.schemaRegistryCaFile
-      ? pemFile("SCHEMA_REGISTRY_SSL_CA_FILE", settings.schemaRegistryCaFile)
-      : pemFile("KAFKA_SSL_CA_FILE", settings.sslCaFile),
-  });
+  const { registryOptions } = await import("./registry/client.ts");
+  const registry = new SchemaRegistry(registryOptions(settings));
   try {
     await registry.check();
   } catch (error) {
     if (error instanceof RegistryUnavailable && error.why) {
       throw new FatalError([
         `environment:SCHEMA_REGISTRY_URL: ${error.message} at ${registry.url}`,
-        error.refused
-          ? "set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD, or SCHEMA_REGISTRY_TOKEN, to credentials it accepts"
-          : "set SCHEMA_REGISTRY_URL to the registry's Confluent-compatible API",
+        {
+          refused:
+            "set SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD, or SCHEMA_REGISTRY_TOKEN, to credentials it accepts",
+          misconfigured: "set SCHEMA_REGISTRY_URL to the registry's Confluent-compatible API",
+          untrusted:
+            "set SCHEMA_REGISTRY_SSL_CA_FILE (or KAFKA_SSL_CA_FILE) to the PEM file of the CA that signed its certificate",
+        }[error.why],
       ], { config: true });
     }
     log.warn("the schema registry at {url} does not answer yet ({error}): records in its wire format wait for it", {

@@ -141,7 +141,7 @@ export const SettingsFields = z.object({
   schemaRegistryToken: optional.meta(env("SCHEMA_REGISTRY_TOKEN"))
     .describe("Bearer token for the schema registry, instead of basic auth. A secret: never logged."),
   schemaRegistryCaFile: optional.meta(env("SCHEMA_REGISTRY_SSL_CA_FILE")).describe(
-    "With an https:// SCHEMA_REGISTRY_URL: PEM file of the CA(s) to trust. Unset: KAFKA_SSL_CA_FILE's, where set; else the system's.",
+    "With an https:// SCHEMA_REGISTRY_URL: PEM file of the CA(s) to trust beside the system's. Unset: KAFKA_SSL_CA_FILE's, where set.",
   ),
   maxRetries: z.coerce.number().int().min(0).max(100).default(3).meta(
     env("AGENT_MAX_RETRIES", { aliases: ["MAX_RETRIES"] }),

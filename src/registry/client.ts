@@ -14,12 +14,15 @@
  */
 import http from "node:http";
 import https from "node:https";
+import tls from "node:tls";
 import { SchemaRegistryClient } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import type { Client } from "@confluentinc/schemaregistry/dist/schemaregistry-client.js";
 import { RestError } from "@confluentinc/schemaregistry/dist/rest-error.js";
 import { errorMessage } from "../errors.ts";
 import { registerSecret } from "../secrets.ts";
 import { RegistryUnavailable } from "./wire.ts";
+import { pemFile } from "../config/pem_file.ts";
+import type { Settings } from "../config/settings.ts";
 
 /** Where the registry is and how the bridge signs in (basic auth or a bearer token). */
 export interface RegistryOptions {
@@ -27,8 +30,32 @@ export interface RegistryOptions {
   username?: string;
   password?: string;
   token?: string;
-  /** PEM CA certificate(s) to trust for an https:// URL, instead of the system's. */
+  /** PEM CA certificate(s) to trust for an https:// URL, beside the system's. */
   ca?: string;
+}
+
+/** The registry settings as client options, its CA read (SCHEMA_REGISTRY_SSL_CA_FILE, else Kafka's KAFKA_SSL_CA_FILE). */
+export function registryOptions(
+  settings: Pick<
+    Settings,
+    | "schemaRegistryUrl"
+    | "schemaRegistryUsername"
+    | "schemaRegistryPassword"
+    | "schemaRegistryToken"
+    | "schemaRegistryCaFile"
+    | "sslCaFile"
+  >,
+): RegistryOptions {
+  return {
+    url: settings.schemaRegistryUrl!,
+    username: settings.schemaRegistryUsername,
+    password: settings.schemaRegistryPassword,
+    token: settings.schemaRegistryToken,
+    // The trust Kafka has, where the registry has none of its own.
+    ca: settings.schemaRegistryCaFile
+      ? pemFile("SCHEMA_REGISTRY_SSL_CA_FILE", settings.schemaRegistryCaFile)
+      : pemFile("KAFKA_SSL_CA_FILE", settings.sslCaFile),
+  };
 }
 
 /** A client for the registry at `options.url`, and that URL without credentials (for messages). */
@@ -50,7 +77,12 @@ export function registryClient(options: RegistryOptions): { client: Client; url:
       timeout: 10_000,
       // A connection each request: a kept-alive one that the registry closed has hung axios on Deno for good.
       httpAgent: new http.Agent({ keepAlive: false }),
-      httpsAgent: new https.Agent({ keepAlive: false, ...(options.ca ? { ca: options.ca } : {}) }),
+      // A CA given is trusted beside the system's: setting `ca` alone would replace them, and a registry
+      // with a public certificate would stop being trusted because Kafka's private CA was shared.
+      httpsAgent: new https.Agent({
+        keepAlive: false,
+        ...(options.ca ? { ca: [...tls.rootCertificates, options.ca] } : {}),
+      }),
       // The library's own bearer option is Confluent Cloud's (it wants a logical cluster): a header instead.
       ...(options.token ? { headers: { Authorization: `Bearer ${options.token}` } } : {}),
     },
@@ -86,6 +118,13 @@ export function unavailable(error: unknown): RegistryUnavailable | undefined {
   }
   if (status !== undefined && (status >= 500 || status === 408 || status === 429)) {
     return new RegistryUnavailable(`the registry cannot answer: ${errorMessage(error)}`);
+  }
+  const code = (error as { code?: string })?.code ?? "";
+  if (status === undefined && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) {
+    return new RegistryUnavailable(
+      `the registry's TLS certificate is not trusted: ${errorMessage(error)}`,
+      "untrusted",
+    );
   }
   // No answer at all (refused, reset, timed out, DNS, TLS): only HTTP client errors, not a deserializer's own.
   if (status === undefined && (error as { name?: string; isAxiosError?: boolean })?.isAxiosError) {

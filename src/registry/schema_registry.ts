@@ -65,6 +65,8 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
   readonly #url: string;
   /** Protobuf schemas' descriptors by schema id, to render their messages. */
   readonly #protobufFiles = new Map<number, FileRegistry>();
+  /** Schemas by id, as the registry gave them (an id's schema never changes). */
+  readonly #schemas = new Map<number, SchemaInfo>();
   /** Reply serializers by format, subject and registration: the schema registered or found once each. */
   readonly #replySerializers = new Map<string, Promise<ReplySerializer>>();
 
@@ -120,9 +122,10 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
     if (schemaId === undefined) {
       throw new UndecodableRecord("value is not in the Confluent wire format (no magic byte 0 and schema id)");
     }
-    let info: SchemaInfo;
+    let info = this.#schemas.get(schemaId);
     try {
-      info = await this.#client.getBySubjectAndId(`${topic}-value`, schemaId);
+      // The client caches it too, but behind a key it builds for each ask: a third of the decode cost.
+      if (!info) this.#schemas.set(schemaId, info = await this.#client.getBySubjectAndId(`${topic}-value`, schemaId));
     } catch (error) {
       const cause = unavailable(error);
       if (cause) throw cause;
@@ -160,22 +163,38 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
   }
 
   /**
-   * A reply envelope of `topic` in the wire format, with the shipped reply schema (reply_schema.ts)
-   * under its subject: registered there once when `autoRegister`, else found there.
+   * Resolves once replies of `topic` can be written: the reply schema found (or registered) under its
+   * subject. Rejects as {@link encode} does; at start, this tells a subject that will never take one.
    */
-  async encode(topic: string, envelope: Record<string, unknown>, encoding: ReplyEncoding): Promise<Uint8Array> {
+  async prepare(topic: string, encoding: ReplyEncoding): Promise<void> {
+    await this.#serializerFor(topic, encoding);
+  }
+
+  #serializerFor(topic: string, encoding: ReplyEncoding): Promise<ReplySerializer> {
     const subject = replySubject(topic, encoding.subject);
     const key = `${encoding.format}\n${subject}\n${encoding.autoRegister}`;
     let serializer = this.#replySerializers.get(key);
     if (!serializer) {
+      // Subjects named per key could grow it without end: the oldest goes (it is found again if asked).
+      if (this.#replySerializers.size >= REPLY_SERIALIZERS_KEPT) {
+        this.#replySerializers.delete(this.#replySerializers.keys().next().value!);
+      }
       serializer = this.#replySerializer(subject, encoding);
       this.#replySerializers.set(key, serializer);
       // Asked again for the next reply: the registry may answer, or have the schema, by then.
-      serializer.catch(() => this.#replySerializers.delete(key));
+      serializer.catch(() => this.#replySerializers.get(key) === serializer && this.#replySerializers.delete(key));
     }
-    const message = encoding.format === "avro" ? avroReply(envelope) : envelope;
-    const ready = await serializer;
+    return serializer;
+  }
+
+  /**
+   * A reply envelope of `topic` in the wire format, with the shipped reply schema (reply_schema.ts)
+   * under its subject: registered there once when `autoRegister`, else found there.
+   */
+  async encode(topic: string, envelope: Record<string, unknown>, encoding: ReplyEncoding): Promise<Uint8Array> {
+    const ready = await this.#serializerFor(topic, encoding);
     try {
+      const message = encoding.format === "avro" ? avroReply(envelope) : envelope;
       const bytes = await ready.serialize(topic, message);
       return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (error) {
@@ -191,11 +210,16 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
       : { schemaType: "JSON", schema: JSON.stringify(REPLY_JSON_SCHEMA) };
     let id: number;
     try {
-      id = autoRegister
-        ? await this.#client.register(subject, info, false)
-        : await this.#client.getId(subject, info, false);
+      // Looked up first, registered only where it is not there: a registry that lets the bridge read
+      // but not write (or is read-only for a while) takes replies whose schema is registered already.
+      id = await this.#client.getId(subject, info, false);
     } catch (error) {
-      throw replySchemaError(error, subject, format, autoRegister);
+      if (!autoRegister || !schemaMissing(error)) throw replySchemaError(error, subject, format, "look up");
+      try {
+        id = await this.#client.register(subject, info, false);
+      } catch (error) {
+        throw replySchemaError(error, subject, format, "register");
+      }
     }
     // The schema id is settled above: the serializer neither derives a schema nor registers one.
     const conf = { useSchemaId: id, autoRegisterSchemas: false, subjectNameStrategy: () => subject };
@@ -205,18 +229,24 @@ export class SchemaRegistry implements RecordDecoder, ReplyEncoder {
   }
 }
 
+/** Reply serializers kept, at most (one a subject). */
+const REPLY_SERIALIZERS_KEPT = 1_000;
+
+/** The registry's "no such subject" (40401) or "the subject has no such schema" (40403). */
+function schemaMissing(error: unknown): boolean {
+  return error instanceof RestError && error.status === 404 && (error.errorCode === 40401 || error.errorCode === 40403);
+}
+
 /** Why the reply schema could not be registered (or found) under its subject, classed. */
 function replySchemaError(
   error: unknown,
   subject: string,
   format: ReplyEncoding["format"],
-  autoRegister: boolean,
+  step: "look up" | "register",
 ): Error {
   const file = format === "avro" ? "config/schemas/reply.avsc" : "config/schemas/reply.schema.json";
   const status = error instanceof RestError ? error.status : undefined;
-  const code = error instanceof RestError ? error.errorCode : undefined;
-  // 40401: no such subject; 40403: the subject has no such schema.
-  if (!autoRegister && status === 404 && (code === 40401 || code === 40403)) {
+  if (step === "look up" && schemaMissing(error)) {
     return new UnencodableReply(
       `subject ${subject} has no version of the reply schema: register ${file} under it, or set publish.auto_register: true`,
     );
@@ -226,7 +256,7 @@ function replySchemaError(
       `the registry refuses the reply schema under subject ${subject}: it is not compatible with the versions there (HTTP 409)`,
     );
   }
-  if (autoRegister && (status === 401 || status === 403)) {
+  if (step === "register" && (status === 401 || status === 403)) {
     return new RegistryUnavailable(
       `the registry refuses to register the reply schema under subject ${subject} (HTTP ${status}): give the bridge's credentials that right, or register ${file} and set publish.auto_register: false`,
       "refused",

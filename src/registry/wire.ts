@@ -60,6 +60,8 @@ export interface ReplyEncoder {
    * again later) or {@link UnencodableReply} (never: a subject without the schema, an incompatible one).
    */
   encode(topic: string, envelope: Record<string, unknown>, encoding: ReplyEncoding): Promise<Uint8Array>;
+  /** Resolves once replies of `topic` can be encoded (the schema under its subject); rejects as `encode` does. */
+  prepare(topic: string, encoding: ReplyEncoding): Promise<void>;
 }
 
 /** A reply cannot be written with its registered schema, however often it is tried. */
@@ -72,9 +74,10 @@ export class RegistryUnavailable extends Error {
   override name = "RegistryUnavailable";
   /**
    * `refused`: it refuses the credentials; `misconfigured`: the URL serves no Confluent-compatible
-   * API (a 404 that is no "schema not found"). Either stops the start; later, records wait.
+   * API (a 404 that is no "schema not found"); `untrusted`: its TLS certificate is signed by no CA
+   * the bridge trusts. Each stops the start; later, records wait.
    */
-  constructor(message: string, readonly why?: "refused" | "misconfigured") {
+  constructor(message: string, readonly why?: "refused" | "misconfigured" | "untrusted") {
     super(message);
   }
 

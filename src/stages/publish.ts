@@ -220,6 +220,7 @@ export async function publishJob(
   job: Job,
   ctx: Sink,
   replies?: RegisteredReplies,
+  encoded?: EncodedReply,
 ): Promise<{ job: Job; outcome: Outcome }> {
   if (job.abandoned || job.ack.stale) {
     job.abandoned = true;
@@ -228,7 +229,7 @@ export async function publishJob(
   if (job.skipped) return { job, outcome: "skipped" };
   try {
     if (!job.failure) {
-      const reply = await writeReply(job, ctx, replies);
+      const reply = await writeReply(job, ctx, replies, encoded);
       if (reply) return { job, outcome: "replied" };
     }
     return { job, outcome: job.window ? await deadLetterWindow(job, ctx) : await deadLetter(job, ctx) };
@@ -267,11 +268,17 @@ async function deadLetterWindow(job: Job, ctx: Sink): Promise<"dead-lettered" | 
 }
 
 /** Writes the reply; false (with the job failed) when it cannot be built or the topic never takes it. */
-async function writeReply(job: Job, ctx: Sink, replies?: RegisteredReplies): Promise<boolean> {
+async function writeReply(
+  job: Job,
+  ctx: Sink,
+  replies?: RegisteredReplies,
+  encoded?: EncodedReply,
+): Promise<boolean> {
   let topic: string, record: OutRecord;
   try {
     topic = outputTopic(job.pipeline.publish.responses, job);
-    record = replyRecord(job, await registeredReply(job, topic, replies));
+    if (encoded && "error" in encoded) throw encoded.error;
+    record = replyRecord(job, encoded ? encoded.value : await registeredReply(job, topic, replies));
   } catch (error) {
     if (error instanceof Abandoned) throw error;
     if (error instanceof UnnamedTopic || error instanceof UnencodableReply) {
@@ -300,6 +307,35 @@ async function writeReply(job: Job, ctx: Sink, replies?: RegisteredReplies): Pro
 export interface RegisteredReplies {
   encoder: ReplyEncoder;
   waits: RegistryWaits;
+}
+
+/** A reply's value in the wire format, encoded before its publish slot was taken; or why it could not be. */
+export type EncodedReply = { value?: Uint8Array } | { error: unknown };
+
+/** Whether the job's pipeline writes its replies with a registered schema. */
+const writesRegistered = (job: Job) =>
+  job.pipeline.publish.format === "avro" || job.pipeline.publish.format === "json-schema";
+
+/** The job's reply encoded, when it has one to write; never rejects. */
+async function encodeReply(job: Job, replies: RegisteredReplies): Promise<EncodedReply> {
+  if (job.abandoned || job.ack.stale || job.skipped || job.failure) return {};
+  try {
+    return { value: await registeredReply(job, outputTopic(job.pipeline.publish.responses, job), replies) };
+  } catch (error) {
+    return { error };
+  }
+}
+
+/**
+ * `step` after the last step given for `key` has settled (at once without a key): the turns of one
+ * ordering key, in the order they were given. Never-rejecting steps only.
+ */
+function inTurn<T>(turns: Map<string, Promise<unknown>>, key: string | undefined, step: () => Promise<T>): Promise<T> {
+  if (key === undefined) return step();
+  const next = (turns.get(key) ?? Promise.resolve()).then(step);
+  turns.set(key, next);
+  void next.then(() => turns.get(key) === next && turns.delete(key));
+  return next;
 }
 
 /** The reply's value in the wire format, for a pipeline that writes replies with a registered schema. */
@@ -365,7 +401,8 @@ export function withValueCut(record: OutRecord, size: number): OutRecord {
 
 /**
  * The publish stage. Outcomes with the same ordering key are written one after another, so replies
- * keep the order of their source messages. A send that fails for a reason that may pass (broker
+ * keep the order of their source messages. A reply written with a registered schema is encoded
+ * before it takes one of the `ctx.concurrency` slots (see {@link RegisteredReplies}). A send that fails for a reason that may pass (broker
  * unreachable after the client's own retries) ends the stream with that error: nothing is marked
  * done that is not durable, and the process stops rather than skipping ahead.
  */
@@ -375,5 +412,15 @@ export function publish(
   replies?: RegisteredReplies,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
   const queue = new KeyedQueue(ctx.concurrency ?? 1_000);
-  return mapUnordered(jobs, (job) => queue.add(orderingKey(job), () => publishJob(job, ctx, replies)));
+  const turns = new Map<string, Promise<unknown>>();
+  return mapUnordered(jobs, (job) => {
+    const key = orderingKey(job);
+    if (!replies || !writesRegistered(job)) return queue.add(key, () => publishJob(job, ctx, replies));
+    // A registered reply is encoded before it takes a slot, so a registry outage holds none that other
+    // pipelines' outcomes need; one after another per ordering key, so replies keep their order.
+    return inTurn(turns, key, async () => {
+      const encoded = await encodeReply(job, replies);
+      return { published: queue.add(key, () => publishJob(job, ctx, replies, encoded)) };
+    }).then(({ published }) => published);
+  });
 }

@@ -34,7 +34,8 @@ export const REGISTRY_RETRY_MS = [1_000, 30_000] as const;
 
 /** Calls to one registry for one stage, waiting out its outages (see the module comment). */
 export class RegistryWaits {
-  #down = false;
+  /** Calls waiting for the registry now: an outage is logged as it begins and as the last of them ends. */
+  #waiting = 0;
 
   /** `what` waits: "records" or "replies", for the log lines. */
   constructor(
@@ -50,25 +51,32 @@ export class RegistryWaits {
   async call<T>(job: Pick<Job, "ack">, call: () => Promise<T>): Promise<T> {
     const sleep = this.options.sleep ?? abortableDelay;
     const ended = AbortSignal.any([job.ack.signal, ...(this.options.stopping ? [this.options.stopping] : [])]);
-    for (let pause: number = REGISTRY_RETRY_MS[0];; pause = Math.min(2 * pause, REGISTRY_RETRY_MS[1])) {
-      try {
-        const answer = await call();
-        if (this.#down) log.info("the schema registry at {url} answers again", { url: this.url });
-        this.#down = false;
-        return answer;
-      } catch (error) {
-        if (!(error instanceof RegistryUnavailable)) throw error;
-        if (!this.#down) {
-          log.warn("schema registry at {url}: {error}; {what} wait for it, none is dead-lettered", {
-            url: this.url,
-            error: error.message,
-            what: this.what,
-          });
+    let waiting = false, answered = false;
+    try {
+      for (let pause: number = REGISTRY_RETRY_MS[0];; pause = Math.min(2 * pause, REGISTRY_RETRY_MS[1])) {
+        // A job gone stale (or a stop) while it waited its turn asks no more.
+        if (ended.aborted) throw new Abandoned("the job went stale or the bridge stopped while the registry was down");
+        try {
+          const answer = await call();
+          answered = true;
+          return answer;
+        } catch (error) {
+          if (!(error instanceof RegistryUnavailable)) throw error;
+          if (!waiting && this.#waiting++ === 0) {
+            log.warn("schema registry at {url}: {error}; {what} wait for it, none is dead-lettered", {
+              url: this.url,
+              error: error.message,
+              what: this.what,
+            });
+          }
+          waiting = true;
         }
-        this.#down = true;
+        await sleep(pause, ended);
       }
-      if (!ended.aborted) await sleep(pause, ended);
-      if (ended.aborted) throw new Abandoned("the job went stale or the bridge stopped while the registry was down");
+    } finally {
+      if (waiting && --this.#waiting === 0 && answered) {
+        log.info("the schema registry at {url} answers again", { url: this.url });
+      }
     }
   }
 }

@@ -17,7 +17,6 @@ import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
 import { startDemoAgent } from "../../src/agent/demo_agent.ts";
 import type { FatalError } from "../../src/errors.ts";
 import { serializedDescriptor } from "../../src/registry/protobuf_text.ts";
-import { SchemaRegistry } from "../../src/registry/schema_registry.ts";
 import { makeTestCertificates } from "../support/certs.ts";
 import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
@@ -169,7 +168,7 @@ publish: ${publish}
 `;
 
 Deno.test(
-  "replies written with a registered schema (Avro under <topic>-value, JSON Schema under <topic>-io.agentstream.Reply) are read back by the serde library; without auto-registration, a subject that lacks the schema dead-letters with the reason",
+  "replies written with a registered schema (Avro under <topic>-value, JSON Schema under <topic>-io.agentstream.Reply) are read back by the serde library; without auto-registration, a subject that lacks the schema stops the start where it is known then, and dead-letters with the reason where it is not",
   integration,
   async () => {
     const url = await testRegistry();
@@ -185,8 +184,24 @@ Deno.test(
     const pipelines = [
       REPLYING(`${prefix}-avro`, [`${prefix}.avro`], "{ format: avro }"),
       REPLYING(`${prefix}-json`, [`${prefix}.json`], "{ format: json-schema, subject: topic-record }"),
-      REPLYING(`${prefix}-given`, [`${prefix}.pre`, `${prefix}.none`], "{ format: avro, auto_register: false }"),
+      // A glob: its subjects are not known at start, so the one without the schema is found at its reply.
+      REPLYING(`${prefix}-given`, [`${prefix}.pre`, `${prefix}.no*`], "{ format: avro, auto_register: false }"),
     ];
+    // Known at start (an exact topic), a subject without the schema stops the start instead.
+    await assert.rejects(
+      startTestBridge({
+        pipelines: pipelinesFrom([
+          REPLYING(`${prefix}-none`, [`${prefix}.none`], "{ format: avro, auto_register: false }"),
+        ]),
+        archestraUrl: "http://127.0.0.1:1",
+        schemaRegistry: { url },
+      }),
+      (error: FatalError) => {
+        assert.equal(error.exitCode, 2);
+        assert.match(error.message, /publish: subject .*\.none\.responses-value has no version of the reply schema/);
+        return true;
+      },
+    );
     const agent = startDemoAgent();
     const bridge = await startTestBridge({
       pipelines: pipelinesFrom(pipelines),
@@ -327,7 +342,7 @@ Deno.test(
 );
 
 Deno.test(
-  "a registry behind TLS is trusted with Kafka's CA (KAFKA_SSL_CA_FILE): its records are answered; without that CA it cannot be reached",
+  "a registry behind TLS is trusted with Kafka's CA (KAFKA_SSL_CA_FILE): its records are answered; without that CA the start stops (exit 2) naming the setting",
   integration,
   async () => {
     const url = await testRegistry();
@@ -359,7 +374,18 @@ Deno.test(
     try {
       const [reply] = await readRecords(kafka, [`${topic}.responses`], 1);
       assert.equal(JSON.parse(reply.value!.toString()).request.text, `${topic}: order T-1 paid`);
-      await assert.rejects(new SchemaRegistry({ url: secured }).check(), /cannot be reached.*certificate/i);
+      await assert.rejects(
+        startTestBridge({
+          pipelines: pipelinesFrom([PIPELINE(prefix)]),
+          archestraUrl: agent.url,
+          schemaRegistry: { url: secured },
+        }),
+        (error: FatalError) => {
+          assert.equal(error.exitCode, 2);
+          assert.match(error.message, /TLS certificate is not trusted[^]*SCHEMA_REGISTRY_SSL_CA_FILE/);
+          return true;
+        },
+      );
     } finally {
       await bridge.stop();
       await agent.close();

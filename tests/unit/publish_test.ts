@@ -278,6 +278,7 @@ function encoderFailing(...failures: Error[]) {
       const failure = failures.shift();
       return failure ? Promise.reject(failure) : Promise.resolve(new Uint8Array([0, 1, 2]));
     },
+    prepare: () => Promise.resolve(),
   };
 }
 
@@ -324,4 +325,26 @@ Deno.test("a registered reply that can never be encoded goes to the DLQ as perma
   assert.equal(sink.sent[0].topic, "orders.events.dlq");
   assert.equal(j.failure?.class, "permanent");
   assert.match(j.failure!.message, /reply not written: subject x-value has no version/);
+});
+
+Deno.test("registered replies waiting for the registry hold no publish slot: another pipeline's outcomes go on, and each key's replies keep their order", async () => {
+  const sent: string[] = [];
+  // One slot: a reply that waited for the registry inside it would hold up everything behind it.
+  const sink = { concurrency: 1, send: (topic: string) => (sent.push(topic), Promise.resolve()) };
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  const encoder = encoderFailing(new RegistryUnavailable("HTTP 503"));
+  const replies = { encoder, waits: new RegistryWaits(encoder.url, "replies", { sleep: () => released }) };
+  const first = registeredReply();
+  const second = { ...registeredReply(), ctx: { ...first.ctx, offset: "8", topic: "orders.events" } };
+  const plain = { ...replied(), ctx: { ...replied().ctx, topic: "other.events" } };
+  const outcomes = publish(from([first, second, plain]), sink, replies)[Symbol.asyncIterator]();
+  // Should the JSON reply wait behind them (the bug this shows), the registry comes back after 5 s and the test fails.
+  const guard = setTimeout(release, 5_000);
+  assert.equal((await outcomes.next()).value.job, plain, "the JSON pipeline's reply first");
+  clearTimeout(guard);
+  release();
+  const rest = [(await outcomes.next()).value.job.ctx.offset, (await outcomes.next()).value.job.ctx.offset];
+  assert.deepEqual(rest, ["7", "8"], "the registered replies of one key in their order");
+  assert.deepEqual(sent, ["other.events.responses", "orders.events.responses", "orders.events.responses"]);
 });
