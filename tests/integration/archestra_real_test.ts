@@ -2,7 +2,7 @@
  * Against the real Archestra backend (../shared/archestra-real: its own server and database, a fake
  * LLM behind it), on `/v1` and `/v2`: the old bridge's three events, a provider rate limit, a kill -9
  * with redelivery, one of two agents whose provider fails every call, a burst whose provider
- * rate-limits each request once, and a token it refuses. Every answer, error and refusal on the wire
+ * rate-limits each request once, a token it refuses, and an Avro record answered in Avro. Every answer, error and refusal on the wire
  * is Archestra's own. Skipped, with the reason in one line, where the fixture is not running.
  */
 import { a2aOf } from "../support/flavours.ts";
@@ -15,6 +15,10 @@ import { testBroker } from "../support/broker.ts";
 import { createTopics, keyedEvents, produce, readRecords, testKafka, topicSize, uniqueId } from "../support/kafka.ts";
 import { pipelineDir, startMain } from "../support/main_process.ts";
 import { until } from "../support/until.ts";
+import { Buffer } from "node:buffer";
+import { AvroDeserializer } from "@confluentinc/schemaregistry/dist/serde/avro.js";
+import { SerdeType } from "@confluentinc/schemaregistry/dist/serde/serde.js";
+import { avroWriter, serdeClient, testRegistry } from "../support/registry.ts";
 
 const archestra = await archestraReal();
 if ("skip" in archestra) console.log(`real Archestra suite skipped: ${archestra.skip}`);
@@ -304,3 +308,52 @@ for (const api of ["v1", "v2"] as const) {
     },
   );
 }
+
+Deno.test(
+  "real Archestra /v1 and /v2: an Avro record (written by the serde library) is answered, and its reply written in Avro is read back by the library",
+  integration,
+  async () => {
+    const url = await testRegistry();
+    const { kafka } = await testKafka();
+    const schema = {
+      type: "record",
+      name: "Ticket",
+      fields: [
+        { name: "id", type: "string" },
+        { name: "amount", type: { type: "bytes", logicalType: "decimal", precision: 8, scale: 2 } },
+      ],
+    };
+    const read = new AvroDeserializer(serdeClient(url), SerdeType.VALUE, {});
+    for (const api of ["v1", "v2"] as const) {
+      const topic = `real-avro-${api}-${uniqueId()}`;
+      await createTopics(kafka, [topic]);
+      const write = await avroWriter(url, topic, schema);
+      await produce(kafka, topic, [{
+        key: "T-1",
+        value: await write({ id: "T-1", amount: Buffer.from([0x30, 0x39]) }),
+      }]);
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([
+          `name: avro-${api}\nsource: { topics: [${topic}], format: avro }\n` +
+          `routes: [{ name: r, transform: { template: "ticket {id} for {amount}" }, invoke: { prompt_id: ${real.agents.customerSupport}, timeout: 60s } }]\n` +
+          "publish: { format: avro }\n",
+        ]),
+        archestraUrl: real.url,
+        archestraToken: real.token,
+        archestraA2a: a2aOf(api),
+        schemaRegistry: { url },
+      });
+      try {
+        const [record] = await readRecords(kafka, [`${topic}.responses`], 1);
+        // deno-lint-ignore no-explicit-any
+        const reply = await read.deserialize(`${topic}.responses`, record.value!) as any;
+        assert.equal(reply.request.text, "ticket T-1 for 123.45");
+        assert.equal(reply.reply.text, FAKE_REPLY);
+        assert.equal(reply.agent.url, `${real.url}/${api}/a2a/${real.agents.customerSupport}`);
+        assert.equal(JSON.parse(reply.reply.parts)[0].text, FAKE_REPLY);
+      } finally {
+        await bridge.stop();
+      }
+    }
+  },
+);
