@@ -68,6 +68,7 @@ import { decoder } from "./stages/decode.ts";
 import type { Stage } from "./stages/stage.ts";
 import { type RecordDecoder, RegistryUnavailable, type ReplyEncoder, UnencodableReply } from "./registry/wire.ts";
 import { RegistryWaits } from "./stages/registry_waits.ts";
+import type { RegistrySettings } from "./registry/client.ts";
 import { renderTemplate } from "./template.ts";
 import { fanOut } from "./stages/fan_out.ts";
 import { invoke } from "./stages/invoke.ts";
@@ -109,17 +110,7 @@ export interface BridgeOptions {
     >
     & Partial<Pick<Settings, "outputTopicPartitions" | "outputTopicReplicationFactor">>
     & Partial<Pick<Settings, "summaryIntervalMs">>
-    & Partial<
-      Pick<
-        Settings,
-        | "schemaRegistryUrl"
-        | "schemaRegistryUsername"
-        | "schemaRegistryPassword"
-        | "schemaRegistryToken"
-        | "schemaRegistryCaFile"
-        | "sslCaFile"
-      >
-    >;
+    & Partial<RegistrySettings>;
   archestraUrl: string;
   /** First pause before probing an agent whose circuit is open (default 1 s, doubling up to the max). */
   probeDelayMs?: number;

@@ -34,18 +34,19 @@ export interface RegistryOptions {
   ca?: string;
 }
 
+/** The settings a registry client is made from (Kafka's CA among them: see {@link registryOptions}). */
+export type RegistrySettings = Pick<
+  Settings,
+  | "schemaRegistryUrl"
+  | "schemaRegistryUsername"
+  | "schemaRegistryPassword"
+  | "schemaRegistryToken"
+  | "schemaRegistryCaFile"
+  | "sslCaFile"
+>;
+
 /** The registry settings as client options, its CA read (SCHEMA_REGISTRY_SSL_CA_FILE, else Kafka's KAFKA_SSL_CA_FILE). */
-export function registryOptions(
-  settings: Pick<
-    Settings,
-    | "schemaRegistryUrl"
-    | "schemaRegistryUsername"
-    | "schemaRegistryPassword"
-    | "schemaRegistryToken"
-    | "schemaRegistryCaFile"
-    | "sslCaFile"
-  >,
-): RegistryOptions {
+export function registryOptions(settings: RegistrySettings): RegistryOptions {
   return {
     url: settings.schemaRegistryUrl!,
     username: settings.schemaRegistryUsername,

@@ -86,6 +86,13 @@ async function writers(url: string, topics: { avro: string; protobuf: string; js
   };
 }
 
+/** `request`, as a proxy in front of the registry at `url` passes it on. */
+function forwardTo(url: string, request: Request): Promise<Response> {
+  const target = new URL(request.url);
+  const forwarded = `${new URL(url).origin}${target.pathname}${target.search}`;
+  return fetch(forwarded, { method: request.method, headers: request.headers, body: request.body });
+}
+
 const PIPELINE = (prefix: string) => `
 name: registered-${prefix}
 source: { topics: ["${prefix}.*"] }
@@ -296,10 +303,7 @@ Deno.test(
     let down = true;
     const proxy = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async (request) => {
       if (down) return Response.json({ error_code: 50301, message: "unavailable" }, { status: 503 });
-      const target = new URL(request.url);
-      const upstream = new URL(url);
-      const forwarded = `${upstream.origin}${target.pathname}${target.search}`;
-      return await fetch(forwarded, { method: request.method, headers: request.headers, body: request.body });
+      return await forwardTo(url, request);
     });
     const proxied = `http://127.0.0.1:${proxy.addr.port}${new URL(url).pathname}`;
     const prefix = `regdown-${uniqueId()}`;
@@ -350,11 +354,7 @@ Deno.test(
     const read = (file: string) => Deno.readTextFile(`${certs.dir}/${file}`);
     const tls = Deno.serve(
       { port: 0, hostname: "127.0.0.1", cert: await read("broker.crt"), key: await read("broker.key"), onListen() {} },
-      (request) => {
-        const target = new URL(request.url);
-        const forwarded = `${new URL(url).origin}${target.pathname}${target.search}`;
-        return fetch(forwarded, { method: request.method, headers: request.headers, body: request.body });
-      },
+      (request) => forwardTo(url, request),
     );
     const secured = `https://127.0.0.1:${tls.addr.port}${new URL(url).pathname}`;
     const prefix = `regtls-${uniqueId()}`;
