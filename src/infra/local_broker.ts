@@ -17,7 +17,15 @@
  * ```
  */
 import { FatalError } from "../errors.ts";
-import { exists, freePort, type LocalServerOptions, portIsFree, processAlive, run } from "./local_process.ts";
+import {
+  exists,
+  freePort,
+  type LocalServerOptions,
+  portIsFree,
+  processAlive,
+  readState,
+  run,
+} from "./local_process.ts";
 
 export const KAFKA_VERSION = "4.4.0";
 const LOG4J_VERSION = "2.25.5";
@@ -169,17 +177,11 @@ async function checkJava(): Promise<void> {
   if (major < 17) throw new FatalError(`Kafka ${KAFKA_VERSION} needs Java 17 or newer; 'java -version' says ${major}`);
 }
 
-async function readState(stateDir: string): Promise<BrokerState | undefined> {
-  try {
-    return JSON.parse(await Deno.readTextFile(`${stateDir}/broker.json`));
-  } catch {
-    return undefined;
-  }
-}
+const stateOf = (stateDir: string) => readState<BrokerState>(`${stateDir}/broker.json`);
 
 /** The broker recorded in `stateDir`, if it is running and answering. */
 export async function runningBroker(stateDir = defaultStateDir()): Promise<string | undefined> {
-  const state = await readState(stateDir);
+  const state = await stateOf(stateDir);
   if (state && processAlive(state.pid) && await isKafka(state.host, state.port)) return `${state.host}:${state.port}`;
   return undefined;
 }
@@ -271,7 +273,7 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
   await checkJava();
   const libs = await fetchKafka(log);
   await Deno.mkdir(`${stateDir}/data`, { recursive: true });
-  const previous = await readState(stateDir);
+  const previous = await stateOf(stateDir);
   const pick = (wanted: number | undefined) => wanted && portIsFree(wanted) ? wanted : freePort();
   const port = pick(previous?.port ?? preferred);
   const controllerPort = pick(previous?.controllerPort);
@@ -398,7 +400,7 @@ export async function throwawayBroker(log?: (line: string) => void, secure?: Sec
  * ran. The state file stays, so a later start takes the same ports (and clients find it again).
  */
 export async function stopLocalBroker(stateDir = defaultStateDir()): Promise<boolean> {
-  const state = await readState(stateDir);
+  const state = await stateOf(stateDir);
   if (!state || !processAlive(state.pid)) return false;
   Deno.kill(state.pid, "SIGTERM");
   const deadline = Date.now() + 30_000;

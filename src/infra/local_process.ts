@@ -40,6 +40,15 @@ export async function exists(path: string): Promise<boolean> {
 }
 
 /** A port free on 127.0.0.1 now. */
+/** The JSON state a local server's start wrote to `path`; undefined where there is none (or it is unreadable). */
+export async function readState<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return undefined;
+  }
+}
+
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;

@@ -28,7 +28,15 @@
  */
 import { FatalError } from "../errors.ts";
 import { cacheDir } from "./local_broker.ts";
-import { exists, freePort, type LocalServerOptions, portIsFree, processAlive, run } from "./local_process.ts";
+import {
+  exists,
+  freePort,
+  type LocalServerOptions,
+  portIsFree,
+  processAlive,
+  readState,
+  run,
+} from "./local_process.ts";
 
 export const REGISTRY_VERSION = "3.3.3";
 const ARTIFACT = `io.apicurio:apicurio-registry-app:${REGISTRY_VERSION}:tar.gz:all`;
@@ -189,17 +197,11 @@ export async function findJava(minimum = MINIMUM_JAVA): Promise<{ java: string; 
   );
 }
 
-async function readState(stateDir: string): Promise<RegistryState | undefined> {
-  try {
-    return JSON.parse(await Deno.readTextFile(`${stateDir}/registry.json`));
-  } catch {
-    return undefined;
-  }
-}
+const stateOf = (stateDir: string) => readState<RegistryState>(`${stateDir}/registry.json`);
 
 /** The URL of the registry recorded in `stateDir`, if it is running and answering. */
 export async function runningRegistry(stateDir = defaultRegistryStateDir()): Promise<string | undefined> {
-  const state = await readState(stateDir);
+  const state = await stateOf(stateDir);
   if (!state || !processAlive(state.pid)) return undefined;
   const url = ccompatUrl(state.host, state.port);
   return await isSchemaRegistry(url) ? url : undefined;
@@ -225,7 +227,7 @@ export async function ensureLocalRegistry(options: EnsureRegistryOptions = {}): 
   const { java, major } = await findJava();
   const app = await fetchRegistry(log);
   await Deno.mkdir(stateDir, { recursive: true });
-  const previous = await readState(stateDir);
+  const previous = await stateOf(stateDir);
   const wanted = previous?.port ?? preferred;
   const port = wanted && portIsFree(wanted) ? wanted : freePort();
   if (wanted && port !== wanted) log(`port ${wanted} is taken by something that is not a schema registry`);
@@ -313,7 +315,7 @@ export async function throwawayRegistry(log?: (line: string) => void): Promise<L
  * ran. The state file stays, so a later start takes the same port.
  */
 export async function stopLocalRegistry(stateDir = defaultRegistryStateDir()): Promise<boolean> {
-  const state = await readState(stateDir);
+  const state = await stateOf(stateDir);
   if (!state || !processAlive(state.pid)) return false;
   Deno.kill(state.pid, "SIGTERM");
   const deadline = Date.now() + 30_000;
