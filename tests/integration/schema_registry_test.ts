@@ -22,6 +22,7 @@ import { pipelinesFrom, startTestBridge } from "../support/bridge.ts";
 import { createTopics, produce, readAll, readRecords, testKafka, uniqueId } from "../support/kafka.ts";
 import { avroWriter, serdeClient, testRegistry } from "../support/registry.ts";
 import { until } from "../support/until.ts";
+import { AGENT_FLAVOURS } from "../support/flavours.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
@@ -251,6 +252,62 @@ Deno.test(
     }
   },
 );
+
+for (const { name, flavour, version } of AGENT_FLAVOURS) {
+  Deno.test(
+    `${name}: its reply written in Avro and in JSON Schema is read back by the serde library, text, parts and ids as the JSON envelope has them`,
+    integration,
+    async () => {
+      const url = await testRegistry();
+      const prefix = `regflav-${uniqueId()}`;
+      const { kafka } = await testKafka();
+      const topics = ["json", "avro", "schema"].map((kind) => `${prefix}.${kind}`);
+      await createTopics(kafka, topics);
+      // The same event to each: the agent gives the same answer in three encodings.
+      for (const topic of topics) await produce(kafka, topic, [{ key: "k", value: '{"order_id":"F-1"}' }]);
+      const agent = startDemoAgent({ flavour });
+      const bridge = await startTestBridge({
+        pipelines: pipelinesFrom([
+          REPLYING(`${prefix}-json`, [topics[0]], "{ format: envelope }"),
+          REPLYING(`${prefix}-avro`, [topics[1]], "{ format: avro }"),
+          REPLYING(`${prefix}-schema`, [topics[2]], "{ format: json-schema }"),
+        ]),
+        archestraUrl: agent.url,
+        archestraA2a: version,
+        schemaRegistry: { url },
+      });
+      try {
+        const replies = await readRecords(kafka, topics.map((topic) => `${topic}.responses`), 3);
+        const of = (topic: string) => replies.find((r) => r.headers["x-source-topic"] === topic)!;
+        const client = serdeClient(url);
+        const plain = JSON.parse(of(topics[0]).value!.toString());
+        // deno-lint-ignore no-explicit-any
+        const avro = await new AvroDeserializer(client, SerdeType.VALUE, {}).deserialize(
+          "",
+          of(topics[1]).value!,
+        ) as any;
+        // deno-lint-ignore no-explicit-any
+        const schema = await new JsonDeserializer(client, SerdeType.VALUE, { validate: true })
+          .deserialize("", of(topics[2]).value!) as any;
+        assert.ok(plain.reply.text, "the agent answered");
+        for (const reply of [avro.reply, schema.reply]) {
+          assert.equal(reply.text, plain.reply.text);
+          // Ids differ call to call; whether the flavour gives them does not.
+          assert.equal(reply.task_id === null, plain.reply.task_id === null);
+          assert.equal(reply.context_id === null, plain.reply.context_id === null);
+        }
+        assert.deepEqual(JSON.parse(avro.reply.parts), plain.reply.parts);
+        assert.deepEqual(schema.reply.parts, plain.reply.parts);
+        assert.deepEqual(avro.reply.data === null ? null : JSON.parse(avro.reply.data), plain.reply.data);
+        assert.equal(avro.status, plain.status);
+        assert.equal(avro.agent.url, plain.agent.url);
+      } finally {
+        await bridge.stop();
+        await agent.close();
+      }
+    },
+  );
+}
 
 Deno.test(
   "an unknown schema id and a truncated body go to the DLQ as permanent, with their original bytes and the schema id",
