@@ -281,14 +281,10 @@ for (const { name, flavour, version } of AGENT_FLAVOURS) {
         const of = (topic: string) => replies.find((r) => r.headers["x-source-topic"] === topic)!;
         const client = serdeClient(url);
         const plain = JSON.parse(of(topics[0]).value!.toString());
-        // deno-lint-ignore no-explicit-any
-        const avro = await new AvroDeserializer(client, SerdeType.VALUE, {}).deserialize(
-          "",
-          of(topics[1]).value!,
-        ) as any;
-        // deno-lint-ignore no-explicit-any
+        const avro = await new AvroDeserializer(client, SerdeType.VALUE, {})
+          .deserialize("", of(topics[1]).value!) as typeof plain;
         const schema = await new JsonDeserializer(client, SerdeType.VALUE, { validate: true })
-          .deserialize("", of(topics[2]).value!) as any;
+          .deserialize("", of(topics[2]).value!) as typeof plain;
         assert.ok(plain.reply.text, "the agent answered");
         for (const reply of [avro.reply, schema.reply]) {
           assert.equal(reply.text, plain.reply.text);
