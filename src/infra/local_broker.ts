@@ -25,6 +25,7 @@ import {
   processAlive,
   readState,
   run,
+  spawnDetached,
 } from "./local_process.ts";
 
 export const KAFKA_VERSION = "4.4.0";
@@ -326,27 +327,12 @@ export async function ensureLocalBroker(options: EnsureOptions = {}): Promise<Lo
   }
 
   log(`starting Kafka ${KAFKA_VERSION} on 127.0.0.1:${port} (log: ${stateDir}/broker.log)`);
-  const quoted = [...java, "kafka.Kafka", `${stateDir}/server.properties`].map((arg) => `'${arg}'`).join(" ");
-  const redirect = `>>'${stateDir}/broker.log' 2>&1`;
-  // Tethered: a watcher shell stops the broker once this process is gone (checked every second).
-  const script = options.tethered
-    ? `${quoted} ${redirect} & j=$!; trap 'kill $j; wait $j; exit' TERM INT; ` +
-      `while kill -0 ${Deno.pid} 2>/dev/null && kill -0 $j 2>/dev/null; do sleep 1; done; kill $j 2>/dev/null; wait $j`
-    : `exec ${quoted} ${redirect}`;
-  // setsid: the broker gets its own session, so Ctrl-C on the bridge does not stop it mid-commit.
-  const child = new Deno.Command("setsid", {
-    args: ["sh", "-c", script],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  child.unref();
-  let exited = false;
-  child.status.then(() => exited = true);
+  const command = [...java, "kafka.Kafka", `${stateDir}/server.properties`];
+  const child = spawnDetached(command, { logFile: `${stateDir}/broker.log`, tethered: options.tethered });
 
   const deadline = Date.now() + 120_000;
   while (!await isKafka("127.0.0.1", port, 1_000)) {
-    if (exited || Date.now() > deadline) {
+    if (child.exited() || Date.now() > deadline) {
       const tail = await Deno.readTextFile(`${stateDir}/broker.log`).catch(() => "");
       throw new FatalError([
         `Kafka did not start on 127.0.0.1:${port}; last lines of ${stateDir}/broker.log:`,

@@ -106,3 +106,32 @@ export async function run(
   if (!output.success) throw new FatalError(`${what} failed:\n${text.trim().split("\n").slice(-20).join("\n")}`);
   return text;
 }
+
+/**
+ * Starts `command` in a session of its own (setsid: Ctrl-C in the terminal that started it does not
+ * stop it), its output appended to `logFile`, and leaves it running. `tethered`: a watcher shell
+ * stops it once this process is gone (checked every second). `exited()` says whether it has ended.
+ */
+export function spawnDetached(
+  command: readonly string[],
+  options: { logFile: string; tethered?: boolean; cwd?: string; env?: Record<string, string> },
+): { pid: number; exited: () => boolean } {
+  const quoted = command.map((arg) => `'${arg}'`).join(" ");
+  const redirect = `>>'${options.logFile}' 2>&1`;
+  const script = options.tethered
+    ? `${quoted} ${redirect} & j=$!; trap 'kill $j; wait $j; exit' TERM INT; ` +
+      `while kill -0 ${Deno.pid} 2>/dev/null && kill -0 $j 2>/dev/null; do sleep 1; done; kill $j 2>/dev/null; wait $j`
+    : `exec ${quoted} ${redirect}`;
+  const child = new Deno.Command("setsid", {
+    args: ["sh", "-c", script],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.env ? { env: options.env } : {}),
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  child.unref();
+  let exited = false;
+  child.status.then(() => exited = true);
+  return { pid: child.pid, exited: () => exited };
+}

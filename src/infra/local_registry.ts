@@ -36,6 +36,7 @@ import {
   processAlive,
   readState,
   run,
+  spawnDetached,
 } from "./local_process.ts";
 
 export const REGISTRY_VERSION = "3.3.3";
@@ -235,16 +236,9 @@ export async function ensureLocalRegistry(options: EnsureRegistryOptions = {}): 
   const logFile = `${stateDir}/registry.log`;
   log(`starting Apicurio Registry ${REGISTRY_VERSION} on 127.0.0.1:${port} with Java ${major} (log: ${logFile})`);
   const command = [java, "-Xms128m", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-jar", `${app}/quarkus-run.jar`];
-  const quoted = command.map((arg) => `'${arg}'`).join(" ");
-  const redirect = `>>'${logFile}' 2>&1`;
-  // Tethered: a watcher shell stops the registry once this process is gone (checked every second).
-  const script = options.tethered
-    ? `${quoted} ${redirect} & j=$!; trap 'kill $j; wait $j; exit' TERM INT; ` +
-      `while kill -0 ${Deno.pid} 2>/dev/null && kill -0 $j 2>/dev/null; do sleep 1; done; kill $j 2>/dev/null; wait $j`
-    : `exec ${quoted} ${redirect}`;
-  // setsid: its own session, so Ctrl-C in the terminal that started it does not stop it.
-  const child = new Deno.Command("setsid", {
-    args: ["sh", "-c", script],
+  const child = spawnDetached(command, {
+    logFile,
+    tethered: options.tethered,
     cwd: stateDir,
     env: {
       QUARKUS_HTTP_HOST: "127.0.0.1",
@@ -254,13 +248,7 @@ export async function ensureLocalRegistry(options: EnsureRegistryOptions = {}): 
       QUARKUS_MANAGEMENT_HOST: "127.0.0.1",
       QUARKUS_MANAGEMENT_PORT: "0",
     },
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  child.unref();
-  let exited = false;
-  child.status.then(() => exited = true);
+  });
   const state: RegistryState = { pid: child.pid, host: "127.0.0.1", port, version: REGISTRY_VERSION, java };
   // Written before it answers, so that `registry:stop` finds one that is still starting.
   await Deno.writeTextFile(`${stateDir}/registry.json`, JSON.stringify(state, null, 2));
@@ -270,11 +258,13 @@ export async function ensureLocalRegistry(options: EnsureRegistryOptions = {}): 
   const deadline = started + (options.startTimeoutMs ?? 120_000);
   let nextNote = started + 15_000;
   while (!await isSchemaRegistry(url, 1_000)) {
-    if (exited || Date.now() > deadline) {
-      if (!exited) await stopLocalRegistry(stateDir);
+    if (child.exited() || Date.now() > deadline) {
+      if (!child.exited()) await stopLocalRegistry(stateDir);
       const tail = await Deno.readTextFile(logFile).catch(() => "");
       throw new FatalError([
-        `Apicurio Registry ${exited ? "exited before it answered" : "did not answer in time"} on 127.0.0.1:${port}; ` +
+        `Apicurio Registry ${
+          child.exited() ? "exited before it answered" : "did not answer in time"
+        } on 127.0.0.1:${port}; ` +
         `last lines of ${logFile}:`,
         ...tail.trim().split("\n").slice(-15),
       ]);
