@@ -66,7 +66,13 @@ import { startSummary } from "./ops/summary.ts";
 import { answers, startAnswerDeadlines } from "./stages/answers.ts";
 import { decoder } from "./stages/decode.ts";
 import type { Stage } from "./stages/stage.ts";
-import { type RecordDecoder, RegistryUnavailable, type ReplyEncoder, UnencodableReply } from "./registry/wire.ts";
+import {
+  isReplyFormat,
+  type RecordDecoder,
+  RegistryUnavailable,
+  type ReplyEncoder,
+  UnencodableReply,
+} from "./registry/wire.ts";
 import { RegistryWaits } from "./stages/registry_waits.ts";
 import type { RegistrySettings } from "./registry/client.ts";
 import { renderTemplate } from "./template.ts";
@@ -633,7 +639,7 @@ async function prepareReplySubjects(pipelines: readonly Pipeline[], registry: Re
   const problems: string[] = [];
   for (const pipeline of pipelines) {
     const { format, subject, autoRegister, responses } = pipeline.publish;
-    if (format !== "avro" && format !== "json-schema") continue;
+    if (!isReplyFormat(format)) continue;
     if (pipeline.topics.some((topic) => topic.includes("*"))) continue;
     for (const topic of pipeline.topics) {
       const named = renderTemplate(responses, (path) => path === "$topic" ? topic : undefined);

@@ -18,7 +18,7 @@ import { createKafka } from "./kafka/client.ts";
 import { setupLogging } from "./log.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { startOpsServer } from "./ops/server.ts";
-import { isRegistered } from "./registry/wire.ts";
+import { isRegistered, isReplyFormat } from "./registry/wire.ts";
 import { isGlob } from "./util/glob.ts";
 
 const log = getLogger(["agentstream", "main"]);
@@ -64,7 +64,7 @@ async function main(): Promise<number> {
     ...(!isRegistered(p.format)
       ? []
       : [`${p.file}:source.format: ${p.format} records need a schema registry: set SCHEMA_REGISTRY_URL`]),
-    ...(p.publish.format === "avro" || p.publish.format === "json-schema"
+    ...(isReplyFormat(p.publish.format)
       ? [`${p.file}:publish.format: ${p.publish.format} replies need a schema registry: set SCHEMA_REGISTRY_URL`]
       : []),
   ]);

@@ -37,6 +37,9 @@ export interface RecordDecoder {
 /** The formats a reply envelope can be written in with a registered schema (`publish.format`). */
 export type ReplyFormat = "avro" | "json-schema";
 
+/** Whether a pipeline's `publish.format` writes replies with a registered schema. */
+export const isReplyFormat = (format: string): format is ReplyFormat => format === "avro" || format === "json-schema";
+
 /**
  * Where a reply's schema is registered (Confluent's subject name strategies): `topic`:
  * `<responses topic>-value`; `record`: the schema's full name; `topic-record`: `<topic>-<full name>`.

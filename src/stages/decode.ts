@@ -28,6 +28,7 @@ import { type RecordDecoder, schemaIdOf, UndecodableRecord } from "../registry/w
 import type { abortableDelay } from "../util/abortable_delay.ts";
 import { RegistryWaits } from "./registry_waits.ts";
 import { mapUnordered } from "../util/concurrent.ts";
+import { Turns } from "../util/turns.ts";
 import { contain, perJob, type Stage } from "./stage.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -106,13 +107,10 @@ export function decoder(
   // One pipeline after another would let a registry outage stall every pipeline: each pipeline's
   // records keep their order (each decoded, and passed on, after the one before it), and wait for
   // the registry without holding up another pipeline's.
-  const tails = new Map<string, Promise<Job>>();
+  const turns = new Turns();
   return (jobs) =>
     mapUnordered(jobs, (job) => {
       if (!isLive(job) || job.answer) return Promise.resolve(job);
-      const previous = tails.get(job.pipeline.name) ?? Promise.resolve(job);
-      const decoded = previous.then(() => decodeOne(job));
-      tails.set(job.pipeline.name, decoded);
-      return decoded;
+      return turns.take(job.pipeline.name, () => decodeOne(job));
     });
 }

@@ -43,7 +43,8 @@ import { mapUnordered } from "../util/concurrent.ts";
 import { contain } from "./stage.ts";
 import { KeyedQueue } from "../util/keyed_queue.ts";
 import { jsonText } from "../util/json_text.ts";
-import { type ReplyEncoder, UnencodableReply } from "../registry/wire.ts";
+import { isReplyFormat, type ReplyEncoder, UnencodableReply } from "../registry/wire.ts";
+import { Turns } from "../util/turns.ts";
 import type { RegistryWaits } from "./registry_waits.ts";
 
 /** Values a too-large DLQ record is cut to, in turn, until the topic takes one. */
@@ -312,10 +313,6 @@ export interface RegisteredReplies {
 /** A reply's value in the wire format, encoded before its publish slot was taken; or why it could not be. */
 export type EncodedReply = { value?: Uint8Array } | { error: unknown };
 
-/** Whether the job's pipeline writes its replies with a registered schema. */
-const writesRegistered = (job: Job) =>
-  job.pipeline.publish.format === "avro" || job.pipeline.publish.format === "json-schema";
-
 /** The job's reply encoded, when it has one to write; never rejects. */
 async function encodeReply(job: Job, replies: RegisteredReplies): Promise<EncodedReply> {
   if (job.abandoned || job.ack.stale || job.skipped || job.failure) return {};
@@ -326,22 +323,10 @@ async function encodeReply(job: Job, replies: RegisteredReplies): Promise<Encode
   }
 }
 
-/**
- * `step` after the last step given for `key` has settled (at once without a key): the turns of one
- * ordering key, in the order they were given. Never-rejecting steps only.
- */
-function inTurn<T>(turns: Map<string, Promise<unknown>>, key: string | undefined, step: () => Promise<T>): Promise<T> {
-  if (key === undefined) return step();
-  const next = (turns.get(key) ?? Promise.resolve()).then(step);
-  turns.set(key, next);
-  void next.then(() => turns.get(key) === next && turns.delete(key));
-  return next;
-}
-
 /** The reply's value in the wire format, for a pipeline that writes replies with a registered schema. */
 async function registeredReply(job: Job, topic: string, replies?: RegisteredReplies): Promise<Uint8Array | undefined> {
   const { format, subject, autoRegister } = job.pipeline.publish;
-  if (format !== "avro" && format !== "json-schema") return undefined;
+  if (!isReplyFormat(format)) return undefined;
   // Checked at start (main.ts): a pipeline that writes registered replies needs SCHEMA_REGISTRY_URL.
   if (!replies) throw new UnencodableReply(`publish.format ${format} needs a schema registry: set SCHEMA_REGISTRY_URL`);
   const encoding = { format, subject, autoRegister };
@@ -412,13 +397,15 @@ export function publish(
   replies?: RegisteredReplies,
 ): AsyncIterable<{ job: Job; outcome: Outcome }> {
   const queue = new KeyedQueue(ctx.concurrency ?? 1_000);
-  const turns = new Map<string, Promise<unknown>>();
+  const turns = new Turns();
   return mapUnordered(jobs, (job) => {
     const key = orderingKey(job);
-    if (!replies || !writesRegistered(job)) return queue.add(key, () => publishJob(job, ctx, replies));
+    if (!replies || !isReplyFormat(job.pipeline.publish.format)) {
+      return queue.add(key, () => publishJob(job, ctx, replies));
+    }
     // A registered reply is encoded before it takes a slot, so a registry outage holds none that other
     // pipelines' outcomes need; one after another per ordering key, so replies keep their order.
-    return inTurn(turns, key, async () => {
+    return turns.take(key, async () => {
       const encoded = await encodeReply(job, replies);
       return { published: queue.add(key, () => publishJob(job, ctx, replies, encoded)) };
     }).then(({ published }) => published);
