@@ -637,7 +637,7 @@ function lagSource(admin: Admin, consumer: Source, metrics: Metrics) {
  */
 async function prepareReplySubjects(pipelines: readonly Pipeline[], registry: ReplyEncoder): Promise<void> {
   const problems: string[] = [];
-  for (const pipeline of pipelines) {
+  subjects: for (const pipeline of pipelines) {
     const { format, subject, autoRegister, responses } = pipeline.publish;
     if (!isReplyFormat(format)) continue;
     if (pipeline.topics.some((topic) => topic.includes("*"))) continue;
@@ -647,13 +647,16 @@ async function prepareReplySubjects(pipelines: readonly Pipeline[], registry: Re
       try {
         await registry.prepare(named.text, { format, subject, autoRegister });
       } catch (error) {
-        const never = error instanceof UnencodableReply || (error instanceof RegistryUnavailable && error.why);
-        if (never) problems.push(`${pipeline.file}:publish: ${errorMessage(error)}`);
-        else {log.warn("the reply schema for {topic}: {error}; its replies wait for the registry", {
+        if (error instanceof UnencodableReply || (error instanceof RegistryUnavailable && error.why)) {
+          problems.push(`${pipeline.file}:publish: ${errorMessage(error)}`);
+        } else {
+          log.warn("the reply schema for {topic}: {error}; its replies wait for the registry", {
             topic: named.text,
             error: errorMessage(error),
-          });}
-        if (!never) return;
+          });
+          // It does not answer: every other subject would wait as long.
+          break subjects;
+        }
       }
       // One subject for every topic.
       if (subject === "record") break;
