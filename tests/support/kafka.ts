@@ -4,6 +4,7 @@ import { type IHeaders, type Kafka, Partitioners } from "kafkajs";
 import { loadSettings } from "../../src/config/settings.ts";
 import { createKafka } from "../../src/kafka/client.ts";
 import { testBroker } from "./broker.ts";
+import { until } from "./until.ts";
 
 /** A short random id, to keep every test's topics and groups its own. */
 export function uniqueId(): string {
@@ -29,8 +30,21 @@ export async function createTopics(
     const configEntries = Object.entries(configs).map(([name, value]) => ({ name, value }));
     await admin.createTopics({
       topics: topics.map((topic) => ({ topic, numPartitions: partitions, configEntries })),
-      waitForLeaders: true,
+      waitForLeaders: false,
     });
+    // kafkajs' own waitForLeaders gives up on "This server does not host this topic-partition", which a
+    // broker that has just restarted answers for a new topic until its metadata catches up.
+    await until(async () => {
+      try {
+        const metadata = await admin.fetchTopicMetadata({ topics });
+        return metadata.topics.every((topic) =>
+          topic.partitions.length === partitions && topic.partitions.every((partition) => partition.leader >= 0)
+        );
+      } catch (error) {
+        if ((error as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION") return false;
+        throw error;
+      }
+    }, `leaders for ${topics.join(", ")}`);
   } finally {
     await admin.disconnect();
   }
